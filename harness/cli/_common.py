@@ -1,0 +1,85 @@
+"""Options and output helpers shared by the sub-commands.
+
+Conventions: machine output (``--json``) goes to stdout, progress and human messages to stderr; Rich
+styling only when stderr is a terminal and neither ``CI`` nor ``NO_COLOR`` is set. Exit codes: 0 success,
+1 a check failed (validation problems, a supported regression), 2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from harness.errors import HarnessError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+
+
+def plain_output() -> bool:
+    """True when progress should be plain lines: not a terminal, ``CI=true`` or ``NO_COLOR`` set."""
+    return (
+        not sys.stderr.isatty()
+        or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+        or "NO_COLOR" in os.environ
+        or os.environ.get("TERM") == "dumb"
+    )
+
+
+def err_console() -> Console:
+    """Console on stderr for progress and messages."""
+    plain = plain_output()
+    return Console(stderr=True, no_color=plain, force_terminal=False if plain else None, soft_wrap=True,
+                   highlight=False)
+
+
+def out_console() -> Console:
+    """Console on stdout for tables meant to be read by people."""
+    plain = not sys.stdout.isatty() or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    return Console(no_color=plain, soft_wrap=True, highlight=False, width=200 if plain else None)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout."""
+    click.echo(json.dumps(data, indent=2, default=_json_default, allow_nan=False))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def db_option(f: F) -> F:
+    """``--db PATH``: the store file (default ``results/harness.db``)."""
+    return click.option(
+        "--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=Path("results/harness.db"),
+        show_default=True, envvar="HARNESS_DB", help="SQLite store file.",
+    )(f)
+
+
+def handle_errors(f: F) -> F:
+    """Turn a :class:`HarnessError` into a one-line message on stderr and exit code 2."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except HarnessError as exc:
+            err_console().print(f"[bold red]error:[/] {exc}", markup=True)
+            raise SystemExit(EXIT_USAGE) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,53 @@
+"""``harness challenges validate|list``: check a suite before spending money on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from harness.challenges import validate
+from harness.cli._common import EXIT_CHECK_FAILED, err_console, out_console, print_json
+
+
+@click.group()
+def challenges() -> None:
+    """Validate and list challenge suites."""
+
+
+@challenges.command("validate")
+@click.argument("path", type=click.Path(path_type=Path), default=Path("challenges/starter"))
+@click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
+def validate_cmd(path: Path, as_json: bool) -> None:
+    """Report every problem in PATH (a suite folder or file) with file, field and reason; exit 1 if any."""
+    found, problems = validate(path)
+    if as_json:
+        print_json({"challenges": len(found),
+                    "problems": [{"file": p.file, "field": p.field, "reason": p.reason} for p in problems]})
+    else:
+        console = err_console()
+        for p in problems:
+            console.print(f"[red]✗[/] {p.file}: [bold]{p.field}[/]: {p.reason}", markup=True)
+        status = "[green]ok[/]" if not problems else f"[red]{len(problems)} problem(s)[/]"
+        console.print(f"{len(found)} valid challenge(s) in {path}; {status}", markup=True)
+    if problems:
+        raise SystemExit(EXIT_CHECK_FAILED)
+
+
+@challenges.command("list")
+@click.argument("path", type=click.Path(path_type=Path), default=Path("challenges/starter"))
+@click.option("--json", "as_json", is_flag=True, help="Print the challenges as JSON.")
+def list_cmd(path: Path, as_json: bool) -> None:
+    """List the challenges of a suite with kind, category and variants."""
+    found, problems = validate(path)
+    if as_json:
+        print_json([c.frozen() for c in found])
+    else:
+        table = Table("id", "kind", "category", "variants", "refs", "title")
+        for c in found:
+            table.add_row(c.id, c.kind.value, c.category, ", ".join(c.prompts), str(len(c.references)), c.title)
+        out_console().print(table)
+    if problems:
+        err_console().print(f"{len(problems)} problem(s); run `harness challenges validate {path}`")
+        raise SystemExit(EXIT_CHECK_FAILED)

@@ -1,0 +1,162 @@
+"""``harness run``: challenges x targets x samples, recorded in the store; ``--resume`` finishes a run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from harness.challenges import load as load_challenges
+from harness.cli._common import db_option, err_console, handle_errors, plain_output, print_json
+from harness.cli.tables import print_stats_table
+from harness.errors import ConfigError
+from harness.records import AttemptRecord
+from harness.runner import RunObserver, RunOptions, RunResult, resume_run, start_run
+from harness.stats import provider_table
+from harness.store import Store
+from harness.store import runs as run_store
+from harness.targets import Credential, Target, load_targets, resolve_keys, select
+
+
+class ProgressObserver(RunObserver):
+    """Rich progress bar with ETA, successes and failures on stderr; plain lines when not a terminal."""
+
+    def __init__(self) -> None:
+        self.console = err_console()
+        self.plain = plain_output()
+        self.ok = 0
+        self.failed = 0
+        self.retried = 0
+        self.done = 0
+        self.total = 0
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._last_line = 0.0
+
+    def on_start(self, run_id: str, total: int, already_done: int) -> None:
+        self.total, self.done = total, already_done
+        self.console.print(f"run {run_id}: {total} request(s), {already_done} already done")
+        if self.plain:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[ok]} ok[/] [red]{task.fields[failed]} failed[/]"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("generating", total=total, completed=already_done, ok=0, failed=0)
+
+    def on_attempt(self, record: AttemptRecord) -> None:
+        if not record.final:
+            self.retried += 1
+            return
+        self.done += 1
+        if record.ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, ok=self.ok, failed=self.failed)
+        elif time.monotonic() - self._last_line > 5 or self.done == self.total:
+            self._last_line = time.monotonic()
+            self.console.print(f"  {self.done}/{self.total} done, {self.ok} ok, {self.failed} failed")
+
+    def on_finish(self, run_id: str, status: str) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        retried = f", {self.retried} retried attempt(s)" if self.retried else ""
+        self.console.print(f"run {run_id} {status}: {self.ok} ok, {self.failed} failed{retried}")
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("use the form i/N, e.g. 0/4", param_hint="--shard") from None
+    if not 0 <= index < count:
+        raise click.BadParameter(f"shard index must be in 0..{count - 1}", param_hint="--shard")
+    return index, count
+
+
+def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Credential]:
+    return resolve_keys(targets, sandbox=sandbox)
+
+
+@click.command()
+@click.option("--challenges", "challenges_path", type=click.Path(path_type=Path), default=Path("challenges/starter"),
+              show_default=True, help="Challenge suite folder or file.")
+@click.option("--targets", "targets_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML file adding or overriding targets.")
+@click.option("--target", "target_patterns", multiple=True, help="Target name or glob (repeatable); default all.")
+@click.option("--samples", type=click.IntRange(1), default=1, show_default=True, help="Requests per challenge variant.")
+@click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True,
+              help="Requests in flight per target (capped by the target's published limit).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0.001), default=300.0, show_default=True,
+              help="Total seconds per attempt (also the read timeout).")
+@click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
+              help="Retries of retryable failures, honouring Retry-After; every attempt is recorded.")
+@click.option("--stream/--no-stream", default=None, help="Use the protocol's streaming mode where it has one.")
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Pace every target at this many requests/min.")
+@click.option("--ignore-limits", is_flag=True, help="Ignore targets' published rpm and concurrency limits.")
+@click.option("--variant", "variants", multiple=True, help="Only these prompt variants (repeatable).")
+@click.option("--shard", help="Run only shard i of N (deterministic split of requests), e.g. 0/4.")
+@click.option("--sandbox", is_flag=True, help="Send every target to the embedded sandbox servers.")
+@click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Multiplies every simulated delay in the sandbox (0.01 = 100x faster).")
+@click.option("--sandbox-profile", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML overriding sandbox provider profiles (latency, faults, limits).")
+@click.option("--faults/--no-faults", default=True, show_default=True, help="Sandbox fault injection.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sandbox's random draws.")
+@click.option("--label", help="A label stored with the run (e.g. the template version).")
+@click.option("--resume", "resume_id", help="Finish the interrupted run RUN_ID (other options are ignored).")
+@click.option("--http2", is_flag=True, help="Use HTTP/2 where the server offers it (needs the h2 package).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run id and its provider table as JSON.")
+@db_option
+@handle_errors
+def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple[str, ...], samples: int,
+        concurrency: int, timeout_s: float, retries: int, stream: bool | None, rpm: float | None,
+        ignore_limits: bool, variants: tuple[str, ...], shard: str | None, sandbox: bool, time_scale: float,
+        sandbox_profile: Path | None, faults: bool, seed: int, label: str | None, resume_id: str | None,
+        http2: bool, as_json: bool, db: Path) -> None:
+    """Run challenges against targets and record every attempt in the store."""
+    observer = ProgressObserver()
+    result: RunResult
+    if resume_id:
+        result = resume_run(db, resume_id, credentials_for, observer)
+    else:
+        if http2:
+            import importlib.util
+
+            if importlib.util.find_spec("h2") is None:
+                raise ConfigError("--http2 needs the h2 package: pip install 'httpx[http2]'")
+        challenges = load_challenges(challenges_path)
+        targets = select(load_targets(targets_file), target_patterns)
+        credentials = resolve_keys(targets, sandbox=sandbox)
+        options = RunOptions(
+            samples=samples, concurrency=concurrency, timeout_s=timeout_s, retries=retries, stream=stream, rpm=rpm,
+            respect_limits=not ignore_limits, variants=variants, shard=_shard(shard), sandbox=sandbox,
+            time_scale=time_scale, sandbox_profile=str(sandbox_profile) if sandbox_profile else None,
+            sandbox_faults=faults, seed=seed, label=label, http2=http2,
+        )
+        result = start_run(db, challenges, targets, credentials, options, challenges_path=str(challenges_path),
+                           targets_file=str(targets_file) if targets_file else None, observer=observer)
+    with Store.open(db, readonly=True) as store:
+        rows = provider_table(run_store.attempts_frame(store, [result.run_id]))
+    if as_json:
+        print_json({"run_id": result.run_id, "status": result.status, "rows": rows})
+    else:
+        print_stats_table(rows, title=f"run {result.run_id} ({result.status})")
+        click.echo(result.run_id)

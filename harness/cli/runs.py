@@ -1,0 +1,32 @@
+"""``harness runs``: the runs in the store, oldest first."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from harness.cli._common import db_option, handle_errors, out_console, print_json
+from harness.store import Store
+from harness.store import runs as run_store
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON list.")
+@db_option
+@handle_errors
+def runs(as_json: bool, db: Path) -> None:
+    """List runs (id, status, requests done/planned, sandbox or real)."""
+    with Store.open(db, readonly=True) as store:
+        found = run_store.list_runs(store)
+    if as_json:
+        print_json([asdict(r) for r in found])
+        return
+    table = Table("id", "created (UTC)", "status", "requests", "attempts", "mode", "label")
+    for r in found:
+        mode = f"sandbox x{r.time_scale:g}" if r.sandbox else "live"
+        table.add_row(r.id, r.created_at, r.status, f"{r.requests_done}/{r.requests_planned}", str(r.attempts), mode,
+                      r.label or "")
+    out_console().print(table)

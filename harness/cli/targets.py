@@ -1,0 +1,61 @@
+"""``harness targets list|check``: known targets, and whether their keys are set (never shown)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from harness.cli._common import EXIT_CHECK_FAILED, handle_errors, out_console, print_json
+from harness.targets import load_targets, select
+
+
+@click.group()
+def targets() -> None:
+    """Targets: model@provider with protocol, endpoint, key variable, price and limits."""
+
+
+@targets.command("list")
+@click.option("--targets", "targets_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", "patterns", multiple=True, help="Name or glob (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def list_cmd(targets_file: Path | None, patterns: tuple[str, ...], as_json: bool) -> None:
+    """List catalog (and user-file) targets."""
+    chosen = select(load_targets(targets_file), patterns)
+    if as_json:
+        print_json([t.frozen() for t in chosen])
+        return
+    table = Table("name", "model", "provider", "protocol", "key variable", "price", "limits")
+    for t in chosen:
+        price = next((f"{label} {value:g}" for label, value in (
+            ("$/image", t.price_per_image_usd), ("$/Mtok out", t.price_output_per_mtok_usd),
+            ("$/MP", t.price_per_megapixel_usd), ("$/s", t.price_per_second_usd)) if value is not None), "—")
+        limits = ", ".join(x for x in (f"{t.rpm:g} rpm" if t.rpm else "",
+                                       f"{t.concurrency} concurrent" if t.concurrency else "") if x) or "—"
+        table.add_row(t.name, t.model_name, t.provider, t.protocol, " | ".join(t.api_key_env), price, limits)
+    out_console().print(table)
+
+
+@targets.command("check")
+@click.option("--targets", "targets_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", "patterns", multiple=True)
+@handle_errors
+def check_cmd(targets_file: Path | None, patterns: tuple[str, ...]) -> None:
+    """Say which targets have their API key set (masked); exit 1 when any is missing."""
+    chosen = select(load_targets(targets_file), patterns)
+    table = Table("target", "variable", "key")
+    missing = 0
+    for t in chosen:
+        var = next((v for v in t.api_key_env if os.environ.get(v)), None)
+        if var is None:
+            missing += 1
+            table.add_row(t.name, " or ".join(t.api_key_env), "[red]missing[/]")
+        else:
+            key = os.environ[var]
+            table.add_row(t.name, var, f"{key[:3]}…{key[-2:]}" if len(key) > 8 else "set")
+    out_console().print(table)
+    if missing:
+        raise SystemExit(EXIT_CHECK_FAILED)

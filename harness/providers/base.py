@@ -1,0 +1,204 @@
+"""What every protocol adapter receives, returns and raises.
+
+An adapter only translates between a :class:`GenerationRequest` and one provider's wire format. Timing,
+retries, pacing, image validation and persistence live once, in the runner. An adapter therefore:
+
+* builds HTTP requests and sends them through the :class:`~harness.timing.TimedHttp` it is given (never its
+  own client), labelling each call (``generate``, ``submit``, ``status``, ``result``, ``download``);
+* marks protocol-specific clock points on that client (``ttfb`` for a streaming protocol's first event,
+  ``queued``/``running``/``completed`` for queue APIs);
+* returns a :class:`GenerationResult` with the raw image bytes (downloaded when the provider gave URLs), or
+  raises :class:`ProviderError` with a kind from :class:`ErrorKind` and the provider's own code and message.
+
+Error taxonomy (every failure of an attempt is exactly one of these)::
+
+    ErrorKind
+    ├── rate_limited       429 / RESOURCE_EXHAUSTED that will clear with time (retryable)
+    ├── quota_exhausted    billing or quota used up (429 insufficient_quota, 402): retrying will not help
+    ├── auth               missing, invalid or unauthorised key (401, 403, Gemini 400 API_KEY_INVALID)
+    ├── invalid_request    the request itself is wrong (400/404/413/422 that are not safety)
+    ├── refused            the provider's safety system declined the prompt or the output
+    ├── no_image           a success status that carries no image (text-only answer)
+    ├── server_error       5xx, or a provider-side generation failure (retryable)
+    ├── timeout            no complete answer within the configured connect/read/total timeout
+    ├── connection         connection refused, reset or a body cut short
+    └── bad_output         an image was returned but is corrupt, not an image, or of the wrong size/count
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from harness.timing import TimedHttp
+
+
+class ErrorKind(enum.StrEnum):
+    """The class of a failed attempt; shared by all adapters, the runner and the statistics."""
+
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    AUTH = "auth"
+    INVALID_REQUEST = "invalid_request"
+    REFUSED = "refused"
+    NO_IMAGE = "no_image"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    BAD_OUTPUT = "bad_output"
+
+    @property
+    def retryable(self) -> bool:
+        """Whether waiting and sending the same request again can succeed."""
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset(
+    {ErrorKind.RATE_LIMITED, ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION}
+)
+
+
+class ChallengeKind(enum.StrEnum):
+    """What a challenge asks of a model."""
+
+    TEXT_TO_IMAGE = "text-to-image"
+    EDIT = "edit"
+    COMPOSE = "compose"
+    INPAINT = "inpaint"
+
+
+class ProviderError(Exception):
+    """A failed attempt, classified.
+
+    ``provider_code`` and ``message`` keep the provider's own words (e.g. ``moderation_blocked``,
+    ``RESOURCE_EXHAUSTED``) so nothing is lost by the classification. ``retry_after_s`` is the wait the
+    provider asked for (``Retry-After``, ``retry-after-ms``, Gemini ``RetryInfo``), in seconds.
+    ``billed`` says whether the provider charges for this failure (e.g. a safety block after generation).
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        http_status: int | None = None,
+        provider_code: str | None = None,
+        retry_after_s: float | None = None,
+        request_id: str | None = None,
+        billed: bool = False,
+        usage: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.http_status = http_status
+        self.provider_code = provider_code
+        self.retry_after_s = retry_after_s
+        self.request_id = request_id
+        self.billed = billed
+        self.usage = dict(usage or {})
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderError({self.kind.value!r}, {self.message!r}, http_status={self.http_status}, "
+            f"provider_code={self.provider_code!r})"
+        )
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """A reference image or mask sent with a request. ``mime`` is the real type of ``data``."""
+
+    name: str
+    data: bytes
+    mime: str
+    width: int
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One logical request: a resolved challenge prompt for one target.
+
+    ``size`` is a pixel size such as ``"1024x1024"`` or a resolution tier such as ``"1K"``; ``aspect_ratio``
+    is ``"W:H"``. Adapters map both onto the provider's own parameters. ``options`` are the target's extra
+    wire parameters (``quality``, ``output_format`` …) passed through unchanged.
+    """
+
+    model_id: str
+    prompt: str
+    kind: ChallengeKind = ChallengeKind.TEXT_TO_IMAGE
+    references: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+    aspect_ratio: str | None = None
+    size: str | None = None
+    seed: int | None = None
+    n: int = 1
+    stream: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """Image bytes as received (base64 decoded, or downloaded from the returned URL)."""
+
+    data: bytes
+    mime: str | None = None
+    source_url: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    """What a successful exchange produced, before the runner validates the images.
+
+    ``expected_size`` is the ``(width, height)`` the provider documents for the requested parameters, or
+    ``None`` when it cannot be known; the runner fails the attempt as ``bad_output`` on a mismatch.
+    ``usage`` holds provider token counts (``input_tokens``, ``output_tokens``, ``image_tokens`` …).
+    ``provider_cost_usd`` is a cost the provider itself reported (OpenRouter ``usage.cost``).
+    ``billable_units`` is fal's ``X-Fal-Billable-Units``. ``provider_timings`` keeps the provider's own
+    timings in seconds as it reported them (Replicate ``metrics``, fal ``metrics``/``timings``, timestamps).
+    """
+
+    images: list[OutputImage]
+    request_id: str | None = None
+    expected_size: tuple[int, int] | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    provider_cost_usd: float | None = None
+    billable_units: float | None = None
+    provider_timings: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+class Provider(abc.ABC):
+    """A wire protocol. Subclasses are registered by name in :mod:`harness.providers.registry`.
+
+    ``base_url`` and ``api_key`` come from the target; the key is only ever put in request headers and must
+    never appear in an exception message, log line or returned value.
+    """
+
+    protocol: ClassVar[str]
+    """Registry name, e.g. ``"openai-images"``."""
+
+    auth_headers_to_redact: ClassVar[tuple[str, ...]] = ("authorization",)
+    """Header names that carry credentials in this protocol (lower case)."""
+
+    def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.options: dict[str, Any] = dict(options or {})
+
+    @abc.abstractmethod
+    async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+        """Perform one logical request through ``http``; raise :class:`ProviderError` on failure."""
+
+    @classmethod
+    @abc.abstractmethod
+    def sandbox_base_url(cls, sandbox_root: str, options: Mapping[str, Any]) -> str:
+        """The base URL of this protocol's embedded sandbox server, given the sandbox's root URL
+        (``http://127.0.0.1:PORT``) and the target's options (fal's ``mode`` picks queue or sync host)."""

@@ -1,0 +1,103 @@
+"""Small helpers every adapter needs: retry hints, base64 and data URLs, safe JSON, message trimming."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from harness.providers.base import ErrorKind, OutputImage, ProviderError
+
+MAX_MESSAGE_CHARS = 500
+_RETRY_IN = re.compile(r"(?:try again|retry) in ~?([0-9]+(?:\.[0-9]+)?)\s*(ms|s)\b", re.IGNORECASE)
+
+
+def parse_retry_after(headers: Mapping[str, str], message: str | None = None, now: float | None = None) -> float | None:
+    """The wait in seconds a response asks for.
+
+    Order (as the OpenAI SDK reads them): ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date),
+    then a "try again in 12s" / "retry in 27.37s" hint inside the message.
+    """
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - (now if now is not None else time.time()))
+    if message:
+        match = _RETRY_IN.search(message)
+        if match:
+            value = float(match.group(1))
+            return value / 1000.0 if match.group(2).lower() == "ms" else value
+    return None
+
+
+def trim(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Keep provider messages short enough for tables and logs."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def json_or_none(content: bytes) -> Any:
+    """Parsed JSON, or ``None`` when the body is not JSON (an HTML error page from a proxy, say)."""
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def decode_b64_image(data: str, mime: str | None = None, *, what: str = "image") -> OutputImage:
+    """Decode standard base64 image data; corrupt data is a ``bad_output`` failure."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProviderError(ErrorKind.BAD_OUTPUT, f"{what} is not valid base64: {exc}") from exc
+    if not raw:
+        raise ProviderError(ErrorKind.BAD_OUTPUT, f"{what} is empty")
+    return OutputImage(data=raw, mime=mime)
+
+
+def decode_data_url(url: str, *, what: str = "image") -> OutputImage:
+    """Decode a ``data:image/png;base64,...`` URL."""
+    header, sep, payload = url.partition(",")
+    if not sep or not header.startswith("data:") or ";base64" not in header:
+        raise ProviderError(ErrorKind.BAD_OUTPUT, f"{what} is not a base64 data URL")
+    mime = header[5:].split(";")[0] or None
+    return decode_b64_image(payload, mime, what=what)
+
+
+def data_url(data: bytes, mime: str) -> str:
+    """Encode bytes as a base64 data URL (for providers that take references inline)."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def status_kind(status: int) -> ErrorKind:
+    """Default classification of an HTTP status when the body says nothing more specific."""
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 402:
+        return ErrorKind.QUOTA_EXHAUSTED
+    if status == 429:
+        return ErrorKind.RATE_LIMITED
+    if status == 408:
+        return ErrorKind.TIMEOUT
+    if status >= 500 or status == 409:
+        return ErrorKind.SERVER_ERROR
+    return ErrorKind.INVALID_REQUEST

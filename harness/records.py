@@ -1,0 +1,96 @@
+"""Typed records that cross module boundaries and are persisted: runs, attempts, outputs.
+
+Every persisted record carries the store's ``schema_version`` through its table; exports add a
+``schema_version`` field to each row. Times: ``*_at`` are wall-clock UTC (ISO 8601 strings or Unix seconds
+as named); every ``*_ms`` is a duration in milliseconds measured with ``perf_counter_ns``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.timing import AttemptClock
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One image of a successful attempt, stored as ``images/<sha256>.<ext>``."""
+
+    idx: int
+    sha256: str
+    ext: str
+    width: int
+    height: int
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """Identifies one logical request of a run; resume finishes exactly the keys without a final attempt."""
+
+    challenge_id: str
+    variant: str
+    target: str
+    sample: int
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One HTTP-level attempt of a logical request (retries produce several, the last has ``final``).
+
+    ``sched_ms``/``start_ms`` are relative to the run's start (open-loop schedule and actual start);
+    ``started_at`` is Unix seconds (UTC) for plotting over time. ``cost_usd`` is what this attempt costs
+    (0 for unbilled failures); ``cost_source`` says how it was computed (``per_image``, ``tokens``,
+    ``provider_reported``, ``billable_units``, ``predict_time``, ``none``).
+    """
+
+    run_id: str
+    key: RequestKey
+    model: str
+    provider: str
+    protocol: str
+    attempt: int
+    final: bool
+    ok: bool
+    started_at: float
+    sched_ms: float
+    start_ms: float
+    clock: AttemptClock
+    error_kind: str | None = None
+    http_status: int | None = None
+    provider_code: str | None = None
+    error_message: str | None = None
+    request_id: str | None = None
+    retry_wait_ms: float | None = None
+    retry_after_ms: float | None = None
+    n_images: int = 0
+    width: int | None = None
+    height: int | None = None
+    cost_usd: float = 0.0
+    cost_source: str = "none"
+    billed: bool = False
+    usage: dict[str, Any] = field(default_factory=dict)
+    provider_timings: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None
+    outputs: list[OutputRecord] = field(default_factory=list)
+    image_bytes: list[bytes] = field(default_factory=list, repr=False)
+    """Validated image bytes waiting to be written by the store writer (never persisted in the DB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run as listed by ``harness runs``."""
+
+    id: str
+    created_at: str
+    finished_at: str | None
+    status: str
+    harness_version: str
+    sandbox: bool
+    time_scale: float | None
+    label: str | None
+    config: dict[str, Any]
+    attempts: int = 0
+    requests_done: int = 0
+    requests_planned: int = 0

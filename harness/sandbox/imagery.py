@@ -1,0 +1,157 @@
+"""Deterministic synthetic images for the sandbox providers.
+
+The same (model, prompt, seed, size, references) always gives the same bytes; different simulated models
+look visibly different (each has its own palette and motif), so the arena and CLIP stages have something to
+tell apart. Edits and compositions derive from their reference images (resized to the output, tinted in the
+model's palette, with the prompt's motif over them); inpainting repaints only the masked region.
+
+Rendering is CPU work: servers call :func:`render_async`, which runs it in a worker thread and caches
+recent results, so the sandbox's event loop keeps its timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from threading import Lock
+
+from PIL import Image, ImageDraw, ImageOps
+
+PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "gemini-2.5": ((250, 204, 21), (234, 88, 12), (30, 64, 175), (15, 23, 42)),
+    "gemini-3.1": ((56, 189, 248), (14, 165, 233), (250, 250, 250), (3, 105, 161)),
+    "gemini-3-pro": ((168, 85, 247), (236, 72, 153), (253, 224, 71), (30, 27, 75)),
+    "gpt-image-1.5": ((16, 185, 129), (5, 150, 105), (236, 253, 245), (6, 78, 59)),
+    "gpt-image": ((244, 244, 245), (113, 113, 122), (24, 24, 27), (220, 38, 38)),
+    "flux": ((249, 115, 22), (251, 191, 36), (124, 45, 18), (255, 247, 237)),
+    "sd-3.5": ((132, 204, 22), (77, 124, 15), (190, 242, 100), (26, 46, 5)),
+    "stable-diffusion": ((132, 204, 22), (77, 124, 15), (190, 242, 100), (26, 46, 5)),
+    "nano-banana-pro": ((168, 85, 247), (236, 72, 153), (253, 224, 71), (30, 27, 75)),
+    "nano-banana-2": ((56, 189, 248), (14, 165, 233), (250, 250, 250), (3, 105, 161)),
+    "nano-banana": ((250, 204, 21), (234, 88, 12), (30, 64, 175), (15, 23, 42)),
+}
+MOTIFS = ("circles", "stripes", "grid", "rings", "diagonals", "blobs")
+CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Look:
+    """A simulated model's visual identity."""
+
+    palette: tuple[tuple[int, int, int], ...]
+    motif: str
+
+
+def look_for(model: str) -> Look:
+    """Palette and motif for a model id (known families by substring, anything else by hash)."""
+    digest = int(hashlib.sha256(model.encode()).hexdigest(), 16)
+    for key in sorted(PALETTES, key=len, reverse=True):
+        if key in model:
+            return Look(PALETTES[key], MOTIFS[list(PALETTES).index(key) % len(MOTIFS)])
+    rng = random.Random(digest)
+    palette = tuple((rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(4))
+    return Look(palette, MOTIFS[digest % len(MOTIFS)])
+
+
+def _background(look: Look, size: tuple[int, int], rng: random.Random) -> Image.Image:
+    w, h = size
+    top, bottom = look.palette[0], look.palette[3]
+    gradient = Image.linear_gradient("L").resize((w, h))
+    if rng.random() < 0.5:
+        gradient = gradient.transpose(Image.Transpose.ROTATE_90).resize((w, h))
+    return Image.composite(Image.new("RGB", size, bottom), Image.new("RGB", size, top), gradient)
+
+
+def _motif(draw: ImageDraw.ImageDraw, look: Look, size: tuple[int, int], rng: random.Random) -> None:
+    w, h = size
+    colors = look.palette
+    count = 6 + rng.randrange(10)
+    unit = max(4, min(w, h) // 12)
+    for i in range(count):
+        color = colors[(i + 1) % len(colors)]
+        x, y = rng.randrange(w), rng.randrange(h)
+        r = unit * (1 + rng.random() * 2)
+        if look.motif == "circles":
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=color)
+        elif look.motif == "stripes":
+            draw.rectangle((0, y, w, y + unit // 2), fill=color)
+        elif look.motif == "grid":
+            draw.rectangle((x, y, x + 2 * r, y + 2 * r), outline=color, width=max(2, unit // 6))
+        elif look.motif == "rings":
+            draw.ellipse((x - r, y - r, x + r, y + r), outline=color, width=max(2, unit // 4))
+        elif look.motif == "diagonals":
+            draw.line((x - r * 3, y - r * 3, x + r * 3, y + r * 3), fill=color, width=max(2, unit // 3))
+        else:
+            draw.polygon([(x + rng.uniform(-r, r), y + rng.uniform(-r, r)) for _ in range(5)], fill=color)
+
+
+def render(model: str, prompt: str, seed: int | None, size: tuple[int, int],
+           references: tuple[bytes, ...] = (), mask: bytes | None = None, fmt: str = "PNG") -> bytes:
+    """Render and encode one image (``fmt``: PNG, JPEG or WEBP)."""
+    digest = hashlib.sha256(f"{model}\x00{prompt}\x00{seed}".encode()).digest()
+    rng = random.Random(digest)
+    look = look_for(model)
+    if references:
+        with Image.open(io.BytesIO(references[0])) as ref:
+            base = ImageOps.fit(ref.convert("RGB"), size)
+        if len(references) > 1:
+            w, h = size
+            for i, extra in enumerate(references[1:4], start=1):
+                with Image.open(io.BytesIO(extra)) as im:
+                    inset = ImageOps.fit(im.convert("RGB"), (w // 3, h // 3))
+                base.paste(inset, ((i - 1) * w // 3, h - h // 3))
+        tint = Image.new("RGB", size, look.palette[1])
+        canvas = Image.blend(base, tint, 0.25)
+    else:
+        canvas = _background(look, size, rng)
+    overlay = canvas.copy()
+    _motif(ImageDraw.Draw(overlay), look, size, rng)
+    if mask is not None:
+        with Image.open(io.BytesIO(mask)) as m:
+            region = m.convert("L").resize(size)
+        result = Image.composite(overlay, canvas if not references else base, region)
+    else:
+        result = Image.blend(canvas, overlay, 0.85) if references else overlay
+    out = io.BytesIO()
+    if fmt.upper() in ("JPEG", "JPG"):
+        result.save(out, format="JPEG", quality=85)
+    elif fmt.upper() == "WEBP":
+        result.save(out, format="WEBP", quality=80)
+    else:
+        result.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+class ImageCache:
+    """A small thread-safe LRU of rendered images, keyed by everything that determines the bytes."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._items: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._size = size
+        self._lock = Lock()
+
+    def get_or_render(self, model: str, prompt: str, seed: int | None, size: tuple[int, int],
+                      references: tuple[bytes, ...] = (), mask: bytes | None = None, fmt: str = "PNG") -> bytes:
+        key = (model, prompt, seed, size, tuple(hash(r) for r in references),
+               hash(mask) if mask is not None else None, fmt.upper())
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        data = render(model, prompt, seed, size, references, mask, fmt)
+        with self._lock:
+            self._items[key] = data
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return data
+
+    async def render_async(self, model: str, prompt: str, seed: int | None, size: tuple[int, int],
+                           references: tuple[bytes, ...] = (), mask: bytes | None = None,
+                           fmt: str = "PNG") -> bytes:
+        """Render in a worker thread so the server's event loop is never blocked."""
+        return await asyncio.to_thread(self.get_or_render, model, prompt, seed, size, references, mask, fmt)

@@ -1,0 +1,194 @@
+"""The runtime shared by the simulated provider servers: what happens to each request, and when.
+
+A :class:`SimulatedProvider` draws, per request, its latency components from the provider's profile and
+whether (and which) fault it suffers, enforces the profile's rate limit per API key, and sleeps in scaled
+simulated time. Protocol servers (one module per provider) only turn those decisions into wire bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.sandbox.faults import Fault, forced_fault
+from harness.sandbox.imagery import ImageCache
+from harness.sandbox.profiles import ProviderProfile
+
+INVALID_KEY = "invalid"
+"""The one key every sandbox server rejects as wrong (any other non-empty key is accepted)."""
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Settings of one sandbox instance. ``time_scale`` multiplies every simulated delay."""
+
+    time_scale: float = 1.0
+    faults: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """What will happen to one request, in simulated seconds (scale is applied when sleeping).
+
+    ``latency_s``: until the result is ready (headers of a sync API); ``queue_s``/``run_s``: its split for
+    queue APIs; ``transfer_s``: body streaming after headers; ``first_event_s``: first streamed event.
+    """
+
+    request_id: str
+    latency_s: float
+    queue_s: float
+    run_s: float
+    transfer_s: float
+    first_event_s: float
+    fault: Fault | None
+
+
+class AbortConnection(Exception):
+    """Raised by a protocol app to drop the TCP connection (reset, or a body cut short)."""
+
+
+class TokenBucket:
+    """Requests-per-minute limiter in simulated time; ``try_take`` returns the wait (s) when empty."""
+
+    def __init__(self, rpm: float, time_scale: float) -> None:
+        self.rate = rpm / 60.0 / time_scale
+        self.capacity = max(1.0, rpm / 60.0 * 10)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def try_take(self) -> float | None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return None
+        return (1.0 - self.tokens) / self.rate
+
+
+@dataclass
+class SimulatedProvider:
+    """Per-provider state: deterministic random draws, rate limiters per key, rendered-image cache."""
+
+    name: str
+    profile: ProviderProfile
+    settings: SandboxSettings
+    images: ImageCache = field(default_factory=ImageCache)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _active: dict[str, int] = field(default_factory=dict)
+
+    def rng(self) -> random.Random:
+        return random.Random(f"{self.settings.seed}:{self.name}:{next(self._counter)}")
+
+    def new_id(self, prefix: str = "") -> str:
+        return prefix + secrets.token_hex(12)
+
+    def plan(self, model: str, headers: Mapping[str, str], prompt: str | None) -> RequestPlan:
+        """Draw latency and fault for a request to ``model``."""
+        rng = self.rng()
+        p = self.profile
+        speed = p.speed(model)
+        latency = p.latency.sample(rng) * speed
+        run = min(latency, p.run.sample(rng) * speed) if p.run is not None else latency
+        transfer = p.transfer.sample(rng) if p.transfer is not None else 0.0
+        fault = forced_fault(headers, prompt)
+        if fault is None and self.settings.faults:
+            draw = rng.random()
+            acc = 0.0
+            for candidate, rate in p.faults.items():
+                acc += rate
+                if draw < acc:
+                    fault = candidate
+                    break
+        return RequestPlan(
+            request_id=self.new_id(), latency_s=latency, queue_s=max(0.0, latency - run), run_s=run,
+            transfer_s=transfer, first_event_s=latency * p.first_event_fraction, fault=fault,
+        )
+
+    async def sleep(self, simulated_s: float) -> None:
+        """Sleep for ``simulated_s`` of simulated time."""
+        if simulated_s > 0:
+            await asyncio.sleep(simulated_s * self.settings.time_scale)
+
+    def scaled(self, simulated_s: float) -> float:
+        """Real seconds for a simulated duration."""
+        return simulated_s * self.settings.time_scale
+
+    def rate_limited(self, key: str) -> float | None:
+        """Simulated seconds to wait when ``key`` is over the profile's rpm, else ``None``."""
+        if self.profile.rpm is None:
+            return None
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.profile.rpm, self.settings.time_scale)
+        wait = bucket.try_take()
+        return None if wait is None else wait / self.settings.time_scale
+
+    def check_key(self, key: str | None) -> str:
+        """``"ok"``, ``"missing"`` or ``"invalid"`` for the key a request carried."""
+        if not key:
+            return "missing"
+        return "invalid" if key == INVALID_KEY else "ok"
+
+
+def _abort(send: Send) -> bool:
+    """Reset the connection under uvicorn's send callable (RST via SO_LINGER 0); False if not possible."""
+    owner = getattr(send, "__self__", None)
+    transport = getattr(owner, "transport", None)
+    if transport is None:
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    return True
+
+
+ABORT_KEY = "sandbox.abort"
+
+
+class ConnectionFaults:
+    """Outermost ASGI middleware: gives apps a way to drop the TCP connection for real.
+
+    It stores, in the scope under :data:`ABORT_KEY`, a function that resets the connection through the
+    server's own ``send`` (which only the outermost layer holds), and swallows the :class:`AbortConnection`
+    an app raises afterwards so the server logs no error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[ABORT_KEY] = lambda: _abort(send)
+        with contextlib.suppress(AbortConnection):
+            await self.app(scope, receive, send)
+
+
+async def abort_connection(scope: Scope) -> None:
+    """Reset the client's connection now (before or in the middle of a response), then unwind the app."""
+    abort = scope.get(ABORT_KEY)
+    if abort is None or not abort():
+        raise RuntimeError("connection faults need the ConnectionFaults middleware under uvicorn")
+    await asyncio.sleep(0)
+    raise AbortConnection()

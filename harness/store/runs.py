@@ -1,0 +1,311 @@
+"""Runs, their frozen challenges and targets, attempts and output images."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from typing import Any
+
+import pandas as pd
+
+from harness.records import AttemptRecord, RequestKey, RunInfo
+from harness.store.core import SCHEMA_VERSION, Store, StoreError
+from harness.timing import AttemptClock
+
+CLOCK_COLUMNS = tuple(f.name for f in fields(AttemptClock))
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        schema_version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        harness_version TEXT NOT NULL,
+        sandbox INTEGER NOT NULL,
+        time_scale REAL,
+        label TEXT,
+        planned INTEGER NOT NULL DEFAULT 0,
+        config_json TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS run_challenges (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        challenge_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        category TEXT NOT NULL,
+        title TEXT NOT NULL,
+        challenge_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, challenge_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS run_targets (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        target_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    )""",
+    """CREATE TABLE IF NOT EXISTS images (
+        sha256 TEXT PRIMARY KEY,
+        ext TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        nbytes INTEGER NOT NULL
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS attempts (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        challenge_id TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        target TEXT NOT NULL,
+        sample INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        final INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        error_kind TEXT,
+        http_status INTEGER,
+        provider_code TEXT,
+        error_message TEXT,
+        request_id TEXT,
+        started_at REAL NOT NULL,
+        sched_ms REAL NOT NULL,
+        start_ms REAL NOT NULL,
+        {", ".join(f"{c} {'INTEGER' if c in ('conn_reused', 'bytes_sent', 'bytes_received', 'http_calls') else 'REAL'}" for c in CLOCK_COLUMNS)},
+        retry_wait_ms REAL,
+        retry_after_ms REAL,
+        n_images INTEGER NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        cost_usd REAL NOT NULL,
+        cost_source TEXT NOT NULL,
+        billed INTEGER NOT NULL,
+        usage_json TEXT,
+        provider_timings_json TEXT,
+        finish_reason TEXT,
+        UNIQUE (run_id, challenge_id, variant, target, sample, attempt)
+    )""",
+    "CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id, target)",
+    """CREATE TABLE IF NOT EXISTS outputs (
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        idx INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        ext TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        PRIMARY KEY (attempt_id, idx)
+    )""",
+    "CREATE INDEX IF NOT EXISTS outputs_sha ON outputs(sha256)",
+]
+
+_ATTEMPT_COLUMNS = (
+    "run_id", "challenge_id", "variant", "target", "sample", "attempt", "final", "model", "provider",
+    "protocol", "ok", "error_kind", "http_status", "provider_code", "error_message", "request_id",
+    "started_at", "sched_ms", "start_ms", *CLOCK_COLUMNS, "retry_wait_ms", "retry_after_ms", "n_images",
+    "width", "height", "cost_usd", "cost_source", "billed", "usage_json", "provider_timings_json",
+    "finish_reason",
+)
+_INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})"
+)
+
+
+def create_run(
+    store: Store,
+    *,
+    run_id: str,
+    created_at: str,
+    harness_version: str,
+    sandbox: bool,
+    time_scale: float | None,
+    label: str | None,
+    planned: int,
+    config: dict[str, Any],
+    challenges: Sequence[dict[str, Any]],
+    targets: Sequence[dict[str, Any]],
+) -> None:
+    """Insert a run with its frozen challenges and targets (one transaction)."""
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO runs (id, schema_version, created_at, status, harness_version, sandbox, time_scale,"
+            " label, planned, config_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            (run_id, SCHEMA_VERSION, created_at, harness_version, int(sandbox), time_scale, label, planned,
+             json.dumps(config, sort_keys=True)),
+        )
+        conn.executemany(
+            "INSERT INTO run_challenges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, c["id"], c["version"], c["content_hash"], c["kind"], c["category"], c["title"],
+              json.dumps(c, sort_keys=True)) for c in challenges],
+        )
+        conn.executemany(
+            "INSERT INTO run_targets VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, t["name"], t["model"], t["provider"], t["protocol"], json.dumps(t, sort_keys=True))
+             for t in targets],
+        )
+
+
+def set_run_status(store: Store, run_id: str, status: str, finished_at: str | None = None) -> None:
+    with store.transaction() as conn:
+        conn.execute("UPDATE runs SET status=?, finished_at=COALESCE(?, finished_at) WHERE id=?",
+                     (status, finished_at, run_id))
+
+
+def record_images(store: Store, images: Iterable[tuple[str, str, int, int, int]]) -> None:
+    """Register image metadata rows ``(sha256, ext, width, height, nbytes)``; duplicates are ignored."""
+    with store.transaction() as conn:
+        conn.executemany("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?, ?)", list(images))
+
+
+def _attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
+    clock = a.clock
+    return (
+        a.run_id, a.key.challenge_id, a.key.variant, a.key.target, a.key.sample, a.attempt, int(a.final),
+        a.model, a.provider, a.protocol, int(a.ok), a.error_kind, a.http_status, a.provider_code,
+        a.error_message, a.request_id, a.started_at, a.sched_ms, a.start_ms,
+        *(getattr(clock, c) for c in CLOCK_COLUMNS),
+        a.retry_wait_ms, a.retry_after_ms, a.n_images, a.width, a.height, a.cost_usd, a.cost_source,
+        int(a.billed), json.dumps(a.usage) if a.usage else None,
+        json.dumps(a.provider_timings) if a.provider_timings else None, a.finish_reason,
+    )
+
+
+def insert_attempts(store: Store, attempts: Sequence[AttemptRecord]) -> None:
+    """Persist attempts with their outputs in one transaction. Image files must already be written."""
+    with store.transaction() as conn:
+        for a in attempts:
+            cur = conn.execute(_INSERT_ATTEMPT, _attempt_row(a))
+            if a.outputs:
+                attempt_id = cur.lastrowid
+                conn.executemany(
+                    "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?)",
+                    [(attempt_id, o.idx, o.sha256, o.ext, o.width, o.height) for o in a.outputs],
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?, ?)",
+                    [(o.sha256, o.ext, o.width, o.height, o.nbytes) for o in a.outputs],
+                )
+
+
+def request_progress(store: Store, run_id: str) -> tuple[set[RequestKey], dict[RequestKey, int]]:
+    """Requests already finished (a final attempt exists) and, for unfinished ones, their last attempt number."""
+    done: set[RequestKey] = set()
+    last: dict[RequestKey, int] = {}
+    for row in store.conn.execute(
+        "SELECT challenge_id, variant, target, sample, MAX(attempt), MAX(final) FROM attempts WHERE run_id=?"
+        " GROUP BY challenge_id, variant, target, sample",
+        (run_id,),
+    ):
+        key = RequestKey(row[0], row[1], row[2], row[3])
+        if row[5]:
+            done.add(key)
+        else:
+            last[key] = row[4]
+    return done, last
+
+
+def _run_info(row: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
+    attempts, done = counts.get(row["id"], (0, 0))
+    return RunInfo(
+        id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"], status=row["status"],
+        harness_version=row["harness_version"], sandbox=bool(row["sandbox"]), time_scale=row["time_scale"],
+        label=row["label"], config=json.loads(row["config_json"]), attempts=attempts, requests_done=done,
+        requests_planned=row["planned"],
+    )
+
+
+def _counts(store: Store, run_id: str | None = None) -> dict[str, tuple[int, int]]:
+    where, args = ("WHERE run_id=?", (run_id,)) if run_id else ("", ())
+    return {
+        r[0]: (r[1], r[2])
+        for r in store.conn.execute(
+            f"SELECT run_id, COUNT(*), SUM(final) FROM attempts {where} GROUP BY run_id", args
+        )
+    }
+
+
+def list_runs(store: Store) -> list[RunInfo]:
+    """All runs, oldest first."""
+    counts = _counts(store)
+    rows = store.conn.execute("SELECT * FROM runs ORDER BY created_at, id").fetchall()
+    return [_run_info(r, counts) for r in rows]
+
+
+def get_run(store: Store, run_id: str) -> RunInfo:
+    """The run ``run_id``; ``latest`` names the newest. A clear error with suggestions when unknown."""
+    if run_id == "latest":
+        row = store.conn.execute("SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT 1").fetchone()
+        if row is None:
+            raise StoreError(f"store {store.path} has no runs yet")
+    else:
+        row = store.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+    if row is None:
+        ids = [r[0] for r in store.conn.execute("SELECT id FROM runs")]
+        close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else " List runs with `harness runs`."
+        raise StoreError(f"no run {run_id!r} in {store.path}.{hint}")
+    return _run_info(row, _counts(store, row["id"]))
+
+
+def run_challenges(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The run's frozen challenges (resolved prompts, reference hashes), in stored order."""
+    rows = store.conn.execute(
+        "SELECT challenge_json FROM run_challenges WHERE run_id=? ORDER BY rowid", (run_id,)
+    ).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def run_targets(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The run's frozen targets (no keys are ever stored)."""
+    rows = store.conn.execute(
+        "SELECT target_json FROM run_targets WHERE run_id=? ORDER BY rowid", (run_id,)
+    ).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+ATTEMPT_FRAME_COLUMNS = (
+    "id", "run_id", "challenge_id", "variant", "target", "sample", "attempt", "final", "model", "provider",
+    "protocol", "ok", "error_kind", "http_status", "provider_code", "error_message", "request_id",
+    "started_at", "sched_ms", "start_ms", *CLOCK_COLUMNS, "retry_wait_ms", "retry_after_ms", "n_images",
+    "width", "height", "cost_usd", "cost_source", "billed", "finish_reason",
+)
+
+
+def attempts_frame(
+    store: Store, run_ids: Sequence[str], columns: Sequence[str] | None = None, *, with_challenge: bool = True
+) -> pd.DataFrame:
+    """Attempts of ``run_ids`` as a DataFrame; adds the challenge's ``kind`` and ``category`` by default."""
+    cols = list(columns or ATTEMPT_FRAME_COLUMNS)
+    unknown = [c for c in cols if c not in ATTEMPT_FRAME_COLUMNS and c not in ("usage_json", "provider_timings_json")]
+    if unknown:
+        raise ValueError(f"unknown attempt columns: {unknown}")
+    select = ", ".join(f"a.{c}" for c in cols)
+    join = ""
+    if with_challenge:
+        select += ", c.kind AS kind, c.category AS category"
+        join = " LEFT JOIN run_challenges c ON c.run_id=a.run_id AND c.challenge_id=a.challenge_id"
+    marks = ", ".join("?" * len(run_ids))
+    sql = f"SELECT {select} FROM attempts a{join} WHERE a.run_id IN ({marks}) ORDER BY a.id"
+    cur = store.conn.execute(sql, tuple(run_ids))
+    names = [d[0] for d in cur.description]
+    return pd.DataFrame.from_records(cur.fetchall(), columns=names)
+
+
+def outputs_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Every output image of successful final attempts of ``run_ids``, with its request key and target."""
+    marks = ", ".join("?" * len(run_ids))
+    cur = store.conn.execute(
+        "SELECT a.id AS attempt_id, a.run_id, a.challenge_id, a.variant, a.target, a.model, a.provider,"
+        " a.sample, o.idx, o.sha256, o.ext, o.width, o.height"
+        f" FROM outputs o JOIN attempts a ON a.id=o.attempt_id WHERE a.run_id IN ({marks}) AND a.ok=1"
+        " ORDER BY a.id, o.idx",
+        tuple(run_ids),
+    )
+    names = [d[0] for d in cur.description]
+    return pd.DataFrame.from_records(cur.fetchall(), columns=names)

@@ -1,0 +1,204 @@
+"""Targets: a model served by a provider (``model@provider``), with protocol, endpoint, key, price and limits.
+
+The built-in catalog (``harness/catalog.yaml``) lists known targets; a user file adds targets or overrides
+fields of catalog ones (matched by ``name``)::
+
+    targets:
+      - name: my-gateway            # unique
+        model: gpt-image-1          # id sent to the provider
+        model_name: gpt-image-1     # canonical model the leaderboard groups by (default: model)
+        provider: mygateway
+        protocol: openai-images     # gemini | openai-images | openrouter | fal | replicate
+        base_url: http://127.0.0.1:8080/v1
+        api_key_env: MY_GATEWAY_KEY # or a list, first one set wins
+        price_per_image_usd: 0.04
+
+Everything a run needs is checked before the first request: unknown names (with suggestions), unknown
+protocols, and missing API keys (naming the target and the variables tried).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+
+SANDBOX_KEY = "sandbox-key"
+"""The key sent to the embedded sandbox servers (they accept any non-empty key but ``invalid``)."""
+
+
+class Target(BaseModel):
+    """One benchmark target. Prices are USD; ``*_per_mtok_usd`` are USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    model: str = Field(description="id sent to the provider")
+    model_name: str = Field(default="", description="canonical model name for leaderboards")
+    provider: str
+    protocol: str
+    base_url: str
+    api_key_env: tuple[str, ...] = ()
+    price_per_image_usd: float | None = Field(default=None, ge=0)
+    price_input_per_mtok_usd: float | None = Field(default=None, ge=0)
+    price_output_per_mtok_usd: float | None = Field(default=None, ge=0)
+    price_per_megapixel_usd: float | None = Field(default=None, ge=0)
+    price_per_second_usd: float | None = Field(default=None, ge=0)
+    price_per_unit_usd: float | None = Field(default=None, ge=0)
+    use_provider_cost: bool = False
+    price_source: str | None = None
+    rpm: float | None = Field(default=None, gt=0, description="published requests-per-minute limit")
+    concurrency: int | None = Field(default=None, ge=1, description="published concurrent-request limit")
+    limits_source: str | None = None
+    stream: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+    notes: str | None = None
+
+    @field_validator("api_key_env", mode="before")
+    @classmethod
+    def _keys(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Target:
+        if not self.model_name:
+            object.__setattr__(self, "model_name", self.model)
+        return self
+
+    def frozen(self) -> dict[str, Any]:
+        """JSON-able snapshot stored with a run (keys are never part of a target)."""
+        data = self.model_dump(mode="json")
+        data["model"] = self.model_name
+        data["model_id"] = self.model
+        return data
+
+
+def _read_yaml(path: Path | None, text: str, where: str) -> list[dict[str, Any]]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+    if doc is None:
+        return []
+    if not isinstance(doc, dict) or not isinstance(doc.get("targets"), list):
+        raise ConfigError(f"{where}: must be a mapping with a `targets:` list")
+    items = doc["targets"]
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{where}: targets[{i}]: each target needs a string `name`")
+    return list(items)
+
+
+def _validate(raw: Mapping[str, Any], where: str) -> Target:
+    try:
+        return Target.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(target)'}: "
+            f"{'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"{where}: target {raw.get('name')!r}: {details}") from exc
+
+
+def load_catalog() -> dict[str, dict[str, Any]]:
+    """The built-in catalog as raw mappings keyed by name."""
+    text = resources.files("harness").joinpath("catalog.yaml").read_text(encoding="utf-8")
+    return {t["name"]: t for t in _read_yaml(None, text, "harness/catalog.yaml")}
+
+
+def load_targets(user_file: Path | None = None, *, include_catalog: bool = True) -> dict[str, Target]:
+    """Catalog targets merged with a user file's (user fields override catalog fields of the same name)."""
+    merged: dict[str, dict[str, Any]] = load_catalog() if include_catalog else {}
+    if user_file is not None:
+        if not user_file.is_file():
+            raise ConfigError(f"targets file {user_file} not found")
+        seen: set[str] = set()
+        for i, item in enumerate(_read_yaml(user_file, user_file.read_text(encoding="utf-8"), str(user_file))):
+            name = item["name"]
+            if name in seen:
+                raise ConfigError(f"{user_file}: targets[{i}]: duplicate target name {name!r}")
+            seen.add(name)
+            base = merged.get(name, {})
+            merged[name] = {**base, **item}
+    from harness.providers.registry import available_protocols
+
+    protocols = available_protocols()
+    out: dict[str, Target] = {}
+    for name, raw in merged.items():
+        where = str(user_file) if user_file and name in _names(user_file) else "harness/catalog.yaml"
+        target = _validate(raw, where)
+        if target.protocol not in protocols:
+            close = difflib.get_close_matches(target.protocol, protocols, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(protocols))}"
+            raise ConfigError(f"{where}: target {name!r}: unknown protocol {target.protocol!r}{hint}")
+        out[name] = target
+    return out
+
+
+def _names(user_file: Path) -> set[str]:
+    return {t["name"] for t in _read_yaml(user_file, user_file.read_text(encoding="utf-8"), str(user_file))}
+
+
+def select(targets: Mapping[str, Target], patterns: Sequence[str]) -> list[Target]:
+    """Targets named by ``patterns`` (exact names or shell globs such as ``*@fal``), in catalog order.
+
+    No patterns selects every target. A pattern that matches nothing is an error with suggestions.
+    """
+    if not patterns:
+        return list(targets.values())
+    chosen: dict[str, Target] = {}
+    for pattern in patterns:
+        hits = [n for n in targets if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            close = difflib.get_close_matches(pattern, targets, n=3, cutoff=0.4)
+            hint = f" Did you mean {', '.join(close)}?" if close else " List them with `harness targets list`."
+            raise ConfigError(f"unknown target {pattern!r}.{hint}")
+        for n in hits:
+            chosen[n] = targets[n]
+    return [t for n, t in targets.items() if n in chosen]
+
+
+@dataclass(frozen=True)
+class Credential:
+    """The key for a target and the variable it came from (for messages; the key itself is never shown)."""
+
+    target: str
+    env_var: str
+    key: str
+
+
+def resolve_keys(chosen: Iterable[Target], env: Mapping[str, str] | None = None, *,
+                 sandbox: bool = False) -> dict[str, Credential]:
+    """Find each target's key; raise one error naming every target whose key is missing."""
+    environ = os.environ if env is None else env
+    found: dict[str, Credential] = {}
+    missing: list[str] = []
+    for t in chosen:
+        if sandbox:
+            found[t.name] = Credential(t.name, "(sandbox)", SANDBOX_KEY)
+            continue
+        if not t.api_key_env:
+            missing.append(f"{t.name} (no api_key_env configured)")
+            continue
+        var = next((v for v in t.api_key_env if environ.get(v)), None)
+        if var is None:
+            missing.append(f"{t.name} (set {' or '.join(t.api_key_env)})")
+        else:
+            found[t.name] = Credential(t.name, var, environ[var])
+    if missing:
+        raise ConfigError(
+            "missing API key for " + "; ".join(missing) + ". Nothing was sent. Export the variable, add it to "
+            "a .env file, or use --sandbox to run against the embedded sandbox."
+        )
+    return found
