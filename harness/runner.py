@@ -33,6 +33,7 @@ import httpx
 from harness import __version__
 from harness.challenges import Captions, Challenge, Params
 from harness.errors import ConfigError
+from harness.http_pool import ClientPool
 from harness.images import CheckedImage, check_images_async
 from harness.pricing import Cost, failure_cost, success_cost
 from harness.providers.base import (
@@ -49,7 +50,7 @@ from harness.records import AttemptRecord, OutputRecord, RequestKey
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import Credential, Target
-from harness.timing import TimedHttp, now_ns, summarize
+from harness.timing import AttemptClock, CallTiming, TimedHttp, now_ns, summarize
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -210,11 +211,59 @@ class StoreWriter:
 
 
 @dataclass
+class AttemptOutcome:
+    """One attempt's result or classified error, its validated images and its clock."""
+
+    result: GenerationResult | None
+    images: list[CheckedImage]
+    error: ProviderError | None
+    clock: AttemptClock
+    t_start: int
+    calls: list[CallTiming]
+
+
+def classify_exception(exc: BaseException) -> ProviderError:
+    """The taxonomy class of an exception raised while performing an attempt."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
+        return ProviderError(ErrorKind.TIMEOUT, f"no complete answer within the timeout ({type(exc).__name__})")
+    if isinstance(exc, httpx.HTTPError):
+        return ProviderError(ErrorKind.CONNECTION, f"{type(exc).__name__}: {exc}".rstrip(": "))
+    return ProviderError(ErrorKind.BAD_OUTPUT, f"unexpected response shape ({type(exc).__name__}: {exc})",
+                         provider_code="adapter_parse_error")
+
+
+async def perform_attempt(provider: Provider, request: GenerationRequest, client: httpx.AsyncClient,
+                          timeout_s: float) -> AttemptOutcome:
+    """Send one attempt through ``provider`` within ``timeout_s`` (total), validate its images, classify any
+    failure. The timed region runs from just before the first byte is sent to the validated images."""
+    http = TimedHttp(client)
+    t_start = now_ns()
+    result: GenerationResult | None = None
+    checked: list[CheckedImage] = []
+    error: ProviderError | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            result = await provider.generate(request, http)
+            checked = await check_images_async(result.images, request.n, result.expected_size)
+    except (ProviderError, TimeoutError, httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError,
+            IndexError) as exc:
+        error = classify_exception(exc)
+    t_ready = now_ns()
+    if error is not None and result is not None and error.request_id is None:
+        error.request_id = result.request_id
+    clock = summarize(http.calls, http.marks, t_start, t_ready, http.poll_interval_s)
+    return AttemptOutcome(result, checked, error, clock, t_start, http.calls)
+
+
+@dataclass
 class _TargetRuntime:
     target: Target
     provider: Provider
     semaphore: asyncio.Semaphore
     interval_s: float
+    pool: ClientPool
 
 
 @dataclass
@@ -239,6 +288,8 @@ class Runner:
         """Perform ``items`` and record every attempt; returns when all are final or the run is cancelled."""
         opts = self.options
         runtimes: dict[str, _TargetRuntime] = {}
+        timeout = httpx.Timeout(connect=opts.scaled(opts.connect_timeout_s), read=opts.scaled(opts.timeout_s),
+                                write=opts.scaled(opts.timeout_s), pool=None)
         for t in targets:
             protocol = get_protocol(t.protocol)
             provider = protocol(base_urls[t.name], credentials[t.name].key, t.options)
@@ -247,18 +298,17 @@ class Runner:
                 limit = min(limit, t.concurrency)
             rpm = opts.rpm if opts.rpm is not None else (t.rpm if opts.respect_limits else None)
             interval = opts.scaled(60.0 / rpm) if rpm else 0.0
-            runtimes[t.name] = _TargetRuntime(t, provider, asyncio.Semaphore(limit), interval)
-        max_conn = sum(min(opts.concurrency, r.target.concurrency or opts.concurrency) for r in runtimes.values())
-        timeout = httpx.Timeout(connect=opts.scaled(opts.connect_timeout_s), read=opts.scaled(opts.timeout_s),
-                                write=opts.scaled(opts.timeout_s), pool=None)
-        limits = httpx.Limits(max_connections=max(max_conn, 1) + 8, max_keepalive_connections=max(max_conn, 1) + 8)
+            pool = ClientPool(limit, timeout=timeout, http2=opts.http2, follow_redirects=True,
+                              trust_env=not opts.sandbox)
+            runtimes[t.name] = _TargetRuntime(t, provider, asyncio.Semaphore(limit), interval, pool)
         writer = StoreWriter(self.db_path, self.images_dir)
         self.observer.on_start(run_id, len(items) + already_done, already_done)
         status = "finished"
         attempts = 0
         try:
-            async with httpx.AsyncClient(timeout=timeout, limits=limits, http2=opts.http2,
-                                         follow_redirects=True, trust_env=not opts.sandbox) as client:
+            async with contextlib.AsyncExitStack() as stack:
+                for rt in runtimes.values():
+                    stack.push_async_callback(rt.pool.aclose)
                 t0 = now_ns()
                 by_target: dict[str, list[WorkItem]] = {}
                 for item in items:
@@ -268,18 +318,25 @@ class Runner:
                 async def dispatch(name: str, todo: list[WorkItem]) -> None:
                     rt = runtimes[name]
                     tasks: set[asyncio.Task[None]] = set()
+                    failures: list[BaseException] = []
+
+                    def finished(task: asyncio.Task[None]) -> None:
+                        tasks.discard(task)
+                        if not task.cancelled() and task.exception() is not None:
+                            failures.append(task.exception())  # type: ignore[arg-type]
                     for i, item in enumerate(todo):
                         sched_ns = t0 + int(i * rt.interval_s * 1e9)
                         delay = (sched_ns - now_ns()) / 1e9
                         if delay > 0:
                             await asyncio.sleep(delay)
                         await rt.semaphore.acquire()
-                        task = asyncio.create_task(self._request(run_id, item, rt, client, writer, t0, sched_ns,
-                                                                 counter))
+                        task = asyncio.create_task(self._request(run_id, item, rt, writer, t0, sched_ns, counter))
                         tasks.add(task)
-                        task.add_done_callback(tasks.discard)
+                        task.add_done_callback(finished)
                     if tasks:
                         await asyncio.gather(*tasks)
+                    if failures:
+                        raise failures[0]
 
                 await asyncio.gather(*(dispatch(n, todo) for n, todo in by_target.items()))
                 attempts = counter[0]
@@ -294,14 +351,16 @@ class Runner:
             self.observer.on_finish(run_id, status)
         return RunResult(run_id, status, attempts, len(items))
 
-    async def _request(self, run_id: str, item: WorkItem, rt: _TargetRuntime, client: httpx.AsyncClient,
-                       writer: StoreWriter, t0: int, sched_ns: int, counter: list[int]) -> None:
+    async def _request(self, run_id: str, item: WorkItem, rt: _TargetRuntime, writer: StoreWriter, t0: int,
+                       sched_ns: int, counter: list[int]) -> None:
         try:
             request = build_request(item, rt.target, self.options)
             attempt = item.first_attempt
             wait_ms: float | None = None
             while True:
-                record, error = await self._attempt(run_id, item, rt, client, request, attempt, t0, sched_ns, wait_ms)
+                async with rt.pool.lease() as client:
+                    record, error = await self._attempt(run_id, item, rt, client, request, attempt, t0, sched_ns,
+                                                        wait_ms)
                 retry = (error is not None and error.kind.retryable
                          and attempt - item.first_attempt < self.options.retries)
                 record.final = not retry
@@ -322,29 +381,10 @@ class Runner:
     async def _attempt(self, run_id: str, item: WorkItem, rt: _TargetRuntime, client: httpx.AsyncClient,
                        request: GenerationRequest, attempt: int, t0: int, sched_ns: int,
                        wait_ms: float | None) -> tuple[AttemptRecord, ProviderError | None]:
-        http = TimedHttp(client)
         started_at = time.time()
-        t_start = now_ns()
-        result: GenerationResult | None = None
-        checked: list[CheckedImage] = []
-        error: ProviderError | None = None
-        try:
-            async with asyncio.timeout(self.options.scaled(self.options.timeout_s)):
-                result = await rt.provider.generate(request, http)
-                checked = await check_images_async(result.images, request.n, result.expected_size)
-        except ProviderError as exc:
-            error = exc
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            error = ProviderError(ErrorKind.TIMEOUT, f"no complete answer within the timeout ({type(exc).__name__})")
-        except httpx.HTTPError as exc:
-            error = ProviderError(ErrorKind.CONNECTION, f"{type(exc).__name__}: {exc}".rstrip(": "))
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            error = ProviderError(ErrorKind.BAD_OUTPUT, f"unexpected response shape ({type(exc).__name__}: {exc})",
-                                  provider_code="adapter_parse_error")
-        t_ready = now_ns()
-        clock = summarize(http.calls, http.marks, t_start, t_ready, http.poll_interval_s)
-        if error is not None and result is not None and error.request_id is None:
-            error.request_id = result.request_id
+        outcome = await perform_attempt(rt.provider, request, client, self.options.scaled(self.options.timeout_s))
+        result, checked, error, clock = outcome.result, outcome.images, outcome.error, outcome.clock
+        t_start = outcome.t_start
         target = rt.target
         if error is None and result is not None:
             cost: Cost = success_cost(target, usage=result.usage, provider_cost_usd=result.provider_cost_usd,
@@ -354,7 +394,7 @@ class Runner:
             billed = bool(error and error.billed)
             usage = error.usage if error else {}
             cost = failure_cost(target, billed=billed, usage=usage)
-        last_status = http.calls[-1].status if http.calls else None
+        last_status = outcome.calls[-1].status if outcome.calls else None
         record = AttemptRecord(
             run_id=run_id, key=item.key, model=target.model_name, provider=target.provider,
             protocol=target.protocol, attempt=attempt, final=True, ok=error is None, started_at=started_at,

@@ -119,15 +119,15 @@ class OpenAIImagesServer:
             return denied
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return _bad_request("Edits take multipart/form-data.", None, "invalid_content_type", request_id)
-        form = await request.form(max_files=32)
-        uploads = [f for name in wire.EDIT_IMAGE_FIELDS for f in form.getlist(name) if isinstance(f, UploadFile)]
-        if not uploads:
+        async with request.form(max_files=32) as form:
+            uploads = [f for name in wire.EDIT_IMAGE_FIELDS for f in form.getlist(name) if isinstance(f, UploadFile)]
+            images = [await f.read() for f in uploads]
+            mask_field = form.get("mask")
+            mask = await mask_field.read() if isinstance(mask_field, UploadFile) else None
+            body: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not images:
             return _bad_request("Missing required parameter: 'image'.", "image", "missing_required_parameter",
                                 request_id)
-        images = [await f.read() for f in uploads]
-        mask_field = form.get("mask")
-        mask = await mask_field.read() if isinstance(mask_field, UploadFile) else None
-        body: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         for name in ("n", "partial_images", "output_compression"):
             if name in body:
                 try:

@@ -1,0 +1,142 @@
+"""Shared fixtures: the embedded sandbox, small challenge suites, and the opt-in live tests."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from harness.sandbox.servers import SandboxServer
+from harness.sandbox.simulation import SandboxSettings
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-live", action="store_true", default=False,
+                     help="run tests marked `live` against real provider APIs (needs their keys; costs money)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-live"):
+        return
+    skip = pytest.mark.skip(reason="live provider test: pass --run-live (and set the provider's key) to run it")
+    for item in items:
+        if "live" in item.keywords:
+            item.add_marker(skip)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxServer]:
+    """Every simulated provider on one loopback port, 100x faster than real time, no random faults."""
+    server = SandboxServer(settings=SandboxSettings(time_scale=0.01, faults=False, seed=1)).start()
+    yield server
+    server.stop()
+
+
+def photo_like(size: tuple[int, int], seed: int = 0) -> bytes:
+    """A PNG with real structure (gradients and shapes), deterministic per seed."""
+    img = Image.linear_gradient("L").resize(size).convert("RGB")
+    draw = ImageDraw.Draw(img)
+    w, h = size
+    for i in range(6):
+        x, y = (seed * 37 + i * 53) % w, (seed * 71 + i * 29) % h
+        draw.ellipse((x - w // 8, y - h // 8, x + w // 8, y + h // 8), fill=((40 * i + seed) % 256, 120, 200))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def mask_png(size: tuple[int, int]) -> bytes:
+    """A white-means-repaint mask: a centred rectangle."""
+    mask = Image.new("L", size, 0)
+    w, h = size
+    ImageDraw.Draw(mask).rectangle((w // 4, h // 4, 3 * w // 4, 3 * h // 4), fill=255)
+    out = io.BytesIO()
+    mask.save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path) -> Path:
+    """A suite with one challenge of every kind (two variants on the text-to-image one)."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "a.png").write_bytes(photo_like((96, 64), 1))
+    (suite / "b.png").write_bytes(photo_like((80, 80), 2))
+    (suite / "mask.png").write_bytes(mask_png((96, 64)))
+    (suite / "suite.yaml").write_text(
+        """challenges:
+  - id: fox
+    title: Fox
+    category: illustration
+    kind: text-to-image
+    prompt: "A watercolor {{ animal }} reading a newspaper"
+    variables: {animal: fox}
+    variants: {terse: "{{ animal }}, newspaper"}
+    params: {aspect_ratio: "1:1", seed: 42}
+  - id: smile
+    title: Smile edit
+    category: portraiture
+    kind: edit
+    prompt: Make the person smile
+    references: [a.png]
+  - id: together
+    title: Compose
+    category: product
+    kind: compose
+    prompt: Put the object of image 1 next to image 2
+    references: [a.png, b.png]
+  - id: fill
+    title: Inpaint
+    category: photorealism
+    kind: inpaint
+    prompt: Fill the hole with flowers
+    references: [a.png]
+    mask: mask.png
+""",
+        encoding="utf-8",
+    )
+    return suite
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def delay_server() -> Iterator[str]:
+    """A separate-process server with known injected delays (see tests/delay_server.py); yields its root URL."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.delay_server", str(port)],
+                            cwd=Path(__file__).resolve().parents[1])
+    root = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.post(f"{root}/d/0/0/0/v1/images/generations", timeout=1)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("delay server did not start") from None
+            time.sleep(0.05)
+    yield root
+    proc.terminate()
+    proc.wait(timeout=10)

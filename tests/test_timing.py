@@ -1,0 +1,94 @@
+"""Measured TTFB and latency agree with the truth: a separate-process server with known delays.
+
+The server stamps its own monotonic clock readings (the same CLOCK_MONOTONIC the harness reads on Linux),
+so the harness's timing error is measured directly: when the server sent its headers versus when the
+harness recorded receiving them, for one request and for 200 in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import httpx
+import numpy as np
+import pytest
+
+from harness.http_pool import ClientPool
+from harness.providers.base import GenerationRequest
+from harness.providers.openai_images import OpenAIImagesProvider
+from harness.runner import AttemptOutcome, perform_attempt
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="shared CLOCK_MONOTONIC across processes is Linux")
+
+HDR_MS = 60.0
+BODY_MS = 25.0
+
+
+async def run_many(root: str, hdr_ms: list[float], body_ms: float, kb: int) -> list[AttemptOutcome]:
+    """One request per entry of ``hdr_ms``, all in flight together; each returns after its own delay."""
+    async with ClientPool(len(hdr_ms), timeout=30) as pool:
+
+        async def one(base: str, prompt: str) -> AttemptOutcome:
+            async with pool.lease() as client:
+                return await perform_attempt(OpenAIImagesProvider(base, "k"),
+                                             GenerationRequest(model_id="m", prompt=prompt), client, 30)
+
+        await asyncio.gather(*(one(f"{root}/d/0/0/0/v1", "warm") for _ in hdr_ms))
+        return list(await asyncio.gather(*(one(f"{root}/d/{h:g}/{body_ms:g}/{kb}/v1", f"p{i}")
+                                           for i, h in enumerate(hdr_ms))))
+
+
+def errors(outcomes: list[AttemptOutcome], hdr_ms: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per attempt: header-receipt lag (client t_hdr − server header send), TTFB − injected header delay,
+    and latency − (injected header delay + body delay); all in ms."""
+    lag, ttfb_err, latency_err = [], [], []
+    for o, injected in zip(outcomes, hdr_ms, strict=True):
+        assert o.error is None, o.error
+        call = o.calls[0]
+        assert call.t_hdr is not None and call.t_req_sent is not None and call.t_last_byte is not None
+        headers_sent = int(o.result.provider_timings.get("server_hdr_ns", 0)) if o.result else 0
+        lag.append((call.t_hdr - headers_sent) / 1e6)
+        ttfb_err.append(o.clock.ttfb_ms - injected)
+        latency_err.append(o.clock.latency_ms - injected - BODY_MS)
+    return np.array(lag), np.array(ttfb_err), np.array(latency_err)
+
+
+@pytest.fixture(autouse=True)
+def _server_stamps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Carry the server's header-send stamp into provider_timings so each attempt can be checked."""
+    from harness.providers import openai_images
+
+    original = openai_images._processing
+
+    def with_stamp(headers: httpx.Headers) -> dict[str, object]:
+        found = dict(original(headers))
+        found["server_hdr_ns"] = headers.get("x-server-hdr-ns")
+        return found
+
+    monkeypatch.setattr(openai_images, "_processing", with_stamp)
+
+
+def test_one_request_at_a_time_is_timed_within_a_few_ms(delay_server: str) -> None:
+    outcomes = [asyncio.run(run_many(delay_server, [HDR_MS], BODY_MS, 100))[0] for _ in range(15)]
+    lag, ttfb_err, latency_err = errors(outcomes, [HDR_MS] * 15)
+    assert np.all(lag >= 0), "the harness saw headers before the server sent them: clocks disagree"
+    assert np.median(lag) < 2.0
+    assert 0 <= np.median(ttfb_err) < 5.0
+    assert 0 <= np.median(latency_err) < 10.0
+    for o in outcomes:
+        assert 0 <= o.clock.ttfb_ms <= o.clock.latency_ms
+
+
+def test_timing_stays_accurate_with_200_requests_in_flight(delay_server: str) -> None:
+    """200 requests in flight whose answers arrive spread over 200 ms (about one per ms, as with real
+    latency spread), so the error measured is the harness's, not a synthetic burst's queueing."""
+    delays = [HDR_MS + i for i in range(200)]
+    outcomes = asyncio.run(run_many(delay_server, delays, BODY_MS, 0))
+    lag, ttfb_err, latency_err = errors(outcomes, delays)
+    assert np.all(lag >= 0)
+    assert np.median(lag) < 3.0
+    assert np.percentile(lag, 95) < 20.0
+    assert np.median(ttfb_err) < 10.0
+    assert np.median(latency_err) < 20.0
+    assert all(0 <= o.clock.ttfb_ms <= o.clock.latency_ms for o in outcomes)
