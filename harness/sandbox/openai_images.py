@@ -5,6 +5,7 @@ Faithful enough that the official ``openai`` SDK works against it unchanged but 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -182,13 +183,14 @@ class OpenAIImagesServer:
             return StreamingResponse(self._stream(request, plan, meta, images, mask, request_id, start),
                                      media_type="text/event-stream",
                                      headers={wire.REQUEST_ID_HEADER: request_id, "cache-control": "no-cache"})
+        rendering = asyncio.create_task(self._result(meta, images, mask, plan, request, request_id))
         await self.sim.sleep(plan.latency_s)
+        payload = await rendering
         if plan.fault in (Fault.REFUSED_OUTPUT,):
             err = OpenAIError("moderation_blocked", request_id=request_id)
             return _error_response(err, request_id)
         if plan.fault == Fault.MID_STREAM_ERROR:
             return _error_response(OpenAIError("server_error"), request_id)
-        payload = await self._result(meta, images, mask, plan, request, request_id)
         data = json.dumps(payload).encode()
         headers = {wire.REQUEST_ID_HEADER: request_id, "openai-version": "2020-10-01",
                    wire.PROCESSING_MS_HEADER: str(round((time.monotonic() - start) * 1000)),
@@ -287,6 +289,7 @@ class OpenAIImagesServer:
         pil_fmt = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[meta["fmt"]]
         common = {"size": meta["size"], "quality": meta["quality"], "background": "opaque",
                   "output_format": meta["fmt"]}
+        rendering = asyncio.create_task(self._result(meta, images, mask, plan, request, request_id))
         elapsed = 0.0
         for i in range(partials):
             at = plan.first_event_s + (plan.latency_s - plan.first_event_s) * i / max(1, partials)
@@ -321,7 +324,7 @@ class OpenAIImagesServer:
             return
         if plan.fault in (Fault.CONNECTION_RESET, Fault.TRUNCATED_BODY):
             await abort_connection(request.scope)
-        result = await self._result(meta, images, mask, plan, request, request_id)
+        result = await rendering
         for item in result["data"]:
             event = {"type": wire.EVENT_COMPLETED[endpoint], "b64_json": item.get("b64_json", ""),
                      "created_at": int(time.time()), **common, "usage": self._usage(meta, len(images))}
