@@ -1,0 +1,26 @@
+"""``harness report RUN_ID ... --out DIR``: a self-contained static site."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.cli._common import db_option, err_console, handle_errors
+from harness.report import build_report
+
+
+@click.command()
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default reports/<first run id>).")
+@click.option("--title", help="Page title.")
+@db_option
+@handle_errors
+def report(run_ids: tuple[str, ...], out: Path | None, title: str | None, db: Path) -> None:
+    """Write a static site (index.html + assets, opens from file://) for one or more runs."""
+    folder = out or Path("reports") / run_ids[0]
+    result = build_report(db, list(run_ids), folder, title=title)
+    err_console().print(f"report written ({result.thumbnails_made} new thumbnail(s), {result.thumbnails_reused} "
+                        "reused)")
+    click.echo(str(result.index.resolve()))
