@@ -1,7 +1,7 @@
 """Challenge suites: YAML files describing prompts, references and parameters, validated before any request.
 
 A suite is a folder of ``*.yaml`` files; a file holds one challenge (a mapping with ``id``) or several (a
-mapping with a ``challenges:`` list). Fields::
+mapping with a ``challenges:`` list). Fields (``challenges/README.md`` is the user's reference)::
 
     id: caffe-florian-logo          # unique slug within the suite
     version: 1                      # bump when the challenge changes meaningfully
@@ -12,13 +12,20 @@ mapping with a ``challenges:`` list). Fields::
     variables: {name: Caffè Florian}
     variants: {terse: 'Logo, "{{ name }}"'}   # alternative templates (prompt-template regression tests)
     references: [../assets/coffee.png]        # paths relative to the YAML file (edit, compose, inpaint)
-    mask: ../assets/masks/coffee-cup.png      # inpaint only; white = region to repaint
+    mask: ../assets/masks/coffee-crema.png    # inpaint only; single-channel PNG, white = region to repaint
     params: {aspect_ratio: "1:1", size: 1K, seed: 42, n: 1}
     captions: {source: a cup of coffee, target: a cup of tea}   # optional, for directional CLIP
     tags: [logo, text-rendering]
 
-Every resolved challenge carries a ``content_hash`` over its rendered prompts, parameters and the bytes of
-its reference images and mask, so a changed challenge is never compared as if it were the same.
+Validation never stops at the first problem: :func:`validate` reports every problem of every file, each
+with the file, the field (``challenges[3].params.aspect_ratio``) and the reason, so one run of
+``harness challenges validate`` is enough to fix a suite.
+
+Every resolved challenge carries a ``content_hash`` over what is sent to a provider or used to score the
+answer (id, version, kind, rendered prompts, params, captions, the bytes of its references and mask), and
+nothing else: renaming a file, rewording a title, retagging, recategorising or rewriting a template so it
+renders the same text keep the hash, so a changed challenge is never compared as if it were the same and
+an unchanged one always is.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError
 from harness.providers.base import ChallengeKind, InputImage
 
 CATEGORIES = (
@@ -55,6 +62,17 @@ ASPECT = re.compile(r"^[1-9][0-9]?:[1-9][0-9]?$")
 SIZE = re.compile(r"^(?:[1-9][0-9]{1,4}x[1-9][0-9]{1,4}|512|0\.5K|1K|2K|4K|auto)$")
 IMAGE_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 IMAGE_EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+MASK_MODES = ("L", "1")
+"""Pillow modes a mask may have: single channel, 255 (white) = repaint, 0 (black) = keep."""
+MASK_THRESHOLD = 128
+"""Mask pixels at or above this grey level count as "repaint" when checking that a mask marks something."""
+REFERENCE_COUNTS: dict[ChallengeKind, tuple[int, int]] = {
+    ChallengeKind.TEXT_TO_IMAGE: (0, 0),
+    ChallengeKind.EDIT: (1, 16),
+    ChallengeKind.COMPOSE: (2, 16),
+    ChallengeKind.INPAINT: (1, 1),
+}
+"""Fewest and most reference images each kind takes (16 is the most any supported API accepts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +87,7 @@ class Problem:
         return f"{self.file}: {self.field}: {self.reason}"
 
 
-class ChallengeError(HarnessError):
+class ChallengeError(ConfigError):
     """A suite has problems; ``problems`` lists every one of them."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -92,7 +110,7 @@ class Params(BaseModel):
     @classmethod
     def _aspect(cls, v: str | None) -> str | None:
         if v is not None and not ASPECT.match(v):
-            raise ValueError(f"aspect_ratio must look like '16:9', not {v!r}")
+            raise ValueError(f"aspect_ratio must be WIDTH:HEIGHT such as '16:9' (quoted in YAML), not {v!r}")
         return v
 
     @field_validator("size")
@@ -181,7 +199,11 @@ _ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndef
 
 
 def render_template(template: str, variables: Mapping[str, Any]) -> str:
-    """Render a prompt template; undefined variables raise ``jinja2.UndefinedError``."""
+    """Render a prompt template; undefined variables raise ``jinja2.UndefinedError``.
+
+    The result is stripped of surrounding whitespace, so a YAML block scalar's final newline is not part of
+    the prompt. Single braces (JSON prompts) pass through unchanged; only ``{{``, ``{%`` and ``{#`` are Jinja2.
+    """
     return _ENV.from_string(template).render(**variables).strip()
 
 
@@ -197,13 +219,33 @@ def read_image(path: Path, name: str | None = None) -> InputImage:
             fmt = img.format or ""
             img.verify()
         with Image.open(io.BytesIO(data)) as img:
+            img.load()
             width, height = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable image ({exc})") from exc
     if fmt not in IMAGE_MIME:
         raise ValueError(f"{path} is a {fmt or 'unknown'} image; use PNG, JPEG or WebP")
     return InputImage(name=name or path.name, data=data, mime=IMAGE_MIME[fmt], width=width, height=height,
                       sha256=hashlib.sha256(data).hexdigest())
+
+
+def _mask_problems(mask: InputImage) -> list[str]:
+    """Why ``mask`` does not follow the convention (single-channel PNG, white = repaint), if it does not."""
+    if mask.mime != "image/png":
+        return [f"mask must be a PNG (lossless, so the region's edge stays exact), not {mask.mime}"]
+    with Image.open(io.BytesIO(mask.data)) as img:
+        mode = img.mode
+        if mode not in MASK_MODES:
+            return [f"mask must be a single-channel PNG (mode 'L': white 255 = repaint, black 0 = keep), "
+                    f"not mode {mode!r}; convert it with Pillow's Image.convert('L')"]
+        grey = img.convert("L")
+    histogram = grey.histogram()
+    marked = sum(histogram[MASK_THRESHOLD:])
+    if marked == 0:
+        return ["mask is all black: it marks no region to repaint (white = repaint)"]
+    if marked == mask.width * mask.height:
+        return ["mask is all white: it repaints the whole image; use kind 'edit' instead"]
+    return []
 
 
 def _content_hash(spec: ChallengeSpec, prompts: dict[str, str], images: list[InputImage],
@@ -224,12 +266,17 @@ def _loc(loc: Iterable[str | int]) -> str:
     return out or "(file)"
 
 
+def _suggest(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Problem],
                 skip: frozenset[str] = frozenset()) -> Challenge | None:
     """Validate one parsed challenge against its files; append problems; return it when valid.
 
-    ``skip`` names fields that already failed schema validation (they hold defaults here and are not
-    checked again), so one run reports every independent problem of a challenge.
+    ``skip`` names fields that already failed (they hold placeholders here and are not checked again), so
+    one run reports every independent problem of a challenge.
     """
     fname = str(file)
     start = len(problems)
@@ -238,16 +285,15 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
         problems.append(Problem(fname, f"{where}{fld}", reason))
 
     if "id" not in skip and not SLUG.match(spec.id):
-        problem("id", f"{spec.id!r} is not a slug (lower-case letters, digits, '.', '_' or '-')")
+        problem("id", f"{spec.id!r} is not a slug (lower-case letters, digits, '.', '_' or '-', at most 80)")
     if "category" not in skip and spec.category not in CATEGORIES:
-        close = difflib.get_close_matches(spec.category, CATEGORIES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(CATEGORIES)}"
+        hint = _suggest(spec.category, CATEGORIES) or f"; known: {', '.join(CATEGORIES)}"
         problem("category", f"unknown category {spec.category!r}{hint}")
     for name in spec.variants:
         if name == DEFAULT_VARIANT:
             problem(f"variants.{name}", f"{DEFAULT_VARIANT!r} is reserved for `prompt`")
         elif not SLUG.match(name):
-            problem(f"variants.{name}", "variant names must be slugs")
+            problem(f"variants.{name}", "variant names must be slugs (lower-case letters, digits, '.', '_', '-')")
 
     templates = {DEFAULT_VARIANT: spec.prompt, **spec.variants}
     prompts: dict[str, str] = {}
@@ -261,6 +307,9 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
                 problem(fld, f"template variable(s) undefined: {', '.join(missing)} (add them to `variables`)")
                 continue
             text = render_template(template, spec.variables)
+        except jinja2.TemplateSyntaxError as exc:
+            problem(fld, f"template syntax error on line {exc.lineno}: {exc.message}")
+            continue
         except jinja2.TemplateError as exc:
             problem(fld, f"template error: {exc}")
             continue
@@ -270,15 +319,14 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
 
     n_refs = len(spec.references)
     if "kind" not in skip and "references" not in skip:
-        need = {ChallengeKind.TEXT_TO_IMAGE: (0, 0), ChallengeKind.EDIT: (1, 16), ChallengeKind.COMPOSE: (2, 16),
-                ChallengeKind.INPAINT: (1, 1)}[spec.kind]
-        if not need[0] <= n_refs <= need[1]:
-            want = "no references" if need[1] == 0 else (
-                f"exactly {need[0]} reference" if need[0] == need[1] else f"{need[0]} to {need[1]} references")
+        low, high = REFERENCE_COUNTS[spec.kind]
+        if not low <= n_refs <= high:
+            want = "no references" if high == 0 else (
+                f"exactly {low} reference" if low == high else f"{low} to {high} references")
             problem("references", f"kind {spec.kind.value!r} takes {want}, found {n_refs}")
     if "kind" not in skip and "mask" not in skip:
         if spec.kind == ChallengeKind.INPAINT and spec.mask is None:
-            problem("mask", "kind 'inpaint' needs a mask image")
+            problem("mask", "kind 'inpaint' needs a mask image (white = repaint, black = keep)")
         if spec.kind != ChallengeKind.INPAINT and spec.mask is not None:
             problem("mask", f"only 'inpaint' challenges take a mask, this one is {spec.kind.value!r}")
 
@@ -293,7 +341,7 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
         except ValueError as exc:
             problem(f"references[{i}]", str(exc))
     mask: InputImage | None = None
-    if spec.mask is not None:
+    if spec.mask is not None and (spec.kind == ChallengeKind.INPAINT or "kind" in skip):
         path = (file.parent / spec.mask).resolve()
         if not path.is_file():
             problem("mask", f"mask file not found: {spec.mask} (looked at {path})")
@@ -303,6 +351,8 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
             except ValueError as exc:
                 problem("mask", str(exc))
             else:
+                for reason in _mask_problems(mask):
+                    problem("mask", reason)
                 if images and (mask.width, mask.height) != (images[0].width, images[0].height):
                     problem("mask", f"mask is {mask.width}x{mask.height} but its image references[0] is "
                                     f"{images[0].width}x{images[0].height}; they must be the same size")
@@ -321,7 +371,7 @@ _PLACEHOLDERS: dict[str, Any] = {
 }
 
 
-def _lenient(raw: dict[str, Any], bad: set[str]) -> ChallengeSpec | None:
+def _lenient(raw: Mapping[str, Any], bad: set[str]) -> ChallengeSpec | None:
     """The challenge with its failed (or missing) fields replaced by placeholders, for the remaining checks."""
     cleaned = {k: v for k, v in raw.items() if k not in bad and k in ChallengeSpec.model_fields}
     for name, value in _PLACEHOLDERS.items():
@@ -332,22 +382,106 @@ def _lenient(raw: dict[str, Any], bad: set[str]) -> ChallengeSpec | None:
         return None
 
 
+_MODEL_OF_FIELD: dict[str, type[BaseModel]] = {"params": Params, "captions": Captions}
+
+
+def _pydantic_reason(err: Mapping[str, Any]) -> str:
+    loc = err["loc"]
+    given = err.get("input")
+    if err["type"] == "enum" and loc and loc[-1] == "kind":
+        kinds = [k.value for k in ChallengeKind]
+        return f"unknown kind {given!r}{_suggest(str(given), kinds)} (kinds: {', '.join(kinds)})"
+    if err["type"] == "extra_forbidden":
+        model = _MODEL_OF_FIELD.get(str(loc[0]), ChallengeSpec) if len(loc) > 1 else ChallengeSpec
+        return f"unknown field{_suggest(str(loc[-1]), model.model_fields)}"
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "string_type" and isinstance(given, int | float | bool):
+        hint = " (YAML 1.1 reads an unquoted 16:9 as the number 969)" if loc and loc[-1] == "aspect_ratio" else ""
+        return f"must be a string, but YAML read the unquoted value as {given!r}; quote it{hint}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "value_error":
+        return message
+    shown = repr(given)
+    return f"{message} (found {shown if len(shown) <= 60 else shown[:57] + '...'})"
+
+
+def _check_raw(raw: Mapping[str, Any], file: Path, where: str, seen: dict[str, str],
+               problems: list[Problem]) -> Challenge | None:
+    """Every problem of one challenge mapping, appended to ``problems``; the challenge when it has none."""
+    fname = str(file)
+    bad: set[str] = set()
+    duplicate = False
+    raw_id = raw.get("id")
+    if raw_id is not None and not isinstance(raw_id, str):
+        problems.append(Problem(fname, f"{where}id", f"must be a string (quote it in YAML), not {raw_id!r}"))
+        bad.add("id")
+    elif isinstance(raw_id, str):
+        if raw_id in seen:
+            problems.append(Problem(fname, f"{where}id", f"duplicate id {raw_id!r} (first defined in {seen[raw_id]})"))
+            duplicate = True
+        else:
+            seen[raw_id] = f"{fname} {where.rstrip('.')}".rstrip()
+    try:
+        spec = ChallengeSpec.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            top = str(err["loc"][0]) if err["loc"] else ""
+            if top == "id" and "id" in bad:
+                continue
+            problems.append(Problem(fname, f"{where}{_loc(err['loc'])}", _pydantic_reason(err)))
+            if top:
+                bad.add(top)
+    else:
+        challenge = _check_spec(spec, file, where, problems)
+        return None if duplicate else challenge
+    partial = _lenient(raw, bad)
+    if partial is not None:
+        missing = {k for k in _PLACEHOLDERS if k not in raw}
+        _check_spec(partial, file, where, problems, skip=frozenset(bad | missing))
+    return None
+
+
+class _SuiteLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key repeated in one mapping is an error, not a silent overwrite."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float) and key in keys:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark)
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return f"not valid YAML: {exc}"
+
+
 def _yaml_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def _specs_in(file: Path, problems: list[Problem]) -> list[tuple[str, dict[str, Any]]]:
+def _specs_in(file: Path, problems: list[Problem]) -> list[tuple[str, Any]]:
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+        doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_SuiteLoader)
     except yaml.YAMLError as exc:
-        problems.append(Problem(str(file), "(file)", f"not valid YAML: {exc}"))
+        problems.append(Problem(str(file), "(file)", _yaml_reason(exc)))
         return []
     except UnicodeDecodeError:
         problems.append(Problem(str(file), "(file)", "not UTF-8 text"))
         return []
     if isinstance(doc, dict) and "challenges" in doc and "id" not in doc:
+        for key in doc:
+            if key != "challenges":
+                problems.append(Problem(str(file), str(key), "unknown field; a suite file holds only `challenges:`"))
         items = doc["challenges"]
         if not isinstance(items, list):
             problems.append(Problem(str(file), "challenges", "must be a list of challenges"))
@@ -375,44 +509,10 @@ def validate(path: str | Path) -> tuple[list[Challenge], list[Problem]]:
             if not isinstance(raw, dict):
                 problems.append(Problem(str(file), where.rstrip(".") or "(file)", "must be a mapping"))
                 continue
-            raw_id = raw.get("id")
-            if raw_id is not None and not isinstance(raw_id, str):
-                problems.append(Problem(str(file), f"{where}id", f"must be a string (quote it): {raw_id!r}"))
-                continue
-            if isinstance(raw_id, str):
-                if raw_id in seen:
-                    problems.append(Problem(str(file), f"{where}id",
-                                            f"duplicate id {raw_id!r} (first defined in {seen[raw_id]})"))
-                    continue
-                seen[raw_id] = str(file)
-            try:
-                spec = ChallengeSpec.model_validate(raw)
-            except ValidationError as exc:
-                bad: set[str] = set()
-                for err in exc.errors():
-                    problems.append(Problem(str(file), f"{where}{_loc(err['loc'])}", _pydantic_reason(err)))
-                    if err["loc"]:
-                        bad.add(str(err["loc"][0]))
-                partial = _lenient(raw, bad)
-                if partial is not None:
-                    missing = {k for k in _PLACEHOLDERS if k not in raw}
-                    _check_spec(partial, file, where, problems, skip=frozenset(bad | missing))
-                continue
-            challenge = _check_spec(spec, file, where, problems)
+            challenge = _check_raw(raw, file, where, seen, problems)
             if challenge is not None:
                 challenges.append(challenge)
     return challenges, problems
-
-
-def _pydantic_reason(err: Mapping[str, Any]) -> str:
-    if err["type"] == "enum" and err["loc"] and err["loc"][-1] == "kind":
-        return (f"unknown kind {err.get('input')!r}; use one of "
-                f"{', '.join(k.value for k in ChallengeKind)}")
-    if err["type"] == "extra_forbidden":
-        return "unknown field"
-    if err["type"] == "missing":
-        return "required field is missing"
-    return str(err["msg"])
 
 
 def load(path: str | Path) -> list[Challenge]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from harness.challenges import validate
@@ -16,8 +17,12 @@ def challenges() -> None:
     """Validate and list challenge suites."""
 
 
+SUITE = click.Path(exists=True, path_type=Path)
+"""A suite folder or one challenge file; a path that does not exist is a usage error (exit 2)."""
+
+
 @challenges.command("validate")
-@click.argument("path", type=click.Path(path_type=Path), default=Path("challenges/starter"))
+@click.argument("path", type=SUITE, default=Path("challenges/starter"))
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
 def validate_cmd(path: Path, as_json: bool) -> None:
     """Report every problem in PATH (a suite folder or file) with file, field and reason; exit 1 if any."""
@@ -28,15 +33,15 @@ def validate_cmd(path: Path, as_json: bool) -> None:
     else:
         console = err_console()
         for p in problems:
-            console.print(f"[red]✗[/] {p.file}: [bold]{p.field}[/]: {p.reason}", markup=True)
+            console.print(f"[red]✗[/] {escape(p.file)}: [bold]{escape(p.field)}[/]: {escape(p.reason)}", markup=True)
         status = "[green]ok[/]" if not problems else f"[red]{len(problems)} problem(s)[/]"
-        console.print(f"{len(found)} valid challenge(s) in {path}; {status}", markup=True)
+        console.print(f"{len(found)} valid challenge(s) in {escape(str(path))}; {status}", markup=True)
     if problems:
         raise SystemExit(EXIT_CHECK_FAILED)
 
 
 @challenges.command("list")
-@click.argument("path", type=click.Path(path_type=Path), default=Path("challenges/starter"))
+@click.argument("path", type=SUITE, default=Path("challenges/starter"))
 @click.option("--json", "as_json", is_flag=True, help="Print the challenges as JSON.")
 def list_cmd(path: Path, as_json: bool) -> None:
     """List the challenges of a suite with kind, category and variants."""
@@ -46,8 +51,9 @@ def list_cmd(path: Path, as_json: bool) -> None:
     else:
         table = Table("id", "kind", "category", "variants", "refs", "title")
         for c in found:
-            table.add_row(c.id, c.kind.value, c.category, ", ".join(c.prompts), str(len(c.references)), c.title)
+            table.add_row(c.id, c.kind.value, c.category, ", ".join(c.prompts), str(len(c.references)),
+                          escape(c.title))
         out_console().print(table)
     if problems:
-        err_console().print(f"{len(problems)} problem(s); run `harness challenges validate {path}`")
+        err_console().print(f"{len(problems)} problem(s); run `harness challenges validate {escape(str(path))}`")
         raise SystemExit(EXIT_CHECK_FAILED)
