@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import email.utils
 import json
 import re
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from harness.providers.base import ErrorKind, OutputImage, ProviderError
+
+T = TypeVar("T")
 
 MAX_MESSAGE_CHARS = 500
 _RETRY_IN = re.compile(r"(?:try again|retry) in ~?([0-9]+(?:\.[0-9]+)?)\s*(ms|s)\b", re.IGNORECASE)
@@ -101,3 +104,16 @@ def status_kind(status: int) -> ErrorKind:
     if status >= 500 or status == 409:
         return ErrorKind.SERVER_ERROR
     return ErrorKind.INVALID_REQUEST
+
+
+async def gather_all(jobs: Sequence[Awaitable[T]]) -> list[T]:
+    """Run ``jobs`` concurrently; on the first failure cancel the rest and raise that failure unwrapped
+    (``asyncio.TaskGroup`` would wrap it in an ``ExceptionGroup`` the runner does not classify)."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
