@@ -59,8 +59,9 @@ MAX_RETRY_WAIT_S = 120.0
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run. Durations in seconds; in sandbox mode every wait and timeout is multiplied by
-    ``time_scale`` so a scaled run behaves like the real-time one, only faster."""
+    """How to run. Durations in seconds; in sandbox mode every simulated wait and timeout (total and read
+    timeouts, pacing, retry waits) is multiplied by ``time_scale`` so a scaled run behaves like the real-time
+    one, only faster. The connect timeout is not scaled: connecting to loopback is real, not simulated."""
 
     samples: int = 1
     concurrency: int = 4
@@ -288,7 +289,7 @@ class Runner:
         """Perform ``items`` and record every attempt; returns when all are final or the run is cancelled."""
         opts = self.options
         runtimes: dict[str, _TargetRuntime] = {}
-        timeout = httpx.Timeout(connect=opts.scaled(opts.connect_timeout_s), read=opts.scaled(opts.timeout_s),
+        timeout = httpx.Timeout(connect=opts.connect_timeout_s, read=opts.scaled(opts.timeout_s),
                                 write=opts.scaled(opts.timeout_s), pool=None)
         for t in targets:
             protocol = get_protocol(t.protocol)

@@ -80,6 +80,7 @@ class SandboxServer:
         config = uvicorn.Config(
             build_app(self.settings, self.profiles), host=self.host, port=self.port, log_level="warning",
             lifespan="off", access_log=False, backlog=4096, timeout_keep_alive=75, loop="asyncio",
+            timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)
         ready = threading.Event()
@@ -113,6 +114,7 @@ class SandboxServer:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+            self._server.force_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = self._thread = None
