@@ -1,0 +1,83 @@
+"""Fixture stores for report tests and benchmarks, written through the store's own functions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from harness.records import AttemptRecord, OutputRecord, RequestKey
+from harness.store import Store
+from harness.store import runs as run_store
+from harness.timing import AttemptClock
+
+
+def small_png(seed: int, size: int = 96) -> bytes:
+    img = Image.new("RGB", (size, size), ((seed * 37) % 256, (seed * 91) % 256, (seed * 53) % 256))
+    ImageDraw.Draw(img).ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=(255, 255, 255))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def clock(latency: float, ttfb: float) -> AttemptClock:
+    return AttemptClock(conn_ms=0.2, req_sent_ms=0.5, hdr_ms=ttfb + 0.5, first_byte_ms=ttfb + 0.6,
+                        last_byte_ms=latency - 1, ttfb_ms=ttfb, first_byte_ttfb_ms=ttfb + 0.1, latency_ms=latency,
+                        first_partial_ms=None, submit_ms=None, queue_ms=None, run_ms=None, fetch_ms=None,
+                        download_ms=None, poll_interval_ms=None, conn_reused=True, bytes_sent=200,
+                        bytes_received=50_000, http_calls=1)
+
+
+def build_store(db: Path, *, challenges: int, targets: int, samples: int, success: float = 0.9,
+                prompt: str = "A watercolor fox reading a newspaper", error_message: str = "upstream failure",
+                run_id: str = "20260101T000000Z-fix0", image_px: int = 96, seed: int = 0) -> str:
+    """A finished sandbox-looking run with ``challenges x targets x samples`` attempts; the first sample of
+    each (challenge, target) gets its own image when it succeeds."""
+    rng = random.Random(seed)
+    target_names = [f"model-{t % max(1, targets // 2)}@provider-{t}" for t in range(targets)]
+    frozen_challenges = [{
+        "id": f"c{c}", "version": 1, "title": f"Challenge {c}", "category": ("portraiture", "typography")[c % 2],
+        "kind": "text-to-image", "prompts": {"default": f"{prompt} #{c}"}, "templates": {}, "params": {},
+        "references": [], "mask": None, "captions": None, "tags": [], "source_file": "fixture.yaml",
+        "content_hash": hashlib.sha256(f"c{c}".encode()).hexdigest(),
+    } for c in range(challenges)]
+    frozen_targets = [{"name": n, "model": n.split("@")[0], "model_id": n.split("@")[0],
+                       "provider": n.split("@")[1], "protocol": "openai-images", "base_url": "http://x"}
+                      for n in target_names]
+    with Store.open(db) as store:
+        run_store.create_run(store, run_id=run_id, created_at="2026-01-01T00:00:00.000+00:00",
+                             harness_version="test", sandbox=True, time_scale=0.01, label="fixture",
+                             planned=challenges * targets * samples,
+                             config={"timeout_s": 300.0, "samples": samples}, challenges=frozen_challenges,
+                             targets=frozen_targets)
+        batch: list[AttemptRecord] = []
+        image_index = 0
+        for c in range(challenges):
+            for name in target_names:
+                for s in range(samples):
+                    ok = rng.random() < success
+                    latency = rng.lognormvariate(8.9, 0.3)
+                    outputs: list[OutputRecord] = []
+                    if ok and s == 0:
+                        data = small_png(image_index, image_px)
+                        image_index += 1
+                        sha = store.put_image(data, "png")
+                        outputs = [OutputRecord(0, sha, "png", image_px, image_px, len(data))]
+                    batch.append(AttemptRecord(
+                        run_id=run_id, key=RequestKey(f"c{c}", "default", name, s), model=name.split("@")[0],
+                        provider=name.split("@")[1], protocol="openai-images", attempt=1, final=True, ok=ok,
+                        started_at=1_767_225_600 + c * 10 + s, sched_ms=0.0, start_ms=0.0,
+                        clock=clock(latency, latency * 0.9), error_kind=None if ok else "server_error",
+                        http_status=200 if ok else 500, error_message=None if ok else error_message,
+                        n_images=1 if ok else 0, width=image_px if ok else None, height=image_px if ok else None,
+                        cost_usd=0.04 if ok else 0.0, cost_source="per_image" if ok else "none", billed=ok,
+                        outputs=outputs))
+                    if len(batch) >= 5000:
+                        run_store.insert_attempts(store, batch)
+                        batch = []
+        run_store.insert_attempts(store, batch)
+        run_store.set_run_status(store, run_id, "finished", "2026-01-01T01:00:00.000+00:00")
+    return run_id
