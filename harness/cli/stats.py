@@ -8,21 +8,40 @@ import click
 
 from harness.cli._common import db_option, handle_errors, print_json
 from harness.cli.tables import print_stats_table
-from harness.stats import provider_table
+from harness.errors import ConfigError
+from harness.stats import BY_ALIASES, provider_table, resolve_by
+from harness.stats.requests import INPUT_COLUMNS
+from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
 
 
+def parse_by(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--by challenge --by kind`` or ``--by challenge,kind`` to attempt columns, always led by ``target``."""
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    try:
+        return resolve_by(["target", *names])
+    except ValueError as exc:
+        raise ConfigError(f"--by: {exc}") from None
+
+
 @click.command()
 @click.argument("run_id")
+@click.option("--by", "by", multiple=True, metavar="NAME",
+              help=f"Also split rows by {', '.join(n for n in BY_ALIASES if n not in ('target', 'challenge_id', 'run_id'))}"
+                   " (repeatable or comma-separated).")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list.")
 @db_option
 @handle_errors
-def stats(run_id: str, as_json: bool, db: Path) -> None:
-    """Per-target n, success rate, p50/p95 latency, TTFB p50 and cost per successful image."""
+def stats(run_id: str, by: tuple[str, ...], as_json: bool, db: Path) -> None:
+    """Per target: success with Wilson intervals, latency percentiles with order-statistic intervals,
+    failure-inclusive p95, TTFB, queue phases, throughput and cost per successful image."""
+    columns = parse_by(by)
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, run_id)
-        rows = provider_table(run_store.attempts_frame(store, [info.id]))
+        wanted = [c for c in dict.fromkeys([*INPUT_COLUMNS, *columns]) if c not in ("kind", "category")]
+        frame = run_store.attempts_frame(store, [info.id], columns=wanted)
+    rows = provider_table(frame, columns, timeout_ms=effective_timeout_ms(info))
     if as_json:
         print_json(rows)
     else:

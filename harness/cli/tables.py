@@ -9,6 +9,9 @@ from rich.table import Table
 
 from harness.cli._common import out_console
 
+BY_KEYS = ("run_id", "challenge_id", "variant", "kind", "category")
+WITHHELD = "n/a*"
+
 
 def fmt_ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
@@ -22,12 +25,90 @@ def fmt_usd(value: float | None) -> str:
     return "—" if value is None else f"${value:.4f}"
 
 
+def _ms_cell(row: dict[str, Any], column: str, with_ci: bool = False) -> str:
+    if column in row.get("withheld", {}):
+        return WITHHELD
+    value = row.get(column)
+    if value is None:
+        return "—"
+    text = fmt_ms(value)
+    stem = column[:-3]
+    low, high = row.get(f"{stem}_ci_low_ms"), row.get(f"{stem}_ci_high_ms")
+    if with_ci and low is not None and high is not None:
+        text += f" ({fmt_ms(low)}–{fmt_ms(high)})"
+    return text
+
+
+def _success_cell(row: dict[str, Any]) -> str:
+    low, high = row.get("success_ci_low"), row.get("success_ci_high")
+    ci = f" ({fmt_pct(low)}–{fmt_pct(high)})" if low is not None and high is not None else ""
+    return fmt_pct(row.get("success_rate")) + ci
+
+
+def _tail_cell(row: dict[str, Any]) -> str:
+    if "p95_with_failures_ms" in row.get("withheld", {}):
+        return WITHHELD
+    if row.get("p95_with_failures_censored"):
+        return "> timeout"
+    return fmt_ms(row.get("p95_with_failures_ms"))
+
+
 def print_stats_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> None:
-    """The provider table: n, success, p50/p95 latency, TTFB p50, cost per successful image."""
-    table = Table("target", "model", "provider", "n", "success", "p50 ms", "p95 ms", "TTFB p50 ms", "$/image",
+    """The provider table: reliability, latency percentiles with 95 % intervals, TTFB, throughput, cost.
+
+    Withheld percentiles print as ``n/a*`` with their reasons below; failures by class, queue phases and
+    invariant violations follow when there are any.
+    """
+    keys = [k for k in BY_KEYS if any(k in r for r in rows)]
+    table = Table("target", *keys, "n", "success (95% CI)", "1st try", "429s", "p50 ms (95% CI)", "p90 ms",
+                  "p95 ms (95% CI)", "p99 ms", "p95 incl. failures", "TTFB p50", "TTFB p95", "img/min", "$/image",
                   title=title)
     for r in rows:
-        table.add_row(str(r["target"]), str(r["model"]), str(r["provider"]), str(r["n"]),
-                      fmt_pct(r["success_rate"]), fmt_ms(r["p50_ms"]), fmt_ms(r["p95_ms"]),
-                      fmt_ms(r["ttfb_p50_ms"]), fmt_usd(r["cost_per_image_usd"]))
-    out_console().print(table)
+        per_min = r.get("images_per_min")
+        table.add_row(
+            str(r["target"]), *(str(r.get(k, "")) for k in keys), str(r["n"]), _success_cell(r),
+            fmt_pct(r.get("first_attempt_success_rate")), fmt_pct(r.get("rate_limited_share")),
+            _ms_cell(r, "p50_ms", True), _ms_cell(r, "p90_ms"), _ms_cell(r, "p95_ms", True), _ms_cell(r, "p99_ms"),
+            _tail_cell(r), _ms_cell(r, "ttfb_p50_ms"), _ms_cell(r, "ttfb_p95_ms"),
+            "—" if per_min is None else f"{per_min:.1f}", fmt_usd(r.get("cost_per_image_usd")),
+        )
+    console = out_console()
+    console.print(table)
+    _print_details(rows, keys)
+
+
+def _row_label(row: dict[str, Any], keys: Sequence[str]) -> str:
+    return " / ".join([str(row["target"]), *(str(row.get(k)) for k in keys)])
+
+
+def _print_details(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    console = out_console()
+    failures = [r for r in rows if r.get("errors")]
+    if failures:
+        kinds = sorted({k for r in failures for k in r["errors"]})
+        errors = Table("target", *keys, *kinds, "billed failures", title="failed requests by class")
+        for r in failures:
+            errors.add_row(str(r["target"]), *(str(r.get(k, "")) for k in keys),
+                           *(str(r["errors"].get(k, 0)) for k in kinds), str(r.get("billed_failures", 0)))
+        console.print(errors)
+    queued = [r for r in rows if r.get("queue_p50_ms") is not None or "queue_p50_ms" in r.get("withheld", {})]
+    if queued:
+        phases = Table("target", *keys, "submit p50", "queue p50", "queue p95", "run p50", "fetch p50",
+                       "download p50", "poll interval", title="queue phases (ms)")
+        for r in queued:
+            phases.add_row(str(r["target"]), *(str(r.get(k, "")) for k in keys),
+                           *(_ms_cell(r, c) for c in ("submit_p50_ms", "queue_p50_ms", "queue_p95_ms", "run_p50_ms",
+                                                       "fetch_p50_ms", "download_p50_ms")),
+                           fmt_ms(r.get("poll_interval_ms")))
+        console.print(phases)
+    for r in rows:
+        if r.get("invariant_violations"):
+            ids = ", ".join(map(str, r.get("invariant_attempt_ids", [])))
+            console.print(f"[bold red]invariant violated[/] {_row_label(r, keys)}: {r['invariant_violations']} "
+                          f"attempt(s) break 0 <= TTFB <= latency or queue + run <= latency (attempt ids {ids})")
+    notes: dict[str, list[str]] = {}
+    for r in rows:
+        for reason in r.get("withheld", {}).values():
+            notes.setdefault(reason, []).append(_row_label(r, keys))
+    for reason, labels in sorted(notes.items()):
+        console.print(f"{WITHHELD} {reason} ({', '.join(labels)})", markup=False)

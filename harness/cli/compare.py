@@ -1,0 +1,68 @@
+"""``harness compare BASE CAND``: the regression gate for CI (exit 0 pass, 1 regression, 2 usage error)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.cli._common import EXIT_CHECK_FAILED, db_option, handle_errors, print_json
+from harness.errors import ConfigError
+from harness.gate import compare as run_compare
+from harness.gate import load_gate, parse_selector
+from harness.gate.render import markdown, write_junit
+from harness.gate.sides import load_side
+from harness.store import Store
+from harness.store import runs as run_store
+
+
+@click.command()
+@click.argument("runs", nargs=-1, metavar="[BASE_RUN [CAND_RUN]]")
+@click.option("--a", "sel_a", metavar="SELECTOR",
+              help="Baseline selector, e.g. target=gpt-image-1@openai, variant=default, run=ID (comma-separated).")
+@click.option("--b", "sel_b", metavar="SELECTOR", help="Candidate selector (same form as --a).")
+@click.option("--gate", "gate_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML gate file: alpha, resamples, seed, checks and thresholds (defaults without one).")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write JUnit XML here (one test case per check).")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of Markdown.")
+@db_option
+@handle_errors
+def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_file: Path | None,
+            junit_file: Path | None, markdown_file: Path | None, as_json: bool, db: Path) -> None:
+    """Compare a baseline with a candidate: two runs, or two targets or prompt variants of one run.
+
+    Latency percentiles get bootstrap intervals and a Mann-Whitney test, success rates a Newcombe interval,
+    scores (when present) a paired comparison by challenge. Exits 1 when the gate finds a regression the
+    data support.
+    """
+    a, b = parse_selector(sel_a, "--a"), parse_selector(sel_b, "--b")
+    if len(runs) > 2:
+        raise ConfigError(f"compare takes at most two runs (baseline, candidate), got {len(runs)}")
+    base_run = a.run or (runs[0] if runs else None)
+    cand_run = b.run or (runs[1] if len(runs) == 2 else runs[0] if runs else None)
+    if base_run is None or cand_run is None:
+        raise ConfigError("name the runs: `harness compare BASE CAND`, one run with --a/--b, or run=ID in --a/--b")
+    gate = load_gate(gate_file)
+    with Store.open(db, readonly=True) as store:
+        base_id, cand_id = run_store.get_run(store, base_run).id, run_store.get_run(store, cand_run).id
+        if base_id == cand_id and not (a.filters or b.filters):
+            raise ConfigError(f"both sides are all of run {base_id}: pick two runs, or split one run with --a/--b "
+                              "(e.g. --a variant=default --b variant=terse)")
+        side_a = load_side(store, base_id, a.without_run(), "--a")
+        side_b = load_side(store, cand_id, b.without_run(), "--b")
+    result = run_compare(side_a, side_b, gate)
+    text = markdown(result)
+    if markdown_file is not None:
+        markdown_file.parent.mkdir(parents=True, exist_ok=True)
+        markdown_file.write_text(text, encoding="utf-8")
+    if junit_file is not None:
+        write_junit(result, junit_file)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        click.echo(text, nl=False)
+    if result.regressed:
+        raise SystemExit(EXIT_CHECK_FAILED)

@@ -1,0 +1,187 @@
+"""Sample-size planning: how many requests per target a comparison needs before money is spent.
+
+Two questions, each for a one-sided test at level ``alpha`` with the requested ``power``:
+
+* **A relative change of a latency percentile** (``p50``/``p90``/``p95``/``p99``), by simulation. The test
+  statistic is the log ratio of the candidate's to the baseline's sample percentile. Its null distribution is
+  simulated (both samples drawn from the baseline distribution: lognormal with the given coefficient of
+  variation, or resampled from a stored run's successful latencies); the critical value is its ``1 - alpha``
+  quantile. Under a candidate that is ``(1 + change)`` times slower, every percentile scales by the same
+  factor, so the statistic shifts by ``log(1 + change)`` and the power is the share of null draws above
+  ``critical - log(1 + change)``. The smallest ``n`` (successful requests per side) reaching the power is
+  found by doubling and bisection; it is never below the percentile's minimum sample
+  (:func:`harness.stats.intervals.min_n_for_quantile`), under which ``harness compare`` skips the check.
+  Requests to send are ``n / success rate``.
+* **A drop in success rate**, in closed form (two proportions, normal approximation without continuity
+  correction, Fleiss): ``n = (z_{1-α} √(2 p̄ (1 - p̄)) + z_{power} √(p₁(1 - p₁) + p₂(1 - p₂)))² / Δ²`` per side,
+  with ``p₂ = p₁ - Δ`` and ``p̄`` their mean.
+
+The gate flags a regression only when the change also exceeds its threshold; with the threshold equal to the
+change to catch, no sample size gives more than about 50 % power. Plan for the change you want to catch and
+set the gate's threshold below it. When the gate evaluates ``m`` checks it tests each at ``alpha / m``: pass
+``checks=m`` to plan for that.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from harness.errors import ConfigError
+from harness.stats.intervals import CONFIDENCE, min_n_for_quantile
+
+Array = np.ndarray[Any, Any]
+Sampler = Callable[[np.random.Generator, tuple[int, int]], Array]
+"""Draws a ``(repetitions, n)`` array of latencies (ms) from the baseline distribution."""
+
+DEFAULT_CV = 0.5
+"""Coefficient of variation assumed without a stored run: the sandbox's openai profile (p95/p50 = 2.25) has
+0.52; provider tables range from about 0.2 (gemini) to 0.8 (fal's queue)."""
+
+DEFAULT_REPETITIONS = 2000
+MAX_N = 200_000
+
+
+def lognormal_sampler(cv: float) -> Sampler:
+    """Lognormal latencies with coefficient of variation ``cv`` (the median does not matter for ratios)."""
+    if cv <= 0:
+        raise ConfigError(f"--cv must be positive, got {cv}")
+    sigma = math.sqrt(math.log1p(cv * cv))
+
+    def draw(rng: np.random.Generator, shape: tuple[int, int]) -> Array:
+        return rng.lognormal(0.0, sigma, size=shape)
+
+    return draw
+
+
+def empirical_sampler(latencies: Array) -> Sampler:
+    """Resample (with replacement) a stored run's successful latencies."""
+    values = np.asarray(latencies, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size < 2:
+        raise ConfigError("the stored run has fewer than 2 successful latencies to resample")
+
+    def draw(rng: np.random.Generator, shape: tuple[int, int]) -> Array:
+        drawn: Array = values[rng.integers(0, values.size, size=shape)]
+        return drawn
+
+    return draw
+
+
+def quantile_power(sampler: Sampler, n: int, q: float, change: float, alpha: float, *,
+                   repetitions: int = DEFAULT_REPETITIONS, seed: int = 0) -> float:
+    """Simulated power of the one-sided level-``alpha`` test of a ``change`` (relative) in quantile ``q``."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 4_000_000 // (2 * n))
+    stats: list[Array] = []
+    for start in range(0, repetitions, chunk):
+        reps = min(chunk, repetitions - start)
+        a = np.quantile(sampler(rng, (reps, n)), q, axis=1, method="linear")
+        b = np.quantile(sampler(rng, (reps, n)), q, axis=1, method="linear")
+        stats.append(np.log(b) - np.log(a))
+    null = np.concatenate(stats)
+    critical = float(np.quantile(null, 1 - alpha))
+    return float(np.mean(null + math.log1p(change) > critical))
+
+
+def quantile_sample_size(sampler: Sampler, q: float, change: float, power: float, alpha: float, *,
+                         repetitions: int = DEFAULT_REPETITIONS, seed: int = 0) -> tuple[int, float]:
+    """Smallest successful requests per side giving ``power``, and the simulated power at that size."""
+    if change <= 0:
+        raise ConfigError(f"--relative-change must be positive, got {change}")
+    low = min_n_for_quantile(q, CONFIDENCE)
+
+    def pw(n: int) -> float:
+        return quantile_power(sampler, n, q, change, alpha, repetitions=repetitions, seed=seed)
+
+    p_low = pw(low)
+    if p_low >= power:
+        return low, p_low
+    high = low
+    p_high = p_low
+    while p_high < power:
+        low = high
+        high *= 2
+        if high > MAX_N:
+            raise ConfigError(f"more than {MAX_N} requests per side would be needed to detect a "
+                              f"{100 * change:g} % change with power {power}")
+        p_high = pw(high)
+    while high - low > max(1, low // 50):
+        mid = (low + high) // 2
+        p_mid = pw(mid)
+        if p_mid >= power:
+            high, p_high = mid, p_mid
+        else:
+            low = mid
+    return high, p_high
+
+
+def success_sample_size(baseline_rate: float, change: float, power: float, alpha: float) -> int:
+    """Requests per side to detect a drop of ``change`` (fraction) from ``baseline_rate``, one-sided."""
+    if not 0 < baseline_rate <= 1:
+        raise ConfigError(f"--baseline-rate must be in (0, 1], got {baseline_rate}")
+    if not 0 < change < baseline_rate:
+        raise ConfigError(f"--change must be positive and below the baseline rate, got {change}")
+    p1, p2 = baseline_rate, baseline_rate - change
+    pbar = (p1 + p2) / 2
+    za, zb = float(sps.norm.ppf(1 - alpha)), float(sps.norm.ppf(power))
+    root = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    return math.ceil((root / change) ** 2)
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """The plan for one target (``target`` is ``None`` for a target-free plan).
+
+    ``successes``: successful requests per side the test needs (for success-rate plans, equal to
+    ``requests``); ``requests``: requests to send per side; ``power``: achieved (simulated for percentiles,
+    nominal for success); ``cost_usd``: ``requests`` x ``price_per_request_usd`` when the price is known.
+    """
+
+    target: str | None
+    successes: int
+    requests: int
+    power: float
+    success_rate: float
+    price_per_request_usd: float | None
+    cost_usd: float | None
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate(power: float, alpha: float, checks: int) -> float:
+    """The per-check one-sided level ``alpha / checks``, after checking the inputs."""
+    if not 0.5 <= power < 1:
+        raise ConfigError(f"--power must be in [0.5, 1), got {power}")
+    if not 0 < alpha < 0.5:
+        raise ConfigError(f"--alpha must be in (0, 0.5), got {alpha}")
+    if checks < 1:
+        raise ConfigError(f"--checks must be at least 1, got {checks}")
+    return alpha / checks
+
+
+def plan_quantile(q: float, change: float, power: float, alpha: float, *, sampler: Sampler, success_rate: float,
+                  price_per_request_usd: float | None, target: str | None, source: str,
+                  repetitions: int = DEFAULT_REPETITIONS, seed: int = 0) -> TargetPlan:
+    """Plan a latency-percentile comparison for one target."""
+    if not 0 < success_rate <= 1:
+        raise ConfigError(f"success rate must be in (0, 1], got {success_rate}")
+    n, achieved = quantile_sample_size(sampler, q, change, power, alpha, repetitions=repetitions, seed=seed)
+    requests = math.ceil(n / success_rate)
+    cost = requests * price_per_request_usd if price_per_request_usd is not None else None
+    return TargetPlan(target, n, requests, achieved, success_rate, price_per_request_usd, cost, source)
+
+
+def plan_success(baseline_rate: float, change: float, power: float, alpha: float, *,
+                 price_per_request_usd: float | None, target: str | None, source: str) -> TargetPlan:
+    """Plan a success-rate comparison for one target."""
+    n = success_sample_size(baseline_rate, change, power, alpha)
+    cost = n * price_per_request_usd if price_per_request_usd is not None else None
+    return TargetPlan(target, n, n, power, baseline_rate, price_per_request_usd, cost, source)
