@@ -17,7 +17,10 @@ from harness.timing import AttemptClock
 
 def small_png(seed: int, size: int = 96) -> bytes:
     img = Image.new("RGB", (size, size), ((seed * 37) % 256, (seed * 91) % 256, (seed * 53) % 256))
-    ImageDraw.Draw(img).ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=(255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=(255, 255, 255))
+    x, y = seed % (size - 8), (seed // (size - 8) * 8) % (size - 8)
+    draw.rectangle((x, y, x + 6, y + 6), fill=(0, 0, 0))
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
@@ -33,7 +36,8 @@ def clock(latency: float, ttfb: float) -> AttemptClock:
 
 def build_store(db: Path, *, challenges: int, targets: int, samples: int, success: float = 0.9,
                 prompt: str = "A watercolor fox reading a newspaper", error_message: str = "upstream failure",
-                run_id: str = "20260101T000000Z-fix0", image_px: int = 96, seed: int = 0) -> str:
+                run_id: str = "20260101T000000Z-fix0", image_px: int = 96, seed: int = 0,
+                first_sample_ok: bool = False) -> str:
     """A finished sandbox-looking run with ``challenges x targets x samples`` attempts; the first sample of
     each (challenge, target) gets its own image when it succeeds."""
     rng = random.Random(seed)
@@ -58,7 +62,7 @@ def build_store(db: Path, *, challenges: int, targets: int, samples: int, succes
         for c in range(challenges):
             for name in target_names:
                 for s in range(samples):
-                    ok = rng.random() < success
+                    ok = (first_sample_ok and s == 0) or rng.random() < success
                     latency = rng.lognormvariate(8.9, 0.3)
                     outputs: list[OutputRecord] = []
                     if ok and s == 0:

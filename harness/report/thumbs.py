@@ -18,6 +18,8 @@ from PIL import Image
 
 THUMB_MAX_PX = 512
 THUMB_QUALITY = 80
+THUMB_METHOD = 2
+"""libwebp effort (0–6): 2 halves the encode time of the default 4 for a ~5 % larger file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +37,9 @@ def make_thumbnail(source: Path, target: Path, max_px: int = THUMB_MAX_PX) -> No
     with Image.open(source) as img:
         img.draft("RGB", (max_px, max_px))
         thumb = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
-        thumb.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+        thumb.thumbnail((max_px, max_px), Image.Resampling.BILINEAR, reducing_gap=3.0)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    thumb.save(tmp, format="WEBP", quality=THUMB_QUALITY, method=4)
+    thumb.save(tmp, format="WEBP", quality=THUMB_QUALITY, method=THUMB_METHOD)
     os.replace(tmp, target)
 
 
