@@ -293,7 +293,8 @@ class Runner:
                                 write=opts.scaled(opts.timeout_s), pool=None)
         for t in targets:
             protocol = get_protocol(t.protocol)
-            provider = protocol(base_urls[t.name], credentials[t.name].key, t.options)
+            options = {**t.options, "time_scale": opts.time_scale} if opts.sandbox else t.options
+            provider = protocol(base_urls[t.name], credentials[t.name].key, options)
             limit = opts.concurrency
             if opts.respect_limits and t.concurrency is not None:
                 limit = min(limit, t.concurrency)

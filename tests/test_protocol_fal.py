@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from harness.challenges import load
 from harness.errors import ConfigError
 from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest, InputImage
+from harness.providers.common import scaled_poll_interval
 from harness.providers.fal import (
     MASK_INSTRUCTION,
     FalProvider,
@@ -125,7 +126,7 @@ async def test_text_to_image_through_the_queue_records_every_phase(sandbox: Sand
 
 
 def wire_poll_ms() -> float:
-    return 0.5 * SCALE * 1000
+    return scaled_poll_interval(0.5, SCALE) * 1000
 
 
 async def test_status_result_and_cancel_urls_are_followed_as_returned(sandbox: SandboxServer) -> None:

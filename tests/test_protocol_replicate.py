@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from harness.challenges import load
 from harness.errors import ConfigError
 from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest, InputImage
+from harness.providers.common import scaled_poll_interval
 from harness.providers.fal import MASK_INSTRUCTION
 from harness.providers.replicate import ReplicateProvider, classify, failure, output_urls, provider_timings
 from harness.runner import AttemptOutcome, RunOptions, perform_attempt, start_run
@@ -129,7 +130,7 @@ async def test_when_the_wait_expires_the_adapter_polls_urls_get_until_succeeded(
     polls = [r for r in recorder.requests if r.method == "GET" and "/predictions/" in r.url.path]
     assert polls and all(str(r.url) == first["urls"]["get"] for r in polls)
     clock = outcome.clock
-    assert clock.poll_interval_ms == pytest.approx(0.5 * SCALE * 1000)
+    assert clock.poll_interval_ms == pytest.approx(scaled_poll_interval(0.5, SCALE) * 1000)
     assert clock.run_ms is not None and clock.run_ms > 0 and clock.queue_ms is not None
     timings = outcome.result.provider_timings if outcome.result else {}
     assert timings["predict_time"] > 0 and timings["total_time"] >= timings["predict_time"]

@@ -28,7 +28,9 @@ N = 200
 TIME_SCALE = 0.25
 TARGET_DURATION_S = 10.0
 PROMPTS = 20
-TARGETS = {"openai": "gpt-image-1@openai", "gemini": "gemini-2.5-flash-image@google"}
+TARGETS = {"openai": "gpt-image-1@openai", "gemini": "gemini-2.5-flash-image@google",
+           "openrouter": "gemini-2.5-flash-image@openrouter", "fal": "gemini-2.5-flash-image@fal",
+           "replicate": "gemini-2.5-flash-image@replicate"}
 
 
 def quantile_ci(sorted_values: np.ndarray, q: float, confidence: float = 0.99) -> tuple[float, float]:

@@ -11,6 +11,7 @@ from harness.cli.run import ProgressObserver
 from harness.cli.tables import print_stats_table
 from harness.demo import DEFAULT_SUITE, DEMO_TIME_SCALE, run_benchmark
 from harness.stats import provider_table
+from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -26,6 +27,7 @@ def demo(suite: Path, time_scale: float, seed: int, db: Path) -> None:
     """Sandbox run of the starter suite over several simulated providers and models; prints the table."""
     result = run_benchmark(db, suite, time_scale=time_scale, observer=ProgressObserver(), seed=seed)
     with Store.open(db, readonly=True) as store:
-        rows = provider_table(run_store.attempts_frame(store, [result.run.run_id]))
+        info = run_store.get_run(store, result.run.run_id)
+        rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
     print_stats_table(rows, title=f"demo run {result.run.run_id} (sandbox, time scale {time_scale:g})")
     err_console().print(f"store: {db} (run id {result.run.run_id})")

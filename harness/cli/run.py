@@ -24,6 +24,7 @@ from harness.errors import ConfigError
 from harness.records import AttemptRecord
 from harness.runner import RunObserver, RunOptions, RunResult, resume_run, start_run
 from harness.stats import provider_table
+from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import Credential, Target, load_targets, resolve_keys, select
@@ -154,7 +155,8 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         result = start_run(db, challenges, targets, credentials, options, challenges_path=str(challenges_path),
                            targets_file=str(targets_file) if targets_file else None, observer=observer)
     with Store.open(db, readonly=True) as store:
-        rows = provider_table(run_store.attempts_frame(store, [result.run_id]))
+        info = run_store.get_run(store, result.run_id)
+        rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
     if as_json:
         print_json({"run_id": result.run_id, "status": result.status, "rows": rows})
     else:

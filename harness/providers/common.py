@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import email.utils
 import json
 import re
@@ -12,9 +13,15 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from harness.errors import ConfigError
 from harness.providers.base import ErrorKind, OutputImage, ProviderError
+from harness.timing import TimedHttp
 
 T = TypeVar("T")
+
+MIN_POLL_INTERVAL_S = 0.02
+"""Floor of a (time-scaled) status-poll interval in real seconds: polling faster only burns the CPU that the
+client and an in-process sandbox share, and adds nothing to the precision of the phases it bounds."""
 
 MAX_MESSAGE_CHARS = 500
 _RETRY_IN = re.compile(r"(?:try again|retry) in ~?([0-9]+(?:\.[0-9]+)?)\s*(ms|s)\b", re.IGNORECASE)
@@ -117,3 +124,42 @@ async def gather_all(jobs: Sequence[Awaitable[T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def shielded_cancel(http: TimedHttp, method: str, url: str, headers: Mapping[str, str],
+                          timeout_s: float) -> None:
+    """Ask the provider to cancel a request even though the attempt that owns it is being cancelled.
+
+    The call (label ``cancel``) runs in its own task, shielded from the caller's cancellation and bounded by
+    ``timeout_s``; any failure of it is ignored, because the attempt has already failed for another reason.
+    """
+    task = asyncio.ensure_future(http.request(method, url, label="cancel", headers=dict(headers)))
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout_s)
+    except (Exception, asyncio.CancelledError):
+        task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), 0.1)
+
+
+def option_float(options: Mapping[str, Any], name: str, default: float | None, *,
+                 minimum: float = 0.0) -> float | None:
+    """A non-negative number option, with a :class:`ConfigError` naming it when it is not one."""
+    value = options.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ConfigError(f"target option {name} must be a number of at least {minimum}, got {value!r}")
+    return float(value)
+
+
+def option_choice(options: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str:
+    value = options.get(name, choices[0])
+    if value not in choices:
+        raise ConfigError(f"target option {name} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def scaled_poll_interval(interval_s: float, time_scale: float) -> float:
+    """The real seconds between status polls for a poll interval given in provider seconds."""
+    return max(interval_s * time_scale, MIN_POLL_INTERVAL_S) if interval_s > 0 else 0.0

@@ -48,7 +48,6 @@ timeouts), never what is sent to the provider.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +68,11 @@ from harness.providers.common import (
     data_url,
     decode_data_url,
     json_or_none,
+    option_choice,
+    option_float,
     parse_retry_after,
+    scaled_poll_interval,
+    shielded_cancel,
     status_kind,
     trim,
 )
@@ -89,40 +92,6 @@ MASK_INSTRUCTION = ("The last image is a mask for the first image: change only t
                     "mask and keep everything else unchanged.")
 TEXT_ONLY_APPS = ("fal-ai/flux/dev", "fal-ai/flux/schnell", "fal-ai/stable-diffusion-v35-large")
 """Apps known to take no input image (an edit challenge needs ``options.edit_model`` for them)."""
-
-
-async def shielded_cancel(http: TimedHttp, method: str, url: str, headers: Mapping[str, str],
-                          timeout_s: float) -> None:
-    """Ask the provider to cancel a request even though the attempt that owns it is being cancelled.
-
-    The call (label ``cancel``) runs in its own task, shielded from the caller's cancellation and bounded by
-    ``timeout_s``; any failure of it is ignored, because the attempt has already failed for another reason.
-    """
-    task = asyncio.ensure_future(http.request(method, url, label="cancel", headers=dict(headers)))
-    try:
-        await asyncio.wait_for(asyncio.shield(task), timeout_s)
-    except (Exception, asyncio.CancelledError):
-        task.cancel()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(task), 0.1)
-
-
-def option_float(options: Mapping[str, Any], name: str, default: float | None, *,
-                 minimum: float = 0.0) -> float | None:
-    """A non-negative number option, with a :class:`ConfigError` naming it when it is not one."""
-    value = options.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"target option {name} must be a number of at least {minimum}, got {value!r}")
-    return float(value)
-
-
-def option_choice(options: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str:
-    value = options.get(name, choices[0])
-    if value not in choices:
-        raise ConfigError(f"target option {name} must be one of {', '.join(choices)}, got {value!r}")
-    return str(value)
 
 
 # ---- request ---------------------------------------------------------------------------------------------
@@ -406,7 +375,7 @@ class FalProvider(Provider):
         http.mark("queued")
         handle, position = self._handle(submit)
         seen = QueueObservation(queue_position=position)
-        http.poll_interval_s = 0.0 if self.status_updates == "stream" else self.poll_interval_s * self.time_scale
+        http.poll_interval_s = 0.0 if self.status_updates == "stream" else scaled_poll_interval(self.poll_interval_s, self.time_scale)
         try:
             final = await self._until_completed(handle, http, seen)
             result = await http.request("GET", handle.response_url, label="result", headers=self._auth())
@@ -492,7 +461,7 @@ class FalProvider(Provider):
                                     http_status=response.status_code, request_id=handle.request_id)
             if self._observe(body, http, seen, start_window, handle.request_id):
                 return body
-            await asyncio.sleep(self.poll_interval_s * self.time_scale)
+            await asyncio.sleep(scaled_poll_interval(self.poll_interval_s, self.time_scale))
 
     async def _stream_status(self, handle: QueueHandle, http: TimedHttp, seen: QueueObservation,
                              start_window: asyncio.Timeout) -> dict[str, Any] | None:

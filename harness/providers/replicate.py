@@ -61,11 +61,14 @@ from harness.providers.common import (
     data_url,
     decode_data_url,
     json_or_none,
+    option_float,
     parse_retry_after,
+    scaled_poll_interval,
+    shielded_cancel,
     status_kind,
     trim,
 )
-from harness.providers.fal import MASK_INSTRUCTION, option_float, shielded_cancel
+from harness.providers.fal import MASK_INSTRUCTION
 from harness.timing import TimedHttp, TimedResponse
 from harness.wire import gemini
 from harness.wire import replicate as wire
@@ -285,7 +288,7 @@ class ReplicateProvider(Provider):
         model = str(self.options["edit_model"]) if edit and self.options.get("edit_model") else request.model_id
         url, extra = self._create_url(model)
         options = {**self.options, **request.options}
-        http.poll_interval_s = self.poll_interval_s * self.time_scale
+        http.poll_interval_s = scaled_poll_interval(self.poll_interval_s, self.time_scale)
         if wire.list_output(model) or request.n == 1:
             inputs = [build_input(model, request, options, outputs=request.n)]
         else:
@@ -327,7 +330,7 @@ class ReplicateProvider(Provider):
         status = created.status_code
         try:
             while not self._done(prediction, http, outputs):
-                await asyncio.sleep(self.poll_interval_s * self.time_scale)
+                await asyncio.sleep(scaled_poll_interval(self.poll_interval_s, self.time_scale))
                 polled = await http.request("GET", get_url, label="status", headers=self._auth())
                 if polled.status_code >= 400:
                     raise classify(polled.status_code, polled.content, polled.headers)

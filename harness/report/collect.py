@@ -21,6 +21,7 @@ import pandas as pd
 from harness import __version__
 from harness.records import RunInfo
 from harness.stats import provider_table
+from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -197,8 +198,8 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
     else:
         attempts["label"] = _label_column(attempts, runs)
         by = ("run_id", "target") if len(runs) > 1 else ("target",)
-        timeouts = {r.config.get("timeout_s", 300.0) * (r.time_scale or 1.0 if r.sandbox else 1.0) for r in runs}
-        rows = provider_table(attempts, by=by, timeout_ms=max(timeouts) * 1000 if timeouts else None)
+        timeouts = [t for t in (effective_timeout_ms(r) for r in runs) if t is not None]
+        rows = provider_table(attempts, by=by, timeout_ms=max(timeouts) if timeouts else None)
         labels = dict(zip(zip(attempts["run_id"], attempts["target"], strict=True), attempts["label"], strict=True))
         for row in rows:
             row["label"] = labels.get((row.get("run_id", runs[0].id), row["target"]), row["target"])

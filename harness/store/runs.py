@@ -277,10 +277,20 @@ ATTEMPT_FRAME_COLUMNS = (
 )
 
 
+TEXT_COLUMNS = ("run_id", "challenge_id", "variant", "target", "model", "provider", "protocol", "error_kind",
+                "cost_source", "kind", "category", "finish_reason", "provider_code")
+"""Low-cardinality text columns, read as pandas categoricals (a tenth of the memory of Python strings)."""
+
+
 def attempts_frame(
-    store: Store, run_ids: Sequence[str], columns: Sequence[str] | None = None, *, with_challenge: bool = True
+    store: Store, run_ids: Sequence[str], columns: Sequence[str] | None = None, *, with_challenge: bool = True,
+    chunk_rows: int = 100_000,
 ) -> pd.DataFrame:
-    """Attempts of ``run_ids`` as a DataFrame; adds the challenge's ``kind`` and ``category`` by default."""
+    """Attempts of ``run_ids`` as a DataFrame; adds the challenge's ``kind`` and ``category`` by default.
+
+    Rows are fetched ``chunk_rows`` at a time and low-cardinality text columns become categoricals, so a
+    million attempts read in seconds with a peak near the frame's own size.
+    """
     cols = list(columns or ATTEMPT_FRAME_COLUMNS)
     unknown = [c for c in cols if c not in ATTEMPT_FRAME_COLUMNS and c not in ("usage_json", "provider_timings_json")]
     if unknown:
@@ -294,7 +304,20 @@ def attempts_frame(
     sql = f"SELECT {select} FROM attempts a{join} WHERE a.run_id IN ({marks}) ORDER BY a.id"
     cur = store.conn.execute(sql, tuple(run_ids))
     names = [d[0] for d in cur.description]
-    return pd.DataFrame.from_records(cur.fetchall(), columns=names)
+    text = [c for c in names if c in TEXT_COLUMNS]
+    frames = []
+    while rows := cur.fetchmany(chunk_rows):
+        chunk = pd.DataFrame.from_records(rows, columns=names)
+        for c in text:
+            chunk[c] = chunk[c].astype("category")
+        frames.append(chunk)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="category" if c in text else "object") for c in names})
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    for c in text:
+        if frame[c].dtype != "category":
+            frame[c] = frame[c].astype("category")
+    return frame
 
 
 def outputs_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
