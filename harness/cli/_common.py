@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import HarnessError
 
@@ -79,7 +80,7 @@ def handle_errors(f: F) -> F:
         try:
             return f(*args, **kwargs)
         except HarnessError as exc:
-            err_console().print(f"[bold red]error:[/] {exc}", markup=True)
+            err_console().print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
             raise SystemExit(EXIT_USAGE) from None
 
     return wrapper  # type: ignore[return-value]

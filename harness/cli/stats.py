@@ -7,13 +7,15 @@ from pathlib import Path
 import click
 
 from harness.cli._common import db_option, handle_errors, print_json
-from harness.cli.tables import print_stats_table
+from harness.cli.tables import print_scores_table, print_stats_table
 from harness.errors import ConfigError
+from harness.scoring.summary import summarise_scores, summary_columns, summary_records
 from harness.stats import BY_ALIASES, provider_table, resolve_by
 from harness.stats.requests import INPUT_COLUMNS
 from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
+from harness.store.scores import latest_scorer, scores_frame
 
 
 def parse_by(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -41,8 +43,19 @@ def stats(run_id: str, by: tuple[str, ...], as_json: bool, db: Path) -> None:
         info = run_store.get_run(store, run_id)
         wanted = [c for c in dict.fromkeys([*INPUT_COLUMNS, *columns]) if c not in ("kind", "category")]
         frame = run_store.attempts_frame(store, [info.id], columns=wanted)
+        scorer = latest_scorer(store, [info.id])
+        scores = scores_frame(store, [info.id], scorer=scorer) if scorer else None
     rows = provider_table(frame, columns, timeout_ms=effective_timeout_ms(info))
+    summary = summarise_scores(scores) if scores is not None and not scores.empty else None
+    if summary is not None and columns == ("target",):
+        per_target = summary_columns(summary)
+        for row in rows:
+            row.update(per_target.get(str(row["target"]), {}))
     if as_json:
         print_json(rows)
-    else:
-        print_stats_table(rows, title=f"run {info.id}")
+        return
+    print_stats_table(rows, title=f"run {info.id}")
+    if summary is not None:
+        print_scores_table(summary_records(summarise_scores(scores, by=columns) if scores is not None
+                                           and columns != ("target",) else summary),
+                           title=f"CLIP scores ({scorer}); mean and 95 % interval")

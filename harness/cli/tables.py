@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,3 +113,22 @@ def _print_details(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
             notes.setdefault(reason, []).append(_row_label(r, keys))
     for reason, labels in sorted(notes.items()):
         console.print(f"{WITHHELD} {reason} ({', '.join(labels)})", markup=False)
+
+
+def fmt_score(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def print_scores_table(records: Sequence[dict[str, Any]], title: str) -> None:
+    """CLIP score summary: one row per target (and split) and metric, mean with its 95 % interval."""
+    by = [k for k in records[0] if k not in _SCORE_FIELDS] if records else []
+    table = Table(*by, "metric", "better", "mean", "95 % interval", "images", "prompts", title=title)
+    for r in records:
+        table.add_row(*(str(r[k]) for k in by), str(r["metric"]), "higher" if r["higher_is_better"] else "lower",
+                      fmt_score(r["mean"]), f"{fmt_score(r['low'])}–{fmt_score(r['high'])}", str(r["n_images"]),
+                      str(r["n_prompts"]))
+    out_console().print(table)
+
+
+_SCORE_FIELDS = {"scorer", "metric", "higher_is_better", "n_images", "n_prompts", "mean", "low", "high",
+                 "truncated_share"}

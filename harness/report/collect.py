@@ -7,9 +7,7 @@ Provider statistics come from :mod:`harness.stats`, ratings from :mod:`harness.r
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
-import importlib.util
 import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,10 +18,12 @@ import pandas as pd
 
 from harness import __version__
 from harness.records import RunInfo
+from harness.scoring.summary import summarise_scores, summary_records
 from harness.stats import provider_table
 from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
+from harness.store.scores import latest_scorer, scores_frame
 
 MAX_CURVE_POINTS = 400
 """Latency curves are reduced to at most this many quantile points per target (the page stays light)."""
@@ -170,18 +170,16 @@ def _gallery(store: Store, runs: list[RunInfo], final: pd.DataFrame, outputs: pd
 
 
 def _scores(store: Store, run_ids: list[str]) -> pd.DataFrame | None:
-    if importlib.util.find_spec("harness.store.scores") is None:
-        return None
-    module = importlib.import_module("harness.store.scores")
-    frame: pd.DataFrame = module.scores_frame(store, run_ids)
-    return frame
+    """The most recent scorer's scores (scores of different backbones are on different scales)."""
+    scorer = latest_scorer(store, run_ids)
+    return None if scorer is None else scores_frame(store, run_ids, scorer=scorer)
 
 
 def _score_summary(scores: pd.DataFrame | None) -> list[dict[str, Any]]:
     if scores is None or scores.empty:
         return []
-    summary = importlib.import_module("harness.scoring").summarize_scores(scores)
-    return list(summary)
+    return [{**r, "ci_low": r["low"], "ci_high": r["high"], "n": r["n_images"]}
+            for r in summary_records(summarise_scores(scores))]
 
 
 def collect(store: Store, run_ids: list[str], *, title: str | None = None,
