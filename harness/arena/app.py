@@ -1,0 +1,243 @@
+"""The arena web app: a JSON API (``/api/pair``, ``/api/vote``, ``/api/health``, OpenAPI schema at
+``/openapi.json``), blind images under ``/img/<random id>``, and one page that is a thin client of the API.
+
+Integrity guards, in the order a request meets them:
+
+* **Same origin** (CSRF): requests whose ``Sec-Fetch-Site`` says ``cross-site``/``same-site`` or whose
+  ``Origin`` is another host are refused (403), unless that origin was allowed explicitly (it then gets
+  CORS with credentials; the ``SameSite=Strict`` voter cookie still only travels within one site, so a
+  front end on another site should call the API from its server). Votes must be ``application/json``
+  (415), which no HTML form can send. Cookies are ``HttpOnly``; responses forbid framing.
+* **Voter cookie**: a signed random id, issued with the first page or pair; a vote needs the cookie the
+  pair was served to.
+* **Rate limits**: token buckets per voter and per client IP, for pairs and votes (429 + ``Retry-After``).
+* **Pair token**: HMAC-signed, expiring, bound to the voter, single use (see :mod:`harness.arena.tokens`).
+
+No response before a vote names a model, provider, target or run; response headers carry no server name
+and every API answer is ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import jinja2
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from harness import __version__
+from harness.arena.blind import MEDIA_TYPE
+from harness.arena.config import ArenaConfig
+from harness.arena.ratelimit import TokenBuckets, retry_after_header
+from harness.arena.schemas import Health, PairView, Problem, Reveal, VoteIn
+from harness.arena.service import ArenaService, VoteRejected
+
+VOTER_COOKIE = "arena_voter"
+COOKIE_MAX_AGE_S = 365 * 24 * 3600
+IMAGE_ID_PATTERN = r"^[A-Za-z0-9_-]{32}$"
+
+SECURITY_HEADERS = (
+    ("content-security-policy",
+     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("permissions-policy", "camera=(), microphone=(), geolocation=()"),
+)
+
+
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every response and ``no-store`` to API and image responses.
+    ``resource_policy`` is ``same-origin``, or ``same-site`` when other front ends are allowed to show
+    the images."""
+
+    def __init__(self, app: ASGIApp, resource_policy: str = "same-origin") -> None:
+        self.app = app
+        self.resource_policy = resource_policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        private = str(scope.get("path", "")).startswith(("/api/", "/img/"))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS:
+                    headers.setdefault(name, value)
+                headers.setdefault("cross-origin-resource-policy", self.resource_policy)
+                if private:
+                    headers["cache-control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("harness.arena", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+class Guards:
+    """Per-app request checks: origin, content type, voter cookie, rate limits."""
+
+    def __init__(self, config: ArenaConfig, service: ArenaService) -> None:
+        self.config = config
+        self.service = service
+        self.voter_votes = TokenBuckets(config.voter_votes)
+        self.ip_votes = TokenBuckets(config.ip_votes)
+        self.voter_pairs = TokenBuckets(config.voter_pairs)
+        self.ip_pairs = TokenBuckets(config.ip_pairs)
+        self.allowed_origins = {o.rstrip("/").lower() for o in config.allowed_origins}
+
+    def same_origin(self, request: Request) -> None:
+        """Refuse requests a browser sends on behalf of another site; ``--allowed-origin`` front ends
+        are trusted explicitly."""
+        origin = request.headers.get("origin")
+        if origin is not None and origin.rstrip("/").lower() in self.allowed_origins:
+            return
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            raise HTTPException(403, f"cross-site request refused (Sec-Fetch-Site: {site})")
+        if origin is not None:
+            host = urlsplit(origin).netloc
+            if not host or host != request.headers.get("host"):
+                raise HTTPException(403, "cross-origin request refused (Origin does not match this arena)")
+
+    @staticmethod
+    def json_body(request: Request) -> None:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise HTTPException(415, "votes must be sent as application/json")
+
+    def voter(self, request: Request) -> str | None:
+        return self.service.signer.voter_from_cookie(request.cookies.get(VOTER_COOKIE))
+
+    def limit(self, per_voter: TokenBuckets, per_ip: TokenBuckets, voter: str | None, request: Request) -> None:
+        ip = request.client.host if request.client else "unknown"
+        wait = max(per_ip.take(f"ip:{ip}"), per_voter.take(f"voter:{voter}") if voter else 0.0)
+        if wait > 0:
+            raise HTTPException(429, f"too many requests: retry in {retry_after_header(wait)} s",
+                                headers={"Retry-After": retry_after_header(wait)})
+
+
+def _set_voter_cookie(response: Response, request: Request, value: str) -> None:
+    response.set_cookie(VOTER_COOKIE, value, max_age=COOKIE_MAX_AGE_S, path="/", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": Problem, "description": "cross-site request, missing voter cookie, or forged token"},
+    429: {"model": Problem, "description": "rate limit reached; see Retry-After"},
+}
+
+
+def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    """The arena app over ``config.db``. Opens the store and loads the pool now, so a bad configuration
+    fails here (``HarnessError``) rather than at the first request; the store closes on shutdown.
+    ``clock`` (Unix seconds) is injectable for expiry tests."""
+    service = ArenaService(config, clock=clock)
+    guards = Guards(config, service)
+    templates = _templates()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="Image arena", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+        openapi_url="/openapi.json",
+        description="Blind pairwise voting on generated images. Fetch a pair, show both images and the "
+                    "prompt, post the voter's choice with the pair's token; names are revealed in the answer.",
+    )
+    app.state.arena = service
+    app.add_middleware(SecurityHeaders, resource_policy="same-site" if config.allowed_origins else "same-origin")
+    if config.allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_credentials=True,
+                           allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+    app.mount("/static", StaticFiles(packages=[("harness.arena", "static")]), name="static")
+
+    @app.exception_handler(VoteRejected)
+    async def rejected(_: Request, exc: VoteRejected) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    async def serve_pair(request: Request) -> tuple[PairView, str | None]:
+        guards.same_origin(request)
+        voter, cookie = guards.voter(request), None
+        if voter is None:
+            voter, cookie = service.signer.new_voter_cookie()
+        guards.limit(guards.voter_pairs, guards.ip_pairs, voter, request)
+        return await service.new_pair(voter), cookie
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page(request: Request) -> HTMLResponse:
+        pair, cookie = await serve_pair(request)
+        html = templates.get_template("index.html").render(pair=pair)
+        response = HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        if cookie:
+            _set_voter_cookie(response, request, cookie)
+        return response
+
+    @app.get("/api/pair", response_model=PairView, responses=_ERRORS, summary="Serve a new blind pair")
+    async def new_pair(request: Request, response: Response) -> PairView:
+        """A blind pair for the caller's voter cookie (issued now when absent)."""
+        pair, cookie = await serve_pair(request)
+        if cookie:
+            _set_voter_cookie(response, request, cookie)
+        return pair
+
+    def vote_guards(request: Request) -> str:
+        guards.same_origin(request)
+        guards.json_body(request)
+        voter = guards.voter(request)
+        guards.limit(guards.voter_votes, guards.ip_votes, voter, request)
+        if voter is None:
+            raise HTTPException(403, "no valid voter cookie: load a pair from this arena first")
+        return voter
+
+    voter_checked = Depends(vote_guards)
+
+    @app.post(
+        "/api/vote", response_model=Reveal, summary="Vote on a served pair",
+        responses={**_ERRORS, 400: {"model": Problem, "description": "the body cannot be decoded"},
+                   409: {"model": Problem, "description": "the pair was already voted on"},
+                   410: {"model": Problem, "description": "the pair's token expired"},
+                   415: {"model": Problem, "description": "body is not application/json"}},
+    )
+    async def vote(body: VoteIn, voter: str = voter_checked) -> Reveal:
+        """Record the vote (once per pair) and reveal who made each image."""
+        return await service.vote(voter, body.token, body.outcome, body.client_ms)
+
+    @app.get("/img/{image_id}", summary="A blind image of a served pair",
+             responses={200: {"content": {MEDIA_TYPE: {}}, "description": "WebP image, no metadata"},
+                        404: {"model": Problem, "description": "unknown image id"}, 403: _ERRORS[403]},
+             response_class=Response)
+    async def image(request: Request,
+                    image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="random id")]) -> Response:
+        guards.same_origin(request)
+        data = await service.image(image_id)
+        if data is None:
+            raise HTTPException(404, "unknown image id")
+        return Response(data, media_type=MEDIA_TYPE)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
+    @app.get("/api/health", response_model=Health, summary="Liveness and counts")
+    async def health() -> Health:
+        return await service.health()
+
+    return app

@@ -1,0 +1,136 @@
+"""Blind images: every output re-encoded to one format and size class with no metadata at all.
+
+Provider outputs carry tell-tale signs besides their pixels: the file format, dimensions, EXIF fields,
+PNG text chunks (``parameters``, ``Software``), XMP and C2PA provenance manifests naming the model. The
+arena therefore decodes each image, applies its EXIF orientation, converts it to sRGB (when it has an ICC
+profile) and RGB (alpha flattened onto white), resamples it so its longest side is exactly ``side``
+pixels (the two images of a pair are moreover fitted onto one shared canvas, so their dimensions are
+identical even when the models chose different aspect ratios), and encodes the bare pixels as WebP: a fresh image object with no ancillary data, so no chunk
+besides the bitstream (``VP8``) is written.
+
+Re-encoded bytes are cached on disk under the store's folder (``arena-cache/<sha256>-<size>.webp``,
+written atomically) and in a small in-memory LRU. Encoding is CPU work: call :meth:`BlindImages.get`
+from a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image, ImageCms, ImageOps
+
+MEDIA_TYPE = "image/webp"
+WEBP_QUALITY = 90
+"""Lossy WebP quality (0-100): visually lossless for judging, about a tenth of a PNG's size."""
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_EXTS = frozenset({"png", "jpg", "jpeg", "webp", "gif", "bmp", "tiff"})
+
+
+def _to_srgb(img: Image.Image) -> Image.Image:
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA"):
+        return img
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        converted = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode=img.mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img
+    return converted if converted is not None else img
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return img.convert("RGB")
+
+
+def blind_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """Pixel size of an image after resampling its longest side to ``side``."""
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def pair_canvas(*sizes: tuple[int, int]) -> tuple[int, int]:
+    """The one canvas every image of a pair is shown on: wide and tall enough for each (blind) size."""
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def reencode(data: bytes, side: int, quality: int = WEBP_QUALITY, canvas: tuple[int, int] | None = None) -> bytes:
+    """The blind version of an image file: WebP, pixels only, longest side ``side`` px; or, with
+    ``canvas`` (width, height), fitted inside it, centred on neutral grey, so both images of a pair have
+    exactly the same dimensions whatever aspect ratio each model chose."""
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.seek(0)
+        oriented = ImageOps.exif_transpose(opened)
+        if "icc_profile" not in oriented.info and "icc_profile" in opened.info:
+            oriented.info["icc_profile"] = opened.info["icc_profile"]
+        rgb = _flatten(_to_srgb(oriented))
+    if canvas is None:
+        size = blind_size(*rgb.size, side)
+    else:
+        scale = min(canvas[0] / rgb.width, canvas[1] / rgb.height)
+        size = (min(canvas[0], max(1, round(rgb.width * scale))), min(canvas[1], max(1, round(rgb.height * scale))))
+    if size != rgb.size:
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+    if canvas is not None and canvas != size:
+        framed = Image.new("RGB", canvas, (128, 128, 128))
+        framed.paste(rgb, ((canvas[0] - size[0]) // 2, (canvas[1] - size[1]) // 2))
+        rgb = framed
+    bare = Image.frombytes("RGB", rgb.size, rgb.tobytes())
+    out = io.BytesIO()
+    bare.save(out, format="WEBP", quality=quality, method=4)
+    return out.getvalue()
+
+
+class BlindImages:
+    """Re-encoded images by the SHA-256 of their source file, cached on disk and in memory."""
+
+    def __init__(self, images_dir: Path, cache_dir: Path, side: int, *, memory_items: int = 128) -> None:
+        self.images_dir = images_dir
+        self.cache_dir = cache_dir
+        self.side = side
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        self._memory_items = memory_items
+        self._lock = threading.Lock()
+
+    def _remember(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._memory[key] = data
+            self._memory.move_to_end(key)
+            while len(self._memory) > self._memory_items:
+                self._memory.popitem(last=False)
+
+    def get(self, sha256: str, ext: str, canvas: tuple[int, int] | None = None) -> bytes:
+        """Blind bytes of a stored image (on ``canvas`` when given, see :func:`reencode`). Hash and
+        extension are checked before any path is built, so nothing outside the image store can be read
+        whatever the caller passes."""
+        if not _SHA.match(sha256) or ext not in _EXTS:
+            raise ValueError(f"not a stored image name: {sha256!r}.{ext!r}")
+        if canvas is not None and not (1 <= canvas[0] <= self.side and 1 <= canvas[1] <= self.side):
+            raise ValueError(f"canvas {canvas} outside 1..{self.side} pixels")
+        key = f"{sha256}-{self.side}" if canvas is None else f"{sha256}-{canvas[0]}x{canvas[1]}"
+        with self._lock:
+            cached = self._memory.get(key)
+            if cached is not None:
+                self._memory.move_to_end(key)
+                return cached
+        path = self.cache_dir / f"{key}.webp"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = reencode((self.images_dir / f"{sha256}.{ext}").read_bytes(), self.side, canvas=canvas)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        self._remember(key, data)
+        return data

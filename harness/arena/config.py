@@ -1,0 +1,107 @@
+"""How an arena is set up: which runs and targets it shows, its signing secret, token lifetime, image size
+class and rate limits. One immutable value, built by the CLI (or a test) and handed to the app factory."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import ConfigError
+
+SECRET_ENV = "HARNESS_ARENA_SECRET"
+"""Environment variable holding the signing secret; without it each process draws a random one, so pair
+tokens and voter cookies do not survive a restart (the voters just get new ids and pairs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket: ``per_minute`` requests sustained, bursts of up to ``burst`` at once."""
+
+    per_minute: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not self.per_minute > 0 or self.burst < 1:
+            raise ConfigError(f"rate limit needs a positive rate and a burst of at least 1, not {self.describe()}")
+
+    def describe(self) -> str:
+        return f"{self.per_minute:g}/{self.burst}"
+
+    def scaled(self, factor: float) -> RateLimit:
+        return RateLimit(self.per_minute * factor, max(1, round(self.burst * factor)))
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+/?$")
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(\d+)\s*)?$")
+
+
+def parse_rate(text: str, option: str = "rate limit") -> RateLimit:
+    """``"30"`` (30 per minute, burst 10 = a third of it, at least 1) or ``"30/5"`` (burst 5)."""
+    match = _RATE.match(text)
+    if not match:
+        raise ConfigError(f"{option}: {text!r} is not PER_MINUTE or PER_MINUTE/BURST (e.g. 30 or 30/5)")
+    per_minute = float(match.group(1))
+    burst = int(match.group(2)) if match.group(2) else max(1, round(per_minute / 3))
+    try:
+        return RateLimit(per_minute, burst)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+def secret_bytes(text: str) -> bytes:
+    """The HMAC key derived from a user-given secret (at least 16 characters)."""
+    if len(text) < 16:
+        raise ConfigError(f"the arena secret (--secret or {SECRET_ENV}) must have at least 16 characters")
+    return hashlib.sha256(b"harness-arena-v1\x00" + text.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ArenaConfig:
+    """Everything the arena app needs.
+
+    ``run_ids`` empty means every run in the store; ``targets`` are names or shell globs (empty: all).
+    ``secret`` is the HMAC key (None: random per process). ``token_ttl_s``: seconds a served pair may be
+    voted on. ``image_side``: the longest side, in pixels, every image is resampled to (one size class).
+    Vote limits apply per voter cookie and per client IP; pair limits are twice the vote limits, as a
+    voter may reload. ``min_exposure``: shows per target before active sampling takes over. ``seed`` makes
+    pair choice and sides reproducible (tests and simulations only: it makes sides predictable).
+    """
+
+    db: Path
+    run_ids: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    secret: bytes | None = None
+    token_ttl_s: float = 900.0
+    image_side: int = 1024
+    voter_votes: RateLimit = field(default_factory=lambda: RateLimit(30.0, 10))
+    ip_votes: RateLimit = field(default_factory=lambda: RateLimit(240.0, 60))
+    allowed_origins: tuple[str, ...] = ()
+    min_exposure: int = 10
+    seed: int | None = None
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.token_ttl_s > 0:
+            raise ConfigError(f"token lifetime must be positive, not {self.token_ttl_s} s")
+        if not 64 <= self.image_side <= 4096:
+            raise ConfigError(f"image side must be between 64 and 4096 pixels, not {self.image_side}")
+        if self.min_exposure < 0:
+            raise ConfigError(f"min exposure must be 0 or more, not {self.min_exposure}")
+        for origin in self.allowed_origins:
+            if not _ORIGIN.match(origin):
+                raise ConfigError(f"allowed origin {origin!r} is not scheme://host[:port] (e.g. https://vote.example.org)")
+
+    @property
+    def voter_pairs(self) -> RateLimit:
+        return self.voter_votes.scaled(2)
+
+    @property
+    def ip_pairs(self) -> RateLimit:
+        return self.ip_votes.scaled(2)
+
+    @property
+    def image_cache(self) -> Path:
+        """Where re-encoded images are kept: ``arena-cache/`` beside the store file unless set."""
+        return self.cache_dir or self.db.parent / "arena-cache"

@@ -1,0 +1,151 @@
+"""What the arena can show: successful outputs grouped into matchups (one challenge variant, outputs from
+two or more targets), read once from the store.
+
+A matchup is keyed by challenge id, variant and the challenge's content hash, so outputs of the same
+challenge from several runs are pooled (a provider benchmarked in another run can face this one), while a
+changed challenge (other prompt or reference bytes) never meets its older self.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.store import Store
+from harness.store import runs as run_store
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One successful output image of a target."""
+
+    attempt_id: int
+    run_id: str
+    target: str
+    model: str
+    provider: str
+    sha256: str
+    ext: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A reference image (or mask) of a challenge; ``label`` is what the page calls it."""
+
+    label: str
+    sha256: str
+    ext: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Matchup:
+    """One challenge variant and, per target, its outputs."""
+
+    key: str
+    challenge_id: str
+    variant: str
+    title: str
+    prompt: str
+    kind: str
+    category: str
+    references: tuple[Picture, ...]
+    entries: Mapping[str, tuple[Entry, ...]]
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(sorted(self.entries))
+
+
+@dataclass(frozen=True, slots=True)
+class ArenaPool:
+    """Every matchup of the chosen runs and targets; ``skipped_missing`` counts outputs whose image file
+    is gone from the image store (left out rather than failing when shown)."""
+
+    matchups: tuple[Matchup, ...]
+    run_ids: tuple[str, ...]
+    skipped_missing: int
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(sorted({t for m in self.matchups for t in m.entries}))
+
+    def by_key(self) -> dict[str, Matchup]:
+        return {m.key: m for m in self.matchups}
+
+
+def _pictures(challenge: Mapping[str, Any]) -> tuple[Picture, ...]:
+    refs = [Picture(f"Reference {i}", r["sha256"], r["ext"], r["width"], r["height"])
+            for i, r in enumerate(challenge["references"], 1)]
+    mask = challenge.get("mask")
+    if mask:
+        refs.append(Picture("Mask", mask["sha256"], mask["ext"], mask["width"], mask["height"]))
+    return tuple(refs)
+
+
+def _selected_targets(present: set[str], patterns: Sequence[str]) -> set[str]:
+    if not patterns:
+        return present
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = {t for t in present if fnmatch.fnmatchcase(t, pattern)}
+        if not hits:
+            raise ConfigError(f"arena target {pattern!r} matches no target with outputs in the chosen runs "
+                              f"(they have: {', '.join(sorted(present)) or 'none'})")
+        chosen |= hits
+    return chosen
+
+
+def load_pool(store: Store, run_ids: Sequence[str] = (), targets: Sequence[str] = ()) -> ArenaPool:
+    """Matchups of ``run_ids`` (all runs when empty; ``latest`` names the newest) restricted to ``targets``
+    (names or globs). Raises :class:`ConfigError` when nothing can be paired."""
+    if run_ids:
+        runs = list(dict.fromkeys(run_store.get_run(store, r).id for r in run_ids))
+    else:
+        runs = [r.id for r in run_store.list_runs(store)]
+    if not runs:
+        raise ConfigError(f"store {store.path} has no runs: run `harness run` (or `harness demo`) first")
+    frame = run_store.outputs_frame(store, runs)
+    present = set(frame["target"]) if len(frame) else set()
+    chosen = _selected_targets(present, targets)
+    challenges = {(r, c["id"]): c for r in runs for c in run_store.run_challenges(store, r)}
+    grouped: dict[str, dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
+    meta: dict[str, tuple[Mapping[str, Any], str]] = {}
+    missing = 0
+    for row in frame.itertuples(index=False):
+        if row.target not in chosen:
+            continue
+        challenge = challenges[(row.run_id, row.challenge_id)]
+        if not store.image_path(row.sha256, row.ext).is_file():
+            missing += 1
+            continue
+        key = f"{row.challenge_id}/{row.variant}/{challenge['content_hash'][:12]}"
+        meta.setdefault(key, (challenge, row.variant))
+        grouped[key][row.target].append(Entry(int(row.attempt_id), row.run_id, row.target, row.model,
+                                              row.provider, row.sha256, row.ext, int(row.width),
+                                              int(row.height)))
+    matchups = []
+    for key in sorted(grouped):
+        by_target = grouped[key]
+        if len(by_target) < 2:
+            continue
+        chosen_challenge, variant = meta[key]
+        matchups.append(Matchup(
+            key=key, challenge_id=chosen_challenge["id"], variant=variant, title=chosen_challenge["title"],
+            prompt=chosen_challenge["prompts"][variant], kind=chosen_challenge["kind"],
+            category=chosen_challenge["category"],
+            references=_pictures(chosen_challenge), entries={t: tuple(e) for t, e in sorted(by_target.items())},
+        ))
+    if not matchups:
+        raise ConfigError(
+            f"nothing to pair in run(s) {', '.join(runs)}: the arena needs challenges with successful outputs "
+            f"from at least two different targets (targets with outputs: {', '.join(sorted(chosen)) or 'none'})"
+        )
+    return ArenaPool(tuple(matchups), tuple(runs), missing)

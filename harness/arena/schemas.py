@@ -1,0 +1,86 @@
+"""The JSON API's request and response bodies (published in the app's OpenAPI schema).
+
+Nothing in a pair's body names a model, provider, target or run: images are addressed by random ids
+and the token is opaque. Names appear only in a :class:`Reveal`, the answer to an accepted vote.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Outcome = Literal["left", "right", "tie", "both_bad"]
+
+
+class ImageView(BaseModel):
+    """An image to show; ``url`` is a random, single-pair address; sizes in pixels."""
+
+    url: str
+    width: int
+    height: int
+    label: str = Field(description="what the page calls it: Left, Right, Reference 1, Mask")
+
+
+class ChallengeView(BaseModel):
+    """The challenge both images answer. ``prompt`` is untrusted text: render it as text, never as HTML."""
+
+    title: str
+    prompt: str
+    kind: str = Field(description="text-to-image, edit, compose or inpaint")
+    category: str
+    references: list[ImageView]
+
+
+class PairView(BaseModel):
+    """A blind pair: vote on it by posting ``token`` to ``/api/vote`` before ``expires_at`` (Unix s)."""
+
+    token: str
+    expires_at: float
+    challenge: ChallengeView
+    left: ImageView
+    right: ImageView
+
+
+class VoteIn(BaseModel):
+    """A vote. ``client_ms``: optional time the voter looked at the pair, measured by the page (ms)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200)
+    outcome: Outcome
+    client_ms: float | None = Field(default=None, ge=0, le=86_400_000)
+
+
+class Contender(BaseModel):
+    """Who made one side's image."""
+
+    target: str
+    model: str
+    provider: str
+
+
+class Reveal(BaseModel):
+    """An accepted vote and the names behind the pair. ``decision_ms``: server-measured time from
+    serving the pair to the vote (ms)."""
+
+    vote_id: str
+    outcome: Outcome
+    left: Contender
+    right: Contender
+    decision_ms: float
+
+
+class Health(BaseModel):
+    """Liveness and size of the arena (counts only: no names)."""
+
+    status: Literal["ok"]
+    matchups: int
+    targets: int
+    votes: int
+
+
+class Problem(BaseModel):
+    """Why a request was refused."""
+
+    detail: str

@@ -1,0 +1,162 @@
+// Thin client of the arena's JSON API: vote on the shown pair, reveal the names, load the next pair.
+// Untrusted text (prompts, names) only ever goes through textContent, never innerHTML.
+"use strict";
+
+(function () {
+  const root = document.getElementById("arena");
+  const buttons = Array.from(document.querySelectorAll(".choices button[data-outcome]"));
+  const next = document.getElementById("next");
+  const status = document.getElementById("status");
+  const KEYS = {
+    "1": "left", "ArrowLeft": "left",
+    "2": "right", "ArrowRight": "right",
+    "3": "tie", "ArrowUp": "tie",
+    "4": "both_bad", "ArrowDown": "both_bad",
+  };
+  const state = { token: root.dataset.token, voted: false, busy: false, shownAt: performance.now() };
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.classList.toggle("error", Boolean(isError));
+  }
+
+  function setImage(img, view) {
+    img.src = view.url;
+    img.width = view.width;
+    img.height = view.height;
+  }
+
+  function contender(c) {
+    return c.target + " (" + c.model + ", " + c.provider + ")";
+  }
+
+  async function problem(response) {
+    try {
+      const body = await response.json();
+      return typeof body.detail === "string" ? body.detail : response.statusText;
+    } catch (e) {
+      return response.statusText || "request failed";
+    }
+  }
+
+  function showNext() {
+    next.hidden = false;
+    next.focus();
+  }
+
+  async function vote(outcome) {
+    if (state.voted || state.busy) return;
+    state.busy = true;
+    buttons.forEach(function (b) { b.disabled = true; });
+    say("Sending your vote…");
+    let response;
+    try {
+      response = await fetch("/api/vote", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: JSON.stringify({
+          token: state.token, outcome: outcome, client_ms: Math.round(performance.now() - state.shownAt),
+        }),
+      });
+    } catch (e) {
+      state.busy = false;
+      buttons.forEach(function (b) { b.disabled = false; });
+      say("Network error: your vote was not sent. Try again.", true);
+      return;
+    }
+    state.busy = false;
+    if (response.status === 429) {
+      buttons.forEach(function (b) { b.disabled = false; });
+      say(await problem(response), true);
+      return;
+    }
+    state.voted = true;
+    if (!response.ok) {
+      say(await problem(response), true);
+      showNext();
+      return;
+    }
+    const reveal = await response.json();
+    buttons.forEach(function (b) { b.classList.toggle("picked", b.dataset.outcome === outcome); });
+    const leftName = document.getElementById("left-name");
+    const rightName = document.getElementById("right-name");
+    leftName.textContent = contender(reveal.left);
+    rightName.textContent = contender(reveal.right);
+    leftName.hidden = false;
+    rightName.hidden = false;
+    document.getElementById("left").classList.toggle("chosen", outcome === "left");
+    document.getElementById("right").classList.toggle("chosen", outcome === "right");
+    say("Vote recorded. Thank you!");
+    showNext();
+  }
+
+  function render(pair) {
+    state.token = pair.token;
+    document.getElementById("title").textContent = pair.challenge.title;
+    document.getElementById("kind").textContent = pair.challenge.kind;
+    document.getElementById("category").textContent = pair.challenge.category;
+    document.getElementById("prompt").textContent = pair.challenge.prompt;
+    const refs = document.getElementById("references");
+    refs.replaceChildren();
+    pair.challenge.references.forEach(function (ref) {
+      const figure = document.createElement("figure");
+      const img = document.createElement("img");
+      setImage(img, ref);
+      img.alt = ref.label;
+      const caption = document.createElement("figcaption");
+      caption.textContent = ref.label;
+      figure.append(img, caption);
+      refs.append(figure);
+    });
+    refs.hidden = pair.challenge.references.length === 0;
+    setImage(document.getElementById("left-img"), pair.left);
+    setImage(document.getElementById("right-img"), pair.right);
+    ["left", "right"].forEach(function (side) {
+      const name = document.getElementById(side + "-name");
+      name.textContent = "";
+      name.hidden = true;
+      document.getElementById(side).classList.remove("chosen");
+    });
+    buttons.forEach(function (b) { b.disabled = false; b.classList.remove("picked"); });
+    next.hidden = true;
+    state.voted = false;
+    state.shownAt = performance.now();
+    say("");
+  }
+
+  async function loadNext() {
+    if (state.busy) return;
+    state.busy = true;
+    say("Loading the next pair…");
+    try {
+      const response = await fetch("/api/pair", { credentials: "same-origin", headers: { "Accept": "application/json" } });
+      if (!response.ok) {
+        say(await problem(response), true);
+        return;
+      }
+      render(await response.json());
+      buttons[0].focus();
+    } catch (e) {
+      say("Network error: could not load a new pair.", true);
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  buttons.forEach(function (b) {
+    b.addEventListener("click", function () { vote(b.dataset.outcome); });
+  });
+  next.addEventListener("click", loadNext);
+  document.addEventListener("keydown", function (event) {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (!state.voted && Object.prototype.hasOwnProperty.call(KEYS, event.key)) {
+      event.preventDefault();
+      vote(KEYS[event.key]);
+    } else if (state.voted && (event.key === "n" || event.key === "N" ||
+               (event.key === "Enter" && event.target.tagName !== "BUTTON"))) {
+      event.preventDefault();
+      loadNext();
+    }
+  });
+})();

@@ -1,0 +1,77 @@
+"""``harness arena serve``: the blind pairwise voting app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.arena.config import SECRET_ENV, ArenaConfig, parse_rate, secret_bytes
+from harness.cli._common import db_option, err_console, handle_errors
+
+
+@click.group()
+def arena() -> None:
+    """Blind pairwise voting on the outputs of runs; votes feed `harness ratings`."""
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+@arena.command("serve")
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 exposes the arena to the network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--runs", "runs", multiple=True, metavar="RUN_ID",
+              help="Runs whose outputs are voted on (repeat or separate with commas; default: every run; "
+                   "`latest` names the newest).")
+@click.option("--targets", "targets", multiple=True, metavar="PATTERN",
+              help="Targets in the arena, by name or glob such as '*@fal' (repeat or comma-separate; default: all).")
+@click.option("--secret", envvar=SECRET_ENV, show_envvar=True, default=None,
+              help="Signing secret for pair tokens and voter cookies (16+ characters). Without it a random one is "
+                   "drawn per process: outstanding pairs and voter ids then do not survive a restart.")
+@click.option("--token-ttl", type=click.FloatRange(min=1), default=900.0, show_default=True,
+              help="Seconds a served pair can be voted on.")
+@click.option("--image-side", type=click.IntRange(64, 4096), default=1024, show_default=True,
+              help="Every image is resampled so its longest side has this many pixels.")
+@click.option("--voter-limit", default="30/10", show_default=True, metavar="PER_MIN[/BURST]",
+              help="Votes per minute per voter cookie (pairs: twice as many).")
+@click.option("--ip-limit", default="240/60", show_default=True, metavar="PER_MIN[/BURST]",
+              help="Votes per minute per client IP (pairs: twice as many).")
+@click.option("--allowed-origin", "origins", multiple=True, metavar="URL",
+              help="Another origin allowed to call the API (e.g. a separate front end), besides the arena's own.")
+@click.option("--min-exposure", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Shows per target served in balanced order before active sampling starts.")
+@handle_errors
+def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[str, ...], secret: str | None,
+          token_ttl: float, image_side: int, voter_limit: str, ip_limit: str, origins: tuple[str, ...],
+          min_exposure: int) -> None:
+    """Serve the arena until interrupted. The page is at /, the JSON API under /api (schema: /openapi.json).
+
+    The outputs on offer are read at start: restart the arena to include runs finished since."""
+    from harness.arena.app import create_app
+    from harness.arena.server import serve_forever
+    from harness.store import StoreError
+
+    if not db.exists():
+        raise StoreError(f"store {db} does not exist (pass --db PATH, or run `harness run` first)")
+    config = ArenaConfig(
+        db=db, run_ids=_split(runs), targets=_split(targets), secret=secret_bytes(secret) if secret else None,
+        token_ttl_s=token_ttl, image_side=image_side, voter_votes=parse_rate(voter_limit, "--voter-limit"),
+        ip_votes=parse_rate(ip_limit, "--ip-limit"), allowed_origins=origins, min_exposure=min_exposure,
+    )
+    app = create_app(config)
+    pool = app.state.arena.pool
+    console = err_console()
+    console.print(f"arena: {len(pool.matchups)} challenge variants, {len(pool.targets)} targets, "
+                  f"run(s) {', '.join(pool.run_ids)}")
+    if pool.skipped_missing:
+        console.print(f"warning: {pool.skipped_missing} output(s) left out: image file missing from the store")
+    if config.secret is None:
+        console.print(f"secret: random for this process (set {SECRET_ENV} to keep pairs and voter ids across "
+                      "restarts)")
+    shown_host = f"[{host}]" if ":" in host else host
+    console.print(f"open http://{shown_host}:{port}/  (Ctrl-C stops)")
+    serve_forever(app, host, port)
