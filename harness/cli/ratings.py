@@ -1,0 +1,124 @@
+"""``harness ratings``: the leaderboard from arena votes (the store) or from a vote file."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal, cast
+
+import click
+import pandas as pd
+from rich.table import Table
+
+from harness.cli._common import db_option, err_console, handle_errors, out_console, print_json
+from harness.errors import ConfigError
+from harness.ratings import Leaderboard, RatingOptions, leaderboard, read_battles, validate_battles
+from harness.ratings.bradley_terry import TIE_MODES
+from harness.ratings.intervals import CI_METHODS, DEFAULT_ROUNDS
+from harness.ratings.leaderboard import DEFAULT_MIN_VOTES, METHODS
+from harness.store import Store
+from harness.store.votes import battles_frame
+
+
+def parse_anchor(text: str | None) -> tuple[str, float] | None:
+    """``MODEL=VALUE`` (the last ``=`` splits) to ``(model, rating)``."""
+    if text is None:
+        return None
+    model, sep, value = text.rpartition("=")
+    if not sep or not model.strip():
+        raise ConfigError(f"--anchor {text!r}: use MODEL=VALUE, e.g. --anchor sd-3.5-large=940")
+    try:
+        rating = float(value)
+    except ValueError:
+        raise ConfigError(f"--anchor {text!r}: {value!r} is not a number") from None
+    if not math.isfinite(rating):
+        raise ConfigError(f"--anchor {text!r}: the rating must be a finite number")
+    return model.strip(), rating
+
+
+def load_votes(votes: Path | None, db: Path, by: str | None, category: str | None,
+               run_ids: tuple[str, ...], sources: tuple[str, ...]) -> pd.DataFrame:
+    """Votes in battle format from ``votes`` (a file) or from the store at ``db``, filtered by category."""
+    if votes is not None:
+        for flag, value in (("--by", by), ("--run", run_ids), ("--source", sources)):
+            if value:
+                raise ConfigError(f"{flag} applies to votes from the store; a vote file names its own models")
+        frame = read_battles(votes)
+        if category is not None:
+            frame = frame[frame["category"].astype(object) == category].reset_index(drop=True)
+        return frame
+    with Store.open(db, readonly=True) as store:
+        frame = battles_frame(store, by=by or "model", category=category, run_ids=list(run_ids) or None,
+                              sources=list(sources) or None)
+    return validate_battles(frame, f"votes in {db}")
+
+
+@click.command()
+@click.option("--votes", "votes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Read votes from a CSV/JSONL/JSON file in battle format instead of the store.")
+@db_option
+@click.option("--by", "by", type=click.Choice(["model", "target"]), default=None,
+              help="Rate models (default) or targets (model@provider); store votes only.")
+@click.option("--run", "run_ids", multiple=True, metavar="RUN_ID",
+              help="Only votes whose two outputs come from these runs (repeatable); store votes only.")
+@click.option("--source", "sources", multiple=True, metavar="SOURCE",
+              help="Only votes from these sources: arena, simulated, import (repeatable); store votes only.")
+@click.option("--category", default=None, help="Only votes on challenges of this category.")
+@click.option("--method", type=click.Choice(METHODS), default="bt", show_default=True,
+              help="bt: Bradley-Terry MLE; elo: online Elo as the rating column.")
+@click.option("--ci", type=click.Choice(CI_METHODS), default="sandwich", show_default=True,
+              help="Interval method for Bradley-Terry ratings.")
+@click.option("--rounds", type=click.IntRange(min=1), default=DEFAULT_ROUNDS, show_default=True,
+              help="Bootstrap rounds (--ci bootstrap, or --method elo).")
+@click.option("--ties", type=click.Choice(TIE_MODES), default="half", show_default=True,
+              help="Ties and both-bad votes: half a win each, dropped, or Davidson's tie model.")
+@click.option("--anchor", default=None, metavar="MODEL=VALUE",
+              help="Shift every rating so MODEL sits at VALUE (interval widths unchanged).")
+@click.option("--min-votes", type=click.IntRange(min=0), default=DEFAULT_MIN_VOTES, show_default=True,
+              help="Flag models with fewer votes as provisional.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
+@handle_errors
+def ratings(votes: Path | None, db: Path, by: str | None, run_ids: tuple[str, ...], sources: tuple[str, ...],
+            category: str | None, method: str, ci: str, rounds: int, ties: str, anchor: str | None,
+            min_votes: int, seed: int, as_json: bool) -> None:
+    """Leaderboard from pairwise votes: Bradley-Terry ratings with 95% intervals, rank spread, win/tie/loss
+    counts and online Elo."""
+    options = RatingOptions(
+        method=cast(Literal["bt", "elo"], method), ci=cast(Literal["sandwich", "bootstrap"], ci), rounds=rounds,
+        ties=cast(Literal["half", "drop", "davidson"], ties), anchor=parse_anchor(anchor), min_votes=min_votes,
+        seed=seed,
+    )
+    frame = load_votes(votes, db, by, category, run_ids, sources)
+    board = leaderboard(frame, options)
+    console = err_console()
+    for note in board.notes:
+        console.print(f"note: {note}", markup=False)
+    if as_json:
+        print_json(board.to_records())
+    else:
+        print_board(board, title=_title(votes, db, category))
+
+
+def _title(votes: Path | None, db: Path, category: str | None) -> str:
+    where = str(votes) if votes is not None else f"votes in {db}"
+    return where + (f", category {category}" if category else "")
+
+
+def print_board(board: Leaderboard, title: str) -> None:
+    """The leaderboard as a Rich table on stdout."""
+    level = f"{board.options.confidence:.0%}"
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("Rank", "right"), ("Model", "left"), ("Rating", "right"), (f"{level} CI", "right"),
+                          ("Votes", "right"), ("W / T / L", "right"), ("Win %", "right"), ("Elo", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in board.rows:
+        rank = str(r.rank_best) if r.rank_best == r.rank_worst else f"{r.rank_best}–{r.rank_worst}"
+        table.add_row(
+            rank, r.model + (" *" if r.provisional else ""), f"{r.rating:.1f}",
+            f"+{r.ci_high - r.rating:.1f} / −{r.rating - r.ci_low:.1f}", f"{r.votes:,}",
+            f"{r.wins} / {r.ties} / {r.losses}", f"{100 * r.win_rate:.1f}", f"{r.elo:.1f}",
+        )
+    out_console().print(table)
+    if any(r.provisional for r in board.rows):
+        out_console().print(f"* provisional: fewer than {board.options.min_votes} votes")
