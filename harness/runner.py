@@ -123,13 +123,21 @@ def _shard_of(key: RequestKey, count: int) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) % count
 
 
+def unsupported_pairs(challenges: Sequence[Challenge], targets: Sequence[Target]) -> list[tuple[str, str]]:
+    """(challenge id, target name) pairs skipped because the target cannot do the challenge's kind."""
+    return [(c.id, t.name) for c in challenges for t in targets if not t.supports(c.kind)]
+
+
 def plan_items(challenges: Sequence[Challenge], targets: Sequence[Target], options: RunOptions) -> list[WorkItem]:
-    """Every (challenge, variant, target, sample) of the run, filtered by variants and shard."""
+    """Every (challenge, variant, target, sample) of the run, filtered by variants, shard and the kinds each
+    target supports (see :func:`unsupported_pairs`)."""
     items: list[WorkItem] = []
     for challenge in challenges:
         variants = [v for v in challenge.prompts if not options.variants or v in options.variants]
         for variant in variants:
             for target in targets:
+                if not target.supports(challenge.kind):
+                    continue
                 for sample in range(options.samples):
                     key = RequestKey(challenge.id, variant, target.name, sample)
                     if options.shard and _shard_of(key, options.shard[1]) != options.shard[0]:
@@ -499,7 +507,8 @@ def start_run(db_path: Path, challenges: Sequence[Challenge], targets: Sequence[
         run_store.create_run(
             store, run_id=run_id, created_at=_utc_now(), harness_version=__version__, sandbox=options.sandbox,
             time_scale=options.time_scale if options.sandbox else None, label=options.label, planned=len(items),
-            config=frozen_config(options, challenges_path, targets_file, [t.name for t in targets]),
+            config={**frozen_config(options, challenges_path, targets_file, [t.name for t in targets]),
+                    "unsupported": [list(p) for p in unsupported_pairs(challenges, targets)]},
             challenges=[c.frozen() for c in challenges], targets=[t.frozen() for t in targets],
         )
         images_dir = store.images_dir

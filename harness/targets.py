@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.providers.base import ChallengeKind
 
 SANDBOX_KEY = "sandbox-key"
 """The key sent to the embedded sandbox servers (they accept any non-empty key but ``invalid``)."""
@@ -61,6 +62,8 @@ class Target(BaseModel):
     concurrency: int | None = Field(default=None, ge=1, description="published concurrent-request limit")
     limits_source: str | None = None
     stream: bool = False
+    kinds: tuple[ChallengeKind, ...] | None = Field(
+        default=None, description="challenge kinds this target can do (None: all); others are skipped, not failed")
     options: dict[str, Any] = Field(default_factory=dict)
     notes: str | None = None
 
@@ -74,6 +77,10 @@ class Target(BaseModel):
         if not self.model_name:
             object.__setattr__(self, "model_name", self.model)
         return self
+
+    def supports(self, kind: ChallengeKind) -> bool:
+        """Whether challenges of ``kind`` are sent to this target (a text-only model takes no edits)."""
+        return self.kinds is None or kind in self.kinds
 
     def frozen(self) -> dict[str, Any]:
         """JSON-able snapshot stored with a run (keys are never part of a target)."""

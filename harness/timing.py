@@ -203,6 +203,9 @@ class AttemptClock:
     time. ``latency_ms`` is ready minus start for the whole logical request (all polls and downloads).
     Queue phases: ``submit_ms`` (start → submit acknowledged), ``queue_ms`` (→ first seen running),
     ``run_ms`` (→ seen completed), ``fetch_ms`` (→ result read), ``download_ms`` (→ image bytes in hand).
+    A phase whose ends were not both observed is ``None``, never 0: when a provider answers the submit with
+    the finished result (Replicate's ``Prefer: wait``) or the first poll already says completed, the split
+    between waiting and running is unknown to the client (the provider's own timings may still give it).
     """
 
     conn_ms: float | None
@@ -259,8 +262,8 @@ def summarize(
         latency_ms=_ms(t_ready, t_start),
         first_partial_ms=_ms(marks.get("first_partial"), t_start),
         submit_ms=_ms(queued, t_start) if is_queue else None,
-        queue_ms=_ms(running or completed, queued) if is_queue else None,
-        run_ms=_ms(completed, running or completed) if is_queue else None,
+        queue_ms=_ms(running, queued) if is_queue else None,
+        run_ms=_ms(completed, running) if is_queue else None,
         fetch_ms=_ms(fetched, completed) if is_queue else None,
         download_ms=_ms(download_end, download_start),
         poll_interval_ms=poll_interval_s * 1000.0 if poll_interval_s is not None else None,

@@ -185,7 +185,7 @@ def test_stats_command_prints_the_table_and_json_for_a_real_sandbox_run(steady_r
         assert r["success_ci_low"] <= r["success_rate"] <= r["success_ci_high"]
     table = runner.invoke(cli, ["stats", run_id, "--db", str(db)])
     assert table.exit_code == 0, table.output
-    assert "gpt-image-1@openai" in table.output and "n/a* p99 withheld" in table.output
+    assert "gpt-image-1@openai" in table.output and "n/a* p99: needs at least 368 values" in table.output
     bad = runner.invoke(cli, ["stats", run_id, "--by", "colour", "--db", str(db)])
     assert bad.exit_code == 2 and "--by: cannot group by colour" in bad.output
 

@@ -1,4 +1,4 @@
-"""``harness demo``: the main job on the embedded sandbox."""
+"""``harness demo``: the main job on the embedded sandbox, from benchmark to report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 from harness.cli._common import db_option, err_console, handle_errors
 from harness.cli.run import ProgressObserver
 from harness.cli.tables import print_stats_table
-from harness.demo import DEFAULT_SUITE, DEMO_TIME_SCALE, run_benchmark
+from harness.demo import DEFAULT_SUITE, DEMO_SAMPLES, DEMO_TIME_SCALE, DEMO_VOTES, run_demo
 from harness.stats import provider_table
 from harness.stats.source import effective_timeout_ms
 from harness.store import Store
@@ -17,17 +17,30 @@ from harness.store import runs as run_store
 
 
 @click.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/demo"),
+              show_default=True, help="Folder of the report.")
 @click.option("--challenges", "suite", type=click.Path(path_type=Path), default=DEFAULT_SUITE, show_default=True)
 @click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=DEMO_TIME_SCALE,
               show_default=True, help="Multiplies every simulated delay.")
+@click.option("--samples", type=click.IntRange(1), default=DEMO_SAMPLES, show_default=True,
+              help="Requests per challenge variant and target.")
+@click.option("--votes", type=click.IntRange(0), default=DEMO_VOTES, show_default=True,
+              help="Votes the simulated panel casts.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @db_option
 @handle_errors
-def demo(suite: Path, time_scale: float, seed: int, db: Path) -> None:
-    """Sandbox run of the starter suite over several simulated providers and models; prints the table."""
-    result = run_benchmark(db, suite, time_scale=time_scale, observer=ProgressObserver(), seed=seed)
+def demo(out: Path, suite: Path, time_scale: float, samples: int, votes: int, seed: int, db: Path) -> None:
+    """Sandbox run of the starter suite over several providers and models, simulated votes, ratings, CLIP
+    scores when weights are available, and the static report; prints the path of index.html."""
+    console = err_console()
+    result = run_demo(db, out, suite=suite, time_scale=time_scale, samples=samples, votes=votes, seed=seed,
+                      observer=ProgressObserver(), say=lambda text: console.print(f"[bold]·[/] {text}"))
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, result.run.run_id)
         rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
-    print_stats_table(rows, title=f"demo run {result.run.run_id} (sandbox, time scale {time_scale:g})")
-    err_console().print(f"store: {db} (run id {result.run.run_id})")
+    print_stats_table(rows, title=f"demo run {info.id} (sandbox, time scale {time_scale:g})")
+    console.print(f"{result.votes} simulated votes; {result.scored} output(s) CLIP-scored; store {db}")
+    for note in result.notes:
+        console.print(note, markup=False)
+    assert result.site is not None
+    click.echo(str(result.site.index.resolve()))

@@ -15,12 +15,14 @@ from harness.report import build_report
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default reports/<first run id>).")
 @click.option("--title", help="Page title.")
+@click.option("--rate-by", type=click.Choice(["model", "target"]), default="model", show_default=True,
+              help="Rate models (pooled over providers) or targets (model@provider).")
 @db_option
 @handle_errors
-def report(run_ids: tuple[str, ...], out: Path | None, title: str | None, db: Path) -> None:
+def report(run_ids: tuple[str, ...], out: Path | None, title: str | None, rate_by: str, db: Path) -> None:
     """Write a static site (index.html + assets, opens from file://) for one or more runs."""
     folder = out or Path("reports") / run_ids[0]
-    result = build_report(db, list(run_ids), folder, title=title)
+    result = build_report(db, list(run_ids), folder, title=title, rate_by=rate_by)
     err_console().print(f"report written ({result.thumbnails_made} new thumbnail(s), {result.thumbnails_reused} "
                         "reused)")
     click.echo(str(result.index.resolve()))

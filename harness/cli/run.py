@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from harness.challenges import Challenge
 from harness.challenges import load as load_challenges
 from harness.cli._common import db_option, err_console, handle_errors, plain_output, print_json
 from harness.cli.tables import print_stats_table
 from harness.errors import ConfigError
 from harness.records import AttemptRecord
-from harness.runner import RunObserver, RunOptions, RunResult, resume_run, start_run
+from harness.runner import RunObserver, RunOptions, RunResult, resume_run, start_run, unsupported_pairs
 from harness.stats import provider_table
 from harness.stats.source import effective_timeout_ms
 from harness.store import Store
@@ -92,6 +94,17 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     return index, count
 
 
+def report_unsupported(challenges: Sequence[Challenge], targets: Sequence[Target]) -> None:
+    """Say which challenges a target is skipped for because it cannot do their kind."""
+    kinds = {c.id: c.kind.value for c in challenges}
+    skipped: dict[str, Counter[str]] = {}
+    for challenge_id, target in unsupported_pairs(challenges, targets):
+        skipped.setdefault(target, Counter())[kinds[challenge_id]] += 1
+    for target, counts in skipped.items():
+        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        err_console().print(f"{target} does not take these challenge kinds; skipped: {detail}", markup=False)
+
+
 def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Credential]:
     return resolve_keys(targets, sandbox=sandbox)
 
@@ -146,6 +159,7 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         challenges = load_challenges(challenges_path)
         targets = select(load_targets(targets_file), target_patterns)
         credentials = resolve_keys(targets, sandbox=sandbox)
+        report_unsupported(challenges, targets)
         options = RunOptions(
             samples=samples, concurrency=concurrency, timeout_s=timeout_s, retries=retries, stream=stream, rpm=rpm,
             respect_limits=not ignore_limits, variants=variants, shard=_shard(shard), sandbox=sandbox,

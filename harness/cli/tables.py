@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,12 +108,28 @@ def _print_details(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
             ids = ", ".join(map(str, r.get("invariant_attempt_ids", [])))
             console.print(f"[bold red]invariant violated[/] {_row_label(r, keys)}: {r['invariant_violations']} "
                           f"attempt(s) break 0 <= TTFB <= latency or queue + run <= latency (attempt ids {ids})")
-    notes: dict[str, list[str]] = {}
+    print_withheld(rows, keys)
+
+
+_NEEDED = re.compile(r"< (\d+) needed")
+
+
+def print_withheld(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> None:
+    """One line per withheld statistic: how many values it needs and which rows lack them (the exact
+    reason of every cell is in ``--json``'s ``withheld``)."""
+    notes: dict[tuple[str, str], list[str]] = {}
     for r in rows:
-        for reason in r.get("withheld", {}).values():
-            notes.setdefault(reason, []).append(_row_label(r, keys))
-    for reason, labels in sorted(notes.items()):
-        console.print(f"{WITHHELD} {reason} ({', '.join(labels)})", markup=False)
+        for column, reason in r.get("withheld", {}).items():
+            match = _NEEDED.search(reason)
+            needs = f"needs at least {match.group(1)} values for a distribution-free 95 % interval" if match \
+                else reason
+            label = _row_label(r, keys)
+            entry = notes.setdefault((column.removesuffix("_ms").replace("_", " "), needs), [])
+            if label not in entry:
+                entry.append(label)
+    for (column, needs), labels in sorted(notes.items()):
+        shown = ", ".join(labels) if len(labels) <= 4 else f"{len(labels)} rows"
+        out_console().print(f"{WITHHELD} {column}: {needs} ({shown})", markup=False)
 
 
 def fmt_score(value: float | None) -> str:

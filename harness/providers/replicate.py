@@ -329,6 +329,11 @@ class ReplicateProvider(Provider):
         cancel_url = str(urls.get("cancel") or self.base_url + wire.CANCEL.format(id=pid))
         status = created.status_code
         try:
+            if self._done(prediction, http, outputs, answered_on_create=True):
+                http.mark("fetched")
+                if prediction.get("status") not in (wire.SUCCEEDED, wire.PROCESSING):
+                    raise failure(prediction, status)
+                return prediction, status
             while not self._done(prediction, http, outputs):
                 await asyncio.sleep(scaled_poll_interval(self.poll_interval_s, self.time_scale))
                 polled = await http.request("GET", get_url, label="status", headers=self._auth())
@@ -351,10 +356,19 @@ class ReplicateProvider(Provider):
                                 http_status=response.status_code)
         return body
 
-    def _done(self, prediction: Mapping[str, Any], http: TimedHttp, outputs: int) -> bool:
-        """Record what one prediction state shows; ``True`` when nothing more is to come."""
+    def _done(self, prediction: Mapping[str, Any], http: TimedHttp, outputs: int,
+              answered_on_create: bool = False) -> bool:
+        """Record what one prediction state shows; ``True`` when nothing more is to come.
+
+        A prediction already finished in the create answer (``Prefer: wait``) was never seen running: the
+        client cannot split its wait into queue and run, so only ``completed`` is marked (Replicate's own
+        timestamps and metrics, when present, still give the split)."""
         state = prediction.get("status")
         if state == wire.PROCESSING:
+            urls = output_urls(prediction.get("output"))
+            if answered_on_create and self.early_output and urls and len(urls) >= outputs:
+                http.mark("completed")
+                return True
             http.mark("running")
             urls = output_urls(prediction.get("output"))
             if self.early_output and urls and len(urls) >= outputs:

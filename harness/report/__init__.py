@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.collect import ReportData, collect
+from harness.report.leaderboard import leaderboard_section
 from harness.report.site import SiteResult, write_site
 from harness.store import Store
 
@@ -13,9 +14,17 @@ __all__ = ["ReportData", "SiteResult", "build_report", "collect", "write_site"]
 
 
 def build_report(db: Path, run_ids: list[str], out: Path, *, title: str | None = None,
-                 leaderboard: dict[str, Any] | None = None, simulated_votes: bool = False) -> SiteResult:
-    """Collect ``run_ids`` from the store at ``db`` and write the site into ``out``."""
+                 leaderboard: dict[str, Any] | None = None, simulated_votes: bool = False,
+                 rate_by: str = "model") -> SiteResult:
+    """Collect ``run_ids`` from the store at ``db`` and write the site into ``out``.
+
+    The leaderboard comes from the store's votes on these runs' outputs unless one is given; the page says
+    so when any of those votes came from simulated voters.
+    """
     with Store.open(db, readonly=True) as store:
-        data = collect(store, run_ids, title=title, leaderboard=leaderboard, simulated_votes=simulated_votes)
+        if leaderboard is None:
+            leaderboard = leaderboard_section(store, run_ids, by=rate_by)
+        simulated = simulated_votes or bool(leaderboard and leaderboard.get("simulated"))
+        data = collect(store, run_ids, title=title, leaderboard=leaderboard, simulated_votes=simulated)
         images_dir = store.images_dir
     return write_site(data, out, images_dir, db.parent / "thumbs")

@@ -13,6 +13,7 @@ Figure = dict[str, Any]
 
 _BASE_LAYOUT: dict[str, Any] = {
     "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+    "autosize": True,
     "legend": {"orientation": "h", "y": -0.2},
     "font": {"family": "system-ui, sans-serif", "size": 12},
     "hovermode": "closest",
@@ -55,21 +56,19 @@ def error_mix(errors: Mapping[str, Mapping[str, int]]) -> Figure:
 
 def rating_scatter(points: Sequence[Mapping[str, Any]], x_key: str, title: str, x_label: str,
                    log_x: bool = False) -> Figure:
-    """Rating (with its interval) against cost or speed, one point per target."""
-    usable = [p for p in points if p.get(x_key) is not None and p.get("rating") is not None]
+    """Rating (with its interval) against cost or speed: one trace per target, so the legend names each
+    point even when several sit together (one model at one price across providers)."""
     data = [{
-        "type": "scatter", "mode": "markers+text", "textposition": "top center",
-        "x": [p[x_key] for p in usable], "y": [p["rating"] for p in usable],
-        "text": [p["label"] for p in usable],
-        "error_y": {"type": "data", "symmetric": False,
-                    "array": [p["ci_high"] - p["rating"] for p in usable],
-                    "arrayminus": [p["rating"] - p["ci_low"] for p in usable]},
-        "marker": {"size": 10},
-    }]
-    xaxis: dict[str, Any] = {"title": {"text": x_label}}
+        "type": "scatter", "mode": "markers", "name": p["label"], "x": [p[x_key]], "y": [p["rating"]],
+        "error_y": {"type": "data", "symmetric": False, "array": [p["ci_high"] - p["rating"]],
+                    "arrayminus": [p["rating"] - p["ci_low"]]},
+        "marker": {"size": 11},
+        "hovertemplate": f"{p['label']}<br>%{{x}}<br>rating %{{y:.0f}}<extra></extra>",
+    } for p in points if p.get(x_key) is not None and p.get("rating") is not None]
+    xaxis: dict[str, Any] = {"title": {"text": x_label}, "automargin": True}
     if log_x:
         xaxis["type"] = "log"
-    return {"data": data, "layout": _layout(title, x_label, "rating", xaxis=xaxis, showlegend=False)}
+    return {"data": data, "layout": _layout(title, x_label, "rating", xaxis=xaxis)}
 
 
 def heatmap(models: Sequence[str], matrix: Sequence[Sequence[float | None]], title: str) -> Figure:
@@ -77,4 +76,5 @@ def heatmap(models: Sequence[str], matrix: Sequence[Sequence[float | None]], tit
     return {"data": [{"type": "heatmap", "x": list(models), "y": list(models), "z": [list(r) for r in matrix],
                       "zmin": 0, "zmax": 1, "colorscale": "RdBu", "reversescale": False,
                       "hovertemplate": "%{y} beats %{x}: %{z:.0%}<extra></extra>"}],
-            "layout": _layout(title, "opponent", "model", yaxis={"autorange": "reversed"})}
+            "layout": _layout(title, "opponent", "model", yaxis={"autorange": "reversed", "automargin": True},
+                              xaxis={"automargin": True, "tickangle": -30})}

@@ -153,7 +153,7 @@ class GeminiServer:
                 wire.error_info("API_KEY_INVALID"),
                 {"@type": wire.TYPE_PREFIX + "LocalizedMessage", "locale": "en-US",
                  "message": wire.MESSAGES["api_key_invalid"]}])
-        wait = self.sim.rate_limited(_key(request))
+        wait = self.sim.rate_limited(f"{_key(request)}\x00{model}")  # Gemini quotas are per project *per model*
         if wait is not None:
             raise self._quota_error(model, max(1.0, wait), per_day=False, limit=int(self.sim.profile.rpm or 0))
         try:

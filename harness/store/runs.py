@@ -321,13 +321,15 @@ def attempts_frame(
 
 
 def outputs_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
-    """Every output image of successful final attempts of ``run_ids``, with its request key and target."""
+    """Every output image of successful final attempts of ``run_ids``, with its request key, target and the
+    challenge's ``kind`` and ``category``."""
     marks = ", ".join("?" * len(run_ids))
     cur = store.conn.execute(
         "SELECT a.id AS attempt_id, a.run_id, a.challenge_id, a.variant, a.target, a.model, a.provider,"
-        " a.sample, o.idx, o.sha256, o.ext, o.width, o.height"
-        f" FROM outputs o JOIN attempts a ON a.id=o.attempt_id WHERE a.run_id IN ({marks}) AND a.ok=1"
-        " ORDER BY a.id, o.idx",
+        " a.sample, o.idx, o.sha256, o.ext, o.width, o.height, c.kind AS kind, c.category AS category"
+        " FROM outputs o JOIN attempts a ON a.id=o.attempt_id"
+        " LEFT JOIN run_challenges c ON c.run_id=a.run_id AND c.challenge_id=a.challenge_id"
+        f" WHERE a.run_id IN ({marks}) AND a.ok=1 ORDER BY a.id, o.idx",
         tuple(run_ids),
     )
     names = [d[0] for d in cur.description]
