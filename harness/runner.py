@@ -50,7 +50,7 @@ from harness.records import AttemptRecord, OutputRecord, RequestKey
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import Credential, Target
-from harness.timing import AttemptClock, CallTiming, TimedHttp, now_ns, summarize
+from harness.timing import AttemptClock, CallTiming, TimedHttp, now_ns, quiet_heap, summarize
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -523,7 +523,8 @@ def _execute(db_path: Path, images_dir: Path, run_id: str, items: Sequence[WorkI
     try:
         with _maybe_sandbox(options) as sandbox:
             base_urls = _base_urls(targets, sandbox.root if sandbox else None)
-            result = asyncio.run(runner.execute(run_id, items, targets, credentials, base_urls, already_done))
+            with quiet_heap():
+                result = asyncio.run(runner.execute(run_id, items, targets, credentials, base_urls, already_done))
             status = result.status
             return result
     except KeyboardInterrupt:

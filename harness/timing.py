@@ -18,10 +18,11 @@ attempt-level numbers the store keeps, all in milliseconds relative to the attem
 
 from __future__ import annotations
 
+import gc
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,24 @@ import httpx
 from harness.sse import SSEEvent, aparse_lines
 
 now_ns = time.perf_counter_ns
+
+
+@contextmanager
+def quiet_heap() -> Iterator[None]:
+    """Keep the garbage collector's pauses out of the measurements of a run.
+
+    Every object alive when the run starts (a notebook's data, a CLIP model loaded in the same process, a
+    test session's imports) moves to the permanent generation, so the collections that the run's own
+    allocations trigger no longer walk that heap: a full collection over a large heap pauses the event loop
+    for tens of milliseconds, which would land in whatever requests are in flight. Objects created during
+    the run are collected as usual (vLLM's benchmark freezes its heap the same way).
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @dataclass(slots=True)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image, ImageDraw
 
+from harness.providers.base import InputImage
 from harness.sandbox.servers import SandboxServer
 from harness.sandbox.simulation import SandboxSettings
 
@@ -61,6 +64,32 @@ def mask_png(size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
     mask.save(out, format="PNG")
     return out.getvalue()
+
+
+def image(name: str, size: tuple[int, int], seed: int = 0) -> InputImage:
+    """A reference image for a request, as a challenge would load it."""
+    data = photo_like(size, seed)
+    return InputImage(name=name, data=data, mime="image/png", width=size[0], height=size[1],
+                      sha256=hashlib.sha256(data).hexdigest())
+
+
+def mask(size: tuple[int, int]) -> InputImage:
+    """An inpainting mask for a request (white = repaint)."""
+    data = mask_png(size)
+    return InputImage(name="mask.png", data=data, mime="image/png", width=size[0], height=size[1],
+                      sha256=hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain httpx client for adapter tests (the runner's client pool is not needed one request at a time)."""
+    async with httpx.AsyncClient(timeout=30) as c:
+        yield c
 
 
 @pytest.fixture

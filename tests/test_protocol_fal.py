@@ -4,9 +4,8 @@ edits, sizes, cancel on timeout, start timeouts, concurrency, and every error sh
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from harness.challenges import load
 from harness.errors import ConfigError
-from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest, InputImage
+from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest
 from harness.providers.common import scaled_poll_interval
 from harness.providers.fal import (
     MASK_INSTRUCTION,
@@ -35,34 +34,11 @@ from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import load_targets, resolve_keys, select
 from harness.wire import fal as wire
-from tests.conftest import mask_png, photo_like
+from tests.conftest import image, mask
 
 pytestmark = pytest.mark.anyio
 SCALE = 0.01
 """The sandbox's time scale; passed to the adapter so its poll interval shrinks with it."""
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
-
-
-def image(name: str, size: tuple[int, int], seed: int = 0) -> InputImage:
-    data = photo_like(size, seed)
-    return InputImage(name=name, data=data, mime="image/png", width=size[0], height=size[1],
-                      sha256=hashlib.sha256(data).hexdigest())
-
-
-def mask(size: tuple[int, int]) -> InputImage:
-    data = mask_png(size)
-    return InputImage(name="mask.png", data=data, mime="image/png", width=size[0], height=size[1],
-                      sha256=hashlib.sha256(data).hexdigest())
 
 
 def provider(sandbox: SandboxServer, key: str = "sandbox-key", **options: object) -> FalProvider:

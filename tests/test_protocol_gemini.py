@@ -30,27 +30,10 @@ from harness.runner import perform_attempt
 from harness.sandbox.faults import EXPECTED_KIND, Fault
 from harness.sandbox.servers import SandboxServer
 from harness.wire import gemini as wire
-from tests.conftest import mask_png, photo_like
+from tests.conftest import image, mask_png, photo_like
 
 pytestmark = pytest.mark.anyio
 KEY = "sandbox-gemini-key"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
-
-
-def image(name: str, size: tuple[int, int], seed: int = 0) -> InputImage:
-    data = photo_like(size, seed)
-    return InputImage(name=name, data=data, mime="image/png", width=size[0], height=size[1],
-                      sha256=hashlib.sha256(data).hexdigest())
 
 
 def provider(sandbox: SandboxServer, key: str = KEY, **options: object) -> GeminiProvider:

@@ -3,47 +3,22 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from PIL import Image
 
-from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest, InputImage
+from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest
 from harness.providers.openai_images import OpenAIImagesProvider, choose_size, classify, mask_to_alpha_png
 from harness.runner import perform_attempt
 from harness.sandbox.faults import EXPECTED_KIND, Fault
 from harness.sandbox.servers import SandboxServer
 from harness.wire import openai_images as wire
-from tests.conftest import mask_png, photo_like
+from tests.conftest import image, mask, photo_like
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def image(name: str, size: tuple[int, int], seed: int = 0) -> InputImage:
-    data = photo_like(size, seed)
-    return InputImage(name=name, data=data, mime="image/png", width=size[0], height=size[1],
-                      sha256=hashlib.sha256(data).hexdigest())
-
-
-def mask(size: tuple[int, int]) -> InputImage:
-    data = mask_png(size)
-    return InputImage(name="mask.png", data=data, mime="image/png", width=size[0], height=size[1],
-                      sha256=hashlib.sha256(data).hexdigest())
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
 
 
 def provider(sandbox: SandboxServer, key: str = "sandbox-key", **options: object) -> OpenAIImagesProvider:

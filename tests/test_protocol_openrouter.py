@@ -23,22 +23,11 @@ from harness.sandbox.profiles import load_profiles
 from harness.sandbox.servers import SandboxServer
 from harness.sandbox.simulation import SandboxSettings
 from harness.wire import openrouter as wire
-from tests.conftest import mask_png, photo_like
+from tests.conftest import image, mask_png, photo_like
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-or-v1-sandbox"
 GEMINI = "google/gemini-2.5-flash-image"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +38,6 @@ def slow_start_sandbox() -> Iterator[SandboxServer]:
     server = SandboxServer(settings=SandboxSettings(time_scale=0.01, faults=False, seed=3), profiles=profiles)
     yield server.start()
     server.stop()
-
-
-def image(name: str, size: tuple[int, int], seed: int = 0) -> InputImage:
-    data = photo_like(size, seed)
-    return InputImage(name=name, data=data, mime="image/png", width=size[0], height=size[1],
-                      sha256=hashlib.sha256(data).hexdigest())
 
 
 def provider(sandbox: SandboxServer, key: str = KEY, **options: object) -> OpenRouterProvider:

@@ -3,9 +3,7 @@ list outputs, edits, deadlines and cancel on timeout, and every error shape Repl
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from hypothesis import strategies as st
 
 from harness.challenges import load
 from harness.errors import ConfigError
-from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest, InputImage
+from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest
 from harness.providers.common import scaled_poll_interval
 from harness.providers.fal import MASK_INSTRUCTION
 from harness.providers.replicate import ReplicateProvider, classify, failure, output_urls, provider_timings
@@ -28,33 +26,10 @@ from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import load_targets, resolve_keys, select
 from harness.wire import replicate as wire
-from tests.conftest import mask_png, photo_like
+from tests.conftest import image, mask
 
 pytestmark = pytest.mark.anyio
 SCALE = 0.01
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
-
-
-def image(name: str, size: tuple[int, int], seed: int = 0) -> InputImage:
-    data = photo_like(size, seed)
-    return InputImage(name=name, data=data, mime="image/png", width=size[0], height=size[1],
-                      sha256=hashlib.sha256(data).hexdigest())
-
-
-def mask(size: tuple[int, int]) -> InputImage:
-    data = mask_png(size)
-    return InputImage(name="mask.png", data=data, mime="image/png", width=size[0], height=size[1],
-                      sha256=hashlib.sha256(data).hexdigest())
 
 
 def provider(sandbox: SandboxServer, key: str = "sandbox-key", **options: object) -> ReplicateProvider:

@@ -72,7 +72,7 @@ def score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device: 
                as_json, db)
     except HarnessError as exc:
         # Messages hold brackets (pip extras, list indices) that Rich would read as markup.
-        raise HarnessError(escape(str(exc))) from None
+        raise HarnessError(str(exc)) from None
 
 
 def _score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device: str, precision: str,

@@ -43,7 +43,7 @@ sandbox's; it scales only the adapter's own waits, never a header).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import ConfigError
@@ -60,6 +60,7 @@ from harness.providers.base import (
 from harness.providers.common import (
     data_url,
     decode_data_url,
+    gather_all,
     json_or_none,
     option_float,
     parse_retry_after,
@@ -294,7 +295,7 @@ class ReplicateProvider(Provider):
         else:
             inputs = [build_input(model, request, options, seed_offset=i) for i in range(request.n)]
         expected = expected_size(model, inputs[0])
-        predictions = await _gather([self._predict(url, {**extra, "input": inp}, http, request.n if len(inputs) == 1
+        predictions = await gather_all([self._predict(url, {**extra, "input": inp}, http, request.n if len(inputs) == 1
                                                    else 1) for inp in inputs])
         images: list[OutputImage] = []
         for prediction, status in predictions:
@@ -395,16 +396,3 @@ class ReplicateProvider(Provider):
 
 Finished = tuple[dict[str, Any], int]
 """A prediction's final state and the HTTP status it came with."""
-
-
-async def _gather(jobs: list[Coroutine[Any, Any, Finished]]) -> list[Finished]:
-    """Run the predictions concurrently; on the first failure cancel the rest (each cancels its prediction)
-    and raise that failure itself (not wrapped in an exception group)."""
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import io
 import json
@@ -40,7 +39,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.sandbox.faults import Fault
-from harness.sandbox.simulation import RequestPlan, SimulatedProvider, abort_connection
+from harness.sandbox.simulation import (
+    RequestPlan,
+    SimulatedProvider,
+    abort_connection,
+    body_seconds,
+    data_url_bytes,
+    drip,
+    truncated,
+)
 from harness.sse import encode_event
 from harness.wire import fal as wire
 from harness.wire import gemini
@@ -49,8 +56,6 @@ HANG_S = 3600.0
 """Simulated seconds a request hangs under the ``timeout`` fault (clients time out first)."""
 VALIDATION_S = 0.2
 """Simulated seconds a runner takes to reject an invalid input."""
-SLOW_DRIP_S = 2.0
-"""Simulated seconds at least over which a CDN file drips under the ``slow_drip`` fault."""
 KEEP_REQUESTS = 4096
 KEEP_FILES = 1024
 PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -502,7 +507,7 @@ class FalServer:
         if sync_mode:
             url = f"data:{mime};base64,{base64.b64encode(data).decode()}"
         else:
-            drip = max(plan.transfer_s * 20, SLOW_DRIP_S) if fault == Fault.SLOW_DRIP else 0.0
+            drip = body_seconds(plan) if fault == Fault.SLOW_DRIP else 0.0
             self._store(file_name, CdnFile(data, mime, drip))
             url = f"{base}{wire.SANDBOX_CDN}/{file_name}"
         item: dict[str, Any] = {"url": url, "content_type": mime, "width": size[0], "height": size[1]}
@@ -617,13 +622,7 @@ class FalServer:
     def _fetch(self, url: str, base: str) -> bytes | None:
         """Bytes of a data URL or of a file on this CDN; ``None`` for anything the sandbox cannot reach."""
         if url.startswith("data:"):
-            header, sep, payload = url.partition(",")
-            if not sep or ";base64" not in header:
-                return None
-            try:
-                return base64.b64decode(payload, validate=True)
-            except (binascii.Error, ValueError):
-                return None
+            return data_url_bytes(url)
         path = urlsplit(url).path
         prefix = urlsplit(base).path + wire.SANDBOX_CDN + "/"
         if path.startswith(prefix):
@@ -638,29 +637,20 @@ class FalServer:
         data = json.dumps(body).encode()
         all_headers = {wire.REQUEST_ID_HEADER: request_id, **headers}
         if plan.fault == Fault.TRUNCATED_BODY and status == 200:
-            return StreamingResponse(self._truncated(request, data), media_type="application/json",
+            return StreamingResponse(truncated(request.scope, data), media_type="application/json",
                                      headers={**all_headers, "content-length": str(len(data))})
         return Response(data, status_code=status, media_type="application/json", headers=all_headers)
 
-    async def _truncated(self, request: Request, data: bytes) -> AsyncIterator[bytes]:
-        yield data[: len(data) // 2]
-        await abort_connection(request.scope)
 
     async def file(self, request: Request) -> Response:
         item = self.files.get(request.path_params["name"])
         if item is None:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         if item.drip_s > 0:
-            return StreamingResponse(self._drip(item), media_type=item.mime,
+            return StreamingResponse(drip(self.sim, item.data, item.drip_s), media_type=item.mime,
                                      headers={"content-length": str(len(item.data))})
         return Response(item.data, media_type=item.mime)
 
-    async def _drip(self, item: CdnFile) -> AsyncIterator[bytes]:
-        chunks = 8
-        step = max(1, len(item.data) // chunks)
-        for i in range(0, len(item.data), step):
-            yield item.data[i:i + step]
-            await self.sim.sleep(item.drip_s / chunks)
 
 
 def wire_response(outcome: Outcome, request_id: str) -> Response:

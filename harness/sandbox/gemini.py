@@ -28,7 +28,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.sandbox.faults import Fault
-from harness.sandbox.simulation import RequestPlan, SimulatedProvider, abort_connection
+from harness.sandbox.simulation import (
+    RequestPlan,
+    SimulatedProvider,
+    abort_connection,
+    body_seconds,
+    drip,
+    truncated,
+)
 from harness.sse import encode_event
 from harness.wire import gemini as wire
 
@@ -49,8 +56,6 @@ OPENING = "Here is the image you asked for."
 GFE_HEADER = "server-timing"
 URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 """Protobuf JSON ``bytes`` accept standard and URL-safe base64, padded or not (the SDK sends URL-safe)."""
-SLOW_DRIP_S = 2.0
-"""Simulated seconds at least that a ``slow_drip`` body takes to arrive."""
 
 
 class GeminiError(Exception):
@@ -90,13 +95,6 @@ def _response_id() -> str:
 
 def _key(request: Request) -> str:
     return request.headers.get(wire.API_KEY_HEADER) or request.query_params.get(wire.API_KEY_QUERY) or ""
-
-
-def _drip_s(plan: RequestPlan) -> float:
-    """Simulated seconds the body takes after its headers (20x slower under ``slow_drip``)."""
-    if plan.fault == Fault.SLOW_DRIP:
-        return max(plan.transfer_s * 20, SLOW_DRIP_S)
-    return plan.transfer_s
 
 
 def _b64(data: bytes) -> str:
@@ -419,11 +417,11 @@ class GeminiServer:
         headers = {GFE_HEADER: f"gfet4t7; dur={round((time.monotonic() - start) * 1000)}",
                    "content-length": str(len(data))}
         if plan.fault == Fault.TRUNCATED_BODY:
-            return StreamingResponse(self._truncated(request, data), media_type="application/json; charset=UTF-8",
+            return StreamingResponse(truncated(request.scope, data), media_type="application/json; charset=UTF-8",
                                      headers=headers)
-        drip = _drip_s(plan)
-        if drip > 0:
-            return StreamingResponse(self._drip(data, drip), media_type="application/json; charset=UTF-8",
+        seconds = body_seconds(plan)
+        if seconds > 0:
+            return StreamingResponse(drip(self.sim, data, seconds), media_type="application/json; charset=UTF-8",
                                      headers=headers)
         return Response(data, media_type="application/json; charset=UTF-8", headers=headers)
 
@@ -473,22 +471,9 @@ class GeminiServer:
         if plan.fault == Fault.TRUNCATED_BODY:
             yield last[: len(last) // 2]
             await abort_connection(request.scope)
-        async for piece in self._drip(last, _drip_s(plan)):
+        async for piece in drip(self.sim, last, body_seconds(plan)):
             yield piece
         if not call.sse:
             yield b"]"
 
-    async def _drip(self, data: bytes, seconds: float) -> AsyncIterator[bytes]:
-        if seconds <= 0:
-            yield data
-            return
-        chunks = 8
-        step = max(1, len(data) // chunks)
-        for i in range(0, len(data), step):
-            yield data[i:i + step]
-            await self.sim.sleep(seconds / chunks)
-
-    async def _truncated(self, request: Request, data: bytes) -> AsyncIterator[bytes]:
-        yield data[: len(data) // 2]
-        await abort_connection(request.scope)
 

@@ -22,7 +22,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.sandbox.faults import Fault
-from harness.sandbox.simulation import RequestPlan, SimulatedProvider, abort_connection
+from harness.sandbox.simulation import (
+    RequestPlan,
+    SimulatedProvider,
+    abort_connection,
+    body_seconds,
+    drip,
+    truncated,
+)
 from harness.sse import encode_event
 from harness.wire import openai_images as wire
 
@@ -196,11 +203,11 @@ class OpenAIImagesServer:
                    wire.PROCESSING_MS_HEADER: str(round((time.monotonic() - start) * 1000)),
                    **self._limit_headers(int(self.sim.profile.rpm or 50) - 1, 1.2)}
         if plan.fault == Fault.TRUNCATED_BODY:
-            return StreamingResponse(self._truncated(request, data), media_type="application/json",
+            return StreamingResponse(truncated(request.scope, data), media_type="application/json",
                                      headers={**headers, "content-length": str(len(data))})
-        if plan.transfer_s > 0 or plan.fault == Fault.SLOW_DRIP:
-            drip = plan.transfer_s * (20 if plan.fault == Fault.SLOW_DRIP else 1)
-            return StreamingResponse(self._drip(data, drip), media_type="application/json",
+        seconds = body_seconds(plan)
+        if seconds > 0:
+            return StreamingResponse(drip(self.sim, data, seconds), media_type="application/json",
                                      headers={**headers, "content-length": str(len(data))})
         return Response(data, media_type="application/json", headers=headers)
 
@@ -330,16 +337,6 @@ class OpenAIImagesServer:
                      "created_at": int(time.time()), **common, "usage": self._usage(meta, len(images))}
             yield encode_event(json.dumps(event), event=event["type"])
 
-    async def _drip(self, data: bytes, seconds: float) -> AsyncIterator[bytes]:
-        chunks = 8
-        step = max(1, len(data) // chunks)
-        for i in range(0, len(data), step):
-            yield data[i:i + step]
-            await self.sim.sleep(seconds / chunks)
-
-    async def _truncated(self, request: Request, data: bytes) -> AsyncIterator[bytes]:
-        yield data[: len(data) // 2]
-        await abort_connection(request.scope)
 
 
 def _mask_problem(mask: bytes, image: bytes) -> str | None:

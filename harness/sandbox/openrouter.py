@@ -27,7 +27,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.sandbox.faults import Fault
-from harness.sandbox.simulation import RequestPlan, SimulatedProvider, abort_connection
+from harness.sandbox.simulation import (
+    RequestPlan,
+    SimulatedProvider,
+    abort_connection,
+    body_seconds,
+    drip,
+    truncated,
+)
 from harness.sse import encode_comment, encode_event
 from harness.wire import gemini as gemini_wire
 from harness.wire import openrouter as wire
@@ -51,8 +58,6 @@ PROCESSING_INTERVAL_S = 2.0
 HANG_S = 3600.0
 HANG_POLL_S = 1.0
 """Simulated seconds between checks whether a hanging request's client has gone."""
-SLOW_DRIP_S = 2.0
-"""Simulated seconds a ``slow_drip`` body takes to arrive (the profile has no transfer time of its own)."""
 OPENING = "Here is the image you asked for."
 INPUT_IMAGE_TOKENS = 258
 
@@ -100,13 +105,6 @@ class Call:
 
 def _bad(message: str, error_type: str | None = None) -> OpenRouterError:
     return OpenRouterError(400, message, {"error_type": error_type} if error_type else None)
-
-
-def _drip_s(plan: RequestPlan) -> float:
-    """Simulated seconds the body takes after its headers (20x slower under ``slow_drip``)."""
-    if plan.fault == Fault.SLOW_DRIP:
-        return max(plan.transfer_s * 20, SLOW_DRIP_S)
-    return plan.transfer_s
 
 
 def _tokens(text: str) -> int:
@@ -379,10 +377,10 @@ class OpenRouterServer:
         data = await asyncio.to_thread(lambda: json.dumps(completion).encode())
         headers = {**headers, "content-length": str(len(data))}
         if plan.fault == Fault.TRUNCATED_BODY:
-            return StreamingResponse(self._truncated(request, data), media_type="application/json", headers=headers)
-        drip = _drip_s(plan)
-        if drip > 0:
-            return StreamingResponse(self._drip(data, drip), media_type="application/json", headers=headers)
+            return StreamingResponse(truncated(request.scope, data), media_type="application/json", headers=headers)
+        seconds = body_seconds(plan)
+        if seconds > 0:
+            return StreamingResponse(drip(self.sim, data, seconds), media_type="application/json", headers=headers)
         return Response(data, media_type="application/json", headers=headers)
 
     def _chunk(self, call: Call, delta: dict[str, Any], finish: str | None = None, native: str | None = None,
@@ -430,21 +428,8 @@ class OpenRouterServer:
             if plan.fault == Fault.TRUNCATED_BODY:
                 yield image_chunk[: len(image_chunk) // 2]
                 await abort_connection(request.scope)
-            async for piece in self._drip(image_chunk, _drip_s(plan)):
+            async for piece in drip(self.sim, image_chunk, body_seconds(plan)):
                 yield piece
         yield self._chunk(call, {"content": ""}, finish, native, usage)
         yield encode_event(wire.DONE)
 
-    async def _drip(self, data: bytes, seconds: float) -> AsyncIterator[bytes]:
-        if seconds <= 0:
-            yield data
-            return
-        chunks = 8
-        step = max(1, len(data) // chunks)
-        for i in range(0, len(data), step):
-            yield data[i:i + step]
-            await self.sim.sleep(seconds / chunks)
-
-    async def _truncated(self, request: Request, data: bytes) -> AsyncIterator[bytes]:
-        yield data[: len(data) // 2]
-        await abort_connection(request.scope)

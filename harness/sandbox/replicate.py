@@ -19,8 +19,6 @@ without output, connection resets, cut bodies and bad files.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import io
 import json
@@ -40,7 +38,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.sandbox.faults import Fault
-from harness.sandbox.simulation import RequestPlan, SimulatedProvider, abort_connection
+from harness.sandbox.simulation import (
+    RequestPlan,
+    SimulatedProvider,
+    abort_connection,
+    body_seconds,
+    data_url_bytes,
+)
 from harness.sse import encode_event
 from harness.wire import gemini
 from harness.wire import replicate as wire
@@ -49,7 +53,6 @@ HANG_S = 3600.0
 """Simulated seconds a prediction runs under the ``timeout`` fault (clients time out first)."""
 FINALIZE_S = 0.3
 """Simulated seconds between the output files existing and the prediction being ``succeeded``."""
-SLOW_DRIP_S = 2.0
 KEEP_PREDICTIONS = 4096
 KEEP_FILES = 1024
 ALL_MODELS = (*wire.GEMINI_MODELS, *wire.FLUX_MODELS, *wire.SD_MODELS)
@@ -369,7 +372,7 @@ class ReplicateServer:
             data = data[: max(16, len(data) // 3)]
         if fault == Fault.NOT_AN_IMAGE:
             data, mime = b"<html><body><h1>404 Not Found</h1></body></html>", "text/html"
-        drip = max(pred.plan.transfer_s * 20, SLOW_DRIP_S) if fault == Fault.SLOW_DRIP else 0.0
+        drip = body_seconds(pred.plan) if fault == Fault.SLOW_DRIP else 0.0
         name = f"out-{index}.{fmt}"
         self.files[f"{pred.id}/{name}"] = DeliveryFile(data, mime, drip)
         while len(self.files) > KEEP_FILES:
@@ -451,13 +454,7 @@ class ReplicateServer:
 
     def _fetch(self, url: str, base: str) -> bytes | None:
         if url.startswith("data:"):
-            header, sep, payload = url.partition(",")
-            if not sep or ";base64" not in header:
-                return None
-            try:
-                return base64.b64decode(payload, validate=True)
-            except (binascii.Error, ValueError):
-                return None
+            return data_url_bytes(url)
         path = urlsplit(url).path
         prefix = urlsplit(base).path + wire.SANDBOX_DELIVERY + "/"
         item = self.files.get(path[len(prefix):]) if path.startswith(prefix) else None

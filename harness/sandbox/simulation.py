@@ -8,6 +8,8 @@ simulated time. Protocol servers (one module per provider) only turn those decis
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import itertools
 import random
@@ -15,7 +17,7 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,3 +194,43 @@ async def abort_connection(scope: Scope) -> None:
         raise RuntimeError("connection faults need the ConnectionFaults middleware under uvicorn")
     await asyncio.sleep(0)
     raise AbortConnection()
+
+
+DRIP_CHUNKS = 8
+SLOW_DRIP_S = 2.0
+"""Simulated seconds a ``slow_drip`` body takes at least (20x its normal transfer time otherwise)."""
+
+
+def body_seconds(plan: RequestPlan) -> float:
+    """Simulated seconds a response body takes after its headers (20x slower under ``slow_drip``)."""
+    if plan.fault == Fault.SLOW_DRIP:
+        return max(plan.transfer_s * 20, SLOW_DRIP_S)
+    return plan.transfer_s
+
+
+async def drip(sim: SimulatedProvider, data: bytes, seconds: float) -> AsyncIterator[bytes]:
+    """Send ``data`` in :data:`DRIP_CHUNKS` pieces spread over ``seconds`` of simulated time."""
+    if seconds <= 0:
+        yield data
+        return
+    step = max(1, len(data) // DRIP_CHUNKS)
+    for i in range(0, len(data), step):
+        yield data[i:i + step]
+        await sim.sleep(seconds / DRIP_CHUNKS)
+
+
+async def truncated(scope: Scope, data: bytes) -> AsyncIterator[bytes]:
+    """Send half of ``data`` and reset the connection (a body cut short; headers promised all of it)."""
+    yield data[: len(data) // 2]
+    await abort_connection(scope)
+
+
+def data_url_bytes(url: str) -> bytes | None:
+    """Bytes of a base64 ``data:`` URL, or ``None`` when it is not one (or not valid base64)."""
+    header, sep, payload = url.partition(",")
+    if not header.startswith("data:") or not sep or ";base64" not in header:
+        return None
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return None

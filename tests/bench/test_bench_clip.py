@@ -2,7 +2,8 @@
 
 * **Throughput**: images/s of ``harness score``'s image stage (decode, crop, preprocess in worker threads,
   batched forward pass, cache writes) against a bare ``model.encode_image`` loop over already-preprocessed
-  tensors at the same batch size. Goal: at least 90 % (median of the per-round ratios). The model is the
+  tensors at the same batch size. Goal: at least 90 % (median of the per-round ratios). 96 images (six
+  batches) per pass, so the first batch's decoding, which nothing can overlap, does not dominate the ratio. The model is the
   real default architecture, ViT-B-32-quickgelu, with random weights (throughput does not depend on weight values), loaded through
   the default tag ``openai`` from a Hugging Face cache; the images are 1024×1024 PNG outputs of a sandbox run.
   Each round runs both loops back to back, in alternating order, so load from other processes on a shared
@@ -33,9 +34,9 @@ from harness.store import Store
 from harness.store import runs as run_store
 from tests.test_scoring_support import TINY_CFG, fake_hub_cache, make_tiny_clip, sandbox_run, save_local_dir
 
-N_IMAGES = 32
+N_IMAGES = 96
 BATCH = 16
-ROUNDS = 4
+ROUNDS = 3
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,7 +45,7 @@ def _suite(folder: Path) -> Path:
     subjects = ("fox", "heron", "lighthouse", "teapot", "bicycle", "violin", "cactus", "tram")
     places = ("in the snow", "at dawn", "on a rooftop", "under water", "in a library", "on Mars")
     lines = [f"  - {{id: c{i}, title: c{i}, category: other, kind: text-to-image, "
-             f"prompt: 'A {subjects[i % 8]} {places[i // 8]}, watercolor, study {i}'}}"
+             f"prompt: 'A {subjects[i % 8]} {places[(i // 8) % 6]}, watercolor, study {i}'}}"
              for i in range(N_IMAGES)]
     (folder / "suite.yaml").write_text("challenges:\n" + "\n".join(lines) + "\n", encoding="utf-8")
     return folder

@@ -23,6 +23,7 @@ from harness.providers.base import GenerationRequest
 from harness.providers.openai_images import OpenAIImagesProvider
 from harness.runner import RunOptions, perform_attempt, start_run
 from harness.targets import Credential, Target
+from harness.timing import quiet_heap
 
 BODY = {"model": "m", "prompt": "p"}
 
@@ -57,8 +58,9 @@ def test_added_latency_per_request(benchmark: Any, delay_server: str) -> None:
     base = f"{delay_server}/d/0/0/100/v1"
 
     def measure() -> tuple[np.ndarray, np.ndarray]:
-        bare = asyncio.run(bare_latencies(base + "/images/generations", 300))
-        harness = asyncio.run(harness_latencies(base, 300))
+        with quiet_heap():
+            bare = asyncio.run(bare_latencies(base + "/images/generations", 300))
+            harness = asyncio.run(harness_latencies(base, 300))
         return bare, harness
 
     bare, harness = benchmark.pedantic(measure, rounds=1, iterations=1)
@@ -115,7 +117,8 @@ def test_full_runner_throughput_with_100kb_images(benchmark: Any, delay_server: 
         results["harness"] = result.requests / (time.perf_counter() - t)
 
     benchmark.pedantic(run_harness, rounds=1, iterations=1)
-    results["bare"] = asyncio.run(bare_throughput(base + "/images/generations", n, concurrency))
+    with quiet_heap():
+        results["bare"] = asyncio.run(bare_throughput(base + "/images/generations", n, concurrency))
     ratio = results["harness"] / results["bare"]
     benchmark.extra_info.update(harness_attempts_per_s=results["harness"], bare_requests_per_s=results["bare"],
                                 ratio=ratio)
@@ -148,7 +151,11 @@ def test_timing_error_at_256_in_flight(benchmark: Any, delay_server: str) -> Non
         original = openai_images._processing
         mp.setattr(openai_images, "_processing",
                    lambda headers: {**original(headers), "server_hdr_ns": headers.get("x-server-hdr-ns")})
-        lag = benchmark.pedantic(lambda: asyncio.run(measure()), rounds=1, iterations=1)
+        def timed() -> np.ndarray:
+            with quiet_heap():
+                return asyncio.run(measure())
+
+        lag = benchmark.pedantic(timed, rounds=1, iterations=1)
     p50, p99 = float(np.percentile(lag, 50)), float(np.percentile(lag, 99))
     benchmark.extra_info.update(timing_error_p50_ms=p50, timing_error_p99_ms=p99, in_flight=count)
     print(f"\ntiming error at {count} in flight: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
