@@ -12,10 +12,12 @@ On two cores this lifts a loop of 100 KB image responses from about 230 to about
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import certifi
 import httpx
 
 DEFAULT_PER_CLIENT = 2
@@ -29,6 +31,8 @@ class ClientPool:
             raise ValueError("slots and per_client must be at least 1")
         count = -(-slots // per_client)
         limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+        if "verify" not in client_kwargs:
+            client_kwargs["verify"] = shared_ssl_context()
         self.clients = [httpx.AsyncClient(limits=limits, **client_kwargs) for _ in range(count)]
         self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         for i in range(slots):
@@ -51,3 +55,9 @@ class ClientPool:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context (certifi's CA bundle, as httpx uses by default) for all the pool's clients: each
+    client would otherwise parse the bundle again, about 25 ms apiece."""
+    return ssl.create_default_context(cafile=certifi.where())

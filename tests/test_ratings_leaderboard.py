@@ -49,7 +49,7 @@ def test_rows_carry_counts_ranks_and_elo_and_serialise_to_json() -> None:
         assert r.votes == r.wins + r.losses + r.ties
         assert r.win_rate == pytest.approx((r.wins + r.ties / 2) / r.votes)
         assert r.ci_low < r.rating < r.ci_high
-        assert 1 <= r.rank_best <= r.rank_worst <= len(board.rows)
+        assert r.rank_best >= 1 and r.rank_best <= r.rank_worst <= len(board.rows)
         assert math.isfinite(r.elo)
     assert sum(r.votes for r in board.rows) == 2 * len(frame)
     assert np.mean([r.rating for r in board.rows]) == pytest.approx(1000.0)

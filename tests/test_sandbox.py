@@ -45,7 +45,7 @@ def test_every_fault_has_an_expected_class_and_can_be_forced_by_header_or_prompt
 def test_default_profiles_document_their_source_and_the_seed_table_success_rate() -> None:
     assert set(DEFAULT_PROFILES) == {"openai", "gemini", "openrouter", "fal", "replicate"}
     assert all(p.source for p in DEFAULT_PROFILES.values())
-    assert 1 - DEFAULT_PROFILES["gemini"].failure_rate == pytest.approx(0.579)
+    assert DEFAULT_PROFILES["gemini"].failure_rate == pytest.approx(1 - 0.579)
     assert DEFAULT_PROFILES["fal"].latency.median_s == pytest.approx(31.825)
     assert DEFAULT_PROFILES["fal"].latency.p95_s == pytest.approx(96.361)
 
@@ -119,3 +119,15 @@ def test_sandbox_serve_prints_base_urls_first_and_they_answer() -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_sandbox_serve_refuses_a_certificate_without_its_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not used", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["sandbox", "serve", "--ssl-certfile", str(cert)])
+    assert result.exit_code == 2
+    assert "--ssl-certfile and --ssl-keyfile go together" in result.output

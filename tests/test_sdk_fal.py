@@ -11,7 +11,6 @@ environment sets ``FAL_RUN_HOST=127.0.0.1:PORT/fal/run``, ``FAL_QUEUE_RUN_HOST=1
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import json
@@ -19,7 +18,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,14 +25,12 @@ from typing import Any
 import fal_client.auth
 import fal_client.client
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harness.sandbox.profiles import load_profiles
-from harness.sandbox.servers import build_app
+from harness.sandbox.servers import SandboxServer
 from harness.sandbox.simulation import SandboxSettings
 from harness.wire import fal as wire
 from tests.conftest import photo_like
@@ -155,20 +151,12 @@ def tls_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     its port and the CA file to trust."""
     directory = tmp_path_factory.mktemp("tls")
     ca, cert, key = make_certificates(directory)
-    app = build_app(SandboxSettings(time_scale=0.01, faults=False, seed=5), load_profiles(None))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
-                                           access_log=False, ssl_certfile=str(cert), ssl_keyfile=str(key)))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="tls-sandbox", daemon=True)
-    thread.start()
-    for _ in range(3000):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    assert server.started, "TLS sandbox did not start"
-    port = int(server.servers[0].sockets[0].getsockname()[1])
+    server = SandboxServer(settings=SandboxSettings(time_scale=0.01, faults=False, seed=5),
+                           ssl_certfile=cert, ssl_keyfile=key).start()
+    assert server.root.startswith("https://")
+    port = server.port
     yield port, ca
-    server.should_exit = True
-    thread.join(timeout=10)
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from harness.cli._common import err_console, handle_errors
+from harness.errors import ConfigError
 from harness.sandbox.servers import start_sandbox
 
 
@@ -27,11 +28,18 @@ def sandbox() -> None:
 @click.option("--sandbox-profile", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML overriding provider profiles.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Serve HTTPS with this certificate (PEM), for SDKs that only build https:// URLs.")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key (PEM) of --ssl-certfile.")
 @handle_errors
-def serve(port: int, time_scale: float, faults: str, sandbox_profile: Path | None, seed: int) -> None:
+def serve(port: int, time_scale: float, faults: str, sandbox_profile: Path | None, seed: int,
+          ssl_certfile: Path | None, ssl_keyfile: Path | None) -> None:
     """Serve until interrupted; the first line on stdout maps each simulated provider to its base URL."""
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
     server = start_sandbox(time_scale=time_scale, faults=faults == "on", seed=seed, profile_file=sandbox_profile,
-                           port=port)
+                           port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     click.echo(json.dumps(server.base_urls()), nl=True)
     err_console().print(f"sandbox listening on {server.root} (time scale {time_scale:g}, faults {faults}); "
                         "Ctrl-C stops it")

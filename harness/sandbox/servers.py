@@ -65,6 +65,10 @@ class SandboxServer:
     profiles: Mapping[str, ProviderProfile] = field(default_factory=lambda: load_profiles(None))
     host: str = "127.0.0.1"
     port: int = 0
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    """With a certificate and key the sandbox speaks HTTPS (for SDKs that only build ``https://`` URLs,
+    such as fal-client with ``FAL_RUN_HOST``/``FAL_QUEUE_RUN_HOST`` pointed at it)."""
     root: str = ""
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -81,6 +85,8 @@ class SandboxServer:
             build_app(self.settings, self.profiles), host=self.host, port=self.port, log_level="warning",
             lifespan="off", access_log=False, backlog=4096, timeout_keep_alive=75, loop="asyncio",
             timeout_graceful_shutdown=1,
+            ssl_certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+            ssl_keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
         )
         server = uvicorn.Server(config)
         ready = threading.Event()
@@ -107,7 +113,7 @@ class SandboxServer:
             raise RuntimeError(f"sandbox server failed to start on {self.host}:{self.port}: {failure[:1]}")
         sockets = [s for srv in server.servers for s in srv.sockets]
         self.port = sockets[0].getsockname()[1]
-        self.root = f"http://{self.host}:{self.port}"
+        self.root = f"{'https' if self.ssl_certfile else 'http'}://{self.host}:{self.port}"
         self._server, self._thread = server, thread
         return self
 
@@ -128,7 +134,9 @@ class SandboxServer:
 
 
 def start_sandbox(time_scale: float = 1.0, faults: bool = True, seed: int = 0,
-                  profile_file: Path | None = None, port: int = 0) -> SandboxServer:
+                  profile_file: Path | None = None, port: int = 0, ssl_certfile: Path | None = None,
+                  ssl_keyfile: Path | None = None) -> SandboxServer:
     """Start a sandbox in a background thread (call ``stop()`` or use it as a context manager)."""
     return SandboxServer(settings=SandboxSettings(time_scale=time_scale, faults=faults, seed=seed),
-                         profiles=load_profiles(profile_file), port=port).start()
+                         profiles=load_profiles(profile_file), port=port, ssl_certfile=ssl_certfile,
+                         ssl_keyfile=ssl_keyfile).start()
