@@ -135,3 +135,31 @@ def test_untrusted_text_cannot_inject_markup(tmp_path: Path, where: str) -> None
     (chart_json,) = re.findall(r'<script id="chart-data" type="application/json">(.*?)</script>', html, re.S)
     assert "<" not in chart_json and ">" not in chart_json
     assert HOSTILE in json.loads(chart_json)["heatmap"]["data"][0]["x"], "the text survives, escaped"
+
+
+def test_leaderboard_section_comes_from_the_stores_votes(tmp_path: Path, tiny_suite: Path) -> None:
+    from harness.report.leaderboard import leaderboard_section
+    from harness.sandbox.voters import PanelSettings, VoterPanel
+    from harness.store.votes import insert_votes
+
+    db = tmp_path / "r" / "harness.db"
+    chosen = select(load_targets(), ["gpt-image-1@openai", "gpt-image-1.5@openai", "gemini-2.5-flash-image@google"])
+    run = start_run(db, load(tiny_suite), chosen, resolve_keys(chosen, sandbox=True),
+                    RunOptions(sandbox=True, time_scale=0.002, samples=2, sandbox_faults=False,
+                               respect_limits=False))
+    with Store.open(db) as store:
+        panel = VoterPanel(PanelSettings(noisy_fraction=0.0, position_bias=0.0), seed=3)
+        assert insert_votes(store, panel.cast(run_store.outputs_frame(store, [run.run_id]), 900)) == 900
+        section = leaderboard_section(store, [run.run_id])
+    assert section is not None and section["votes"] == 900 and section["simulated"] is True
+    ratings = {r["model"]: r["rating"] for r in section["rows"]}
+    truth = panel.truth(list(ratings))
+    assert max(ratings, key=ratings.__getitem__) == max(truth, key=truth.__getitem__)
+    pairs = [(m["challenge"], frozenset((m["model"], m["opponent"]))) for m in section["matchups"]]
+    assert len(pairs) == len(set(pairs)), "each head-to-head appears once"
+    order = [r["model"] for r in section["rows"]]
+    assert all(order.index(m["model"]) < order.index(m["opponent"]) for m in section["matchups"])
+    assert {b["category"] for b in section["best_for"]} >= {"illustration", "portraiture", "kind: edit"}
+    assert section["win_matrix"]["models"] == order
+    html = build_report(db, [run.run_id], tmp_path / "site").index.read_text(encoding="utf-8")
+    assert "Simulated voters" in html and "Head-to-head" in html

@@ -3,7 +3,8 @@
 Shape of the section (what the template and the ``leaderboard.json`` export read): ``method``, ``votes``,
 ``rows`` (the ratings' rows: model, rating, ci_low, ci_high, votes, wins, ties, losses, rank_best,
 rank_worst, elo, provisional …), ``best_for`` (the top model of each category and challenge kind with its
-win rate), ``matchups`` (head-to-head per challenge, most-voted first), ``win_matrix`` (observed win rates,
+win rate), ``matchups`` (head-to-head per challenge, most-voted first, each pair once, from the
+higher-rated model's side), ``win_matrix`` (observed win rates,
 row beats column, models in rating order), ``notes``.
 """
 
@@ -69,6 +70,9 @@ def leaderboard_section(store: Store, run_ids: Sequence[str], *, by: str = "mode
     order = list(board.models)
     matrix = win_rate_matrix(battles).reindex(index=order, columns=order)
     pairs = matchups(battles)
+    rank = {model: i for i, model in enumerate(order)}
+    pairs = pairs[[rank.get(m, len(order)) < rank.get(o, len(order))
+                   for m, o in zip(pairs["model"], pairs["opponent"], strict=True)]]
     top = pairs.sort_values(["votes", "model"], ascending=[False, True], kind="stable").head(MAX_MATCHUPS)
     notes = list(board.notes)
     bias = position_bias(battles)
