@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from harness.errors import ConfigError
-from harness.providers.base import ErrorKind, OutputImage, ProviderError
+from harness.providers.base import ErrorKind, InputImage, OutputImage, ProviderError
 from harness.timing import TimedHttp
 
 T = TypeVar("T")
@@ -92,6 +92,19 @@ def decode_data_url(url: str, *, what: str = "image") -> OutputImage:
 def data_url(data: bytes, mime: str) -> str:
     """Encode bytes as a base64 data URL (for providers that take references inline)."""
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_data_url(image: InputImage) -> str:
+    """A reference image or mask as a base64 data URL of its own type."""
+    return data_url(image.data, image.mime)
+
+
+def parse_wxh(size: str) -> tuple[int, int] | None:
+    """``"1536x1024"`` -> (1536, 1024); ``None`` for anything else (a tier such as ``1K``, ``auto``)."""
+    w, sep, h = size.lower().partition("x")
+    if sep and w.strip().isdigit() and h.strip().isdigit():
+        return int(w), int(h)
+    return None
 
 
 def b64(data: bytes) -> str:

@@ -59,18 +59,18 @@ from harness.providers.base import (
     ErrorKind,
     GenerationRequest,
     GenerationResult,
-    InputImage,
     OutputImage,
     Provider,
     ProviderError,
 )
 from harness.providers.common import (
-    data_url,
     decode_data_url,
+    image_data_url,
     json_or_none,
     option_choice,
     option_float,
     parse_retry_after,
+    parse_wxh,
     scaled_poll_interval,
     shielded_cancel,
     status_kind,
@@ -97,11 +97,6 @@ TEXT_ONLY_APPS = ("fal-ai/flux/dev", "fal-ai/flux/schnell", "fal-ai/stable-diffu
 # ---- request ---------------------------------------------------------------------------------------------
 
 
-def _parse_wxh(size: str) -> tuple[int, int] | None:
-    w, sep, h = size.lower().partition("x")
-    if sep and w.strip().isdigit() and h.strip().isdigit():
-        return int(w), int(h)
-    return None
 
 
 def gemini_size_params(app: str, request: GenerationRequest) -> dict[str, str]:
@@ -116,7 +111,7 @@ def gemini_size_params(app: str, request: GenerationRequest) -> dict[str, str]:
     tier = {"512": "0.5K"}.get(size.upper(), size.upper())
     if tier in resolutions:
         params["resolution"] = tier
-    elif (wxh := _parse_wxh(size)) is not None:
+    elif (wxh := parse_wxh(size)) is not None:
         for ratio in gemini.aspect_ratios(model):
             for res in resolutions or (None,):
                 if wire.gemini_pixel_size(app, ratio, res) == wxh:
@@ -131,7 +126,7 @@ def gemini_size_params(app: str, request: GenerationRequest) -> dict[str, str]:
 def flux_image_size(request: GenerationRequest) -> str | dict[str, int] | None:
     """``image_size``: an exact ``WxH`` as ``{"width", "height"}``, else the enum for the aspect ratio, else a
     custom size with a 1024-pixel long side and the short side a multiple of 16."""
-    wxh = _parse_wxh(request.size or "")
+    wxh = parse_wxh(request.size or "")
     if wxh is not None:
         return {"width": wxh[0], "height": wxh[1]}
     ratio = request.aspect_ratio
@@ -162,8 +157,6 @@ def expected_size(app: str, model_input: Mapping[str, Any]) -> tuple[int, int] |
     return wire.flux_pixel_size(model_input.get("image_size"))
 
 
-def _data_url(image: InputImage) -> str:
-    return data_url(image.data, image.mime)
 
 
 def build_input(app: str, request: GenerationRequest, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,13 +173,13 @@ def build_input(app: str, request: GenerationRequest, options: Mapping[str, Any]
     if edit:
         image_field = str(options.get("image_field") or
                           ("image_url" if app.endswith(wire.IMAGE_TO_IMAGE_SUFFIX) else "image_urls"))
-        urls = [_data_url(ref) for ref in request.references]
+        urls = [image_data_url(ref) for ref in request.references]
         mask_field = options.get("mask_field")
         if request.mask is not None and request.kind == ChallengeKind.INPAINT:
             if mask_field:
-                body[str(mask_field)] = _data_url(request.mask)
+                body[str(mask_field)] = image_data_url(request.mask)
             elif image_field.endswith("s"):
-                urls.append(_data_url(request.mask))
+                urls.append(image_data_url(request.mask))
                 body["prompt"] = f"{prompt}\n\n{MASK_INSTRUCTION}"
         if image_field.endswith("s"):
             body[image_field] = urls

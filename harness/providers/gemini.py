@@ -49,6 +49,7 @@ from harness.providers.common import (
     gather_all,
     json_or_none,
     parse_retry_after,
+    parse_wxh,
     status_kind,
     trim,
 )
@@ -67,11 +68,6 @@ AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KEY
 # ---- request ---------------------------------------------------------------------------------------------
 
 
-def _parse_wxh(size: str) -> tuple[int, int] | None:
-    w, sep, h = size.lower().partition("x")
-    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
-        return None
-    return int(w), int(h)
 
 
 def image_config(model: str, request: GenerationRequest, default_size: str | None = None) -> tuple[str | None, str | None]:
@@ -90,7 +86,7 @@ def image_config(model: str, request: GenerationRequest, default_size: str | Non
             tier = upper
         elif upper in (wire.IMAGE_SIZE_512, "0.5K"):
             tier = wire.IMAGE_SIZE_512
-        elif (wxh := _parse_wxh(size)) is not None:
+        elif (wxh := parse_wxh(size)) is not None:
             ratio, tier = _ratio_and_tier(model, wxh, ratio)
         else:
             raise ProviderError(ErrorKind.INVALID_REQUEST,

@@ -52,18 +52,18 @@ from harness.providers.base import (
     ErrorKind,
     GenerationRequest,
     GenerationResult,
-    InputImage,
     OutputImage,
     Provider,
     ProviderError,
 )
 from harness.providers.common import (
-    data_url,
     decode_data_url,
     gather_all,
+    image_data_url,
     json_or_none,
     option_float,
     parse_retry_after,
+    parse_wxh,
     scaled_poll_interval,
     shielded_cancel,
     status_kind,
@@ -82,11 +82,6 @@ DEFAULT_POLL_INTERVAL_S = 0.5
 DEFAULT_CANCEL_TIMEOUT_S = 5.0
 
 
-def _parse_wxh(size: str) -> tuple[int, int] | None:
-    w, sep, h = size.lower().partition("x")
-    if sep and w.strip().isdigit() and h.strip().isdigit():
-        return int(w), int(h)
-    return None
 
 
 def size_params(model: str, request: GenerationRequest) -> dict[str, str]:
@@ -101,7 +96,7 @@ def size_params(model: str, request: GenerationRequest) -> dict[str, str]:
     resolutions = wire.GEMINI_RESOLUTIONS.get(gem or "", ())
     if size.upper() in resolutions:
         params["resolution"] = size.upper()
-    elif (wxh := _parse_wxh(size)) is not None:
+    elif (wxh := parse_wxh(size)) is not None:
         ratios = gemini.aspect_ratios(gem) if gem is not None else tuple(wire.FLUX_SIZES)
         for ratio in ratios:
             for res in resolutions or (None,):
@@ -113,8 +108,6 @@ def size_params(model: str, request: GenerationRequest) -> dict[str, str]:
     return params
 
 
-def _data_url(image: InputImage) -> str:
-    return data_url(image.data, image.mime)
 
 
 def build_input(model: str, request: GenerationRequest, options: Mapping[str, Any], *,
@@ -130,13 +123,13 @@ def build_input(model: str, request: GenerationRequest, options: Mapping[str, An
         plural = wire.gemini_model(model) is not None
         field_name = str(options.get("image_field") or (wire.GEMINI_IMAGE_FIELD if plural else "image"))
         many = field_name == wire.GEMINI_IMAGE_FIELD or field_name.endswith("s")
-        urls = [_data_url(ref) for ref in request.references]
+        urls = [image_data_url(ref) for ref in request.references]
         mask_field = options.get("mask_field")
         if request.kind == ChallengeKind.INPAINT and request.mask is not None:
             if mask_field:
-                inp[str(mask_field)] = _data_url(request.mask)
+                inp[str(mask_field)] = image_data_url(request.mask)
             elif many:
-                urls.append(_data_url(request.mask))
+                urls.append(image_data_url(request.mask))
                 inp["prompt"] = f"{request.prompt}\n\n{MASK_INSTRUCTION}"
         if many:
             inp[field_name] = urls
