@@ -129,8 +129,10 @@ def test_full_runner_throughput_with_100kb_images(benchmark: Any, delay_server: 
 
 def test_timing_error_at_256_in_flight(benchmark: Any, delay_server: str) -> None:
     """256 requests in flight, answers arriving spread over 256 ms; error = when the harness recorded the
-    headers minus when the server (same monotonic clock) sent them."""
-    count, hdr0 = 256, 80
+    headers minus when the server (same monotonic clock) sent them. A discarded warm-up round (the previous
+    benchmark's 4,000 requests leave both processes settling), then three rounds: one round's p99 is the
+    third-largest of 256 values, so the machine's noise is judged on the median round (all are reported)."""
+    count, hdr0, rounds = 256, 80, 3
 
     async def measure() -> np.ndarray:
         async with ClientPool(count, timeout=30) as pool:
@@ -151,13 +153,23 @@ def test_timing_error_at_256_in_flight(benchmark: Any, delay_server: str) -> Non
         original = openai_images._processing
         mp.setattr(openai_images, "_processing",
                    lambda headers: {**original(headers), "server_hdr_ns": headers.get("x-server-hdr-ns")})
-        def timed() -> np.ndarray:
-            with quiet_heap():
-                return asyncio.run(measure())
 
-        lag = benchmark.pedantic(timed, rounds=1, iterations=1)
-    p50, p99 = float(np.percentile(lag, 50)), float(np.percentile(lag, 99))
-    benchmark.extra_info.update(timing_error_p50_ms=p50, timing_error_p99_ms=p99, in_flight=count)
-    print(f"\ntiming error at {count} in flight: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
-    assert np.all(lag >= 0)
+        def timed() -> list[np.ndarray]:
+            with quiet_heap():
+                asyncio.run(measure())
+            lags = []
+            for _ in range(rounds):
+                with quiet_heap():
+                    lags.append(asyncio.run(measure()))
+            return lags
+
+        lags = benchmark.pedantic(timed, rounds=1, iterations=1)
+    p50s = [float(np.percentile(lag, 50)) for lag in lags]
+    p99s = [float(np.percentile(lag, 99)) for lag in lags]
+    p99 = float(np.median(p99s))
+    benchmark.extra_info.update(timing_error_p50_ms=float(np.median(p50s)), timing_error_p99_ms=p99,
+                                timing_error_p99_rounds_ms=p99s, in_flight=count)
+    print(f"\ntiming error at {count} in flight: p50 {np.median(p50s):.3f} ms, p99 {p99:.3f} ms "
+          f"(median of {rounds} rounds: {', '.join(f'{v:.3f}' for v in p99s)})")
+    assert all(np.all(lag >= 0) for lag in lags)
     assert p99 <= 2.0
