@@ -127,6 +127,7 @@ def load_catalog() -> dict[str, dict[str, Any]]:
 def load_targets(user_file: Path | None = None, *, include_catalog: bool = True) -> dict[str, Target]:
     """Catalog targets merged with a user file's (user fields override catalog fields of the same name)."""
     merged: dict[str, dict[str, Any]] = load_catalog() if include_catalog else {}
+    user_names: set[str] = set()
     if user_file is not None:
         if not user_file.is_file():
             raise ConfigError(f"targets file {user_file} not found")
@@ -136,6 +137,7 @@ def load_targets(user_file: Path | None = None, *, include_catalog: bool = True)
             if name in seen:
                 raise ConfigError(f"{user_file}: targets[{i}]: duplicate target name {name!r}")
             seen.add(name)
+            user_names.add(name)
             base = merged.get(name, {})
             merged[name] = {**base, **item}
     from harness.providers.registry import available_protocols
@@ -143,7 +145,7 @@ def load_targets(user_file: Path | None = None, *, include_catalog: bool = True)
     protocols = available_protocols()
     out: dict[str, Target] = {}
     for name, raw in merged.items():
-        where = str(user_file) if user_file and name in _names(user_file) else "harness/catalog.yaml"
+        where = str(user_file) if name in user_names else "harness/catalog.yaml"
         target = _validate(raw, where)
         if target.protocol not in protocols:
             close = difflib.get_close_matches(target.protocol, protocols, n=1)
@@ -151,10 +153,6 @@ def load_targets(user_file: Path | None = None, *, include_catalog: bool = True)
             raise ConfigError(f"{where}: target {name!r}: unknown protocol {target.protocol!r}{hint}")
         out[name] = target
     return out
-
-
-def _names(user_file: Path) -> set[str]:
-    return {t["name"] for t in _read_yaml(user_file, user_file.read_text(encoding="utf-8"), str(user_file))}
 
 
 def select(targets: Mapping[str, Target], patterns: Sequence[str]) -> list[Target]:

@@ -141,10 +141,11 @@ def _gallery(store: Store, runs: list[RunInfo], final: pd.DataFrame, outputs: pd
     by_key = by_key.set_index(["challenge_id", "variant", "target"])
     failed = final[(final["run_id"] == run.id) & (final["ok"] == 0)].drop_duplicates(
         ["challenge_id", "variant", "target"]).set_index(["challenge_id", "variant", "target"])
-    score_map: dict[tuple[int, str], float] = {}
+    score_map: dict[int, dict[str, float]] = {}
     if scores is not None and not scores.empty:
-        for attempt_id, metric, value in zip(scores["attempt_id"], scores["metric"], scores["value"], strict=True):
-            score_map[(int(attempt_id), str(metric))] = float(value)
+        first = scores[scores["output_idx"] == 0] if "output_idx" in scores.columns else scores
+        for attempt_id, metric, value in zip(first["attempt_id"], first["metric"], first["value"], strict=True):
+            score_map.setdefault(int(attempt_id), {})[str(metric)] = float(value)
     targets = run_store.run_targets(store, run.id)
     for challenge in run_store.run_challenges(store, run.id):
         for variant, prompt in challenge["prompts"].items():
@@ -154,7 +155,7 @@ def _gallery(store: Store, runs: list[RunInfo], final: pd.DataFrame, outputs: pd
                 if key in by_key.index:
                     o = by_key.loc[key]
                     attempt_id = int(o["attempt_id"])
-                    metrics = {m: v for (a, m), v in score_map.items() if a == attempt_id}
+                    metrics = score_map.get(attempt_id, {})
                     row_outputs.append(GalleryOutput(t["name"], t["model"], t["provider"], str(o["sha256"]),
                                                      str(o["ext"]), int(o["width"]), int(o["height"]), None,
                                                      metrics))
