@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
 import json
 import time
@@ -40,20 +39,20 @@ from starlette.routing import Route
 
 from harness.sandbox.faults import Fault
 from harness.sandbox.simulation import (
+    HANG_S,
     RequestPlan,
     SimulatedProvider,
     abort_connection,
     body_seconds,
     data_url_bytes,
     drip,
+    hang_until_disconnected,
     truncated,
 )
 from harness.sse import encode_event
 from harness.wire import fal as wire
 from harness.wire import gemini
 
-HANG_S = 3600.0
-"""Simulated seconds a request hangs under the ``timeout`` fault (clients time out first)."""
 VALIDATION_S = 0.2
 """Simulated seconds a runner takes to reject an invalid input."""
 KEEP_REQUESTS = 4096
@@ -405,7 +404,7 @@ class FalServer:
             return JSONResponse({"detail": wire.RATE_LIMITED}, status_code=429,
                                 headers={"retry-after": str(max(1, round(wait or 1)))})
         if plan.fault == Fault.TIMEOUT:
-            await self._hang(request)
+            await hang_until_disconnected(self.sim, request.receive)
             return wire_response(wire.request_error("request_timeout"), request_id)
         if slot is not None:
             await slot.acquire()
@@ -420,15 +419,6 @@ class FalServer:
                 slot.release()
         return await self._answer(request, outcome, request_id, plan)
 
-    async def _hang(self, request: Request) -> None:
-        """Hold a sync call open (the ``timeout`` fault) until the client goes away or :data:`HANG_S` pass."""
-
-        async def disconnected() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(disconnected(), self.sim.scaled(HANG_S))
 
     # ---- generation --------------------------------------------------------------------------------------
 

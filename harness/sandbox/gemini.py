@@ -34,6 +34,7 @@ from harness.sandbox.simulation import (
     abort_connection,
     body_seconds,
     drip,
+    hang_until_disconnected,
     truncated,
 )
 from harness.sse import encode_event
@@ -43,9 +44,6 @@ KNOWN_MODELS = ("gemini-2.5-flash-image", "gemini-2.5-flash-image-preview", "gem
                 "gemini-3.1-flash-image-preview")
 VERSIONS = ("v1beta", "v1", "v1alpha")
 MODALITIES = ("TEXT", "IMAGE", "AUDIO")
-HANG_S = 3600.0
-HANG_POLL_S = 1.0
-"""Simulated seconds between checks whether a hanging request's client has gone."""
 """Simulated seconds a request hangs under the ``timeout`` fault (clients time out first)."""
 INPUT_IMAGE_TOKENS = {"gemini-2.5": 258, "gemini-3-pro": 560, "gemini-3.1-flash": 560}
 """Prompt tokens per input image (2.5: 258 per image up to 384 px, documented; Gemini 3 at the default media
@@ -287,18 +285,12 @@ class GeminiServer:
             await self.sim.sleep(0.4)
             raise GeminiError("UNAVAILABLE", wire.MESSAGES["overloaded"])
         if fault == Fault.TIMEOUT:
-            await self._hang(request)
+            await hang_until_disconnected(self.sim, request.receive)
             raise GeminiError("DEADLINE_EXCEEDED", wire.MESSAGES["deadline"])
         if fault == Fault.CONNECTION_RESET and call.method == wire.GENERATE:
             await self.sim.sleep(plan.latency_s * 0.2)
             await abort_connection(request.scope)
 
-    async def _hang(self, request: Request) -> None:
-        """Hold the request unanswered (the ``timeout`` fault) until the client gives up, at most ``HANG_S``."""
-        waited = 0.0
-        while waited < HANG_S and not await request.is_disconnected():
-            await self.sim.sleep(HANG_POLL_S)
-            waited += HANG_POLL_S
 
     # ---- answers -----------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from harness.sandbox.simulation import (
     abort_connection,
     body_seconds,
     drip,
+    hang_until_disconnected,
     truncated,
 )
 from harness.sse import encode_event
@@ -35,8 +36,6 @@ from harness.wire import openai_images as wire
 
 KNOWN_MODELS = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2", "chatgpt-image-latest",
                 "dall-e-2", "dall-e-3")
-HANG_S = 3600.0
-"""Simulated seconds a request hangs under the ``timeout`` fault (clients time out first)."""
 
 
 class OpenAIError(Exception):
@@ -237,7 +236,7 @@ class OpenAIImagesServer:
             await self.sim.sleep(0.3)
             return _error_response(OpenAIError("overloaded"), request_id)
         if fault == Fault.TIMEOUT:
-            await self.sim.sleep(HANG_S)
+            await hang_until_disconnected(self.sim, request.receive)
             return _error_response(OpenAIError("server_error"), request_id)
         if fault == Fault.CONNECTION_RESET:
             await self.sim.sleep(plan.latency_s * 0.2)

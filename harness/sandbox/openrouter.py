@@ -33,6 +33,7 @@ from harness.sandbox.simulation import (
     abort_connection,
     body_seconds,
     drip,
+    hang_until_disconnected,
     truncated,
 )
 from harness.sse import encode_comment, encode_event
@@ -55,9 +56,6 @@ OTHER_IMAGE_PRICE_USD = 0.04
 OTHER_IMAGE_TOKENS = 1024
 PROCESSING_INTERVAL_S = 2.0
 """Simulated seconds between ``: OPENROUTER PROCESSING`` comments while the upstream works."""
-HANG_S = 3600.0
-HANG_POLL_S = 1.0
-"""Simulated seconds between checks whether a hanging request's client has gone."""
 OPENING = "Here is the image you asked for."
 INPUT_IMAGE_TOKENS = 258
 
@@ -268,18 +266,12 @@ class OpenRouterServer:
             raise OpenRouterError.named("provider_unavailable", {"raw": raw, "provider_name": call.provider,
                                                            "error_type": "provider_unavailable"})
         if fault == Fault.TIMEOUT:
-            await self._hang(request)
+            await hang_until_disconnected(self.sim, request.receive)
             raise OpenRouterError.named("server")
         if fault == Fault.CONNECTION_RESET and not call.stream:
             await self.sim.sleep(plan.latency_s * 0.2)
             await abort_connection(request.scope)
 
-    async def _hang(self, request: Request) -> None:
-        """Hold the request unanswered (the ``timeout`` fault) until the client gives up, at most ``HANG_S``."""
-        waited = 0.0
-        while waited < HANG_S and not await request.is_disconnected():
-            await self.sim.sleep(HANG_POLL_S)
-            waited += HANG_POLL_S
 
     # ---- answers -----------------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from harness.sandbox.faults import Fault
 from harness.sandbox.simulation import (
+    HANG_S,
     RequestPlan,
     SimulatedProvider,
     abort_connection,
@@ -49,8 +50,6 @@ from harness.sse import encode_event
 from harness.wire import gemini
 from harness.wire import replicate as wire
 
-HANG_S = 3600.0
-"""Simulated seconds a prediction runs under the ``timeout`` fault (clients time out first)."""
 FINALIZE_S = 0.3
 """Simulated seconds between the output files existing and the prediction being ``succeeded``."""
 KEEP_PREDICTIONS = 4096

@@ -234,3 +234,22 @@ def data_url_bytes(url: str) -> bytes | None:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+HANG_S = 3600.0
+"""Simulated seconds a request is held unanswered under the ``timeout`` fault (clients time out first)."""
+
+
+async def hang_until_disconnected(sim: SimulatedProvider, receive: Receive) -> None:
+    """Hold a request unanswered (the ``timeout`` fault) until its client goes away, at most :data:`HANG_S`.
+
+    Waiting for the ``http.disconnect`` message (the request body must already be read) frees the handler as
+    soon as the client gives up, instead of leaving it asleep until the server shuts down.
+    """
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(disconnected(), sim.scaled(HANG_S))
