@@ -1,13 +1,13 @@
-"""Validation of returned images: decodable, the expected count and size; hashed for the image store.
+"""Validation of returned images: decodable, the expected count and size.
 
 Validation is part of the timed region (success means a usable image is in hand). Decoding is CPU work,
 so images over :data:`THREAD_THRESHOLD` bytes decode in a worker thread and never block the event loop.
+Hashing for the image store is not validation: the store writer's thread does it (see ``runner.StoreWriter``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,10 +23,9 @@ Image.MAX_IMAGE_PIXELS = 8192 * 8192
 
 @dataclass(frozen=True, slots=True)
 class CheckedImage:
-    """A decodable image with its content hash and real format."""
+    """A decodable image with its real format."""
 
     data: bytes
-    sha256: str
     ext: str
     width: int
     height: int
@@ -45,7 +44,7 @@ def check_image(image: OutputImage, index: int) -> CheckedImage:
                             f"image {index} is not a decodable image ({type(exc).__name__}; starts {head!r})") from exc
     if fmt not in FORMAT_EXT:
         raise ProviderError(ErrorKind.BAD_OUTPUT, f"image {index} has unsupported format {fmt or 'unknown'}")
-    return CheckedImage(image.data, hashlib.sha256(image.data).hexdigest(), FORMAT_EXT[fmt], width, height)
+    return CheckedImage(image.data, FORMAT_EXT[fmt], width, height)
 
 
 def check_images(images: Sequence[OutputImage], expected_count: int,

@@ -15,7 +15,10 @@ from harness.timing import AttemptClock
 
 @dataclass(frozen=True, slots=True)
 class OutputRecord:
-    """One image of a successful attempt, stored as ``images/<sha256>.<ext>``."""
+    """One image of a successful attempt, stored as ``images/<sha256>.<ext>``.
+
+    ``sha256`` is empty while the record waits for the store writer, which hashes the bytes off the event loop.
+    """
 
     idx: int
     sha256: str

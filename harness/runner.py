@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -207,8 +207,8 @@ class StoreWriter:
                         break
                 if batch:
                     for record in batch:
-                        for out, data in zip(record.outputs, record.image_bytes, strict=True):
-                            store.put_image(data, out.ext, out.sha256)
+                        record.outputs = [replace(out, sha256=store.put_image(data, out.ext, out.sha256 or None))
+                                          for out, data in zip(record.outputs, record.image_bytes, strict=True)]
                         record.image_bytes = []
                     run_store.insert_attempts(store, batch)
                     self.committed += len(batch)
@@ -421,7 +421,7 @@ class Runner:
             billed=cost.billed, usage=(result.usage if result else (error.usage if error else {})),
             provider_timings=result.provider_timings if result else {},
             finish_reason=result.finish_reason if result else None,
-            outputs=[OutputRecord(i, c.sha256, c.ext, c.width, c.height, len(c.data)) for i, c in enumerate(checked)],
+            outputs=[OutputRecord(i, "", c.ext, c.width, c.height, len(c.data)) for i, c in enumerate(checked)],
             image_bytes=[c.data for c in checked],
         )
         return record, error

@@ -158,7 +158,7 @@ async def test_sync_mode_output_as_data_urls_needs_no_download(sandbox: SandboxS
     assert outcome.error is None, outcome.error
     assert [c.label for c in outcome.calls] == ["generate"]
     assert [(i.width, i.height) for i in outcome.images] == [(1024, 576), (1024, 576)]
-    assert outcome.images[0].sha256 != outcome.images[1].sha256
+    assert outcome.images[0].data != outcome.images[1].data
 
 
 def test_the_run_host_is_the_queue_host_without_its_prefix() -> None:

@@ -43,7 +43,7 @@ async def test_several_images_come_back_when_n_is_more_than_one(sandbox: Sandbox
     outcome = await perform_attempt(provider(sandbox), req, client, 30)
     assert outcome.error is None
     assert len(outcome.images) == 3
-    assert len({i.sha256 for i in outcome.images}) == 3
+    assert len({i.data for i in outcome.images}) == 3
 
 
 async def test_edit_sends_every_reference_and_an_alpha_mask_as_multipart(sandbox: SandboxServer) -> None:

@@ -114,7 +114,7 @@ async def test_edit_and_inpaint_send_references_as_data_url_parts(sandbox: Sandb
         inpaint = await perform_attempt(provider(sandbox), GenerationRequest(
             model_id=GEMINI, prompt="fill", kind=ChallengeKind.INPAINT, references=refs[:1], mask=mask), c, 30)
     assert compose.error is None and plain.error is None and inpaint.error is None
-    assert compose.images[0].sha256 != plain.images[0].sha256
+    assert compose.images[0].data != plain.images[0].data
     content = recorder.bodies()[0]["messages"][0]["content"]  # type: ignore[index]
     assert content[0] == {"type": "text", "text": "together"}
     urls = [part["image_url"]["url"] for part in content[1:]]
@@ -130,7 +130,7 @@ async def test_several_images_are_separate_requests_whose_costs_add_up(sandbox: 
     outcome = await perform_attempt(provider(sandbox), GenerationRequest(
         model_id=GEMINI, prompt="foxes", n=2, seed=1, aspect_ratio="1:1"), client, 30)
     assert outcome.error is None, outcome.error
-    assert len({i.sha256 for i in outcome.images}) == 2 and len(outcome.calls) == 2
+    assert len({i.data for i in outcome.images}) == 2 and len(outcome.calls) == 2
     assert outcome.result is not None and outcome.result.provider_cost_usd == pytest.approx(2 * 0.0389, abs=1e-3)
 
 

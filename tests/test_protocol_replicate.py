@@ -137,7 +137,7 @@ async def test_a_list_output_is_downloaded_file_by_file(sandbox: SandboxServer, 
     assert outcome.error is None, outcome.error
     assert [c.label for c in outcome.calls if c.label != "status"] == ["submit", "download", "download"]
     assert [(i.width, i.height) for i in outcome.images] == [(768, 1344), (768, 1344)]
-    assert outcome.images[0].sha256 != outcome.images[1].sha256
+    assert outcome.images[0].data != outcome.images[1].data
 
 
 async def test_two_images_from_a_single_output_model_take_two_predictions(sandbox: SandboxServer) -> None:
@@ -147,7 +147,7 @@ async def test_two_images_from_a_single_output_model_take_two_predictions(sandbo
         outcome = await perform_attempt(provider(sandbox), req, c, 30)
     assert outcome.error is None, outcome.error
     assert sorted(int(str(i["seed"])) for i in recorder.inputs()) == [10, 11]
-    assert len(outcome.images) == 2 and outcome.images[0].sha256 != outcome.images[1].sha256
+    assert len(outcome.images) == 2 and outcome.images[0].data != outcome.images[1].data
     assert outcome.result is not None and len(outcome.result.request_id.split(",")) == 2
     assert len(outcome.result.provider_timings["predictions"]) == 2
 
