@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,8 @@ from PIL import Image
 from harness.cli import cli
 from harness.scoring import Backbone, BackboneSpec, ScoreOptions, load_backbone, score_runs
 from harness.scoring.metrics import METRICS, PSNR_CAP_DB
+from harness.scoring.pipeline import decode_pool, embed_image_batches
+from harness.scoring.plan import ImageSource
 from harness.scoring.summary import summarise_scores, summary_columns
 from harness.store import Store
 from harness.store import runs as run_store
@@ -388,3 +394,40 @@ def test_cli_names_an_unknown_run(store_copy: tuple[Path, str, str], tiny_clip_d
     result = invoke(["score", "no-such-run", "--model", f"local-dir:{tiny_clip_dir}", "--db", str(db)], monkeypatch)
     assert result.exit_code == 2 and "no run 'no-such-run'" in result.stderr
 
+
+
+def test_decoders_take_only_idle_cpu_while_a_cpu_model_runs() -> None:
+    """On the CPU the decoders must not preempt the model's threads; beside an accelerator they run normally."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("SCHED_IDLE is Linux's")
+    with decode_pool(ScoreOptions(workers=2), "cpu") as pool:
+        policies = {pool.submit(os.sched_getscheduler, 0).result() for _ in range(4)}
+    assert policies == {os.SCHED_IDLE}
+    with decode_pool(ScoreOptions(workers=2), "cuda") as pool:
+        assert pool.submit(os.sched_getscheduler, 0).result() == os.SCHED_OTHER
+
+
+def test_the_model_decodes_what_no_worker_started_so_a_busy_machine_never_stalls_it(
+        store_copy: tuple[Path, str, str], backbone: Backbone) -> None:
+    """Every decoder is stuck (as idle-priority threads are on a saturated machine): the images still get
+    embedded, by the model's own thread, with the same values as the normal path."""
+    db, run_id, _ = store_copy
+    with Store.open(db, readonly=True) as store:
+        outputs = run_store.outputs_frame(store, [run_id]).drop_duplicates("sha256")
+        sources = [(str(r["sha256"]), ImageSource(store.image_path(r["sha256"], r["ext"])))
+                   for r in outputs.to_dict("records")]
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as stuck:
+        blocker = stuck.submit(release.wait, 120)
+        failures: dict[str, str] = {}
+        got = {k: v for keys, vectors in embed_image_batches(backbone, sources, stuck, 4, 2, failures)
+               for k, v in zip(keys, vectors, strict=True)}
+        finished_while_stuck = not blocker.done()
+        release.set()
+    assert finished_while_stuck
+    with ThreadPoolExecutor(2) as free:
+        want = {k: v for keys, vectors in embed_image_batches(backbone, sources, free, 4, 2, {})
+                for k, v in zip(keys, vectors, strict=True)}
+    assert not failures and set(got) == {k for k, _ in sources} == set(want)
+    for key, vector in got.items():
+        np.testing.assert_allclose(vector, want[key], rtol=1e-5, atol=1e-6)

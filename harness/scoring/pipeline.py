@@ -8,7 +8,9 @@ Steps:
 3. embed the missing texts in batches (each distinct prompt, chunk and caption once);
 4. embed the missing images in batches of ``batch_size``: worker threads decode, crop and preprocess the
    next ``prefetch`` batches while the model runs on the current one; each batch's embeddings are written
-   to the cache as soon as they exist, so an interrupted run loses at most one batch;
+   to the cache as soon as they exist, so an interrupted run loses at most one batch. On the CPU the model
+   and the decoders share the cores, so the workers run at idle priority (they take only cycles the model
+   leaves) and the model's thread decodes any image of its next batch that no worker has started;
 5. pixel metrics of inpainting outputs run in the worker pool;
 6. every output's rows are written in one transaction (an output is either fully scored or not at all).
 
@@ -19,7 +21,10 @@ shares prompts, references or images with earlier ones only embeds what the cach
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +58,7 @@ class ScoreOptions:
 
     batch_size: int = 32
     workers: int = 0
-    prefetch: int = 2
+    prefetch: int = 4
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -117,11 +122,39 @@ def _load_tensor(backbone: Backbone, source: ImageSource) -> Tensor:
     return backbone.image_tensor(image)
 
 
+def yield_cpu_to_model() -> None:
+    """Put the calling worker thread at idle scheduling priority (Linux ``SCHED_IDLE``; elsewhere, or when the
+    system refuses, the lowest nice value it allows; failing both, nothing changes).
+
+    On a CPU-only machine every cycle a decoder takes is one the model's threads lose, and a model thread
+    preempted in the middle of a parallel section stalls its siblings too. At idle priority the decoders run
+    in the gaps the model leaves; what they have not started when the model needs it, the model's own thread
+    decodes at normal priority (see :func:`embed_image_batches`), so a busy machine slows scoring down but
+    never starves it.
+    """
+    tid = threading.get_native_id()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            return
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, 19)
+
+
+def decode_pool(options: ScoreOptions, device: str) -> ThreadPoolExecutor:
+    """The image stage's decoder threads; at idle priority when the model runs on the CPU (the planning and
+    pixel-metric stages, where the model does not run, use a pool at normal priority)."""
+    return ThreadPoolExecutor(options.pool_size(device), thread_name_prefix="score-decode",
+                              initializer=yield_cpu_to_model if device == "cpu" else None)
+
+
 def embed_image_batches(backbone: Backbone, sources: Sequence[tuple[str, ImageSource]], pool: ThreadPoolExecutor,
                         batch_size: int, prefetch: int, failures: dict[str, str]
                         ) -> Iterator[tuple[list[str], np.ndarray[Any, Any]]]:
     """Yield ``(keys, embeddings)`` per batch, decoding up to ``prefetch`` batches ahead in ``pool``.
 
+    When a batch is due, any of its images that no worker has started yet is taken back from the pool and
+    decoded on the calling thread: the model would otherwise wait for a worker that may be at idle priority.
     A source that cannot be read is left out of its batch and recorded in ``failures`` (key: reason).
     """
     batches = [list(sources[i:i + batch_size]) for i in range(0, len(sources), batch_size)]
@@ -141,7 +174,7 @@ def embed_image_batches(backbone: Backbone, sources: Sequence[tuple[str, ImageSo
         tensors: list[Tensor] = []
         for (key, source), future in zip(batch, futures, strict=True):
             try:
-                tensors.append(future.result())
+                tensors.append(_load_tensor(backbone, source) if future.cancel() else future.result())
                 keys.append(key)
             except Exception as exc:
                 failures[key] = f"cannot read {source.path}: {type(exc).__name__}: {exc}"
@@ -241,7 +274,7 @@ def score_runs(store: Store, run_ids: Sequence[str], backbone: Backbone, options
         weights_sha256=info.weights_sha256, open_clip_version=info.open_clip_version, preprocess=info.preprocess,
         precision=info.precision, context_length=info.context_length,
         info={"model_cfg_sha256": info.model_cfg_sha256, "device": info.device}), _now())
-    with ThreadPoolExecutor(options.pool_size(backbone.device), thread_name_prefix="score-decode") as pool:
+    with ThreadPoolExecutor(options.pool_size(backbone.device), thread_name_prefix="score-work") as pool:
         planned = _plan(store, backbone, run_ids, pool, options.force, report)
         report.problems += planned.problems
         jobs = planned.jobs
@@ -258,14 +291,15 @@ def score_runs(store: Store, run_ids: Sequence[str], backbone: Backbone, options
         missing = [(k, sources[k]) for k in sorted(sources) if k not in image_vectors]
         failures: dict[str, str] = {}
         embed_start = time.perf_counter()
-        for keys, vectors in embed_image_batches(backbone, missing, pool, options.batch_size, options.prefetch,
-                                                 failures):
-            items = [(k, vectors[i]) for i, k in enumerate(keys)]
-            score_store.put_embeddings(store, info.id, IMAGE, items)
-            image_vectors.update(items)
-            report.images_embedded += len(items)
-            if progress is not None:
-                progress("images", report.images_embedded + len(failures), len(missing))
+        with decode_pool(options, backbone.device) as decoders:
+            for keys, vectors in embed_image_batches(backbone, missing, decoders, options.batch_size,
+                                                     options.prefetch, failures):
+                items = [(k, vectors[i]) for i, k in enumerate(keys)]
+                score_store.put_embeddings(store, info.id, IMAGE, items)
+                image_vectors.update(items)
+                report.images_embedded += len(items)
+                if progress is not None:
+                    progress("images", report.images_embedded + len(failures), len(missing))
         report.embed_seconds = time.perf_counter() - embed_start
 
         pixel_failures: dict[tuple[int, int], str] = {}

@@ -15,6 +15,7 @@ resampled:
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,10 @@ class MaskInfo:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Decode an image file fully and convert it to RGB."""
-    with Image.open(path) as img:
-        img.load()
-        return img.convert("RGB")
+    """Decode an image file fully, as RGB (an RGB file's decoded image is returned as it is, not copied)."""
+    img = Image.open(io.BytesIO(path.read_bytes()))
+    img.load()
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _mask_array(path: Path) -> np.ndarray[Any, Any]:

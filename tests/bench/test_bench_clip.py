@@ -36,7 +36,7 @@ from tests.test_scoring_support import TINY_CFG, fake_hub_cache, make_tiny_clip,
 
 N_IMAGES = 96
 BATCH = 16
-ROUNDS = 3
+ROUNDS = 5
 ROOT = Path(__file__).resolve().parents[2]
 
 
