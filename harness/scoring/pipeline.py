@@ -123,8 +123,8 @@ def _load_tensor(backbone: Backbone, source: ImageSource) -> Tensor:
 
 
 def yield_cpu_to_model() -> None:
-    """Put the calling worker thread at idle scheduling priority (Linux ``SCHED_IDLE``; elsewhere, or when the
-    system refuses, the lowest nice value it allows; failing both, nothing changes).
+    """Put the calling worker thread at idle scheduling priority: Linux ``SCHED_IDLE``, or nice 19 where that
+    is refused. Elsewhere nothing changes (a thread's priority cannot be set apart from its process's there).
 
     On a CPU-only machine every cycle a decoder takes is one the model's threads lose, and a model thread
     preempted in the middle of a parallel section stalls its siblings too. At idle priority the decoders run
