@@ -365,6 +365,30 @@ def test_cross_site_and_non_json_requests_are_refused(fresh: ArenaStore) -> None
     assert rows(fresh.db, "SELECT COUNT(*) FROM votes") == [(1,)]
 
 
+def test_a_vote_carrying_nan_or_infinity_is_refused_with_the_field_named(fresh: ArenaStore) -> None:
+    """Python's and JavaScript's lenient JSON writers emit NaN and Infinity; such a vote gets a 422 that names the
+    field (not a 500 from echoing the value back), and the pair can still be voted properly."""
+    async def go() -> tuple[list[tuple[int, Any]], int]:
+        async with client(app) as c:
+            token = (await c.get("/api/pair")).json()["token"]
+            answers = []
+            for body in ('{"token": "%s", "outcome": NaN}' % token,
+                         '{"token": "%s", "outcome": "left", "client_ms": Infinity}' % token):
+                answer = await c.post("/api/vote", content=body, headers={"content-type": "application/json"})
+                answers.append((answer.status_code, answer.json()["detail"]))
+            honest = await c.post("/api/vote", json={"token": token, "outcome": "left"})
+            return answers, honest.status_code
+
+    with arena(fresh) as app:
+        answers, honest = run(go())
+    assert [code for code, _ in answers] == [422, 422]
+    assert [[tuple(e["loc"]) for e in detail] for _, detail in answers] == [[("body", "outcome")],
+                                                                           [("body", "client_ms")]]
+    assert all("input" not in e for _, detail in answers for e in detail)
+    assert honest == 200
+    assert rows(fresh.db, "SELECT COUNT(*) FROM votes") == [(1,)]
+
+
 def test_voter_cookie_is_random_http_only_and_same_site_strict(fresh: ArenaStore) -> None:
     async def go() -> tuple[list[str], int]:
         headers = []

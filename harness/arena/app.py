@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -172,6 +173,14 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time) -
     @app.exception_handler(VoteRejected)
     async def rejected(_: Request, exc: VoteRejected) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own answer echoes each bad value, which cannot be JSON when it is NaN or Infinity (a
+        lenient client's JSON allows them); the field, the reason and the error type are enough."""
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     async def serve_pair(request: Request) -> tuple[PairView, str | None]:
         guards.same_origin(request)
