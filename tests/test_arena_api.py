@@ -372,8 +372,8 @@ def test_a_vote_carrying_nan_or_infinity_is_refused_with_the_field_named(fresh: 
         async with client(app) as c:
             token = (await c.get("/api/pair")).json()["token"]
             answers = []
-            for body in ('{"token": "%s", "outcome": NaN}' % token,
-                         '{"token": "%s", "outcome": "left", "client_ms": Infinity}' % token):
+            for body in (f'{{"token": "{token}", "outcome": NaN}}',
+                         f'{{"token": "{token}", "outcome": "left", "client_ms": Infinity}}'):
                 answer = await c.post("/api/vote", content=body, headers={"content-type": "application/json"})
                 answers.append((answer.status_code, answer.json()["detail"]))
             honest = await c.post("/api/vote", json={"token": token, "outcome": "left"})
