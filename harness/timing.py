@@ -10,6 +10,12 @@ All clock values are ``time.perf_counter_ns()`` integers. Per call:
 * ``t_first_byte`` the first chunk of the response body arrived;
 * ``t_last_byte``  the body is complete.
 
+Over HTTP/1.1 the received points are when the bytes reached the process (stamped by the event loop's
+protocol callback, :mod:`harness.network`), not when the attempt's task got round to parsing them: with
+hundreds of requests in flight, the task may wait behind other responses, and that wait is the harness's,
+not the provider's. Where no stamp applies (HTTP/2, whose connection one task reads for all its streams, or
+a client without the backend) the clock is read in the hook as before.
+
 Adapters send every request through :class:`TimedHttp`, which records a :class:`CallTiming` per call, and
 may set named marks (``ttfb`` for a protocol whose meaningful first byte is an event, ``queued``,
 ``running``, ``completed``, ``fetched`` for queue APIs). :func:`summarize` turns calls and marks into the
@@ -28,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from harness.network import last_arrival_ns
 from harness.sse import SSEEvent, aparse_lines
 
 now_ns = time.perf_counter_ns
@@ -68,6 +75,18 @@ class CallTiming:
     conn_reused: bool | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
+    arrival_stamps: bool = False
+    """The exchange runs over HTTP/1.1, whose bytes the reading task receives with their arrival times."""
+
+
+def arrived(call: CallTiming) -> int:
+    """When the bytes the current task read last reached the process, if they belong to ``call``; else now."""
+    t = now_ns()
+    if call.arrival_stamps:
+        stamp = last_arrival_ns()
+        if stamp is not None and call.t_start <= stamp <= t:
+            return stamp
+    return t
 
 
 class _Trace:
@@ -85,10 +104,11 @@ class _Trace:
         if event.endswith("send_request_headers.started"):
             call.t_conn = t
             call.conn_reused = not self.connected
+            call.arrival_stamps = event.startswith("http11.")
         elif event.endswith("send_request_body.complete"):
             call.t_req_sent = t
         elif event.endswith("receive_response_headers.complete"):
-            call.t_hdr = t
+            call.t_hdr = max(arrived(call), call.t_req_sent or 0)
         elif event.startswith("connection.connect_tcp"):
             self.connected = True
 
@@ -131,20 +151,20 @@ class TimedStream:
         timing = self.timing
         async for chunk in self.response.aiter_bytes():
             if timing.t_first_byte is None:
-                timing.t_first_byte = now_ns()
+                timing.t_first_byte = arrived(timing)
             timing.bytes_received += len(chunk)
             yield chunk
-        timing.t_last_byte = now_ns()
+        timing.t_last_byte = arrived(timing)
 
     async def aiter_lines(self) -> AsyncIterator[str]:
         """Body lines without line endings (LF, CRLF or CR)."""
         timing = self.timing
         async for line in self.response.aiter_lines():
             if timing.t_first_byte is None:
-                timing.t_first_byte = now_ns()
+                timing.t_first_byte = arrived(timing)
             timing.bytes_received += len(line) + 1
             yield line
-        timing.t_last_byte = now_ns()
+        timing.t_last_byte = arrived(timing)
 
     def aiter_sse(self) -> AsyncIterator[SSEEvent]:
         """Server-sent events of the body."""
@@ -166,8 +186,9 @@ class TimedHttp:
     """Set by queue adapters: the interval between status polls, the bound on phase precision."""
 
     def mark(self, name: str) -> None:
-        """Record a named clock point; the first occurrence wins."""
-        self.marks.setdefault(name, now_ns())
+        """Record a named clock point, the arrival of the bytes that revealed it; the first occurrence wins."""
+        if name not in self.marks:
+            self.marks[name] = arrived(self.calls[-1]) if self.calls else now_ns()
 
     def _build(self, method: str, url: str, label: str, kwargs: dict[str, Any]) -> tuple[httpx.Request, CallTiming]:
         request = self.client.build_request(method, url, **kwargs)
@@ -186,9 +207,9 @@ class TimedHttp:
             chunks: list[bytes] = []
             async for chunk in response.aiter_bytes():
                 if call.t_first_byte is None:
-                    call.t_first_byte = now_ns()
+                    call.t_first_byte = arrived(call)
                 chunks.append(chunk)
-            call.t_last_byte = now_ns()
+            call.t_last_byte = arrived(call)
         finally:
             await response.aclose()
         content = b"".join(chunks)
