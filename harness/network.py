@@ -21,7 +21,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import httpcore
@@ -208,43 +208,37 @@ class ArrivalBackend(httpcore.AsyncNetworkBackend):
                           socket_options: Iterable[SOCKET_OPTION] | None = None) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local = (local_address, 0) if local_address else None
-        try:
-            async with asyncio.timeout(timeout):
-                if isinstance(loop, asyncio.BaseEventLoop):
-                    transport, protocol = await loop.create_connection(
-                        _ArrivalProtocol, host, port, local_addr=local, happy_eyeballs_delay=0.25)
-                else:
-                    transport, protocol = await loop.create_connection(_ArrivalProtocol, host, port, local_addr=local)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out after {timeout} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        _apply(transport, socket_options)
-        return ArrivalStream(transport, protocol)
+        if isinstance(loop, asyncio.BaseEventLoop):
+            opening = loop.create_connection(_ArrivalProtocol, host, port, local_addr=local, happy_eyeballs_delay=0.25)
+        else:
+            opening = loop.create_connection(_ArrivalProtocol, host, port, local_addr=local)
+        return await _connected(opening, f"{host}:{port}", timeout, socket_options)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[SOCKET_OPTION] | None = None
                                   ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_ArrivalProtocol, path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"connecting to {path} timed out after {timeout} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        _apply(transport, socket_options)
-        return ArrivalStream(transport, protocol)
+        opening = asyncio.get_running_loop().create_unix_connection(_ArrivalProtocol, path)
+        return await _connected(opening, path, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def _apply(transport: asyncio.BaseTransport, socket_options: Iterable[SOCKET_OPTION] | None) -> None:
+async def _connected(opening: Awaitable[tuple[asyncio.Transport, _ArrivalProtocol]], where: str,
+                     timeout: float | None, socket_options: Iterable[SOCKET_OPTION] | None) -> ArrivalStream:
+    """Await a connection being opened, with httpcore's exceptions for a timeout or a refusal."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await opening
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"connecting to {where} timed out after {timeout} s") from None
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
     sock: socket.socket | None = transport.get_extra_info("socket")
     if sock is not None:
         for option in socket_options or ():
             sock.setsockopt(*option)
+    return ArrivalStream(transport, protocol)
 
 
 def install(client: httpx.AsyncClient, backend: ArrivalBackend | None = None) -> bool:

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from PIL import Image
 
 from harness.http_pool import ClientPool
@@ -165,33 +166,24 @@ def test_a_refused_connection_is_a_connection_error() -> None:
     assert "ConnectError" in outcome.error.message
 
 
-def test_a_server_that_never_answers_times_out() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(3)
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    await asyncio.sleep(3)
 
+
+@pytest.mark.parametrize(("timeout", "named"), [(httpx.Timeout(0.3), None), (httpx.Timeout(5, read=0.2), "ReadTimeout")],
+                         ids=["attempt deadline", "read timeout"])
+def test_a_server_that_never_answers_times_out(timeout: httpx.Timeout, named: str | None) -> None:
+    """Either the attempt's own deadline or the client's read timeout ends the wait; both are ``timeout``."""
     async def go() -> AttemptOutcome:
-        async with raw_server(silent) as base:
-            return await attempt(base, timeout=0.3)
-
-    outcome = asyncio.run(go())
-    assert outcome.error is not None and outcome.error.kind == ErrorKind.TIMEOUT
-
-
-def test_a_read_timeout_shorter_than_the_attempt_names_the_read() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(3)
-
-    async def go() -> AttemptOutcome:
-        async with raw_server(silent) as base, ClientPool(1, timeout=httpx.Timeout(5, read=0.2)) as pool, \
-                pool.lease() as client:
+        async with raw_server(silent) as base, ClientPool(1, timeout=timeout) as pool, pool.lease() as client:
             return await perform_attempt(OpenAIImagesProvider(base + "/v1", "k"),
-                                         GenerationRequest(model_id="m", prompt="p"), client, 5)
+                                         GenerationRequest(model_id="m", prompt="p"), client, 0.3 if named is None else 5)
 
     outcome = asyncio.run(go())
     assert outcome.error is not None and outcome.error.kind == ErrorKind.TIMEOUT
-    assert "ReadTimeout" in outcome.error.message
+    if named:
+        assert named in outcome.error.message
 
 
 def test_a_connection_dropped_mid_body_is_a_connection_error_not_a_bad_image() -> None:
