@@ -98,6 +98,32 @@ def test_power_rises_with_the_sample_and_is_independent_of_the_latency_scale() -
         quantile_power(slow, 100, 0.5, 0.1, 0.05, repetitions=500, seed=5)
 
 
+def test_a_small_stored_run_with_a_gap_at_its_median_still_gets_a_finite_plan() -> None:
+    """Twenty stored latencies whose two middle values are 40 % apart (the shape that made CI's plan fail):
+    plain resampling settles every large sample's median on one of the two, so no size detects a 30 % change;
+    the smoothed sampler plans a finite size, and that size does deliver the power under its own model."""
+    rng = np.random.default_rng(11)
+    stored = np.concatenate([rng.uniform(80, 100, 10), rng.uniform(140, 170, 10)])
+
+    def plain(r: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        return stored[r.integers(0, stored.size, size=shape)]
+
+    with pytest.raises(ConfigError, match="more than 200000 requests"):
+        quantile_sample_size(plain, 0.5, 0.3, 0.8, 0.05, repetitions=300)
+    n, power = quantile_sample_size(empirical_sampler(stored), 0.5, 0.3, 0.8, 0.05, repetitions=600)
+    assert n < 1000 and power >= 0.8
+    assert quantile_power(empirical_sampler(stored), n, 0.5, 0.3, 0.05, repetitions=2000, seed=9) >= 0.75
+
+
+def test_smoothed_draws_keep_the_stored_log_mean_and_spread() -> None:
+    stored = np.random.default_rng(12).lognormal(5.0, 0.4, size=20)
+    draws = empirical_sampler(stored)(np.random.default_rng(13), (200, 1000))
+    logs = np.log(stored)
+    assert np.log(draws).mean() == pytest.approx(logs.mean(), abs=0.01)
+    assert np.log(draws).std() == pytest.approx(logs.std(ddof=1), rel=0.02)
+    assert len(np.unique(draws[:, :50])) == draws[:, :50].size
+
+
 def test_requests_are_inflated_by_the_failure_rate_and_priced() -> None:
     plan = plan_quantile(0.5, 0.3, 0.8, 0.05, sampler=lognormal_sampler(0.4), success_rate=0.8,
                          price_per_request_usd=0.04, target="t", source="test", repetitions=600)
