@@ -112,6 +112,10 @@ class _ArrivalProtocol(asyncio.Protocol):
         return data
 
 
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 async def _wait(future: asyncio.Future[None], timeout: float | None, exc_type: type[Exception], what: str) -> None:
     if timeout is None:
         await future
@@ -133,21 +137,17 @@ class ArrivalStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol
-        if not protocol.chunks:
-            if protocol.eof:
-                if protocol.error is not None:
-                    raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
-                return b""
+        if not protocol.chunks and not protocol.eof:
             protocol.reader = asyncio.get_running_loop().create_future()
             try:
                 await _wait(protocol.reader, timeout, httpcore.ReadTimeout, "read")
             finally:
                 protocol.reader = None
-            if not protocol.chunks:
-                if protocol.error is not None:
-                    raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
-                return b""
-        return protocol.take(max_bytes)
+        if protocol.chunks:
+            return protocol.take(max_bytes)
+        if protocol.error is not None:
+            raise httpcore.ReadError(_describe(protocol.error))
+        return b""
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
@@ -163,7 +163,7 @@ class ArrivalStream(httpcore.AsyncNetworkStream):
             finally:
                 protocol.drain = None
             if protocol.error is not None:
-                raise httpcore.WriteError(str(protocol.error) or type(protocol.error).__name__)
+                raise httpcore.WriteError(_describe(protocol.error))
 
     async def aclose(self) -> None:
         self._transport.close()
@@ -178,9 +178,9 @@ class ArrivalStream(httpcore.AsyncNetworkStream):
         except TimeoutError:
             self._transport.close()
             raise httpcore.ConnectTimeout(f"TLS handshake timed out after {timeout} s") from None
-        except (OSError, ssl.SSLError, ConnectionError) as exc:
+        except OSError as exc:
             self._transport.close()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise httpcore.ConnectError(_describe(exc)) from exc
         if transport is None:
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
         return ArrivalStream(transport, self._protocol)
@@ -233,7 +233,7 @@ async def _connected(opening: Awaitable[tuple[asyncio.Transport, _ArrivalProtoco
     except TimeoutError:
         raise httpcore.ConnectTimeout(f"connecting to {where} timed out after {timeout} s") from None
     except OSError as exc:
-        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        raise httpcore.ConnectError(_describe(exc)) from exc
     sock: socket.socket | None = transport.get_extra_info("socket")
     if sock is not None:
         for option in socket_options or ():

@@ -70,7 +70,8 @@ def empirical_sampler(latencies: Array) -> Sampler:
     ``y``: ``ȳ + (y_i − ȳ + h·Z)·c``, Z standard normal, ``h`` Silverman's bandwidth over the ``m`` stored
     values and ``c`` the factor that gives the draws the stored values' unbiased variance. The kernel makes
     quantiles continuous; the shrinkage keeps the stored mean and spread (unshrunk, the kernel's variance would
-    inflate the plan by about a quarter at m = 20). Scaling every latency scales every draw, so the plan depends on spread only.
+    inflate the plan by about a quarter at m = 20). Scaling every latency scales every draw, so the plan
+    depends on spread only.
     """
     values = np.asarray(latencies, dtype=float)
     values = values[np.isfinite(values) & (values > 0)]

@@ -7,10 +7,6 @@ a silent server, a 5 MB body, TLS) is exactly what the test wrote.
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime
-import io
-import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
 from harness.http_pool import ClientPool
 from harness.network import READ_BUFFER_LIMIT, install, last_arrival_ns
@@ -27,20 +22,17 @@ from harness.providers.base import ErrorKind, GenerationRequest
 from harness.providers.openai_images import OpenAIImagesProvider
 from harness.runner import AttemptOutcome, perform_attempt
 from harness.timing import TimedHttp
+from tests.certificates import make_certificates
+from tests.delay_server import body_of_size
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (4, 4), (10, 20, 30)).save(out, format="PNG")
-    return out.getvalue()
-
-
-def image_answer(extra_headers: str = "") -> bytes:
-    body = json.dumps({"created": 0, "data": [{"b64_json": base64.b64encode(png()).decode()}]}).encode()
-    return (f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            f"{extra_headers}\r\n").encode() + body
+def image_answer() -> bytes:
+    """An OpenAI Images answer carrying a tiny PNG, as raw HTTP/1.1 bytes."""
+    body = body_of_size(0)
+    return (f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+            .encode() + body)
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -108,14 +100,13 @@ def test_headers_are_stamped_when_they_reach_the_process_not_when_the_task_gets_
 
     async def go() -> AttemptOutcome:
         loop = asyncio.get_running_loop()
-        busy_until = time.perf_counter() + 0.25
 
         def busy() -> None:
             end = time.perf_counter() + 0.005
             while time.perf_counter() < end:
                 pass
             busy_ends.append(time.perf_counter_ns())
-            if time.perf_counter() < busy_until:
+            if not hook_ran and len(busy_ends) < 2000:
                 loop.call_soon(busy)
 
         async with raw_server(answer) as base, \
@@ -269,37 +260,16 @@ def test_a_keep_alive_connection_the_server_closed_is_not_reused() -> None:
     assert len(connections) == 3
 
 
-def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context for 127.0.0.1 and a client context trusting only it."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "harness test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context for 127.0.0.1 and a client context trusting only its throwaway CA."""
+    ca, cert, key = make_certificates(tmp_path)
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_path, key_path)
-    client = ssl.create_default_context(cafile=str(cert_path))
-    return server, client
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(ca))
 
 
 def test_https_goes_through_the_backend_with_verified_tls(tmp_path: Path) -> None:
-    server_ctx, client_ctx = self_signed(tmp_path)
+    server_ctx, client_ctx = tls_contexts(tmp_path)
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -322,9 +292,7 @@ def test_https_goes_through_the_backend_with_verified_tls(tmp_path: Path) -> Non
 
 
 def test_a_client_with_its_own_transport_keeps_it_and_is_timed_by_the_trace_hook() -> None:
-    answer = image_answer()
-    body = answer.split(b"\r\n\r\n", 1)[1]
-    mock = httpx.MockTransport(lambda request: httpx.Response(200, content=body,
+    mock = httpx.MockTransport(lambda request: httpx.Response(200, content=body_of_size(0),
                                                               headers={"content-type": "application/json"}))
 
     async def go() -> tuple[bool, AttemptOutcome]:

@@ -144,9 +144,10 @@ def test_timing_error_at_256_in_flight(benchmark: Any, delay_server: str) -> Non
     """256 requests in flight, answers arriving 1 ms apart; error = when the harness recorded the headers
     minus when the server (same monotonic clock) sent them. At this rate the harness's event loop is half busy
     parsing answers (on a slower machine, nearly all), so an answer often waits behind others; the recorded
-    time is when its bytes reached the process (harness.network), which that queue does not move. The first answer is held back 300 ms, and the
-    server's receive stamps prove that every request had arrived before any answer left, so all 256 really are
-    in flight (with less, the first answers land while the client is still sending and measure the sending).
+    time is when its bytes reached the process (harness.network), which that queue does not move. The first
+    answer is held back 300 ms, and the server's receive stamps prove that every request had arrived before
+    any answer left, so all 256 really are in flight (with less, the first answers land while the client is
+    still sending and measure the sending).
     A discarded warm-up round (the previous benchmark's requests leave both processes settling), then nine
     rounds. One round's p99 is the third-largest of 256 values, so a single stall of the whole machine (a
     shared host descheduling this VM's cores for 5 ms, seen here in rounds next to clean ones) decides it;
