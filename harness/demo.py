@@ -22,7 +22,7 @@ from harness.challenges import load
 from harness.errors import HarnessError
 from harness.report import SiteResult, build_report
 from harness.report.leaderboard import leaderboard_section
-from harness.runner import RunObserver, RunOptions, RunResult, start_run
+from harness.run import RunObserver, RunOptions, RunResult, start_run
 from harness.sandbox.voters import VoterPanel
 from harness.store import Store
 from harness.store import runs as run_store

@@ -76,6 +76,14 @@ class AttemptRecord:
     usage: dict[str, Any] = field(default_factory=dict)
     provider_timings: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
+    size_requested: str | None = None
+    """The size asked for, as sent: ``WxH`` pixels or ``W:H`` aspect ratio; ``None`` when the request named none."""
+    size_as_asked: bool | None = None
+    """Whether every delivered image has the requested size (or aspect ratio, within 1 %); ``None`` when
+    nothing was delivered or nothing was requested. A different size is a success unless ``--strict-size``."""
+    time_to_image_ms: float | None = None
+    """On the final attempt of a logical request: first attempt's start to this attempt's end, every retry and
+    Retry-After wait included (ms). Equals ``latency_ms`` when there was one attempt."""
     outputs: list[OutputRecord] = field(default_factory=list)
     image_bytes: list[bytes] = field(default_factory=list, repr=False)
     """Validated image bytes waiting to be written by the store writer (never persisted in the DB)."""
@@ -97,3 +105,5 @@ class RunInfo:
     attempts: int = 0
     requests_done: int = 0
     requests_planned: int = 0
+    clock_version: int = 1
+    """The measurement definitions the run's figures follow (:data:`harness.timing.CLOCK_VERSION`)."""

@@ -39,6 +39,12 @@ from harness.sse import SSEEvent, aparse_lines
 
 now_ns = time.perf_counter_ns
 
+CLOCK_VERSION = 2
+"""Version of the measurement definitions (what latency, TTFB and the phases mean). Stored with every run;
+runs of different versions are not compared unless the user says so. 1: latency ran to the validated image
+(decoding and validation on the clock); 2: latency ends at the provider's last byte, the harness's own work is
+``client_ms``."""
+
 
 @contextmanager
 def quiet_heap() -> Iterator[None]:

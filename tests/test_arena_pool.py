@@ -16,7 +16,7 @@ import pytest
 from harness.arena.pool import load_pool
 from harness.challenges import load
 from harness.errors import ConfigError
-from harness.runner import RunOptions, start_run
+from harness.run import RunOptions, start_run
 from harness.store import Store
 from harness.targets import load_targets, resolve_keys, select
 from tests.conftest import mask_png, photo_like

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from harness.challenges import load
 from harness.cli import cli
-from harness.runner import RunOptions, start_run
+from harness.run import RunOptions, start_run
 from harness.targets import load_targets, resolve_keys, select
 
 TARGETS = ["gpt-image-1@openai", "gpt-image-1.5@openai"]

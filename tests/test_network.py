@@ -20,7 +20,7 @@ from harness.http_pool import ClientPool
 from harness.network import READ_BUFFER_LIMIT, install, last_arrival_ns
 from harness.providers.base import ErrorKind, GenerationRequest
 from harness.providers.openai_images import OpenAIImagesProvider
-from harness.runner import AttemptOutcome, perform_attempt
+from harness.run import AttemptOutcome, perform_attempt
 from harness.timing import TimedHttp
 from tests.certificates import make_certificates
 from tests.delay_server import body_of_size

@@ -25,7 +25,7 @@ from harness.providers.fal import (
     flux_image_size,
     run_base,
 )
-from harness.runner import AttemptOutcome, RunOptions, perform_attempt, start_run
+from harness.run import AttemptOutcome, RunOptions, perform_attempt, start_run
 from harness.sandbox.faults import EXPECTED_KIND, Fault
 from harness.sandbox.profiles import DEFAULT_PROFILES, Lognormal, ProviderProfile
 from harness.sandbox.servers import SandboxServer

@@ -26,7 +26,7 @@ from harness.providers.gemini import (
     retry_delay,
     stream_payloads,
 )
-from harness.runner import perform_attempt
+from harness.run import perform_attempt
 from harness.sandbox.faults import EXPECTED_KIND, Fault
 from harness.sandbox.servers import SandboxServer
 from harness.wire import gemini as wire

@@ -12,7 +12,7 @@ from PIL import Image
 
 from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest
 from harness.providers.openai_images import OpenAIImagesProvider, choose_size, classify, mask_to_alpha_png
-from harness.runner import perform_attempt
+from harness.run import perform_attempt
 from harness.sandbox.faults import EXPECTED_KIND, Fault
 from harness.sandbox.servers import SandboxServer
 from harness.wire import openai_images as wire

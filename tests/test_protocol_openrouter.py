@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest, InputImage
 from harness.providers.gemini import MASK_INSTRUCTION
 from harness.providers.openrouter import OpenRouterProvider, classify, default_modalities, usage_of
-from harness.runner import perform_attempt
+from harness.run import perform_attempt
 from harness.sandbox.faults import EXPECTED_KIND, Fault
 from harness.sandbox.profiles import load_profiles
 from harness.sandbox.servers import SandboxServer

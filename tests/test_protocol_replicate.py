@@ -18,7 +18,7 @@ from harness.providers.base import ChallengeKind, ErrorKind, GenerationRequest
 from harness.providers.common import scaled_poll_interval
 from harness.providers.fal import MASK_INSTRUCTION
 from harness.providers.replicate import ReplicateProvider, classify, failure, output_urls, provider_timings
-from harness.runner import AttemptOutcome, RunOptions, perform_attempt, start_run
+from harness.run import AttemptOutcome, RunOptions, perform_attempt, start_run
 from harness.sandbox.faults import EXPECTED_KIND, Fault
 from harness.sandbox.replicate import version_id
 from harness.sandbox.servers import SandboxServer

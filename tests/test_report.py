@@ -15,7 +15,7 @@ from PIL import Image
 from harness.challenges import load
 from harness.cli import cli
 from harness.report import build_report
-from harness.runner import RunOptions, start_run
+from harness.run import RunOptions, start_run
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import load_targets, resolve_keys, select

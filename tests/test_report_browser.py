@@ -11,7 +11,7 @@ import pytest
 
 from harness.challenges import load
 from harness.report import build_report
-from harness.runner import RunOptions, start_run
+from harness.run import RunOptions, start_run
 from harness.targets import load_targets, resolve_keys, select
 from tests.conftest import in_ci
 from tests.test_report import hand_leaderboard

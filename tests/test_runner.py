@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.challenges import load
-from harness.runner import RunOptions, start_run
+from harness.run import RunOptions, start_run
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import load_targets, resolve_keys, select
@@ -108,7 +108,7 @@ def test_resume_after_crash_loses_nothing(tmp_path: Path, tiny_suite: Path) -> N
 
 def test_resume_of_a_finished_run_sends_nothing(tmp_path: Path, tiny_suite: Path) -> None:
     db, run_id = sandbox_run(tmp_path, tiny_suite, targets=[GPT[0]])
-    from harness.runner import resume_run
+    from harness.run import resume_run
 
     with sqlite3.connect(db) as conn:
         before = conn.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]

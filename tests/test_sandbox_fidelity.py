@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 from harness.challenges import load
-from harness.runner import RunOptions, start_run
+from harness.run import RunOptions, start_run
 from harness.sandbox.profiles import DEFAULT_PROFILES, ProviderProfile
 from harness.store import Store
 from harness.store import runs as run_store

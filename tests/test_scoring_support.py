@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from harness.challenges import load
-from harness.runner import RunOptions, start_run
+from harness.run import RunOptions, start_run
 from harness.targets import load_targets, resolve_keys, select
 from tests.conftest import mask_png, photo_like
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from harness.challenges import load
 from harness.cli import cli
-from harness.runner import RunOptions, start_run
+from harness.run import RunOptions, start_run
 from harness.store import SCHEMA_VERSION, Store, StoreError
 from harness.targets import load_targets, resolve_keys, select
 

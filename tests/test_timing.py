@@ -17,7 +17,7 @@ import pytest
 from harness.http_pool import ClientPool
 from harness.providers.base import GenerationRequest
 from harness.providers.openai_images import OpenAIImagesProvider
-from harness.runner import AttemptOutcome, perform_attempt
+from harness.run import AttemptOutcome, perform_attempt
 from harness.timing import quiet_heap
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="shared CLOCK_MONOTONIC across processes is Linux")

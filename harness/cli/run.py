@@ -24,7 +24,7 @@ from harness.cli._common import db_option, err_console, handle_errors, plain_out
 from harness.cli.tables import print_stats_table
 from harness.errors import ConfigError
 from harness.records import AttemptRecord
-from harness.runner import RunObserver, RunOptions, RunResult, resume_run, start_run, unsupported_pairs
+from harness.run import RunObserver, RunOptions, RunResult, resume_run, start_run, unsupported_pairs
 from harness.stats import provider_table
 from harness.stats.source import effective_timeout_ms
 from harness.store import Store

@@ -24,8 +24,16 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = 1
-"""Version of the store's table layout; bumped on any breaking change, with a migration beside it."""
+SCHEMA_VERSION = 2
+"""Version of the store's table layout; every change to it bumps this number.
+
+History: 1, the first release; 2, attempts gain size conformance, time to image and the measurement
+columns of clock version 2 (client time, intended delay), runs gain ``clock_version``.
+
+Migration is additive: :func:`_migrate` creates missing tables and adds every column the code declares
+that an older store lacks (``ALTER TABLE ... ADD COLUMN``), so a column added later must be nullable or
+carry a ``DEFAULT``. A store whose version is newer than the code's is refused, never written.
+"""
 
 DEFAULT_DB = Path("results") / "harness.db"
 
@@ -139,8 +147,10 @@ def _migrate(conn: sqlite3.Connection, db: Path) -> None:
         )
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in _schema_statements():
+        statements = _schema_statements()
+        for statement in statements:
             conn.execute(statement)
+        _add_missing_columns(conn, statements)
         conn.execute(
             "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -150,3 +160,25 @@ def _migrate(conn: sqlite3.Connection, db: Path) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _declared_columns(statements: list[str]) -> dict[str, list[tuple[str, str, str | None]]]:
+    """``table -> [(column, declared type, default SQL)]`` as the code declares them (built in memory)."""
+    scratch = sqlite3.connect(":memory:")
+    try:
+        for statement in statements:
+            scratch.execute(statement)
+        tables = [r[0] for r in scratch.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: [(r[1], r[2], r[4]) for r in scratch.execute(f"PRAGMA table_info({t})")] for t in tables}
+    finally:
+        scratch.close()
+
+
+def _add_missing_columns(conn: sqlite3.Connection, statements: list[str]) -> None:
+    """Give tables written by an older release the columns added since (each nullable or defaulted)."""
+    for table, columns in _declared_columns(statements).items():
+        present = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl, default in columns:
+            if name not in present:
+                default_sql = f" DEFAULT {default}" if default is not None else ""
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}{default_sql}")

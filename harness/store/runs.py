@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.records import AttemptRecord, RequestKey, RunInfo
 from harness.store.core import SCHEMA_VERSION, Store, StoreError
-from harness.timing import AttemptClock
+from harness.timing import CLOCK_VERSION, AttemptClock
 
 CLOCK_COLUMNS = tuple(f.name for f in fields(AttemptClock))
 
@@ -28,7 +28,8 @@ DDL = [
         time_scale REAL,
         label TEXT,
         planned INTEGER NOT NULL DEFAULT 0,
-        config_json TEXT NOT NULL
+        config_json TEXT NOT NULL,
+        clock_version INTEGER NOT NULL DEFAULT 1
     )""",
     """CREATE TABLE IF NOT EXISTS run_challenges (
         run_id TEXT NOT NULL REFERENCES runs(id),
@@ -90,6 +91,9 @@ DDL = [
         usage_json TEXT,
         provider_timings_json TEXT,
         finish_reason TEXT,
+        size_requested TEXT,
+        size_as_asked INTEGER,
+        time_to_image_ms REAL,
         UNIQUE (run_id, challenge_id, variant, target, sample, attempt)
     )""",
     "CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id, target)",
@@ -110,8 +114,10 @@ _ATTEMPT_COLUMNS = (
     "protocol", "ok", "error_kind", "http_status", "provider_code", "error_message", "request_id",
     "started_at", "sched_ms", "start_ms", *CLOCK_COLUMNS, "retry_wait_ms", "retry_after_ms", "n_images",
     "width", "height", "cost_usd", "cost_source", "billed", "usage_json", "provider_timings_json",
-    "finish_reason",
+    "finish_reason", "size_requested", "size_as_asked", "time_to_image_ms",
 )
+"""Columns of an attempt row in insert order; :func:`_attempt_row` follows it and the frame reader derives
+its own list from it."""
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})"
 )
@@ -135,9 +141,9 @@ def create_run(
     with store.transaction() as conn:
         conn.execute(
             "INSERT INTO runs (id, schema_version, created_at, status, harness_version, sandbox, time_scale,"
-            " label, planned, config_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            " label, planned, config_json, clock_version) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
             (run_id, SCHEMA_VERSION, created_at, harness_version, int(sandbox), time_scale, label, planned,
-             json.dumps(config, sort_keys=True)),
+             json.dumps(config, sort_keys=True), CLOCK_VERSION),
         )
         conn.executemany(
             "INSERT INTO run_challenges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -173,6 +179,7 @@ def _attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
         a.retry_wait_ms, a.retry_after_ms, a.n_images, a.width, a.height, a.cost_usd, a.cost_source,
         int(a.billed), json.dumps(a.usage) if a.usage else None,
         json.dumps(a.provider_timings) if a.provider_timings else None, a.finish_reason,
+        a.size_requested, None if a.size_as_asked is None else int(a.size_as_asked), a.time_to_image_ms,
     )
 
 
@@ -216,7 +223,7 @@ def _run_info(row: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
         id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"], status=row["status"],
         harness_version=row["harness_version"], sandbox=bool(row["sandbox"]), time_scale=row["time_scale"],
         label=row["label"], config=json.loads(row["config_json"]), attempts=attempts, requests_done=done,
-        requests_planned=row["planned"],
+        requests_planned=row["planned"], clock_version=row["clock_version"],
     )
 
 
@@ -269,12 +276,7 @@ def run_targets(store: Store, run_id: str) -> list[dict[str, Any]]:
     return [json.loads(r[0]) for r in rows]
 
 
-ATTEMPT_FRAME_COLUMNS = (
-    "id", "run_id", "challenge_id", "variant", "target", "sample", "attempt", "final", "model", "provider",
-    "protocol", "ok", "error_kind", "http_status", "provider_code", "error_message", "request_id",
-    "started_at", "sched_ms", "start_ms", *CLOCK_COLUMNS, "retry_wait_ms", "retry_after_ms", "n_images",
-    "width", "height", "cost_usd", "cost_source", "billed", "finish_reason",
-)
+ATTEMPT_FRAME_COLUMNS = ("id", *(c for c in _ATTEMPT_COLUMNS if not c.endswith("_json")))
 
 
 TEXT_COLUMNS = ("run_id", "challenge_id", "variant", "target", "model", "provider", "protocol", "error_kind",

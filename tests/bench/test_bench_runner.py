@@ -21,7 +21,7 @@ from harness.challenges import load
 from harness.http_pool import ClientPool
 from harness.providers.base import GenerationRequest
 from harness.providers.openai_images import OpenAIImagesProvider
-from harness.runner import RunOptions, perform_attempt, start_run
+from harness.run import RunOptions, perform_attempt, start_run
 from harness.targets import Credential, Target
 from harness.timing import quiet_heap
 
