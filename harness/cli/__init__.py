@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "arena": "harness.cli.arena:arena",
     "report": "harness.cli.report:report",
     "demo": "harness.cli.demo:demo",
+    "store": "harness.cli.store:store",
 }
 
 

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 import httpx
 
 from harness.images import CheckedImage, check_images_async
+from harness.pricing import Cost, failure_cost, success_cost
 from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult, Provider, ProviderError
+from harness.records import AttemptRecord, OutputRecord, RequestKey
+from harness.targets import Target
 from harness.timing import AttemptClock, CallTiming, TimedHttp, now_ns, summarize
 
 
@@ -60,3 +63,52 @@ async def perform_attempt(provider: Provider, request: GenerationRequest, client
     return AttemptOutcome(result, checked, error, clock, t_start, http.calls)
 
 
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptContext:
+    """Where an attempt stands in its run: the request it serves, its number, and its place in the schedule
+    (``sched_ms``/``start_ms`` relative to the run's start; ``started_at`` Unix seconds)."""
+
+    run_id: str
+    key: RequestKey
+    target: Target
+    attempt: int
+    started_at: float
+    sched_ms: float
+    start_ms: float
+    retry_wait_ms: float | None = None
+
+
+def attempt_record(outcome: AttemptOutcome, ctx: AttemptContext) -> AttemptRecord:
+    """The record of one attempt as the store keeps it (``final`` is decided by the caller's retry policy)."""
+    result, checked, error, clock = outcome.result, outcome.images, outcome.error, outcome.clock
+    target = ctx.target
+    if error is None and result is not None:
+        cost: Cost = success_cost(target, usage=result.usage, provider_cost_usd=result.provider_cost_usd,
+                                  billable_units=result.billable_units, provider_timings=result.provider_timings,
+                                  image_sizes=[(c.width, c.height) for c in checked])
+    else:
+        billed = bool(error and error.billed)
+        usage = error.usage if error else {}
+        cost = failure_cost(target, billed=billed, usage=usage)
+    last_status = outcome.calls[-1].status if outcome.calls else None
+    return AttemptRecord(
+        run_id=ctx.run_id, key=ctx.key, model=target.model_name, provider=target.provider,
+        protocol=target.protocol, attempt=ctx.attempt, final=True, ok=error is None, started_at=ctx.started_at,
+        sched_ms=ctx.sched_ms, start_ms=ctx.start_ms, clock=clock,
+        error_kind=error.kind.value if error else None,
+        http_status=(error.http_status if error and error.http_status is not None else last_status),
+        provider_code=error.provider_code if error else None,
+        error_message=error.message if error else None,
+        request_id=(error.request_id if error else (result.request_id if result else None)),
+        retry_wait_ms=ctx.retry_wait_ms,
+        retry_after_ms=error.retry_after_s * 1000.0 if error and error.retry_after_s is not None else None,
+        n_images=len(checked), width=checked[0].width if checked else None,
+        height=checked[0].height if checked else None, cost_usd=cost.usd, cost_source=cost.source,
+        billed=cost.billed, usage=(result.usage if result else (error.usage if error else {})),
+        provider_timings=result.provider_timings if result else {},
+        finish_reason=result.finish_reason if result else None,
+        outputs=[OutputRecord(i, "", c.ext, c.width, c.height, len(c.data)) for i, c in enumerate(checked)],
+        image_bytes=[c.data for c in checked],
+    )

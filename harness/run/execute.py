@@ -20,11 +20,10 @@ from pathlib import Path
 import httpx
 
 from harness.http_pool import ClientPool
-from harness.pricing import Cost, failure_cost, success_cost
 from harness.providers.base import GenerationRequest, Provider, ProviderError
 from harness.providers.registry import get_protocol
-from harness.records import AttemptRecord, OutputRecord
-from harness.run.attempt import perform_attempt
+from harness.records import AttemptRecord
+from harness.run.attempt import AttemptContext, attempt_record, perform_attempt
 from harness.run.items import WorkItem, build_request
 from harness.run.options import MAX_RETRY_WAIT_S, RunObserver, RunOptions
 from harness.run.writer import StoreWriter
@@ -159,37 +158,7 @@ class Runner:
                        wait_ms: float | None) -> tuple[AttemptRecord, ProviderError | None]:
         started_at = time.time()
         outcome = await perform_attempt(rt.provider, request, client, self.options.scaled(self.options.timeout_s))
-        result, checked, error, clock = outcome.result, outcome.images, outcome.error, outcome.clock
-        t_start = outcome.t_start
-        target = rt.target
-        if error is None and result is not None:
-            cost: Cost = success_cost(target, usage=result.usage, provider_cost_usd=result.provider_cost_usd,
-                                      billable_units=result.billable_units, provider_timings=result.provider_timings,
-                                      image_sizes=[(c.width, c.height) for c in checked])
-        else:
-            billed = bool(error and error.billed)
-            usage = error.usage if error else {}
-            cost = failure_cost(target, billed=billed, usage=usage)
-        last_status = outcome.calls[-1].status if outcome.calls else None
-        record = AttemptRecord(
-            run_id=run_id, key=item.key, model=target.model_name, provider=target.provider,
-            protocol=target.protocol, attempt=attempt, final=True, ok=error is None, started_at=started_at,
-            sched_ms=(sched_ns - t0) / 1e6, start_ms=(t_start - t0) / 1e6, clock=clock,
-            error_kind=error.kind.value if error else None,
-            http_status=(error.http_status if error and error.http_status is not None else last_status),
-            provider_code=error.provider_code if error else None,
-            error_message=error.message if error else None,
-            request_id=(error.request_id if error else (result.request_id if result else None)),
-            retry_wait_ms=wait_ms,
-            retry_after_ms=error.retry_after_s * 1000.0 if error and error.retry_after_s is not None else None,
-            n_images=len(checked), width=checked[0].width if checked else None,
-            height=checked[0].height if checked else None, cost_usd=cost.usd, cost_source=cost.source,
-            billed=cost.billed, usage=(result.usage if result else (error.usage if error else {})),
-            provider_timings=result.provider_timings if result else {},
-            finish_reason=result.finish_reason if result else None,
-            outputs=[OutputRecord(i, "", c.ext, c.width, c.height, len(c.data)) for i, c in enumerate(checked)],
-            image_bytes=[c.data for c in checked],
-        )
-        return record, error
-
-
+        context = AttemptContext(run_id=run_id, key=item.key, target=rt.target, attempt=attempt,
+                                 started_at=started_at, sched_ms=(sched_ns - t0) / 1e6,
+                                 start_ms=(outcome.t_start - t0) / 1e6, retry_wait_ms=wait_ms)
+        return attempt_record(outcome, context), outcome.error
