@@ -10,9 +10,8 @@ from harness.cli._common import db_option, handle_errors, print_json
 from harness.cli.tables import print_scores_table, print_stats_table
 from harness.errors import ConfigError
 from harness.scoring.summary import summarise_scores, summary_columns, summary_records
-from harness.stats import BY_ALIASES, provider_table, resolve_by
-from harness.stats.requests import INPUT_COLUMNS
-from harness.stats.source import effective_timeout_ms
+from harness.stats import BY_ALIASES, ProviderRow, provider_rows, resolve_by, rows_json
+from harness.stats.source import effective_timeout_ms, stats_frame_columns
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.scores import latest_scorer, scores_frame
@@ -28,33 +27,40 @@ def parse_by(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 @click.command()
-@click.argument("run_id")
+@click.argument("run_id", required=False)
 @click.option("--by", "by", multiple=True, metavar="NAME",
               help=f"Also split rows by {', '.join(n for n in BY_ALIASES if n not in ('target', 'challenge_id', 'run_id'))}"
                    " (repeatable or comma-separated).")
-@click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list (each row with schema_version).")
+@click.option("--wide", is_flag=True, help="One table with every column and full names, however wide the terminal.")
+@click.option("--schema", "schema", is_flag=True, help="Print the JSON schema of a --json row and exit.")
 @db_option
 @handle_errors
-def stats(run_id: str, by: tuple[str, ...], as_json: bool, db: Path) -> None:
+def stats(run_id: str | None, by: tuple[str, ...], as_json: bool, wide: bool, schema: bool, db: Path) -> None:
     """Per target: success with Wilson intervals, latency percentiles with order-statistic intervals,
-    failure-inclusive p95, TTFB, queue phases, throughput and cost per successful image."""
+    failure-inclusive p95, TTFB, time to image, size as asked, queue phases, throughput and cost per image.
+
+    Tables never cut a name or a price: when the terminal is too narrow for one table, the columns are split
+    over several tables, long target names are shortened to their unique part (… marks what is left out),
+    and below that each row is printed as a block."""
+    if schema:
+        print_json(ProviderRow.json_schema())
+        return
+    if run_id is None:
+        raise click.UsageError("Missing argument 'RUN_ID'.")
     columns = parse_by(by)
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, run_id)
-        wanted = [c for c in dict.fromkeys([*INPUT_COLUMNS, *columns]) if c not in ("kind", "category")]
-        frame = run_store.attempts_frame(store, [info.id], columns=wanted)
+        frame = run_store.attempts_frame(store, [info.id], columns=stats_frame_columns(store, columns))
         scorer = latest_scorer(store, [info.id])
         scores = scores_frame(store, [info.id], scorer=scorer) if scorer else None
-    rows = provider_table(frame, columns, timeout_ms=effective_timeout_ms(info))
+    rows = provider_rows(frame, columns, timeout_ms=effective_timeout_ms(info))
     summary = summarise_scores(scores) if scores is not None and not scores.empty else None
-    if summary is not None and columns == ("target",):
-        per_target = summary_columns(summary)
-        for row in rows:
-            row.update(per_target.get(str(row["target"]), {}))
+    per_target = summary_columns(summary) if summary is not None and columns == ("target",) else {}
     if as_json:
-        print_json(rows)
+        print_json(rows_json(rows, per_target))
         return
-    print_stats_table(rows, title=f"run {info.id}")
+    print_stats_table(rows, title=f"run {info.id}", wide=wide)
     if summary is not None:
         print_scores_table(summary_records(summarise_scores(scores, by=columns) if scores is not None
                                            and columns != ("target",) else summary),

@@ -1,18 +1,43 @@
-"""Rich tables shared by the commands that print provider statistics."""
+"""Tables shared by the commands that print provider statistics (``stats``, ``run``, ``demo``).
+
+No table cuts a target name or a number. A :class:`Sheet` (key columns naming a row, value columns grouped in
+sections) is laid out by the first of these that fits the console's width without wrapping a cell:
+
+1. one table, full names;
+2. one table, long target names shortened to their unique part (:func:`short_names`; ``…`` marks what is
+   left out, and every row keeps a label of its own);
+3. one table per section, full names, then shortened names;
+4. a block per row: the full name, then ``header value`` pairs packed into lines.
+
+``--wide`` prints the single full table whatever the width; ``--json`` is unaffected by any of this.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from harness.cli._common import out_console
+from harness.stats.table import NOT_RECORDED, ProviderRow
 
-BY_KEYS = ("run_id", "challenge_id", "variant", "kind", "category")
 WITHHELD = "n/a*"
+ELLIPSIS = "…"
+SEPARATORS = "-_/: "
+"""Characters before which a shortened model name may end: it is cut between words of the name, never inside
+one (``.`` is no separator, so ``gemini-2.5`` is never cut to ``gemini-2``)."""
+SHORTEN_FROM = 14
+"""Model parts of at most this many characters are never shortened (shortening them saves too little)."""
+KEEP_AT_LEAST = 6
+"""A shortened model part keeps at least this many characters."""
+MEASURE_WIDTH = 100_000
 
 
 def fmt_ms(value: float | None) -> str:
@@ -27,99 +52,321 @@ def fmt_usd(value: float | None) -> str:
     return "—" if value is None else f"${value:.4f}"
 
 
-def _ms_cell(row: dict[str, Any], column: str, with_ci: bool = False) -> str:
-    if column in row.get("withheld", {}):
+def fmt_score(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+# --- names --------------------------------------------------------------------------------------------------
+
+def _split(name: str) -> tuple[str, str]:
+    """``model@provider`` into ``("model", "@provider")``; a name without ``@`` is all model."""
+    at = name.rfind("@")
+    return (name, "") if at <= 0 else (name[:at], name[at:])
+
+
+def _cut_points(model: str) -> Iterable[int]:
+    """Lengths at which ``model`` may be cut: just before each separator, shortest first."""
+    return (i for i in range(KEEP_AT_LEAST, len(model) - 1) if model[i] in SEPARATORS)
+
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """Each name with its model part shortened to its unique part: the shortest prefix, ending at a word of
+    the name, that no other model in ``names`` starts with, then ``…``; the ``@provider`` part stays whole.
+
+    ``gemini-3.1-flash-image-preview@google`` becomes ``gemini-3.1…@google`` next to ``gemini-3-pro…@fal``.
+    Labels are unique, and each is either the name itself or a prefix of its model, ``…`` and its provider
+    part. Should that fail for unusual names, every name is returned whole.
+    """
+    unique = list(dict.fromkeys(names))
+    models = sorted({_split(n)[0] for n in unique})
+    short: dict[str, str] = {}
+    for model in models:
+        short[model] = model
+        if len(model) <= SHORTEN_FROM:
+            continue
+        for cut in _cut_points(model):
+            prefix = model[:cut]
+            if not any(other != model and other.startswith(prefix) for other in models):
+                short[model] = prefix + ELLIPSIS
+                break
+    labels = {n: short[_split(n)[0]] + _split(n)[1] for n in unique}
+    if len(set(labels.values())) != len(labels) or any(
+            label != name and label in labels for name, label in labels.items()):
+        return {n: n for n in unique}
+    return labels
+
+
+# --- sheets and layout --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A value column: its header (a line break where a narrow table may break it) and the section it joins
+    when one table is too wide."""
+
+    header: str
+    section: str = ""
+
+
+@dataclass
+class Sheet:
+    """What a table shows: ``keys`` (headers of the columns naming a row, the target first) and value columns;
+    each row is ``(key cells, value cells)``."""
+
+    title: str | None
+    keys: tuple[str, ...]
+    columns: tuple[Column, ...]
+    rows: list[tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+
+    def sections(self) -> list[str]:
+        return list(dict.fromkeys(c.section for c in self.columns))
+
+    def only(self, section: str) -> Sheet:
+        keep = [i for i, c in enumerate(self.columns) if c.section == section]
+        title = f"{self.title} — {section}" if self.title and section else (self.title or section or None)
+        return Sheet(title, self.keys, tuple(self.columns[i] for i in keep),
+                     [(k, tuple(v[i] for i in keep)) for k, v in self.rows])
+
+    def renamed(self, labels: Mapping[str, str]) -> Sheet:
+        return Sheet(self.title, self.keys, self.columns,
+                     [((labels.get(k[0], k[0]), *k[1:]), v) for k, v in self.rows])
+
+
+def _table(sheet: Sheet) -> Table:
+    table = Table(title=sheet.title)
+    for key in sheet.keys:
+        table.add_column(key, no_wrap=True)
+    for column in sheet.columns:
+        table.add_column(column.header, no_wrap=True)
+    for keys, values in sheet.rows:
+        table.add_row(*keys, *values)
+    return table
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    """Width ``table`` takes when no cell wraps."""
+    return Measurement.get(console, console.options.update_width(MEASURE_WIDTH), table).maximum
+
+
+def _blocks(sheet: Sheet, width: int) -> list[RenderableType]:
+    """A block per row: the row's full label on a line, then ``header value`` pairs packed per section."""
+    out: list[RenderableType] = []
+    if sheet.title:
+        out.append(Text(sheet.title, style="italic"))
+    for keys, values in sheet.rows:
+        out.append(Text(" / ".join(keys), style="bold", overflow="fold"))
+        for section in sheet.sections():
+            items = [f"{c.header.replace(chr(10), ' ')} {v}" for c, v in zip(sheet.columns, values, strict=True) if c.section == section]
+            if section:
+                items.insert(0, f"{section}:")
+            line = ""
+            for item in items:
+                if line and len(line) + 3 + len(item) > width - 2:
+                    out.append(Text("  " + line, overflow="fold"))
+                    line = ""
+                line = f"{line} · {item}" if line and not line.endswith(":") else f"{line} {item}".strip()
+            if line:
+                out.append(Text("  " + line, overflow="fold"))
+    return out
+
+
+def layout(sheet: Sheet, console: Console, *, wide: bool = False) -> list[RenderableType]:
+    """What to print for ``sheet`` on ``console`` (see the module docstring for the order of layouts)."""
+    full = _table(sheet)
+    if wide or _natural_width(console, full) <= console.width:
+        return [full]
+    labels = short_names([k[0] for k, _ in sheet.rows])
+    shortened = sheet.renamed(labels)
+    candidates: list[Sheet] = [shortened] if shortened.rows != sheet.rows else []
+    sections = sheet.sections()
+    attempts: list[list[Sheet]] = [[c] for c in candidates]
+    if len(sections) > 1:
+        attempts.append([sheet.only(s) for s in sections])
+        attempts.extend([[c.only(s) for s in sections] for c in candidates])
+    for parts in attempts:
+        tables = [_table(p) for p in parts]
+        if all(_natural_width(console, t) <= console.width for t in tables):
+            return list(tables)
+    return _blocks(sheet, console.width)
+
+
+def print_sheet(sheet: Sheet, console: Console | None = None, *, wide: bool = False) -> None:
+    """Print ``sheet`` (nothing when it has no rows) laid out for ``console`` (default: stdout)."""
+    if not sheet.rows:
+        return
+    console = console or out_console()
+    if wide:
+        table = _table(sheet)
+        console = Console(file=console.file, width=max(console.width, _natural_width(console, table)),
+                          no_color=console.no_color, soft_wrap=True, highlight=False)
+    for renderable in layout(sheet, console, wide=wide):
+        console.print(renderable)
+
+
+# --- the provider table -------------------------------------------------------------------------------------
+
+def _ms_cell(row: ProviderRow, column: str, with_ci: bool = False) -> str:
+    if column in row.withheld:
         return WITHHELD
-    value = row.get(column)
+    value = getattr(row, column)
     if value is None:
         return "—"
     text = fmt_ms(value)
-    stem = column[:-3]
-    low, high = row.get(f"{stem}_ci_low_ms"), row.get(f"{stem}_ci_high_ms")
-    if with_ci and low is not None and high is not None:
-        text += f" ({fmt_ms(low)}–{fmt_ms(high)})"
+    if with_ci:
+        low, high = getattr(row, f"{column[:-3]}_ci_low_ms"), getattr(row, f"{column[:-3]}_ci_high_ms")
+        if low is not None and high is not None:
+            text += f" ({fmt_ms(low)}–{fmt_ms(high)})"
     return text
 
 
-def _success_cell(row: dict[str, Any]) -> str:
-    low, high = row.get("success_ci_low"), row.get("success_ci_high")
+def _success_cell(row: ProviderRow) -> str:
+    low, high = row.success_ci_low, row.success_ci_high
     ci = f" ({fmt_pct(low)}–{fmt_pct(high)})" if low is not None and high is not None else ""
-    return fmt_pct(row.get("success_rate")) + ci
+    return fmt_pct(row.success_rate) + ci
 
 
-def _tail_cell(row: dict[str, Any]) -> str:
-    if "p95_with_failures_ms" in row.get("withheld", {}):
+def _size_cell(row: ProviderRow) -> str:
+    if row.size_as_asked is None:
+        return WITHHELD if "size_as_asked" in row.withheld else "—"
+    low, high = row.size_as_asked_ci_low, row.size_as_asked_ci_high
+    ci = f" ({100 * low:.0f}–{100 * high:.0f}%)" if low is not None and high is not None else ""
+    return f"{100 * row.size_as_asked:.0f}%{ci}"
+
+
+def _tail_cell(row: ProviderRow) -> str:
+    if "p95_with_failures_ms" in row.withheld:
         return WITHHELD
-    if row.get("p95_with_failures_censored"):
+    if row.p95_with_failures_censored:
         return "> timeout"
-    return fmt_ms(row.get("p95_with_failures_ms"))
+    return fmt_ms(row.p95_with_failures_ms)
 
 
-def print_stats_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> None:
-    """The provider table: reliability, latency percentiles with 95 % intervals, TTFB, throughput, cost.
-
-    Withheld percentiles print as ``n/a*`` with their reasons below; failures by class, queue phases and
-    invariant violations follow when there are any.
-    """
-    keys = [k for k in BY_KEYS if any(k in r for r in rows)]
-    table = Table("target", *keys, "n", "success (95% CI)", "1st try", "429s", "p50 ms (95% CI)", "p90 ms",
-                  "p95 ms (95% CI)", "p99 ms", "p95 incl. failures", "TTFB p50", "TTFB p95", "img/min", "$/image",
-                  title=title)
-    for r in rows:
-        per_min = r.get("images_per_min")
-        table.add_row(
-            str(r["target"]), *(str(r.get(k, "")) for k in keys), str(r["n"]), _success_cell(r),
-            fmt_pct(r.get("first_attempt_success_rate")), fmt_pct(r.get("rate_limited_share")),
-            _ms_cell(r, "p50_ms", True), _ms_cell(r, "p90_ms"), _ms_cell(r, "p95_ms", True), _ms_cell(r, "p99_ms"),
-            _tail_cell(r), _ms_cell(r, "ttfb_p50_ms"), _ms_cell(r, "ttfb_p95_ms"),
-            "—" if per_min is None else f"{per_min:.1f}", fmt_usd(r.get("cost_per_image_usd")),
-        )
-    console = out_console()
-    console.print(table)
-    _print_details(rows, keys)
+Cell = Callable[[ProviderRow], str]
+REQUESTS, LATENCY, TIME_TO_IMAGE = "requests and cost", "latency (ms)", "time to image and client time (ms)"
 
 
-def _row_label(row: dict[str, Any], keys: Sequence[str]) -> str:
-    return " / ".join([str(row["target"]), *(str(row.get(k)) for k in keys)])
+def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
+    """The provider table's value columns; a newer figure's column appears once any row has data for it."""
+    def has(attr: str) -> bool:
+        return any(getattr(r, attr) for r in rows)
+
+    columns: list[tuple[Column, Cell]] = [
+        (Column("n", REQUESTS), lambda r: str(r.n)),
+        (Column("not sent", REQUESTS), lambda r: str(r.not_sent)),
+        (Column("success\n(95% CI)", REQUESTS), _success_cell),
+        (Column("1st try", REQUESTS), lambda r: fmt_pct(r.first_attempt_success_rate)),
+        (Column("429s", REQUESTS), lambda r: fmt_pct(r.rate_limited_share)),
+        (Column("size as\nasked", REQUESTS), _size_cell),
+        (Column("img/min", REQUESTS), lambda r: "—" if r.images_per_min is None else f"{r.images_per_min:.1f}"),
+        (Column("$/image", REQUESTS), lambda r: fmt_usd(r.cost_per_image_usd)),
+        (Column("p50\n(95% CI)", LATENCY), lambda r: _ms_cell(r, "p50_ms", True)),
+        (Column("p90", LATENCY), lambda r: _ms_cell(r, "p90_ms")),
+        (Column("p95\n(95% CI)", LATENCY), lambda r: _ms_cell(r, "p95_ms", True)),
+        (Column("p99", LATENCY), lambda r: _ms_cell(r, "p99_ms")),
+        (Column("p95 incl.\nfailures", LATENCY), _tail_cell),
+        (Column("TTFB\np50", LATENCY), lambda r: _ms_cell(r, "ttfb_p50_ms")),
+        (Column("TTFB\np95", LATENCY), lambda r: _ms_cell(r, "ttfb_p95_ms")),
+        (Column("time to image\np50 (95% CI)", TIME_TO_IMAGE), lambda r: _ms_cell(r, "time_to_image_p50_ms", True)),
+        (Column("time to\nimage p95", TIME_TO_IMAGE), lambda r: _ms_cell(r, "time_to_image_p95_ms")),
+        (Column("latency with\nconnect p50", TIME_TO_IMAGE), lambda r: _ms_cell(r, "latency_with_connect_p50_ms")),
+        (Column("client\np50", TIME_TO_IMAGE), lambda r: _ms_cell(r, "client_p50_ms")),
+    ]
+    shown = {"not sent": has("not_sent"), "size as\nasked": has("size_as_asked_n"),
+             "time to image\np50 (95% CI)": has("time_to_image_n"), "time to\nimage p95": has("time_to_image_n"),
+             "latency with\nconnect p50": has("latency_with_connect_n"), "client\np50": has("client_n")}
+    return [(c, cell) for c, cell in columns if shown.get(c.header, True)]
 
 
-def _print_details(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
-    console = out_console()
-    failures = [r for r in rows if r.get("errors")]
+def _as_rows(rows: Iterable[ProviderRow | Mapping[str, Any]]) -> list[ProviderRow]:
+    return [r if isinstance(r, ProviderRow) else ProviderRow.from_dict(r) for r in rows]
+
+
+def _key_headers(rows: Sequence[ProviderRow]) -> list[str]:
+    return [k for k in ("run_id", "challenge_id", "variant", "kind", "category")
+            if any(k in r.group_keys() for r in rows)]
+
+
+def _keys(row: ProviderRow, keys: Sequence[str]) -> tuple[str, ...]:
+    groups = row.group_keys()
+    return (row.target, *(str(groups.get(k, "")) for k in keys))
+
+
+def stats_sheet(rows: Sequence[ProviderRow], title: str | None = None) -> Sheet:
+    """The provider table as a :class:`Sheet` (what :func:`print_stats_table` prints first)."""
+    keys = _key_headers(rows)
+    columns = _stat_columns(rows)
+    sheet = Sheet(title, ("target", *keys), tuple(c for c, _ in columns))
+    sheet.rows = [(_keys(r, keys), tuple(cell(r) for _, cell in columns)) for r in rows]
+    return sheet
+
+
+def print_stats_table(rows: Sequence[ProviderRow | Mapping[str, Any]], title: str | None = None, *,
+                      console: Console | None = None, wide: bool = False) -> None:
+    """The provider table: reliability, latency percentiles with 95 % intervals, TTFB, time to image, size
+    as asked, throughput, cost; then failures by class, queue phases, invariant violations and the reasons
+    for withheld figures. Rows may be :class:`ProviderRow` or their dict form (``provider_table``)."""
+    typed = _as_rows(rows)
+    console = console or out_console()
+    print_sheet(stats_sheet(typed, title), console, wide=wide)
+    _print_details(typed, _key_headers(typed), console, wide)
+
+
+def _row_label(row: ProviderRow, keys: Sequence[str]) -> str:
+    return " / ".join(_keys(row, keys))
+
+
+def _print_details(rows: Sequence[ProviderRow], keys: Sequence[str], console: Console, wide: bool) -> None:
+    failures = [r for r in rows if r.errors]
     if failures:
-        kinds = sorted({k for r in failures for k in r["errors"]})
-        errors = Table("target", *keys, *kinds, "billed failures", title="failed requests by class")
-        for r in failures:
-            errors.add_row(str(r["target"]), *(str(r.get(k, "")) for k in keys),
-                           *(str(r["errors"].get(k, 0)) for k in kinds), str(r.get("billed_failures", 0)))
-        console.print(errors)
-    queued = [r for r in rows if r.get("queue_p50_ms") is not None or "queue_p50_ms" in r.get("withheld", {})]
+        kinds = sorted({k for r in failures for k in r.errors})
+        errors = Sheet("failed requests by class", ("target", *keys),
+                       tuple(Column(k) for k in (*kinds, "billed failures")))
+        errors.rows = [(_keys(r, keys), (*(str(r.errors.get(k, 0)) for k in kinds), str(r.billed_failures)))
+                       for r in failures]
+        print_sheet(errors, console, wide=wide)
+    queued = [r for r in rows if r.queue_p50_ms is not None or "queue_p50_ms" in r.withheld]
     if queued:
-        phases = Table("target", *keys, "submit p50", "queue p50", "queue p95", "run p50", "fetch p50",
-                       "download p50", "poll interval", title="queue phases (ms)")
-        for r in queued:
-            phases.add_row(str(r["target"]), *(str(r.get(k, "")) for k in keys),
-                           *(_ms_cell(r, c) for c in ("submit_p50_ms", "queue_p50_ms", "queue_p95_ms", "run_p50_ms",
-                                                       "fetch_p50_ms", "download_p50_ms")),
-                           fmt_ms(r.get("poll_interval_ms")))
-        console.print(phases)
+        names = ("submit_p50_ms", "queue_p50_ms", "queue_p95_ms", "run_p50_ms", "fetch_p50_ms", "download_p50_ms")
+        phases = Sheet("queue phases (ms)", ("target", *keys),
+                       tuple(Column(h) for h in ("submit p50", "queue p50", "queue p95", "run p50", "fetch p50",
+                                                 "download p50", "poll interval")))
+        phases.rows = [(_keys(r, keys), (*(_ms_cell(r, c) for c in names), fmt_ms(r.poll_interval_ms)))
+                       for r in queued]
+        print_sheet(phases, console, wide=wide)
     for r in rows:
-        if r.get("invariant_violations"):
-            ids = ", ".join(map(str, r.get("invariant_attempt_ids", [])))
-            console.print(f"[bold red]invariant violated[/] {_row_label(r, keys)}: {r['invariant_violations']} "
+        if r.not_sent:
+            console.print(f"not sent {_row_label(r, keys)}: {r.not_sent} request(s) recorded as never sent "
+                          "(left out of n, success and latency)", markup=False)
+    for r in rows:
+        if r.invariant_violations:
+            ids = ", ".join(map(str, r.invariant_attempt_ids))
+            console.print(f"[bold red]invariant violated[/] {_row_label(r, keys)}: {r.invariant_violations} "
                           f"attempt(s) break 0 <= TTFB <= latency or queue + run <= latency (attempt ids {ids})")
-    print_withheld(rows, keys)
+    print_withheld(rows, keys, console)
 
 
 _NEEDED = re.compile(r"< (\d+) needed")
+_FAMILIES = {"time_to_image": "time to image", "latency_with_connect": "latency with connect",
+             "client": "client time", "size_as_asked": "size as asked"}
 
 
-def print_withheld(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> None:
+def _family(column: str) -> str:
+    stem = re.sub(r"_p\d+(_ms)?$", "", column.removesuffix("_ms"))
+    return _FAMILIES.get(stem, stem)
+
+
+def print_withheld(rows: Sequence[ProviderRow | Mapping[str, Any]], keys: Sequence[str] = (),
+                   console: Console | None = None) -> None:
     """One line per withheld statistic: how many values it needs and which rows lack them (the exact
-    reason of every cell is in ``--json``'s ``withheld``)."""
+    reason of every cell is in ``--json``'s ``withheld``). Figures the run's store never recorded share one
+    line."""
+    console = console or out_console()
     notes: dict[tuple[str, str], list[str]] = {}
-    for r in rows:
-        for column, reason in r.get("withheld", {}).items():
+    unrecorded: list[str] = []
+    for r in _as_rows(rows):
+        for column, reason in r.withheld.items():
+            if reason == NOT_RECORDED:
+                unrecorded.append(_family(column))
+                continue
             match = _NEEDED.search(reason)
             needs = f"needs at least {match.group(1)} values for a distribution-free 95 % interval" if match \
                 else reason
@@ -129,22 +376,22 @@ def print_withheld(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> 
                 entry.append(label)
     for (column, needs), labels in sorted(notes.items()):
         shown = ", ".join(labels) if len(labels) <= 4 else f"{len(labels)} rows"
-        out_console().print(f"{WITHHELD} {column}: {needs} ({shown})", markup=False)
+        console.print(f"{WITHHELD} {column}: {needs} ({shown})", markup=False)
+    if unrecorded:
+        console.print(f"{WITHHELD} {', '.join(dict.fromkeys(unrecorded))}: {NOT_RECORDED}", markup=False)
 
 
-def fmt_score(value: float | None) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
-
-def print_scores_table(records: Sequence[dict[str, Any]], title: str) -> None:
+def print_scores_table(records: Sequence[dict[str, Any]], title: str, *, console: Console | None = None,
+                       wide: bool = False) -> None:
     """CLIP score summary: one row per target (and split) and metric, mean with its 95 % interval."""
     by = [k for k in records[0] if k not in _SCORE_FIELDS] if records else []
-    table = Table(*by, "metric", "better", "mean", "95 % interval", "images", "prompts", title=title)
-    for r in records:
-        table.add_row(*(str(r[k]) for k in by), str(r["metric"]), "higher" if r["higher_is_better"] else "lower",
-                      fmt_score(r["mean"]), f"{fmt_score(r['low'])}–{fmt_score(r['high'])}", str(r["n_images"]),
-                      str(r["n_prompts"]))
-    out_console().print(table)
+    sheet = Sheet(title, (*by, "metric"),
+                  tuple(Column(h) for h in ("better", "mean", "95 % interval", "images", "prompts")))
+    sheet.rows = [((*(str(r[k]) for k in by), str(r["metric"])),
+                   ("higher" if r["higher_is_better"] else "lower", fmt_score(r["mean"]),
+                    f"{fmt_score(r['low'])}–{fmt_score(r['high'])}", str(r["n_images"]), str(r["n_prompts"])))
+                  for r in records]
+    print_sheet(sheet, console, wide=wide)
 
 
 _SCORE_FIELDS = {"scorer", "metric", "higher_is_better", "n_images", "n_prompts", "mean", "low", "high",

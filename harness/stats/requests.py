@@ -10,11 +10,16 @@ A logical request is one ``(run, challenge, variant, target, sample)``. It count
 * ``attempts``, ``rate_limited`` (429 attempts), ``cost_usd`` (everything billed, failures included) and
   ``billed_failures`` add up over the request's attempts; ``first_ok`` is whether its first attempt succeeded;
 * ``invariant_violations`` counts attempts breaking ``0 <= ttfb <= latency`` or ``queue + run <= latency``;
-* ``sched_at`` (Unix s) is when the request was scheduled, ``ready_at`` when its final attempt ended.
+* ``sched_at`` (Unix s) is when the request was scheduled, ``ready_at`` when its final attempt ended;
+* ``not_sent`` marks a request recorded as never sent (``error_kind = "not_sent"``: a dead target stopped
+  early, a spend cap); the table counts these apart and leaves them out of every other column;
+* the final attempt's ``time_to_image_ms``, ``latency_with_connect_ms``, ``client_ms``, ``size_as_asked`` and
+  ``intended_ms`` are carried when the attempts have them (:data:`OPTIONAL_COLUMNS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +37,10 @@ INPUT_COLUMNS = (
 )
 """Attempt columns the statistics read (pass as ``columns=`` to ``attempts_frame`` to read no more)."""
 
+OPTIONAL_COLUMNS = ("time_to_image_ms", "latency_with_connect_ms", "client_ms", "size_as_asked", "intended_ms")
+"""Newer attempt columns the statistics read when a store has them (older stores and clocks lack some); a
+figure built on one that is absent or all null is withheld with a reason."""
+
 REQUIRED_COLUMNS = (*KEY_COLUMNS, "attempt", "final", "model", "provider", "ok", "error_kind", "latency_ms",
                     "n_images", "cost_usd")
 PHASE_COLUMNS = ("submit_ms", "queue_ms", "run_ms", "fetch_ms", "download_ms", "poll_interval_ms")
@@ -39,6 +48,8 @@ TOLERANCE_MS = 1e-6
 """Slack for the invariant check: clock values are differences of integer nanoseconds."""
 
 RATE_LIMITED = "rate_limited"
+NOT_SENT = "not_sent"
+"""``error_kind`` of a request recorded as never sent (no HTTP call was made)."""
 CATEGORIZE_ROWS = 50_000
 """From this many attempts on, text columns become categoricals: grouping and slicing then move integer
 codes instead of strings (a fixed cost that only pays off on large frames)."""
@@ -61,6 +72,13 @@ def _violations(frame: pd.DataFrame) -> Array:
     return bad.astype(np.int64)
 
 
+def stats_columns(available: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """The attempt columns to read for the statistics: :data:`INPUT_COLUMNS`, those of
+    :data:`OPTIONAL_COLUMNS` in ``available`` (a store's readable columns), then ``extra``."""
+    have = set(available)
+    return list(dict.fromkeys([*INPUT_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in have), *extra]))
+
+
 def check_columns(attempts: pd.DataFrame) -> None:
     """Raise ``ValueError`` naming the attempt columns the statistics need but ``attempts`` lacks."""
     missing = [c for c in REQUIRED_COLUMNS if c not in attempts.columns]
@@ -74,8 +92,8 @@ def logical_requests(attempts: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.
     ``extra`` names further attempt columns to carry from the final attempt (grouping keys such as ``kind``).
     """
     check_columns(attempts)
-    carry = [c for c in ("id", "model", "provider", "error_kind", "ttfb_ms", *PHASE_COLUMNS, *extra)
-             if c in attempts.columns and c not in KEY_COLUMNS]
+    carry = [c for c in ("id", "model", "provider", "error_kind", "ttfb_ms", *PHASE_COLUMNS, *OPTIONAL_COLUMNS,
+                         *extra) if c in attempts.columns and c not in KEY_COLUMNS]
     carry = list(dict.fromkeys(carry))
     ok = attempts["ok"].to_numpy(dtype=bool)
     latency = _num(attempts, "latency_ms")
@@ -94,6 +112,7 @@ def logical_requests(attempts: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.
         "ready_at": started + latency / 1000.0,
         "attempts": np.ones(len(attempts), dtype=np.int64),
         "first_ok": ok,
+        "not_sent": (attempts["error_kind"] == NOT_SENT).to_numpy(dtype=bool),
     }
     categorize = len(attempts) >= CATEGORIZE_ROWS
     for c in (*KEY_COLUMNS, *carry):

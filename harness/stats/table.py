@@ -1,53 +1,35 @@
-"""The provider performance table: one row per target (or per target and challenge, kind, category, variant).
+"""The provider performance table: one typed row per target (or per target and challenge, kind, category, variant).
 
-Every column of a row comes from the same logical requests (:mod:`harness.stats.requests`). Keys of a row
-(``None`` where a value does not exist or is withheld; ``*_ms`` in milliseconds, ``*_usd`` in US dollars):
-
-=============================== ==========================================================================
-``target, model, provider``     who served the requests (plus the ``by`` keys, e.g. ``challenge_id``)
-``n``                           logical requests attempted (final attempt recorded)
-``attempts``                    HTTP attempts, retries included; ``attempts_per_request`` = attempts / n
-``successes``, ``success_rate`` eventual success (final attempt ok) with ``success_ci_low/high``
-                                (Wilson 95 %)
-``first_attempt_success_rate``  share of requests whose first attempt succeeded
-``rate_limited_share``          429 (``rate_limited``) attempts / all attempts
-``errors``                      failed requests by error class (``{kind: count}``)
-``p50/p90/p95/p99_ms``          latency percentiles of successful requests (type 7) with
-                                ``*_ci_low_ms``/``*_ci_high_ms`` (distribution-free order-statistic 95 %)
-``withheld``                    ``{column: reason}`` for every percentile withheld for lack of data
-``p95_with_failures_ms``        p95 over all requests with failures counted at the run's timeout;
-                                ``p95_with_failures_censored`` is true when failures exceed 5 %, i.e.
-                                the p95 lies beyond the timeout (shown as "> timeout")
-``timeout_ms``                  the run's effective per-attempt timeout
-``ttfb_p50_ms, ttfb_p95_ms``    time to first byte of successful requests
-``submit/queue/run/fetch/``     queue APIs only: phase medians, ``queue_p95_ms`` and the status poll
-``download_p50_ms``             interval ``poll_interval_ms`` that bounds their precision
-``images``, ``window_s``        successful images; last request end − first request scheduled (wall clock)
-``images_per_min``              throughput: images / window
-``cost_total_usd``              everything billed, failures included; ``billed_failures`` counts them
-``cost_per_image_usd``          cost_total_usd / images
-``invariant_violations``        attempts breaking 0 <= TTFB <= latency or queue + run <= latency;
-                                ``invariant_attempt_ids`` lists up to five of them
-=============================== ==========================================================================
+Every column of a row comes from the same logical requests (:mod:`harness.stats.requests`). A row is a
+:class:`ProviderRow`; each field's description (and so the JSON schema, ``harness stats --schema``) says what
+it means. ``None`` where a value does not exist or is withheld, with the reason in ``withheld``; ``*_ms`` in
+milliseconds, ``*_usd`` in US dollars. Requests recorded as never sent (``error_kind = "not_sent"``: a dead
+target stopped early, a spend cap) count only in ``not_sent``: every other column, ``n`` and the success
+rate included, is over the requests that were sent.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.stats.intervals import CONFIDENCE, quantile_interval, wilson
 from harness.stats.requests import PHASE_COLUMNS, logical_requests
 
 Array = np.ndarray[Any, Any]
 
+ROW_SCHEMA_VERSION: Final = 1
+"""Version of the provider row's JSON form (``harness stats --json``, ``harness run --json``). Bump it when a
+key is removed or changes meaning; added keys keep the version."""
+
 STATS_COLUMNS = ("target", "model", "provider", "n", "success_rate", "p50_ms", "p95_ms", "ttfb_p50_ms",
                  "cost_per_image_usd")
-"""The columns every consumer can rely on (DESIGN.md contract)."""
+"""The columns every consumer can rely on."""
 
 LATENCY_PERCENTILES = (50, 90, 95, 99)
 FAILURE_TAIL = 0.05
@@ -58,19 +40,182 @@ BY_ALIASES = {"target": "target", "challenge": "challenge_id", "challenge_id": "
               "run": "run_id", "run_id": "run_id"}
 """Names accepted by ``--by`` and the attempt column each groups on."""
 
+GROUP_FIELDS = ("run_id", "challenge_id", "variant", "kind", "category")
+"""Grouping keys a row carries only when the table was split by them."""
+
+NOT_RECORDED = "not recorded in this run (the harness release that ran it did not measure it yet)"
+
+
+def _ms(doc: str) -> Any:
+    return Field(description=f"{doc} (ms)")
+
+
+def _lo(doc: str) -> Any:
+    return Field(description=f"lower end of the 95 % interval of {doc} (ms)")
+
+
+def _hi(doc: str) -> Any:
+    return Field(description=f"upper end of the 95 % interval of {doc} (ms)")
+
+
+class ProviderRow(BaseModel):
+    """One row of the provider table. ``to_dict()`` gives the plain-dict form (the keys of the JSON without
+    ``schema_version``); ``to_json()`` the versioned JSON object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(ROW_SCHEMA_VERSION, description="version of this row's JSON form")
+    target: str = Field(description="who served the requests: the target's name (model@provider)")
+    model: str = Field(description="the target's model")
+    provider: str = Field(description="the target's provider")
+    run_id: str | None = Field(None, description="the run (present when split by run)")
+    challenge_id: str | None = Field(None, description="the challenge (present when split by challenge)")
+    variant: str | None = Field(None, description="the prompt variant (present when split by variant)")
+    kind: str | None = Field(None, description="the challenge kind (present when split by kind)")
+    category: str | None = Field(None, description="the challenge category (present when split by category)")
+
+    n: int = Field(description="logical requests sent (final attempt recorded; never-sent ones excluded)")
+    not_sent: int = Field(description="logical requests recorded as never sent (dead target, spend cap)")
+    attempts: int = Field(description="HTTP attempts, retries included")
+    attempts_per_request: float | None = Field(description="attempts / n")
+    successes: int = Field(description="requests whose final attempt succeeded")
+    success_rate: float | None = Field(description="successes / n")
+    success_ci_low: float | None = Field(description="Wilson 95 % interval of the success rate, lower end")
+    success_ci_high: float | None = Field(description="Wilson 95 % interval of the success rate, upper end")
+    first_attempt_success_rate: float | None = Field(description="share of requests whose first attempt succeeded")
+    rate_limited_share: float | None = Field(description="429 (rate_limited) attempts / all attempts")
+    errors: dict[str, int] = Field(description="failed requests by error class")
+    withheld: dict[str, str] = Field(description="{column: reason} for every figure withheld")
+
+    p50_ms: float | None = _ms("latency p50 of successful requests (type 7)")
+    p50_ci_low_ms: float | None = _lo("the latency p50")
+    p50_ci_high_ms: float | None = _hi("the latency p50")
+    p90_ms: float | None = _ms("latency p90 of successful requests")
+    p90_ci_low_ms: float | None = _lo("the latency p90")
+    p90_ci_high_ms: float | None = _hi("the latency p90")
+    p95_ms: float | None = _ms("latency p95 of successful requests")
+    p95_ci_low_ms: float | None = _lo("the latency p95")
+    p95_ci_high_ms: float | None = _hi("the latency p95")
+    p99_ms: float | None = _ms("latency p99 of successful requests")
+    p99_ci_low_ms: float | None = _lo("the latency p99")
+    p99_ci_high_ms: float | None = _hi("the latency p99")
+    p95_with_failures_ms: float | None = _ms("p95 over all requests with failures counted at the run's timeout")
+    p95_with_failures_censored: bool | None = Field(
+        description="true when failures exceed 5 %: the p95 then lies beyond the timeout (shown as '> timeout')")
+    timeout_ms: float | None = _ms("the run's effective per-attempt timeout")
+
+    ttfb_n: int = Field(description="successful requests with a time to first byte")
+    ttfb_p50_ms: float | None = _ms("time to first byte p50 of successful requests")
+    ttfb_p50_ci_low_ms: float | None = _lo("the TTFB p50")
+    ttfb_p50_ci_high_ms: float | None = _hi("the TTFB p50")
+    ttfb_p95_ms: float | None = _ms("time to first byte p95 of successful requests")
+    ttfb_p95_ci_low_ms: float | None = _lo("the TTFB p95")
+    ttfb_p95_ci_high_ms: float | None = _hi("the TTFB p95")
+
+    time_to_image_n: int = Field(description="successful requests with a recorded time to image")
+    time_to_image_p50_ms: float | None = _ms(
+        "time to image p50: first attempt's start to the final image, retries and waits included")
+    time_to_image_p50_ci_low_ms: float | None = _lo("the time-to-image p50")
+    time_to_image_p50_ci_high_ms: float | None = _hi("the time-to-image p50")
+    time_to_image_p90_ms: float | None = _ms("time to image p90")
+    time_to_image_p90_ci_low_ms: float | None = _lo("the time-to-image p90")
+    time_to_image_p90_ci_high_ms: float | None = _hi("the time-to-image p90")
+    time_to_image_p95_ms: float | None = _ms("time to image p95")
+    time_to_image_p95_ci_low_ms: float | None = _lo("the time-to-image p95")
+    time_to_image_p95_ci_high_ms: float | None = _hi("the time-to-image p95")
+    time_to_image_p99_ms: float | None = _ms("time to image p99")
+    time_to_image_p99_ci_low_ms: float | None = _lo("the time-to-image p99")
+    time_to_image_p99_ci_high_ms: float | None = _hi("the time-to-image p99")
+
+    latency_with_connect_n: int = Field(description="successful requests with a recorded latency with connect")
+    latency_with_connect_p50_ms: float | None = _ms(
+        "latency with connect p50: the final attempt's latency plus its connection set-up")
+    latency_with_connect_p50_ci_low_ms: float | None = _lo("the latency-with-connect p50")
+    latency_with_connect_p50_ci_high_ms: float | None = _hi("the latency-with-connect p50")
+    latency_with_connect_p95_ms: float | None = _ms("latency with connect p95")
+    latency_with_connect_p95_ci_low_ms: float | None = _lo("the latency-with-connect p95")
+    latency_with_connect_p95_ci_high_ms: float | None = _hi("the latency-with-connect p95")
+
+    client_n: int = Field(description="final attempts with a recorded client time")
+    client_p50_ms: float | None = _ms(
+        "client time p50: the harness's own work after the last byte (decoding, validation), off the clock")
+    client_p50_ci_low_ms: float | None = _lo("the client-time p50")
+    client_p50_ci_high_ms: float | None = _hi("the client-time p50")
+
+    size_as_asked_n: int = Field(description="successful requests whose delivered size was checked against the "
+                                             "requested one")
+    size_as_asked: float | None = Field(description="share of those whose images all have the size asked for")
+    size_as_asked_ci_low: float | None = Field(description="Wilson 95 % interval of size_as_asked, lower end")
+    size_as_asked_ci_high: float | None = Field(description="Wilson 95 % interval of size_as_asked, upper end")
+
+    submit_p50_ms: float | None = _ms("queue APIs: submit phase median")
+    queue_p50_ms: float | None = _ms("queue APIs: queue phase median")
+    queue_p95_ms: float | None = _ms("queue APIs: queue phase p95")
+    run_p50_ms: float | None = _ms("queue APIs: run phase median")
+    fetch_p50_ms: float | None = _ms("queue APIs: fetch phase median")
+    download_p50_ms: float | None = _ms("queue APIs: download phase median")
+    poll_interval_ms: float | None = _ms("queue APIs: the status poll interval that bounds the phases' precision")
+
+    images: int = Field(description="successful images")
+    window_s: float | None = Field(description="last request end − first request scheduled, wall clock (s)")
+    images_per_min: float | None = Field(description="throughput: images / window")
+    cost_total_usd: float = Field(description="everything billed, failures included (USD)")
+    billed_failures: int = Field(description="billed failed attempts")
+    cost_per_image_usd: float | None = Field(description="cost_total_usd / images (USD)")
+    invariant_violations: int = Field(description="attempts breaking 0 <= TTFB <= latency or queue + run <= latency")
+    invariant_attempt_ids: list[int] = Field(description="up to five of those attempts' ids")
+
+    SCORE_COLUMN_PATTERN: ClassVar[str] = r"^(score_scorer|[A-Za-z0-9_]+_(mean|low|high|n))$"
+    """Keys a JSON row may add from the CLIP score summary (``<metric>_mean``, ``_low``, ``_high``, ``_n``)."""
+
+    def group_keys(self) -> dict[str, str | None]:
+        """The grouping keys this row was split by (beyond the target)."""
+        return {k: getattr(self, k) for k in GROUP_FIELDS if k in self.model_fields_set}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain-dict form: every key of the JSON row except ``schema_version``; grouping keys only when
+        the table was split by them."""
+        return self.model_dump(exclude={"schema_version", *(k for k in GROUP_FIELDS
+                                                             if k not in self.model_fields_set)})
+
+    def to_json(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The versioned JSON object (``schema_version`` first), with ``extra`` columns (score summaries)."""
+        return {"schema_version": self.schema_version, **self.to_dict(), **(extra or {})}
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> ProviderRow:
+        """A row from its dict form (unknown keys, such as a report's ``label``, are ignored)."""
+        return cls.model_validate({k: v for k, v in row.items() if k in cls.model_fields})
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of one row as ``harness stats --json`` prints it."""
+        schema = cls.model_json_schema(mode="serialization")
+        schema["$id"] = f"https://image-arena-harness/schemas/provider-row/v{ROW_SCHEMA_VERSION}.json"
+        schema["required"] = sorted({*schema.get("required", []), "schema_version"} - set(GROUP_FIELDS))
+        schema["additionalProperties"] = False
+        schema["patternProperties"] = {cls.SCORE_COLUMN_PATTERN: {"type": ["number", "integer", "string", "null"]}}
+        return schema
+
+
+def rows_json(rows: Iterable[ProviderRow], extra: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The JSON form of ``rows``; ``extra`` maps a target to further columns (its score summary)."""
+    return [r.to_json((extra or {}).get(r.target)) for r in rows]
+
 
 def _column(group: pd.DataFrame, name: str, mask: Array | None = None) -> Array:
     """Finite values of a numeric column (of the rows in ``mask``); empty when the column is absent."""
     if name not in group.columns:
         return np.empty(0)
-    arr: Array = group[name].to_numpy(dtype=float, na_value=np.nan)
+    arr: Array = pd.to_numeric(group[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     if mask is not None:
         arr = arr[mask]
     return arr[~np.isnan(arr)]
 
 
 def _percentiles(row: dict[str, Any], prefix: str, values: Array, qs: Sequence[int], what: str,
-                 confidence: float) -> None:
+                 confidence: float, absent: str | None = None) -> None:
+    """``<prefix>p<q>_ms`` with its interval for each ``q``; all withheld with ``absent`` when given."""
     x = np.sort(values)
     for p in qs:
         col = f"{prefix}p{p}_ms"
@@ -78,8 +223,8 @@ def _percentiles(row: dict[str, Any], prefix: str, values: Array, qs: Sequence[i
         row[col] = qi.value
         row[f"{col[:-3]}_ci_low_ms"] = qi.low
         row[f"{col[:-3]}_ci_high_ms"] = qi.high
-        if qi.withheld:
-            row["withheld"][col] = qi.withheld
+        if absent is not None or qi.withheld:
+            row["withheld"][col] = absent or qi.withheld
 
 
 def _failure_inclusive(row: dict[str, Any], ok_latency: Array, failures: int, timeout_ms: float | None,
@@ -127,6 +272,40 @@ def _phases(row: dict[str, Any], group: pd.DataFrame, ok: Array, confidence: flo
                 row["withheld"]["queue_p95_ms"] = q95.withheld
 
 
+def _recorded(group: pd.DataFrame, name: str, mask: Array) -> tuple[Array, str | None]:
+    """Values of an optional column (rows in ``mask``) and, when none of the group's rows has one, why."""
+    if name not in group.columns:
+        return np.empty(0), NOT_RECORDED
+    values = _column(group, name, mask)
+    if values.size == 0 and group[name].isna().all():
+        return values, NOT_RECORDED
+    return values, None
+
+
+def _new_measures(row: dict[str, Any], group: pd.DataFrame, ok: Array, confidence: float) -> None:
+    """Time to image, latency with connect, client time and size as asked (columns newer than the first store)."""
+    tti, absent = _recorded(group, "time_to_image_ms", ok)
+    row["time_to_image_n"] = int(tti.size)
+    _percentiles(row, "time_to_image_", tti, LATENCY_PERCENTILES, "successful requests with a time to image",
+                 confidence, absent)
+    connect, absent = _recorded(group, "latency_with_connect_ms", ok)
+    row["latency_with_connect_n"] = int(connect.size)
+    _percentiles(row, "latency_with_connect_", connect, (50, 95),
+                 "successful requests with a latency with connect", confidence, absent)
+    client, absent = _recorded(group, "client_ms", np.ones(len(group), dtype=bool))
+    row["client_n"] = int(client.size)
+    _percentiles(row, "client_", client, (50,), "requests with a client time", confidence, absent)
+    asked, absent = _recorded(group, "size_as_asked", ok)
+    row["size_as_asked_n"] = int(asked.size)
+    row["size_as_asked"] = row["size_as_asked_ci_low"] = row["size_as_asked_ci_high"] = None
+    if asked.size:
+        interval = wilson(int((asked != 0).sum()), int(asked.size), confidence)
+        row.update(size_as_asked=interval.estimate, size_as_asked_ci_low=interval.low,
+                   size_as_asked_ci_high=interval.high)
+    else:
+        row["withheld"]["size_as_asked"] = absent or "no successful request asked for a size it could check"
+
+
 def _error_counts(kinds: pd.Series) -> dict[str, int]:
     """Failed requests per error class, sorted by class name (classes without failures left out)."""
     counts = kinds.astype(object).fillna("unknown").value_counts()
@@ -138,22 +317,31 @@ def _label(group: pd.DataFrame, column: str) -> str:
     return str(values[0]) if len(values) == 1 else ", ".join(sorted(map(str, values)))
 
 
-def group_row(group: pd.DataFrame, keys: dict[str, Any], *, timeout_ms: float | None = None,
-              confidence: float = CONFIDENCE) -> dict[str, Any]:
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def group_row(group: pd.DataFrame, keys: Mapping[str, Any], *, timeout_ms: float | None = None,
+              confidence: float = CONFIDENCE) -> ProviderRow:
     """The table row of one group of logical requests (a frame from :func:`logical_requests`)."""
+    labels = {"target": _label(group, "target"), "model": _label(group, "model"),
+              "provider": _label(group, "provider")}
+    never = group["not_sent"].to_numpy(dtype=bool) if "not_sent" in group.columns else np.zeros(len(group), bool)
+    not_sent = int(never.sum())
+    if not_sent:
+        group = group[~never]
     ok_mask = group["ok"].to_numpy(dtype=bool)
     n = len(group)
     successes = int(ok_mask.sum())
     attempts = int(group["attempts"].sum())
-    interval = wilson(successes, n, confidence)
-    row: dict[str, Any] = {"target": _label(group, "target"), "model": _label(group, "model"),
-                           "provider": _label(group, "provider")}
-    row.update(keys)
+    interval = wilson(successes, n, confidence) if n else None
+    row: dict[str, Any] = {**labels, **{k: (None if v is None else str(v)) for k, v in keys.items()}}
     row.update(
-        n=n, attempts=attempts, attempts_per_request=attempts / n, successes=successes,
-        success_rate=successes / n, success_ci_low=interval.low, success_ci_high=interval.high,
-        first_attempt_success_rate=float(group["first_ok"].astype(bool).mean()),
-        rate_limited_share=float(group["rate_limited"].sum()) / attempts,
+        n=n, not_sent=not_sent, attempts=attempts, attempts_per_request=_ratio(attempts, n), successes=successes,
+        success_rate=_ratio(successes, n), success_ci_low=interval.low if interval else None,
+        success_ci_high=interval.high if interval else None,
+        first_attempt_success_rate=float(group["first_ok"].astype(bool).mean()) if n else None,
+        rate_limited_share=_ratio(float(group["rate_limited"].sum()), attempts),
         errors=_error_counts(group.loc[~ok_mask, "error_kind"]),
         withheld={},
     )
@@ -163,6 +351,7 @@ def group_row(group: pd.DataFrame, keys: dict[str, Any], *, timeout_ms: float | 
     ttfb = _column(group, "ttfb_ms", ok_mask)
     row["ttfb_n"] = int(ttfb.size)
     _percentiles(row, "ttfb_", ttfb, (50, 95), "successful requests with a TTFB", confidence)
+    _new_measures(row, group, ok_mask, confidence)
     _phases(row, group, ok_mask, confidence)
     images = int(group["n_images"].to_numpy()[ok_mask].sum())
     window_s = float(group["ready_at"].max() - group["sched_at"].min()) if n else math.nan
@@ -177,7 +366,7 @@ def group_row(group: pd.DataFrame, keys: dict[str, Any], *, timeout_ms: float | 
         invariant_violations=int(group["invariant_violations"].sum()),
         invariant_attempt_ids=[int(i) for i in group["id"].to_numpy()[bad][:5]] if "id" in group.columns else [],
     )
-    return row
+    return ProviderRow(**row)
 
 
 def resolve_by(by: Sequence[str]) -> tuple[str, ...]:
@@ -188,9 +377,9 @@ def resolve_by(by: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(BY_ALIASES[b] for b in by))
 
 
-def provider_table(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, timeout_ms: float | None = None,
-                   confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
-    """One row per ``by`` group (default: per target) of the attempts of one or more runs.
+def provider_rows(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, timeout_ms: float | None = None,
+                  confidence: float = CONFIDENCE) -> list[ProviderRow]:
+    """One typed row per ``by`` group (default: per target) of the attempts of one or more runs.
 
     ``timeout_ms`` is the run's effective per-attempt timeout, needed for the failure-inclusive p95.
     """
@@ -201,10 +390,16 @@ def provider_table(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, t
     if missing:
         raise ValueError(f"attempts frame lacks grouping column(s) {', '.join(missing)}")
     requests = logical_requests(attempts, extra=columns)
-    rows: list[dict[str, Any]] = []
+    rows: list[ProviderRow] = []
     for keys, group in requests.groupby(list(columns), sort=True, observed=True, dropna=False):
         key_tuple = keys if isinstance(keys, tuple) else (keys,)
         key_map = {c: (None if isinstance(v, float) and math.isnan(v) else v)
                    for c, v in zip(columns, key_tuple, strict=True)}
         rows.append(group_row(group, key_map, timeout_ms=timeout_ms, confidence=confidence))
     return rows
+
+
+def provider_table(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, timeout_ms: float | None = None,
+                   confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
+    """:func:`provider_rows` in dict form (:meth:`ProviderRow.to_dict`), for readers that take rows as dicts."""
+    return [r.to_dict() for r in provider_rows(attempts, by, timeout_ms=timeout_ms, confidence=confidence)]
