@@ -10,7 +10,7 @@ from harness.cli._common import db_option, handle_errors, print_json
 from harness.cli.tables import print_scores_table, print_stats_table
 from harness.errors import ConfigError
 from harness.scoring.summary import summarise_scores, summary_columns, summary_records
-from harness.stats import BY_ALIASES, ProviderRow, provider_rows, resolve_by, rows_json
+from harness.stats.table import BY_ALIASES, ProviderRow, provider_rows, resolve_by, rows_json
 from harness.stats.source import effective_timeout_ms, stats_frame_columns
 from harness.store import Store
 from harness.store import runs as run_store
