@@ -12,6 +12,7 @@ from harness.gate import compare as run_compare
 from harness.gate import load_gate, parse_selector
 from harness.gate.render import markdown, write_junit
 from harness.gate.sides import load_side
+from harness.gate.versions import check_clock_versions
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -28,15 +29,19 @@ from harness.store import runs as run_store
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of Markdown.")
+@click.option("--allow-clock-mismatch", is_flag=True,
+              help="Compare runs measured under different clock versions (refused by default: latency means "
+                   "something else in each, which can hide a regression).")
 @db_option
 @handle_errors
 def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_file: Path | None,
-            junit_file: Path | None, markdown_file: Path | None, as_json: bool, db: Path) -> None:
+            junit_file: Path | None, markdown_file: Path | None, as_json: bool, allow_clock_mismatch: bool,
+            db: Path) -> None:
     """Compare a baseline with a candidate: two runs, or two targets or prompt variants of one run.
 
     Latency percentiles get bootstrap intervals and a Mann-Whitney test, success rates a Newcombe interval,
     scores (when present) a paired comparison by challenge. Exits 1 when the gate finds a regression the
-    data support.
+    data support; refuses (exit 2) runs of different clock versions unless --allow-clock-mismatch.
     """
     a, b = parse_selector(sel_a, "--a"), parse_selector(sel_b, "--b")
     if len(runs) > 2:
@@ -47,13 +52,17 @@ def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_fi
         raise ConfigError("name the runs: `harness compare BASE CAND`, one run with --a/--b, or run=ID in --a/--b")
     gate = load_gate(gate_file)
     with Store.open(db, readonly=True) as store:
-        base_id, cand_id = run_store.get_run(store, base_run).id, run_store.get_run(store, cand_run).id
+        base_info, cand_info = run_store.get_run(store, base_run), run_store.get_run(store, cand_run)
+        base_id, cand_id = base_info.id, cand_info.id
+        clock_note = check_clock_versions(base_info, cand_info, allow=allow_clock_mismatch)
         if base_id == cand_id and not (a.filters or b.filters):
             raise ConfigError(f"both sides are all of run {base_id}: pick two runs, or split one run with --a/--b "
                               "(e.g. --a variant=default --b variant=terse)")
         side_a = load_side(store, base_id, a.without_run(), "--a")
         side_b = load_side(store, cand_id, b.without_run(), "--b")
     result = run_compare(side_a, side_b, gate)
+    if clock_note is not None:
+        result.notes.insert(0, clock_note)
     text = markdown(result)
     if markdown_file is not None:
         markdown_file.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ out).
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import time
@@ -45,6 +44,7 @@ from harness.sandbox.simulation import (
     abort_connection,
     body_seconds,
     data_url_bytes,
+    declare_intended,
     drip,
     hang_until_disconnected,
     truncated,
@@ -68,6 +68,8 @@ class CdnFile:
     mime: str
     drip_s: float = 0.0
     """Simulated seconds over which the file is sent (the ``slow_drip`` fault)."""
+    intended_ms: float = 0.0
+    """The intended delay of the generation that made the file (the response header)."""
 
 
 @dataclass
@@ -219,6 +221,7 @@ class FalServer:
         job = self.jobs.get(p["rid"])
         if job is None or job.owner_app != f"{p['owner']}/{p['app']}":
             return None
+        declare_intended(self.sim.intended_ms(job.plan))
         return job
 
     # ---- queue -------------------------------------------------------------------------------------------
@@ -284,8 +287,11 @@ class FalServer:
                 async with asyncio.timeout(limit):
                     await self.sim.sleep(job.plan.queue_s)
                     if slot is not None:
+                        waited = slot.locked()
                         await slot.acquire()
                         acquired = True
+                        if waited:
+                            self.sim.resume()
             except TimeoutError:
                 status, body, headers = wire.request_error("request_timeout")
                 job.finish((status, body, {**headers, wire.REQUEST_TIMEOUT_TYPE_HEADER: "user"}))
@@ -495,10 +501,10 @@ class FalServer:
             data, mime = b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"
         file_name = f"{name}.{'jpg' if fmt == 'jpeg' else fmt}"
         if sync_mode:
-            url = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+            url = f"data:{mime};base64,{self.sim.images.b64(data)}"
         else:
             drip = body_seconds(plan) if fault == Fault.SLOW_DRIP else 0.0
-            self._store(file_name, CdnFile(data, mime, drip))
+            self._store(file_name, CdnFile(data, mime, drip, self.sim.intended_ms(plan)))
             url = f"{base}{wire.SANDBOX_CDN}/{file_name}"
         item: dict[str, Any] = {"url": url, "content_type": mime, "width": size[0], "height": size[1]}
         if gemini_app:
@@ -636,6 +642,7 @@ class FalServer:
         item = self.files.get(request.path_params["name"])
         if item is None:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
+        declare_intended(item.intended_ms)
         if item.drip_s > 0:
             return StreamingResponse(drip(self.sim, item.data, item.drip_s), media_type=item.mime,
                                      headers={"content-length": str(len(item.data))})

@@ -313,7 +313,7 @@ class GeminiServer:
                                                  tuple(call.images), None, pil_fmt)
         if plan.fault == Fault.NOT_AN_IMAGE:
             raw = b"<html><body>upstream error</body></html>"
-        encoded = await asyncio.to_thread(_b64, raw)
+        encoded = self.sim.images.b64(raw)
         if plan.fault == Fault.CORRUPT_IMAGE:
             encoded = encoded[: len(encoded) // 2] + "!!*corrupt*!!"
         part: dict[str, Any] = {"inlineData": {"mimeType": mime, "data": encoded}}

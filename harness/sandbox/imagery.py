@@ -5,8 +5,11 @@ look visibly different (each has its own palette and motif), so the arena and CL
 tell apart. Edits and compositions derive from their reference images (resized to the output, tinted in the
 model's palette, with the prompt's motif over them); inpainting repaints only the masked region.
 
-Rendering is CPU work: servers call :func:`render_async`, which runs it in a worker thread and caches
-recent results, so the sandbox's event loop keeps its timing.
+Rendering is CPU work, and a simulated provider's latency must not depend on this machine's CPU: the cache
+keys a request's image by model, size, format and references plus one of :data:`VARIANTS` variants picked by
+the prompt and seed, so each variant is drawn and encoded once (in a worker thread, off the server's event
+loop) and every later request reuses the bytes and their base64 text. Per request the server then does no
+work that grows with the image's size beyond copying it to the socket.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import asyncio
 import hashlib
 import io
 import random
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from threading import Lock
 
+import pybase64
 from PIL import Image, ImageDraw, ImageOps
 
 PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
@@ -36,6 +41,9 @@ PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
 }
 MOTIFS = ("circles", "stripes", "grid", "rings", "diagonals", "blobs")
 CACHE_SIZE = 256
+VARIANTS = 8
+"""Distinct images the cache draws per model, size, format and references; a request's prompt and seed pick
+one (deterministically), so the arena still sees several outputs per model."""
 WORK_PIXELS = 640 * 640
 """Larger images are drawn at half size and enlarged (nearest neighbour): the sandbox's rendering CPU, not
 the simulated provider, must not set the latency of a scaled run (a 1024² photo edit: 111 ms -> ~45 ms)."""
@@ -134,26 +142,47 @@ def render(model: str, prompt: str, seed: int | None, size: tuple[int, int],
     return out.getvalue()
 
 
+def variant(prompt: str, seed: int | None) -> int:
+    """Which of the :data:`VARIANTS` cached images a prompt and seed get."""
+    return zlib.crc32(f"{prompt}\x00{seed}".encode()) % VARIANTS
+
+
 class ImageCache:
-    """A small thread-safe LRU of rendered images, keyed by everything that determines the bytes."""
+    """A thread-safe LRU of rendered images and of their base64 text, keyed by everything that determines
+    the bytes (the prompt and seed only through :func:`variant`)."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self._items: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._b64: OrderedDict[bytes, str] = OrderedDict()
         self._size = size
         self._lock = Lock()
 
-    def get_or_render(self, model: str, prompt: str, seed: int | None, size: tuple[int, int],
-                      references: tuple[bytes, ...] = (), mask: bytes | None = None, fmt: str = "PNG") -> bytes:
-        key = (model, prompt, seed, size, tuple(hash(r) for r in references),
-               hash(mask) if mask is not None else None, fmt.upper())
+    @staticmethod
+    def _key(model: str, prompt: str, seed: int | None, size: tuple[int, int], references: tuple[bytes, ...],
+             mask: bytes | None, fmt: str) -> tuple[object, ...]:
+        return (model, variant(prompt, seed), size, tuple(hash(r) for r in references),
+                hash(mask) if mask is not None else None, fmt.upper())
+
+    def cached(self, model: str, prompt: str, seed: int | None, size: tuple[int, int],
+               references: tuple[bytes, ...] = (), mask: bytes | None = None, fmt: str = "PNG") -> bytes | None:
+        """The image if it was drawn before, else ``None`` (never renders)."""
+        key = self._key(model, prompt, seed, size, references, mask, fmt)
         with self._lock:
             hit = self._items.get(key)
             if hit is not None:
                 self._items.move_to_end(key)
-                return hit
-        data = render(model, prompt, seed, size, references, mask, fmt)
+            return hit
+
+    def get_or_render(self, model: str, prompt: str, seed: int | None, size: tuple[int, int],
+                      references: tuple[bytes, ...] = (), mask: bytes | None = None, fmt: str = "PNG") -> bytes:
+        key = self._key(model, prompt, seed, size, references, mask, fmt)
+        hit = self.cached(model, prompt, seed, size, references, mask, fmt)
+        if hit is not None:
+            return hit
+        v = variant(prompt, seed)
+        data = render(model, f"variant {v}", v, size, references, mask, fmt)
         with self._lock:
-            self._items[key] = data
+            data = self._items.setdefault(key, data)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
         return data
@@ -161,5 +190,23 @@ class ImageCache:
     async def render_async(self, model: str, prompt: str, seed: int | None, size: tuple[int, int],
                            references: tuple[bytes, ...] = (), mask: bytes | None = None,
                            fmt: str = "PNG") -> bytes:
-        """Render in a worker thread so the server's event loop is never blocked."""
+        """The cached image, or render it in a worker thread so the server's event loop is never blocked."""
+        hit = self.cached(model, prompt, seed, size, references, mask, fmt)
+        if hit is not None:
+            return hit
         return await asyncio.to_thread(self.get_or_render, model, prompt, seed, size, references, mask, fmt)
+
+    def b64(self, data: bytes) -> str:
+        """``data`` as base64 text, encoded once per cached image (the bytes' hash is cached by Python, so the
+        look-up costs nothing that grows with the image)."""
+        with self._lock:
+            hit = self._b64.get(data)
+            if hit is not None:
+                self._b64.move_to_end(data)
+                return hit
+        text = pybase64.b64encode(data).decode("ascii")
+        with self._lock:
+            self._b64[data] = text
+            while len(self._b64) > self._size:
+                self._b64.popitem(last=False)
+        return text

@@ -6,7 +6,6 @@ Faithful enough that the official ``openai`` SDK works against it unchanged but 
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import time
@@ -263,7 +262,7 @@ class OpenAIImagesServer:
                 url = str(request.url).split(wire.GENERATIONS_PATH)[0].split(wire.EDITS_PATH)[0]
                 item: dict[str, Any] = {"url": f"{url}/files/{name}"}
             else:
-                encoded = base64.b64encode(raw).decode()
+                encoded = self.sim.images.b64(raw)
                 if plan.fault == Fault.CORRUPT_IMAGE:
                     encoded = encoded[: len(encoded) // 2] + "!!*corrupt*!!"
                 item = {"b64_json": encoded}
@@ -304,7 +303,7 @@ class OpenAIImagesServer:
             small = await self.sim.images.render_async(meta["model"], meta["prompt"], 0,
                                                        (max(64, width // 8), max(64, height // 8)),
                                                        tuple(images), mask, pil_fmt)
-            event = {"type": wire.EVENT_PARTIAL[endpoint], "b64_json": base64.b64encode(small).decode(),
+            event = {"type": wire.EVENT_PARTIAL[endpoint], "b64_json": self.sim.images.b64(small),
                      "created_at": int(time.time()), **common, "partial_image_index": i}
             yield encode_event(json.dumps(event), event=event["type"])
             if plan.fault == Fault.MID_STREAM_ERROR:

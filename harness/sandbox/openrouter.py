@@ -297,7 +297,7 @@ class OpenRouterServer:
                                                  tuple(call.images), None, pil_fmt)
         if plan.fault == Fault.NOT_AN_IMAGE:
             raw = b"<html><body>upstream error</body></html>"
-        encoded = await asyncio.to_thread(lambda: base64.b64encode(raw).decode())
+        encoded = self.sim.images.b64(raw)
         if plan.fault == Fault.CORRUPT_IMAGE:
             encoded = encoded[: len(encoded) // 2] + "!!*corrupt*!!"
         return f"data:{mime};base64,{encoded}"

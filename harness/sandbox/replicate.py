@@ -45,6 +45,7 @@ from harness.sandbox.simulation import (
     abort_connection,
     body_seconds,
     data_url_bytes,
+    declare_intended,
 )
 from harness.sse import encode_event
 from harness.wire import gemini
@@ -76,6 +77,8 @@ class DeliveryFile:
     data: bytes
     mime: str
     drip_s: float = 0.0
+    intended_ms: float = 0.0
+    """The intended delay of the prediction that made the file (the response header)."""
 
 
 @dataclass
@@ -188,7 +191,10 @@ class ReplicateServer:
 
     def _find(self, request: Request, key: str) -> Prediction | None:
         pred = self.predictions.get(request.path_params["id"])
-        return pred if pred is not None and pred.key == key else None
+        if pred is None or pred.key != key:
+            return None
+        declare_intended(self.sim.intended_ms(pred.plan))
+        return pred
 
     def _remember(self, pred: Prediction) -> None:
         self.predictions[pred.id] = pred
@@ -373,7 +379,7 @@ class ReplicateServer:
             data, mime = b"<html><body><h1>404 Not Found</h1></body></html>", "text/html"
         drip = body_seconds(pred.plan) if fault == Fault.SLOW_DRIP else 0.0
         name = f"out-{index}.{fmt}"
-        self.files[f"{pred.id}/{name}"] = DeliveryFile(data, mime, drip)
+        self.files[f"{pred.id}/{name}"] = DeliveryFile(data, mime, drip, self.sim.intended_ms(pred.plan))
         while len(self.files) > KEEP_FILES:
             self.files.popitem(last=False)
         return f"{pred.base}{wire.SANDBOX_DELIVERY}/{pred.id}/{name}"
@@ -523,6 +529,7 @@ class ReplicateServer:
         item = self.files.get(f"{request.path_params['id']}/{request.path_params['name']}")
         if item is None:
             return Response("Not Found", status_code=404, media_type="text/plain")
+        declare_intended(item.intended_ms)
         if item.drip_s > 0:
             return StreamingResponse(self._drip(item), media_type=item.mime,
                                      headers={"content-length": str(len(item.data))})

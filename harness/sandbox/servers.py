@@ -1,7 +1,7 @@
 """Run the simulated providers: one uvicorn server on loopback, each provider under its own path prefix.
 
-``harness run --sandbox`` starts it in-process (a background thread with its own event loop, so the
-runner's loop and the servers' delays never share a scheduler); ``harness sandbox serve`` runs it alone.
+``harness run --sandbox`` starts it in a child process (:mod:`harness.sandbox.process`), so the client being
+measured and the servers never share an interpreter; ``harness sandbox serve`` runs it alone.
 Base URLs, for a root ``http://127.0.0.1:PORT``::
 
     openai      {root}/openai/v1
@@ -13,16 +13,19 @@ Base URLs, for a root ``http://127.0.0.1:PORT``::
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import importlib
 import importlib.util
-import threading
+import json
+import select
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -57,9 +60,18 @@ def build_app(settings: SandboxSettings, profiles: Mapping[str, ProviderProfile]
     return ConnectionFaults(Starlette(routes=mounts))
 
 
+STARTUP_TIMEOUT_S = 60.0
+"""How long the sandbox process may take to import and bind (seconds; generous for a loaded machine)."""
+
+
 @dataclass
 class SandboxServer:
-    """A running sandbox; use as a context manager. ``root`` is ``http://127.0.0.1:PORT``."""
+    """A running sandbox in its own process; use as a context manager. ``root`` is ``http://127.0.0.1:PORT``.
+
+    The servers run in a child process (:mod:`harness.sandbox.process`), never beside the client being
+    measured: a client and a sandbox sharing one interpreter share its GIL, and each one's CPU work then lands
+    in the other's timings. Closing the child's stdin stops it; so does the parent's death.
+    """
 
     settings: SandboxSettings = field(default_factory=SandboxSettings)
     profiles: Mapping[str, ProviderProfile] = field(default_factory=lambda: load_profiles(None))
@@ -70,8 +82,7 @@ class SandboxServer:
     """With a certificate and key the sandbox speaks HTTPS (for SDKs that only build ``https://`` URLs,
     such as fal-client with ``FAL_RUN_HOST``/``FAL_QUEUE_RUN_HOST`` pointed at it)."""
     root: str = ""
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _process: subprocess.Popen[str] | None = None
 
     def base_urls(self) -> dict[str, str]:
         """Each simulated provider's base URL (what its SDK's ``base_url`` should be)."""
@@ -81,49 +92,33 @@ class SandboxServer:
         return urls
 
     def start(self) -> SandboxServer:
-        config = uvicorn.Config(
-            build_app(self.settings, self.profiles), host=self.host, port=self.port, log_level="warning",
-            lifespan="off", access_log=False, backlog=4096, timeout_keep_alive=75, loop="asyncio",
-            timeout_graceful_shutdown=1,
-            ssl_certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-            ssl_keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+        from harness.sandbox.process import config_line
+
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.sandbox.process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True, bufsize=1,
         )
-        server = uvicorn.Server(config)
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            async def main() -> None:
-                task = asyncio.create_task(server.serve())
-                while not server.started and not task.done():
-                    await asyncio.sleep(0.005)
-                ready.set()
-                await task
-
-            try:
-                asyncio.run(main())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-
-        thread = threading.Thread(target=serve, name="harness-sandbox", daemon=True)
-        thread.start()
-        ready.wait(timeout=30)
-        if failure or not server.started:
-            raise RuntimeError(f"sandbox server failed to start on {self.host}:{self.port}: {failure[:1]}")
-        sockets = [s for srv in server.servers for s in srv.sockets]
-        self.port = sockets[0].getsockname()[1]
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(config_line(self.settings, self.profiles, self.host, self.port, self.ssl_certfile,
+                                         self.ssl_keyfile))
+            proc.stdin.flush()
+            answer = _read_line(proc.stdout, STARTUP_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            _end(proc)
+            raise RuntimeError(f"sandbox server failed to start on {self.host}:{self.port}: {exc}") from exc
+        if "port" not in answer:
+            _end(proc)
+            raise RuntimeError(str(answer.get("error") or f"sandbox server failed to start: {answer}"))
+        self.port = int(str(answer["port"]))
         self.root = f"{'https' if self.ssl_certfile else 'http'}://{self.host}:{self.port}"
-        self._server, self._thread = server, thread
+        self._process = proc
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+        if self._process is not None:
+            _end(self._process)
+        self._process = None
 
     def __enter__(self) -> SandboxServer:
         return self.start()
@@ -133,10 +128,43 @@ class SandboxServer:
         self.stop()
 
 
+def _read_line(stream: IO[str], timeout_s: float) -> dict[str, object]:
+    """The child's one JSON line, or ``TimeoutError``/``ValueError`` (it died or said something else)."""
+    ready, _, _ = select.select([stream], [], [], timeout_s)
+    if not ready:
+        raise TimeoutError(f"no answer within {timeout_s:g} s")
+    line = stream.readline()
+    if not line:
+        raise ValueError("the sandbox process exited before it was ready")
+    answer = json.loads(line)
+    if not isinstance(answer, dict):
+        raise ValueError(f"unexpected answer {line!r}")
+    return answer
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    """Close the child's stdin (it shuts down gracefully), then terminate and kill if it lingers."""
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    for escalate in (None, proc.terminate, proc.kill):
+        if escalate is not None:
+            with contextlib.suppress(OSError):
+                escalate()
+        try:
+            proc.wait(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(OSError):
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def start_sandbox(time_scale: float = 1.0, faults: bool = True, seed: int = 0,
                   profile_file: Path | None = None, port: int = 0, ssl_certfile: Path | None = None,
                   ssl_keyfile: Path | None = None) -> SandboxServer:
-    """Start a sandbox in a background thread (call ``stop()`` or use it as a context manager)."""
+    """Start a sandbox in its own process (call ``stop()`` or use it as a context manager)."""
     return SandboxServer(settings=SandboxSettings(time_scale=time_scale, faults=faults, seed=seed),
                          profiles=load_profiles(profile_file), port=port, ssl_certfile=ssl_certfile,
                          ssl_keyfile=ssl_keyfile).start()

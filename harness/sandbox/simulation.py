@@ -3,6 +3,18 @@
 A :class:`SimulatedProvider` draws, per request, its latency components from the provider's profile and
 whether (and which) fault it suffers, enforces the profile's rate limit per API key, and sleeps in scaled
 simulated time. Protocol servers (one module per provider) only turn those decisions into wire bytes.
+
+Timing is scheduled against deadlines, not chained sleeps: each request's timeline starts when it arrives
+(the outermost middleware stamps it) and every :meth:`SimulatedProvider.sleep` moves that timeline's cursor
+by the scaled duration and sleeps until the cursor. Work the server does in between (reading the body,
+encoding an answer) and the event loop's own lateness are absorbed instead of added, so a response goes out
+when the profile says, not when the sum of its sleeps and the server's work says.
+
+Every response carries :data:`INTENDED_HEADER`: the delay (ms, already time-scaled) the sandbox intended for
+the generation the response belongs to — for a synchronous API the response's own delay (generation plus
+body transfer), for a queue API from the job's submit to its result being available. The client compares it
+with what it measured (:mod:`harness.stats.fidelity`). Responses that belong to no generation (a rejected key,
+an unknown model) carry ``0``.
 """
 
 from __future__ import annotations
@@ -18,12 +30,17 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.sandbox.faults import Fault, forced_fault
 from harness.sandbox.imagery import ImageCache
 from harness.sandbox.profiles import ProviderProfile
+
+INTENDED_HEADER = "x-sandbox-intended-ms"
+"""Response header: the delay (ms, time-scaled) the sandbox intended for the generation the response belongs
+to (see the module docstring)."""
 
 INVALID_KEY = "invalid"
 """The one key every sandbox server rejects as wrong (any other non-empty key is accepted)."""
@@ -59,6 +76,36 @@ class RequestPlan:
     transfer_s: float
     first_event_s: float
     fault: Fault | None
+
+    def intended_s(self) -> float:
+        """Simulated seconds the sandbox intends from the request's arrival to its result being complete:
+        the generation (queue wait and run for queue APIs) plus the body's transfer after the headers."""
+        return self.latency_s + body_seconds(self)
+
+
+@dataclass
+class _Intended:
+    """The intended delay (ms) of the response being built; shared by every task of one request."""
+
+    ms: float | None = None
+
+
+_CURSOR: ContextVar[float | None] = ContextVar("sandbox_cursor", default=None)
+"""Monotonic time (s) the current request's simulated timeline has reached (per task: a task started by a
+request continues its timeline from where the request was when it started the task)."""
+_INTENDED: ContextVar[_Intended | None] = ContextVar("sandbox_intended", default=None)
+
+
+def start_timeline(now: float | None = None) -> None:
+    """Start the current request's timeline at ``now`` (its arrival; default: this moment)."""
+    _CURSOR.set(time.monotonic() if now is None else now)
+
+
+def declare_intended(ms: float) -> None:
+    """Set the :data:`INTENDED_HEADER` value of the response being built in this request."""
+    cell = _INTENDED.get()
+    if cell is not None:
+        cell.ms = ms
 
 
 class AbortConnection(Exception):
@@ -119,15 +166,36 @@ class SimulatedProvider:
                 if draw < acc:
                     fault = candidate
                     break
-        return RequestPlan(
+        plan = RequestPlan(
             request_id=self.new_id(), latency_s=latency, queue_s=max(0.0, latency - run), run_s=run,
             transfer_s=transfer, first_event_s=latency * p.first_event_fraction, fault=fault,
         )
+        declare_intended(self.intended_ms(plan))
+        return plan
+
+    def intended_ms(self, plan: RequestPlan) -> float:
+        """What :data:`INTENDED_HEADER` says for a response that belongs to ``plan``'s generation."""
+        return round(plan.intended_s() * self.settings.time_scale * 1000, 3)
 
     async def sleep(self, simulated_s: float) -> None:
-        """Sleep for ``simulated_s`` of simulated time."""
-        if simulated_s > 0:
-            await asyncio.sleep(simulated_s * self.settings.time_scale)
+        """Advance this request's timeline by ``simulated_s`` of simulated time and sleep until it.
+
+        The deadline is the timeline's cursor plus the scaled duration, so time spent working since the last
+        deadline (or a late wake-up) is not added on top; without a timeline the cursor starts now.
+        """
+        if simulated_s <= 0:
+            return
+        now = time.monotonic()
+        cursor = _CURSOR.get()
+        deadline = (now if cursor is None else cursor) + simulated_s * self.settings.time_scale
+        _CURSOR.set(deadline)
+        if deadline > now:
+            await asyncio.sleep(deadline - now)
+
+    @staticmethod
+    def resume() -> None:
+        """Restart this request's timeline now, after a wait that is not simulated time (a free runner)."""
+        start_timeline()
 
     def scaled(self, simulated_s: float) -> float:
         """Real seconds for a simulated duration."""
@@ -182,9 +250,19 @@ class ConnectionFaults:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start_timeline()
+        intended = _Intended()
+        _INTENDED.set(intended)
         scope[ABORT_KEY] = lambda: _abort(send)
+
+        async def send_with_intended(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                value = str(round(intended.ms or 0.0, 3)).encode()
+                message = {**message, "headers": [*message.get("headers", []), (INTENDED_HEADER.encode(), value)]}
+            await send(message)
+
         with contextlib.suppress(AbortConnection):
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_with_intended)
 
 
 async def abort_connection(scope: Scope) -> None:
