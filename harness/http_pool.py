@@ -10,20 +10,29 @@ On two cores this lifts a loop of 100 KB image responses from about 230 to about
 
 Every client reads through :class:`harness.network.ArrivalBackend`, so the clock points of an attempt are
 when its bytes arrived, not when its task was next scheduled.
+
+Every client also enforces the origin rules of :mod:`harness.origins` for the adapter running in the task:
+a redirect to an origin that may not receive the key drops every credential header (httpx drops only
+``Authorization``), and a new direct connection to a host that is not the target's own is opened only to a
+checked public address. Connections through an HTTP proxy (``HTTPS_PROXY``) are not checked: the proxy
+resolves the name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import certifi
+import httpcore
 import httpx
+from httpcore._backends.base import SOCKET_OPTION
 
 from harness.network import ArrivalBackend, install
+from harness.origins import CREDENTIAL_HEADERS, current_policy, redirect_keeps_credentials, resolve_public
 
 DEFAULT_PER_CLIENT = 2
 
@@ -39,9 +48,17 @@ class ClientPool:
         limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
         if "verify" not in client_kwargs:
             client_kwargs["verify"] = shared_ssl_context()
-        self.clients = [httpx.AsyncClient(limits=limits, **client_kwargs) for _ in range(count)]
-        backend = ArrivalBackend()
-        self.arrival_stamps = arrival_backend and all([install(client, backend) for client in self.clients])
+        self.clients: list[httpx.AsyncClient] = [GuardedClient(limits=limits, **client_kwargs) for _ in range(count)]
+        guarded, direct = GuardedBackend(), ArrivalBackend()
+        if arrival_backend:
+            self.arrival_stamps = all([install(client, guarded) for client in self.clients])
+            for client in self.clients:
+                for transport in client._mounts.values():
+                    pool = getattr(transport, "_pool", None)
+                    if isinstance(pool, httpcore.AsyncConnectionPool):
+                        pool._network_backend = direct
+        else:
+            self.arrival_stamps = False
         """Whether every client reads through the arrival-stamping backend: ``False`` when asked not to (a
         benchmark's plain-httpx baseline) or when a client's transports are not httpx's own (a mock)."""
         self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
@@ -65,6 +82,38 @@ class ClientPool:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class GuardedClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` whose redirects keep credential headers only where the key may go."""
+
+    def _redirect_headers(self, request: httpx.Request, url: httpx.URL, method: str) -> httpx.Headers:
+        headers = super()._redirect_headers(request, url, method)
+        policy = current_policy()
+        if not redirect_keeps_credentials(policy, request.url, url):
+            names = policy.credential_headers if policy is not None else CREDENTIAL_HEADERS
+            for name in [n for n in headers if n.lower() in names]:
+                del headers[name]
+        return headers
+
+
+class GuardedBackend(ArrivalBackend):
+    """:class:`ArrivalBackend` that opens a connection to a host outside the running target's own only after
+    resolving it once and checking every address (see :func:`harness.origins.resolve_public`); it then
+    connects to the checked address, so the name is not resolved again. TLS still verifies the host name
+    (httpcore passes it as ``server_hostname``)."""
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Iterable[SOCKET_OPTION] | None = None) -> httpcore.AsyncNetworkStream:
+        policy = current_policy()
+        if policy is not None and not policy.trusts(host, port):
+            try:
+                async with asyncio.timeout(timeout):
+                    addresses = await resolve_public(host, port)
+            except TimeoutError:
+                raise httpcore.ConnectTimeout(f"resolving {host} timed out after {timeout} s") from None
+            host = addresses[0]
+        return await super().connect_tcp(host, port, timeout, local_address, socket_options)
 
 
 def shared_ssl_context() -> ssl.SSLContext:

@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.origins import OriginPolicy, RefusedURL, reset_policy, use_policy
+from harness.redaction import Redactor, redact_exception
 
 if TYPE_CHECKING:
     from harness.timing import TimedHttp
@@ -60,6 +63,41 @@ class ErrorKind(enum.StrEnum):
 _RETRYABLE = frozenset(
     {ErrorKind.RATE_LIMITED, ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION}
 )
+
+
+REFUSED_URL = "refused_url"
+"""``provider_code`` of a failure caused by a provider-named URL the origin rules refuse (a private address,
+a scheme other than http(s), a status URL on a foreign origin)."""
+KEY_IN_OUTPUT = "key_in_output"
+"""``provider_code`` of an image refused because it carries the target's API key."""
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+
+
+def non_image(data: bytes) -> str | None:
+    """``None`` when ``data`` starts like an image format the harness accepts (PNG, JPEG, GIF, WebP, AVIF/HEIF),
+    else a short reason. Only the type and size of a non-image answer are ever recorded, never its bytes."""
+    if not data:
+        return ", empty"
+    if data.startswith(IMAGE_SIGNATURES):
+        return None
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return None
+    if data[4:8] == b"ftyp":
+        return None
+    return ""
+
+
+def redact_provider_error(exc: ProviderError, redactor: Redactor) -> None:
+    """Remove the key from every text a :class:`ProviderError` carries, in place."""
+    if not redactor:
+        return
+    exc.message = redactor.text(exc.message)
+    exc.args = (exc.message,)
+    if exc.provider_code is not None:
+        exc.provider_code = redactor.text(exc.provider_code)
+    if exc.request_id is not None:
+        exc.request_id = redactor.text(exc.request_id)
+    exc.usage = redactor.value(exc.usage)
 
 
 class ChallengeKind(enum.StrEnum):
@@ -178,24 +216,80 @@ class GenerationResult:
 class Provider(abc.ABC):
     """A wire protocol. Subclasses are registered by name in :mod:`harness.providers.registry`.
 
-    ``base_url`` and ``api_key`` come from the target; the key is only ever put in request headers and must
-    never appear in an exception message, log line or returned value.
+    ``base_url`` and ``api_key`` come from the target. The key is only ever put in request headers, only for
+    URLs on the target's credential origins (:mod:`harness.origins`), and never appears in anything an adapter
+    returns or raises: :meth:`generate` removes it (and its encodings) from every error and result, whatever
+    the provider echoed, and refuses an image that carries it.
+
+    Subclasses implement :meth:`exchange`; :meth:`generate`, which the runner calls, wraps it.
     """
 
     protocol: ClassVar[str]
     """Registry name, e.g. ``"openai-images"``."""
 
-    auth_headers_to_redact: ClassVar[tuple[str, ...]] = ("authorization",)
-    """Header names that carry credentials in this protocol (lower case)."""
+    credential_headers: ClassVar[tuple[str, ...]] = ("authorization",)
+    """Header names that carry the key in this protocol (lower case); dropped on any redirect to an origin
+    that is not a credential origin (with the standard names in :data:`harness.origins.CREDENTIAL_HEADERS`)."""
 
-    def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None, *,
+                 policy: OriginPolicy | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.options: dict[str, Any] = dict(options or {})
+        self.redactor = Redactor.for_keys([api_key])
+        self.policy = policy or self.origin_policy(self.base_url)
+        """Where the key may go and what provider-named URLs may reach (see :mod:`harness.origins`)."""
+
+    @classmethod
+    def credential_urls(cls, base_url: str) -> tuple[str, ...]:
+        """URLs whose origins receive the key: the base URL's, plus any the protocol documents as the same
+        service (fal's queue and run hosts)."""
+        return (base_url,)
+
+    @classmethod
+    def origin_policy(cls, base_url: str, *, extra_origins: Sequence[str] = (),
+                      allow_private_network: bool | None = None) -> OriginPolicy:
+        """The policy for a target of this protocol at ``base_url`` (see :meth:`OriginPolicy.for_urls`)."""
+        return OriginPolicy.for_urls([*cls.credential_urls(base_url.rstrip("/")), *extra_origins],
+                                     credential_headers=cls.credential_headers,
+                                     allow_private_network=allow_private_network)
+
+    def auth_for(self, url: str, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` for a call to a URL the provider named: with the key only on a credential origin."""
+        return self.policy.credentials_for(url, headers)
+
+    async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+        """Perform one logical request through ``http`` under this target's origin policy; raise
+        :class:`ProviderError` on failure. Nothing returned or raised holds the key."""
+        token = use_policy(self.policy)
+        try:
+            result = await self.exchange(request, http)
+        except ProviderError as exc:
+            redact_provider_error(exc, self.redactor)
+            raise
+        except RefusedURL as exc:
+            raise ProviderError(ErrorKind.BAD_OUTPUT, self.redactor.text(exc.reason),
+                                provider_code=REFUSED_URL) from None
+        except Exception as exc:
+            redact_exception(exc, self.redactor)
+            raise
+        finally:
+            reset_policy(token)
+        for i, image in enumerate(result.images):
+            problem = non_image(image.data)
+            if problem is not None:
+                raise ProviderError(ErrorKind.BAD_OUTPUT, f"image {i} is not an image ({image.mime or 'no type'}, "
+                                    f"{len(image.data)} bytes{problem})", request_id=self.redactor.text(
+                                        result.request_id or "") or None)
+            if self.redactor.contains(image.data):
+                raise ProviderError(ErrorKind.BAD_OUTPUT, f"image {i} contains this target's API key; not kept",
+                                    provider_code=KEY_IN_OUTPUT)
+        self.redactor.fields_in_place(result, skip=("images",))
+        return result
 
     @abc.abstractmethod
-    async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
-        """Perform one logical request through ``http``; raise :class:`ProviderError` on failure."""
+    async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+        """The protocol's own exchange for one logical request; raise :class:`ProviderError` on failure."""
 
     @classmethod
     @abc.abstractmethod

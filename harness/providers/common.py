@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import pybase64
 
 from harness.errors import ConfigError
-from harness.providers.base import ErrorKind, InputImage, OutputImage, ProviderError
+from harness.origins import OriginPolicy, RefusedURL
+from harness.providers.base import REFUSED_URL, ErrorKind, InputImage, OutputImage, ProviderError, non_image
 from harness.timing import TimedHttp
 
 T = TypeVar("T")
@@ -183,3 +184,28 @@ def option_choice(options: Mapping[str, Any], name: str, choices: tuple[str, ...
 def scaled_poll_interval(interval_s: float, time_scale: float) -> float:
     """The real seconds between status polls for a poll interval given in provider seconds."""
     return max(interval_s * time_scale, MIN_POLL_INTERVAL_S) if interval_s > 0 else 0.0
+
+
+async def download_image(http: TimedHttp, url: str, policy: OriginPolicy, *, what: str) -> OutputImage:
+    """Fetch an image the provider named (label ``download``), without credentials.
+
+    ``data:`` URLs are decoded; any scheme but http(s) is refused, and the connection's address is checked by
+    the client pool's network backend (:mod:`harness.origins`). An answer that is not an image is a
+    ``bad_output`` failure recording only its type and size, never its bytes."""
+    if url.startswith("data:"):
+        return decode_data_url(url, what=what)
+    try:
+        policy.check_url(url, what)
+    except RefusedURL as exc:
+        raise ProviderError(ErrorKind.BAD_OUTPUT, exc.reason, provider_code=REFUSED_URL) from None
+    response = await http.request("GET", url, label="download")
+    content_type = response.headers.get("content-type")
+    if response.status_code >= 400:
+        kind = ErrorKind.SERVER_ERROR if response.status_code >= 500 else ErrorKind.BAD_OUTPUT
+        raise ProviderError(kind, f"download of {what} failed with HTTP {response.status_code}",
+                            http_status=response.status_code)
+    problem = non_image(response.content)
+    if problem is not None:
+        raise ProviderError(ErrorKind.BAD_OUTPUT, f"download of {what} is not an image ({content_type or 'no type'}, "
+                            f"{len(response.content)} bytes{problem})", http_status=response.status_code)
+    return OutputImage(data=response.content, mime=content_type, source_url=url)

@@ -55,6 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import ConfigError
 from harness.providers.base import (
+    REFUSED_URL,
     ChallengeKind,
     ErrorKind,
     GenerationRequest,
@@ -64,7 +65,7 @@ from harness.providers.base import (
     ProviderError,
 )
 from harness.providers.common import (
-    decode_data_url,
+    download_image,
     image_data_url,
     json_or_none,
     option_choice,
@@ -310,6 +311,13 @@ class FalProvider(Provider):
             raise ConfigError("target option input must be a mapping of model input fields")
 
     @classmethod
+    def credential_urls(cls, base_url: str) -> tuple[str, ...]:
+        """The queue host and the synchronous host are the same service with the same key (fal's docs:
+        https://docs.fal.ai/model-apis/model-endpoints/queue names ``queue.fal.run``, and
+        https://docs.fal.ai/model-apis/model-endpoints/synchronous-requests ``fal.run``)."""
+        return tuple(dict.fromkeys((base_url, run_base(base_url))))
+
+    @classmethod
     def sandbox_base_url(cls, sandbox_root: str, options: Mapping[str, Any]) -> str:
         host = wire.SANDBOX_RUN if options.get("mode") == "sync" else wire.SANDBOX_QUEUE
         return sandbox_root.rstrip("/") + wire.SANDBOX_PREFIX + host
@@ -341,7 +349,7 @@ class FalProvider(Provider):
                                 f"edit_model (e.g. {request.model_id}/edit) for {request.kind.value} challenges")
         return request.model_id
 
-    async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+    async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         app = self.app_for(request)
         try:
             wire.split_app_id(app)
@@ -395,6 +403,15 @@ class FalProvider(Provider):
         handle = QueueHandle(request_id=str(body.get("request_id") or request_id or "") or None,
                              status_url=str(body["status_url"]), response_url=str(body["response_url"]),
                              cancel_url=str(body["cancel_url"]) if body.get("cancel_url") else None)
+        for name in ("status_url", "response_url", "cancel_url"):
+            url = getattr(handle, name)
+            if url is not None and not self.policy.may_send_credentials(url):
+                raise ProviderError(ErrorKind.BAD_OUTPUT,
+                                    f"submit answer's {name} is not on this target's credential origins "
+                                    f"({self.policy.describe_origins()}); the queue needs the key, which goes "
+                                    "nowhere else, so the request was not followed",
+                                    provider_code=REFUSED_URL, http_status=submit.status_code,
+                                    request_id=handle.request_id)
         position = body.get("queue_position")
         return handle, position if isinstance(position, int) and not isinstance(position, bool) else None
 
@@ -506,14 +523,8 @@ class FalProvider(Provider):
         if not isinstance(url, str) or not url:
             raise ProviderError(ErrorKind.BAD_OUTPUT, f"images[{index}] has no url")
         mime = item.get("content_type") if isinstance(item.get("content_type"), str) else None
-        if url.startswith("data:"):
-            return decode_data_url(url, what=f"images[{index}].url")
-        response = await http.request("GET", url, label="download")
-        if response.status_code >= 400:
-            kind = ErrorKind.SERVER_ERROR if response.status_code >= 500 else ErrorKind.BAD_OUTPUT
-            raise ProviderError(kind, f"download of images[{index}] failed with HTTP {response.status_code}",
-                                http_status=response.status_code)
-        return OutputImage(data=response.content, mime=response.headers.get("content-type") or mime, source_url=url)
+        image = await download_image(http, url, self.policy, what=f"images[{index}]")
+        return image if image.mime or not mime else OutputImage(image.data, mime, image.source_url)
 
 
 def _float(value: str | None) -> float | None:

@@ -366,7 +366,7 @@ class GeminiProvider(Provider):
     """Adapter for the Gemini API's ``models/{model}:generateContent`` and ``:streamGenerateContent``."""
 
     protocol = "gemini"
-    auth_headers_to_redact = (wire.API_KEY_HEADER,)
+    credential_headers = (wire.API_KEY_HEADER,)
 
     @classmethod
     def sandbox_base_url(cls, sandbox_root: str, options: Mapping[str, Any]) -> str:
@@ -377,7 +377,7 @@ class GeminiProvider(Provider):
         path = wire.method_path(model, wire.STREAM if stream else wire.GENERATE, version)
         return self.base_url + path + ("?alt=sse" if stream else "")
 
-    async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+    async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         options = {**self.options, **request.options}
         model = request.model_id
         ratio, tier = image_config(model, request, options.get("image_size"))

@@ -30,7 +30,14 @@ from harness.providers.base import (
     Provider,
     ProviderError,
 )
-from harness.providers.common import decode_b64_image, json_or_none, parse_retry_after, status_kind, trim
+from harness.providers.common import (
+    decode_b64_image,
+    download_image,
+    json_or_none,
+    parse_retry_after,
+    status_kind,
+    trim,
+)
 from harness.timing import TimedHttp, TimedResponse
 from harness.wire import openai_images as wire
 
@@ -129,7 +136,7 @@ class OpenAIImagesProvider(Provider):
             fields["partial_images"] = int(options.get("partial_images", 2))
         return fields
 
-    async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+    async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         fields = self._fields(request)
         edit = request.kind != ChallengeKind.TEXT_TO_IMAGE
         endpoint = "edits" if edit else "generations"
@@ -180,12 +187,7 @@ class OpenAIImagesProvider(Provider):
                                 provider_timings=_processing(response.headers))
 
     async def _download(self, http: TimedHttp, url: str) -> OutputImage:
-        response = await http.request("GET", url, label="download")
-        if response.status_code >= 400:
-            raise ProviderError(ErrorKind.SERVER_ERROR if response.status_code >= 500 else ErrorKind.BAD_OUTPUT,
-                                f"image download failed with HTTP {response.status_code}",
-                                http_status=response.status_code)
-        return OutputImage(data=response.content, mime=response.headers.get("content-type"), source_url=url)
+        return await download_image(http, url, self.policy, what="image")
 
     async def _stream(self, url: str, endpoint: str, kwargs: dict[str, Any], http: TimedHttp,
                       expected: tuple[int, int] | None, n: int) -> GenerationResult:

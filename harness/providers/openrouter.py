@@ -40,6 +40,7 @@ from harness.providers.base import (
 from harness.providers.common import (
     data_url,
     decode_data_url,
+    download_image,
     gather_all,
     json_or_none,
     parse_retry_after,
@@ -282,7 +283,7 @@ class OpenRouterProvider(Provider):
                 headers[header] = str(self.options[option])
         return headers
 
-    async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+    async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         options = {**self.options, **request.options}
         ratio, tier, expected = sizing(request, options.get("image_size"))
         seeds = [None if request.seed is None else request.seed + i for i in range(request.n)]
@@ -377,9 +378,4 @@ class OpenRouterProvider(Provider):
         return images
 
     async def _download(self, http: TimedHttp, url: str) -> OutputImage:
-        response = await http.request("GET", url, label="download")
-        if response.status_code >= 400:
-            raise ProviderError(ErrorKind.SERVER_ERROR if response.status_code >= 500 else ErrorKind.BAD_OUTPUT,
-                                f"image download failed with HTTP {response.status_code}",
-                                http_status=response.status_code)
-        return OutputImage(data=response.content, mime=response.headers.get("content-type"), source_url=url)
+        return await download_image(http, url, self.policy, what="image")

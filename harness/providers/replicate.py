@@ -57,7 +57,7 @@ from harness.providers.base import (
     ProviderError,
 )
 from harness.providers.common import (
-    decode_data_url,
+    download_image,
     gather_all,
     image_data_url,
     json_or_none,
@@ -277,7 +277,7 @@ class ReplicateProvider(Provider):
         template = wire.DEPLOYMENT_PREDICTIONS if deployment else wire.MODEL_PREDICTIONS
         return self.base_url + template.format(owner=owner, name=name), {}
 
-    async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+    async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         edit = request.kind != ChallengeKind.TEXT_TO_IMAGE
         model = str(self.options["edit_model"]) if edit and self.options.get("edit_model") else request.model_id
         url, extra = self._create_url(model)
@@ -318,9 +318,9 @@ class ReplicateProvider(Provider):
         pid = str(prediction["id"])
         raw_urls = prediction.get("urls")
         urls: dict[str, Any] = raw_urls if isinstance(raw_urls, dict) else {}
-        get_url = str(urls.get("get") or created.headers.get(wire.LOCATION_HEADER)
-                      or self.base_url + wire.PREDICTION.format(id=pid))
-        cancel_url = str(urls.get("cancel") or self.base_url + wire.CANCEL.format(id=pid))
+        get_url = self._own_url(urls.get("get"), created.headers.get(wire.LOCATION_HEADER),
+                                default=self.base_url + wire.PREDICTION.format(id=pid))
+        cancel_url = self._own_url(urls.get("cancel"), default=self.base_url + wire.CANCEL.format(id=pid))
         status = created.status_code
         try:
             if self._done(prediction, http, outputs, answered_on_create=True):
@@ -341,6 +341,15 @@ class ReplicateProvider(Provider):
         if prediction.get("status") not in (wire.SUCCEEDED, wire.PROCESSING):
             raise failure(prediction, status)
         return prediction, status
+
+    def _own_url(self, *named: Any, default: str) -> str:
+        """The first URL the answer named that is on a credential origin (polls and cancels carry the key),
+        else the one built from the prediction id on the configured base URL: a URL on any other origin is
+        never called, so the key cannot follow it."""
+        for url in named:
+            if isinstance(url, str) and url and self.policy.may_send_credentials(url):
+                return url
+        return default
 
     @staticmethod
     def _prediction(response: TimedResponse) -> dict[str, Any]:
@@ -377,14 +386,7 @@ class ReplicateProvider(Provider):
         raise failure(prediction, None)
 
     async def _download(self, http: TimedHttp, url: str, index: int) -> OutputImage:
-        if url.startswith("data:"):
-            return decode_data_url(url, what=f"output[{index}]")
-        response = await http.request("GET", url, label="download")
-        if response.status_code >= 400:
-            kind = ErrorKind.SERVER_ERROR if response.status_code >= 500 else ErrorKind.BAD_OUTPUT
-            raise ProviderError(kind, f"download of output[{index}] failed with HTTP {response.status_code}",
-                                http_status=response.status_code)
-        return OutputImage(data=response.content, mime=response.headers.get("content-type"), source_url=url)
+        return await download_image(http, url, self.policy, what=f"output[{index}]")
 
 
 Finished = tuple[dict[str, Any], int]

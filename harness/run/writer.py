@@ -1,4 +1,10 @@
-"""The store writer: commits attempts from a dedicated thread, images first, in small transactions."""
+"""The store writer: commits attempts from a dedicated thread, images first, in small transactions.
+
+It is the one path every attempt takes to the store, so it is where the run's keys are removed for good:
+:meth:`StoreWriter.put` redacts every text field of the record in place (error message, provider code,
+request id, finish reason, usage and provider-timings JSON …) before anything else sees it; the run's
+progress printing (``RunObserver.on_attempt``, called after ``put``) and everything read from the store later
+(exports, reports, the arena) see only the redacted record."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.records import AttemptRecord
+from harness.redaction import Redactor
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -17,7 +24,9 @@ from harness.store import runs as run_store
 class StoreWriter:
     """Commits attempts from a dedicated thread (one connection, small transactions, images first)."""
 
-    def __init__(self, db_path: Path, images_dir: Path | None) -> None:
+    def __init__(self, db_path: Path, images_dir: Path | None, redactor: Redactor | None = None) -> None:
+        self.redactor = redactor or Redactor()
+        """Removes the run's keys from each record (build it with ``Redactor.for_credentials``)."""
         self._queue: queue.Queue[AttemptRecord | None] = queue.Queue()
         self._db_path = db_path
         self._images_dir = images_dir
@@ -29,6 +38,7 @@ class StoreWriter:
     def put(self, record: AttemptRecord) -> None:
         if self.error is not None:
             raise RuntimeError(f"store writer failed: {self.error}") from self.error
+        self.redactor.fields_in_place(record, skip=("image_bytes", "clock", "outputs"))
         self._queue.put(record)
 
     def close(self) -> None:
