@@ -91,7 +91,11 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    """A run as listed by ``harness runs``."""
+    """A run as listed by ``harness runs``.
+
+    ``status``: ``running`` (a live process holds the run), ``finished`` (every planned request has a final
+    attempt), ``interrupted`` (stopped by Ctrl-C or SIGTERM, or its process died; ``--resume`` finishes it),
+    ``failed`` (stopped by an error such as a full disk; ``--resume`` finishes it once fixed)."""
 
     id: str
     created_at: str
@@ -107,3 +111,8 @@ class RunInfo:
     requests_planned: int = 0
     clock_version: int = 1
     """The measurement definitions the run's figures follow (:data:`harness.timing.CLOCK_VERSION`)."""
+    interrupted_at: str | None = None
+    """For a run whose process died or was stopped without finishing (``status`` ``interrupted``): when it
+    last did something (its last attempt's end, or when it was last started), ISO 8601 UTC."""
+    held_by: str | None = None
+    """For a ``running`` run: the live process executing it (``process PID on HOST since ...``)."""

@@ -1,8 +1,9 @@
 """Options and output helpers shared by the sub-commands.
 
 Conventions: machine output (``--json``) goes to stdout, progress and human messages to stderr; Rich
-styling only when stderr is a terminal and neither ``CI`` nor ``NO_COLOR`` is set. Exit codes: 0 success,
-1 a check failed (validation problems, a supported regression), 2 a usage or configuration error.
+styling only when stderr is a terminal and neither ``CI`` nor ``NO_COLOR`` is set. Exit codes come from
+:class:`harness.errors.ExitCode` (documented in ``docs/exit-codes.md``); the ``EXIT_*`` names below are its
+members under their older names.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from harness.errors import HarnessError
+from harness.errors import ExitCode, HarnessError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_USAGE = 2
+EXIT_OK = ExitCode.OK
+EXIT_CHECK_FAILED = ExitCode.CHECK_FAILED
+EXIT_USAGE = ExitCode.USAGE
 
 
 def plain_output() -> bool:
@@ -73,7 +74,8 @@ def db_option(f: F) -> F:
 
 
 def handle_errors(f: F) -> F:
-    """Turn a :class:`HarnessError` into a one-line message on stderr and exit code 2."""
+    """Turn a :class:`HarnessError` into a one-line message on stderr and its exit code (2 unless the error
+    says otherwise, see :class:`~harness.errors.ExitCode`)."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -81,6 +83,6 @@ def handle_errors(f: F) -> F:
             return f(*args, **kwargs)
         except HarnessError as exc:
             err_console().print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
-            raise SystemExit(EXIT_USAGE) from None
+            raise SystemExit(int(exc.exit_code)) from None
 
     return wrapper  # type: ignore[return-value]

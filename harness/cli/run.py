@@ -22,9 +22,11 @@ from harness.challenges import Challenge
 from harness.challenges import load as load_challenges
 from harness.cli._common import db_option, err_console, handle_errors, plain_output, print_json
 from harness.cli.tables import print_stats_table
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ExitCode, HarnessError
 from harness.records import AttemptRecord
 from harness.run import RunObserver, RunOptions, RunResult, resume_run, start_run, unsupported_pairs
+from harness.run.execute import NOT_SENT
+from harness.run.options import DEFAULT_DEAD_TARGET_AFTER
 from harness.stats import provider_table
 from harness.stats.source import effective_timeout_ms
 from harness.store import Store
@@ -40,6 +42,7 @@ class ProgressObserver(RunObserver):
         self.plain = plain_output()
         self.ok = 0
         self.failed = 0
+        self.not_sent = 0
         self.retried = 0
         self.done = 0
         self.total = 0
@@ -67,6 +70,8 @@ class ProgressObserver(RunObserver):
         self.done += 1
         if record.ok:
             self.ok += 1
+        elif record.error_kind == NOT_SENT:
+            self.not_sent += 1
         else:
             self.failed += 1
         if self._progress is not None:
@@ -75,11 +80,15 @@ class ProgressObserver(RunObserver):
             self._last_line = time.monotonic()
             self.console.print(f"  {self.done}/{self.total} done, {self.ok} ok, {self.failed} failed")
 
+    def on_target_stopped(self, target: str, reason: str) -> None:
+        self.console.print(f"{target} {reason}; sending it nothing more", markup=False)
+
     def on_finish(self, run_id: str, status: str) -> None:
         if self._progress is not None:
             self._progress.stop()
         retried = f", {self.retried} retried attempt(s)" if self.retried else ""
-        self.console.print(f"run {run_id} {status}: {self.ok} ok, {self.failed} failed{retried}")
+        not_sent = f", {self.not_sent} not sent" if self.not_sent else ""
+        self.console.print(f"run {run_id} {status}: {self.ok} ok, {self.failed} failed{not_sent}{retried}")
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
@@ -137,6 +146,13 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
 @click.option("--label", help="A label stored with the run (e.g. the template version).")
 @click.option("--resume", "resume_id", help="Finish the interrupted run RUN_ID (other options are ignored).")
 @click.option("--http2", is_flag=True, help="Use HTTP/2 where the server offers it (needs the h2 package).")
+@click.option("--dead-target-after", type=click.IntRange(0), default=DEFAULT_DEAD_TARGET_AFTER, show_default=True,
+              help="Stop sending to a target whose first N final attempts all fail with the same client error "
+                   "(401, 403, 404, a 400 naming the model or a parameter; never 429, 5xx or timeouts); "
+                   "its remaining requests are recorded as not sent and the run exits 3. 0 never stops.")
+@click.option("--strict-size", is_flag=True,
+              help="Count an image of another size than requested as a failed request (default: a success, "
+                   "shown as 'size as asked').")
 @click.option("--json", "as_json", is_flag=True, help="Print the run id and its provider table as JSON.")
 @db_option
 @handle_errors
@@ -144,12 +160,58 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         concurrency: int, timeout_s: float, retries: int, stream: bool | None, rpm: float | None,
         ignore_limits: bool, variants: tuple[str, ...], shard: str | None, sandbox: bool, time_scale: float,
         sandbox_profile: Path | None, faults: bool, seed: int, label: str | None, resume_id: str | None,
-        http2: bool, as_json: bool, db: Path) -> None:
-    """Run challenges against targets and record every attempt in the store."""
+        http2: bool, dead_target_after: int, strict_size: bool, as_json: bool, db: Path) -> None:
+    """Run challenges against targets and record every attempt in the store.
+
+    Exit status (docs/exit-codes.md): 0 every request has a final attempt, 3 a target was stopped as dead,
+    4 the run is held by another process, 5 the store could not be written, 130 interrupted (Ctrl-C or
+    SIGTERM; finish with --resume), 2 a usage or configuration error."""
     observer = ProgressObserver()
-    result: RunResult
+    try:
+        result = _run_or_resume(observer, challenges_path, targets_file, target_patterns, samples, concurrency,
+                                timeout_s, retries, stream, rpm, ignore_limits, variants, shard, sandbox,
+                                time_scale, sandbox_profile, faults, seed, label, resume_id, http2,
+                                dead_target_after, strict_size, db)
+    except KeyboardInterrupt:
+        err_console().print("interrupted: what was recorded is kept; finish it with "
+                            f"`harness run --resume {_interrupted_id(db, resume_id)}`", markup=False)
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+    with Store.open(db, readonly=True) as store:
+        info = run_store.get_run(store, result.run_id)
+        rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
+    if as_json:
+        print_json({"run_id": result.run_id, "status": result.status, "rows": rows,
+                    "stopped_targets": result.stopped_targets, "not_sent": result.not_sent})
+    else:
+        print_stats_table(rows, title=f"run {result.run_id} ({result.status})")
+        click.echo(result.run_id)
+    if result.stopped_targets:
+        for target, reason in result.stopped_targets.items():
+            err_console().print(f"{target} {reason.removeprefix(f'not sent: {target} ')}", markup=False)
+        err_console().print(f"{result.not_sent} request(s) not sent to {len(result.stopped_targets)} stopped "
+                            "target(s); fix them (key, model name) and start a new run", markup=False)
+        raise SystemExit(int(ExitCode.DEAD_TARGET))
+
+
+def _interrupted_id(db: Path, resume_id: str | None) -> str:
+    """The id of the run just interrupted (the newest run when it was a new one)."""
     if resume_id:
-        result = resume_run(db, resume_id, credentials_for, observer)
+        return resume_id
+    try:
+        with Store.open(db, readonly=True) as store:
+            return run_store.get_run(store, "latest").id
+    except HarnessError:
+        return "RUN_ID"
+
+
+def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_file: Path | None,
+                   target_patterns: tuple[str, ...], samples: int, concurrency: int, timeout_s: float, retries: int,
+                   stream: bool | None, rpm: float | None, ignore_limits: bool, variants: tuple[str, ...],
+                   shard: str | None, sandbox: bool, time_scale: float, sandbox_profile: Path | None, faults: bool,
+                   seed: int, label: str | None, resume_id: str | None, http2: bool, dead_target_after: int,
+                   strict_size: bool, db: Path) -> RunResult:
+    if resume_id:
+        return resume_run(db, resume_id, credentials_for, observer)
     else:
         if http2:
             import importlib.util
@@ -164,15 +226,8 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
             samples=samples, concurrency=concurrency, timeout_s=timeout_s, retries=retries, stream=stream, rpm=rpm,
             respect_limits=not ignore_limits, variants=variants, shard=_shard(shard), sandbox=sandbox,
             time_scale=time_scale, sandbox_profile=str(sandbox_profile) if sandbox_profile else None,
-            sandbox_faults=faults, seed=seed, label=label, http2=http2,
+            sandbox_faults=faults, seed=seed, label=label, http2=http2, dead_target_after=dead_target_after,
+            strict_size=strict_size,
         )
-        result = start_run(db, challenges, targets, credentials, options, challenges_path=str(challenges_path),
-                           targets_file=str(targets_file) if targets_file else None, observer=observer)
-    with Store.open(db, readonly=True) as store:
-        info = run_store.get_run(store, result.run_id)
-        rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
-    if as_json:
-        print_json({"run_id": result.run_id, "status": result.status, "rows": rows})
-    else:
-        print_stats_table(rows, title=f"run {result.run_id} ({result.status})")
-        click.echo(result.run_id)
+        return start_run(db, challenges, targets, credentials, options, challenges_path=str(challenges_path),
+                         targets_file=str(targets_file) if targets_file else None, observer=observer)

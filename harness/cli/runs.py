@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from harness.cli._common import db_option, handle_errors, out_console, print_json
+from harness.records import RunInfo
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -18,7 +19,10 @@ from harness.store import runs as run_store
 @db_option
 @handle_errors
 def runs(as_json: bool, db: Path) -> None:
-    """List runs (id, status, requests done/planned, sandbox or real)."""
+    """List runs (id, status, requests done/planned, sandbox or real).
+
+    A run whose process died or was stopped shows ``interrupted`` with when it last did something; finish it
+    with ``harness run --resume RUN_ID``. A ``running`` run names the process executing it."""
     with Store.open(db, readonly=True) as store:
         found = run_store.list_runs(store)
     if as_json:
@@ -27,6 +31,12 @@ def runs(as_json: bool, db: Path) -> None:
     table = Table("id", "created (UTC)", "status", "requests", "attempts", "mode", "label")
     for r in found:
         mode = f"sandbox x{r.time_scale:g}" if r.sandbox else "live"
-        table.add_row(r.id, r.created_at, r.status, f"{r.requests_done}/{r.requests_planned}", str(r.attempts), mode,
-                      r.label or "")
+        table.add_row(r.id, r.created_at, _status(r), f"{r.requests_done}/{r.requests_planned}", str(r.attempts),
+                      mode, r.label or "")
     out_console().print(table)
+
+
+def _status(run: RunInfo) -> str:
+    if run.status == "interrupted" and run.interrupted_at:
+        return f"interrupted {run.interrupted_at[:19].replace('T', ' ')}"
+    return run.status

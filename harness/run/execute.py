@@ -1,34 +1,99 @@
-"""The event-loop side of a run: open-loop dispatch per target, concurrency and pacing, retries, and the
-attempt records handed to the store writer.
+"""The event-loop side of a run: open-loop dispatch per target, concurrency and pacing, retries, stopping a
+dead target, and the attempt records handed to the store writer.
 
 Scheduling is open-loop per target: each request gets a scheduled time from the target's pacing (its
 requests-per-minute limit, or none) before anything is sent, and that time is recorded, so client-side
 queueing behind the concurrency limit shows up as ``start_ms - sched_ms`` instead of vanishing
 (coordinated omission). Per-target concurrency limits, timeouts (connect, read, total) and optional retries
 (honouring ``Retry-After``; every attempt recorded) live here once, for every protocol.
+
+A request's retry budget is counted by attempt number, so a resumed run continues a request's budget
+rather than granting a fresh one, and waits out the ``Retry-After`` its last stored attempt was given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx
 
+from harness.errors import HarnessError
 from harness.http_pool import ClientPool
 from harness.providers.base import GenerationRequest, Provider, ProviderError
 from harness.providers.registry import get_protocol
 from harness.records import AttemptRecord
-from harness.run.attempt import AttemptContext, attempt_record, perform_attempt
+from harness.run.attempt import AttemptContext, AttemptOutcome, attempt_record, perform_attempt
 from harness.run.items import WorkItem, build_request
 from harness.run.options import MAX_RETRY_WAIT_S, RunObserver, RunOptions
 from harness.run.writer import StoreWriter
+from harness.store.core import store_write_error
 from harness.targets import Credential, Target
-from harness.timing import now_ns
+from harness.timing import AttemptClock, now_ns
+
+NOT_SENT = "not_sent"
+"""``error_kind`` of a final attempt recorded for a request that was never sent (``http_calls`` 0, the reason
+in ``error_message``): its target was stopped as dead. Statistics keep these out of latency and success
+denominators and show their count."""
+
+DEAD_STATUSES = frozenset({400, 401, 403, 404})
+"""HTTP statuses that can mark a target as dead: a wrong key (401, 403), a model or route that does not
+exist (404), a request the target rejects whatever it says (400 naming the model or a parameter). Never
+429, 5xx, timeouts or connection failures: those clear with time."""
+
+_MODEL_OR_PARAMETER = re.compile(
+    r"model|parameter|param\b|unknown|unrecognized|unsupported|not supported|does not exist|not found|invalid_api",
+    re.IGNORECASE)
+
+
+@dataclass
+class DeadTargetWatch:
+    """Decides from a target's first final attempts whether it is dead: the first ``after`` of them all
+    failed with the same client error that no retry fixes (same error kind, HTTP status and provider code).
+
+    A 400 counts only when its message names the model or a parameter, and, when the target has requests of
+    several challenges, only once it has failed alike on at least two challenges: a 400 about one challenge's
+    prompt or image says nothing about the target. Any other first final closes the watch for good.
+    """
+
+    after: int
+    several_challenges: bool
+    seen: int = 0
+    signature: tuple[str | None, int | None, str | None] | None = None
+    challenges: set[str] = field(default_factory=set)
+    closed: bool = False
+    first_message: str = ""
+
+    def observe(self, record: AttemptRecord) -> str | None:
+        """Take one final attempt (in completion order); the reason when the target is now dead."""
+        if self.closed or self.after <= 0:
+            return None
+        signature = (record.error_kind, record.http_status, record.provider_code)
+        eligible = (not record.ok and record.error_kind in ("auth", "invalid_request")
+                    and record.http_status in DEAD_STATUSES
+                    and (record.http_status != 400 or bool(_MODEL_OR_PARAMETER.search(record.error_message or ""))))
+        if not eligible or (self.signature is not None and signature != self.signature):
+            self.closed = True
+            return None
+        if self.signature is None:
+            self.signature = signature
+            self.first_message = (record.error_message or "")[:300]
+        self.seen += 1
+        self.challenges.add(record.key.challenge_id)
+        if self.seen < self.after:
+            return None
+        if record.http_status == 400 and self.several_challenges and len(self.challenges) < 2:
+            return None
+        self.closed = True
+        code = f" {record.provider_code}" if record.provider_code else ""
+        return (f"stopped after its first {self.seen} requests all failed with HTTP {record.http_status} "
+                f"{record.error_kind}{code}: {self.first_message}")
 
 
 @dataclass
@@ -38,14 +103,46 @@ class _TargetRuntime:
     semaphore: asyncio.Semaphore
     interval_s: float
     pool: ClientPool
+    watch: DeadTargetWatch
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_reason: str | None = None
+    not_sent: int = 0
 
 
 @dataclass
 class RunResult:
+    """How a run (or one resume of it) ended. ``stopped_targets`` maps each target stopped as dead to the
+    reason; ``not_sent`` counts the requests recorded as not sent because of it."""
+
     run_id: str
     status: str
     attempts: int
     requests: int
+    stopped_targets: dict[str, str] = field(default_factory=dict)
+    not_sent: int = 0
+
+
+def _unsent_clock() -> AttemptClock:
+    """The clock of a request never sent: no time points, zero bytes and zero HTTP calls."""
+    values: dict[str, object] = {f.name: None if "None" in str(f.type) else 0 for f in fields(AttemptClock)}
+    return AttemptClock(**values)  # type: ignore[arg-type]
+
+
+def _span_ms(outcome: AttemptOutcome) -> float:
+    """From an attempt's start to its end (its last byte, or where it gave up), ms."""
+    clock = outcome.clock
+    span = getattr(clock, "latency_with_connect_ms", None)
+    if span is None:
+        span = clock.latency_ms
+    return float(span) if span is not None else 0.0
+
+
+def _writer_failure(exc: BaseException, db: Path) -> BaseException:
+    """The store writer's failure as the one clear error the user sees (the writer wraps the cause)."""
+    cause = exc.__cause__ if isinstance(exc, RuntimeError) and exc.__cause__ is not None else exc
+    if isinstance(cause, (sqlite3.Error, OSError)):
+        return store_write_error(cause, db)
+    return exc
 
 
 @dataclass
@@ -59,11 +156,17 @@ class Runner:
 
     async def execute(self, run_id: str, items: Sequence[WorkItem], targets: Sequence[Target],
                       credentials: dict[str, Credential], base_urls: dict[str, str], already_done: int) -> RunResult:
-        """Perform ``items`` and record every attempt; returns when all are final or the run is cancelled."""
+        """Perform ``items`` and record every attempt; returns when all are final or the run is cancelled.
+
+        A store write failure stops the run at once (nothing more is sent that could not be recorded) and
+        is raised as :class:`~harness.errors.StoreWriteError`."""
         opts = self.options
         runtimes: dict[str, _TargetRuntime] = {}
         timeout = httpx.Timeout(connect=opts.connect_timeout_s, read=opts.scaled(opts.timeout_s),
                                 write=opts.scaled(opts.timeout_s), pool=None)
+        by_target: dict[str, list[WorkItem]] = {}
+        for item in items:
+            by_target.setdefault(item.key.target, []).append(item)
         for t in targets:
             protocol = get_protocol(t.protocol)
             options = {**t.options, "time_scale": opts.time_scale} if opts.sandbox else t.options
@@ -75,90 +178,157 @@ class Runner:
             interval = opts.scaled(60.0 / rpm) if rpm else 0.0
             pool = ClientPool(limit, timeout=timeout, http2=opts.http2, follow_redirects=True,
                               trust_env=not opts.sandbox)
-            runtimes[t.name] = _TargetRuntime(t, provider, asyncio.Semaphore(limit), interval, pool)
+            challenges = {i.key.challenge_id for i in by_target.get(t.name, [])}
+            watch = DeadTargetWatch(opts.dead_target_after, several_challenges=len(challenges) > 1)
+            runtimes[t.name] = _TargetRuntime(t, provider, asyncio.Semaphore(limit), interval, pool, watch)
         writer = StoreWriter(self.db_path, self.images_dir)
         self.observer.on_start(run_id, len(items) + already_done, already_done)
         status = "finished"
-        attempts = 0
+        counter = [0]
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for rt in runtimes.values():
                     stack.push_async_callback(rt.pool.aclose)
                 t0 = now_ns()
-                by_target: dict[str, list[WorkItem]] = {}
-                for item in items:
-                    by_target.setdefault(item.key.target, []).append(item)
-                counter = [0]
-
-                async def dispatch(name: str, todo: list[WorkItem]) -> None:
-                    rt = runtimes[name]
-                    tasks: set[asyncio.Task[None]] = set()
-                    failures: list[BaseException] = []
-
-                    def finished(task: asyncio.Task[None]) -> None:
-                        tasks.discard(task)
-                        if not task.cancelled() and task.exception() is not None:
-                            failures.append(task.exception())  # type: ignore[arg-type]
-                    for i, item in enumerate(todo):
-                        sched_ns = t0 + int(i * rt.interval_s * 1e9)
-                        delay = (sched_ns - now_ns()) / 1e9
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                        await rt.semaphore.acquire()
-                        task = asyncio.create_task(self._request(run_id, item, rt, writer, t0, sched_ns, counter))
-                        tasks.add(task)
-                        task.add_done_callback(finished)
-                    if tasks:
-                        await asyncio.gather(*tasks)
-                    if failures:
-                        raise failures[0]
-
-                await asyncio.gather(*(dispatch(n, todo) for n, todo in by_target.items()))
-                attempts = counter[0]
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        for name, todo in by_target.items():
+                            group.create_task(self._dispatch(group, run_id, runtimes[name], todo, writer, t0,
+                                                             counter))
+                except BaseExceptionGroup as failed:
+                    first = failed.exceptions[0]
+                    raise _writer_failure(first, self.db_path) from None
+            try:
+                writer.close()
+            except RuntimeError as exc:
+                raise _writer_failure(exc, self.db_path) from None
         except asyncio.CancelledError:
             status = "interrupted"
+            raise
+        except HarnessError:
+            status = "failed"
             raise
         except BaseException:
             status = "failed"
             raise
         finally:
-            writer.close()
+            with contextlib.suppress(RuntimeError):
+                writer.close()
             self.observer.on_finish(run_id, status)
-        return RunResult(run_id, status, attempts, len(items))
+        stopped = {name: rt.stop_reason for name, rt in runtimes.items() if rt.stop_reason is not None}
+        return RunResult(run_id, status, counter[0], len(items), stopped,
+                         sum(rt.not_sent for rt in runtimes.values()))
+
+    async def _dispatch(self, group: asyncio.TaskGroup, run_id: str, rt: _TargetRuntime, todo: list[WorkItem],
+                        writer: StoreWriter, t0: int, counter: list[int]) -> None:
+        for i, item in enumerate(todo):
+            sched_ns = t0 + int(i * rt.interval_s * 1e9)
+            if not rt.stopped.is_set():
+                delay = (sched_ns - now_ns()) / 1e9
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(rt.stopped.wait(), timeout=delay)
+            if not rt.stopped.is_set():
+                await rt.semaphore.acquire()
+                if not rt.stopped.is_set():
+                    group.create_task(self._request(run_id, item, rt, writer, t0, sched_ns, counter))
+                    continue
+                rt.semaphore.release()
+            self._not_sent(run_id, item, item.first_attempt, rt, writer, t0, sched_ns, counter)
+
+    def _not_sent(self, run_id: str, item: WorkItem, attempt: int, rt: _TargetRuntime, writer: StoreWriter,
+                  t0: int, sched_ns: int, counter: list[int]) -> None:
+        """Record ``item`` as a final attempt that was never sent (its target was stopped)."""
+        target = rt.target
+        record = AttemptRecord(
+            run_id=run_id, key=item.key, model=target.model_name, provider=target.provider,
+            protocol=target.protocol, attempt=attempt, final=True, ok=False, started_at=time.time(),
+            sched_ms=(sched_ns - t0) / 1e6, start_ms=(now_ns() - t0) / 1e6, clock=_unsent_clock(),
+            error_kind=NOT_SENT, error_message=rt.stop_reason,
+        )
+        writer.put(record)
+        rt.not_sent += 1
+        counter[0] += 1
+        self.observer.on_attempt(record)
+
+    def _observe_final(self, rt: _TargetRuntime, record: AttemptRecord) -> None:
+        if rt.stop_reason is not None:
+            return
+        reason = rt.watch.observe(record)
+        if reason is not None:
+            rt.stop_reason = f"not sent: {rt.target.name} {reason}"
+            rt.stopped.set()
+            self.observer.on_target_stopped(rt.target.name, reason)
 
     async def _request(self, run_id: str, item: WorkItem, rt: _TargetRuntime, writer: StoreWriter, t0: int,
                        sched_ns: int, counter: list[int]) -> None:
+        holding = True
         try:
             request = build_request(item, rt.target, self.options)
             attempt = item.first_attempt
             wait_ms: float | None = None
+            if item.not_before is not None and (delay := item.not_before - time.time()) > 0:
+                rt.semaphore.release()
+                holding = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(rt.stopped.wait(), timeout=delay)
+                await rt.semaphore.acquire()
+                holding = True
+                wait_ms = delay * 1000.0
+            first_ns: int | None = None
             while True:
+                if rt.stopped.is_set():
+                    self._not_sent(run_id, item, attempt, rt, writer, t0, sched_ns, counter)
+                    return
                 async with rt.pool.lease() as client:
-                    record, error = await self._attempt(run_id, item, rt, client, request, attempt, t0, sched_ns,
-                                                        wait_ms)
-                retry = (error is not None and error.kind.retryable
-                         and attempt - item.first_attempt < self.options.retries)
+                    outcome, record = await self._attempt(run_id, item, rt, client, request, attempt, t0, sched_ns,
+                                                          wait_ms)
+                error = outcome.error
+                if first_ns is None:
+                    first_ns = outcome.t_start
+                retry = (error is not None and error.kind.retryable and attempt <= self.options.retries
+                         and not rt.stopped.is_set())
                 record.final = not retry
+                if record.final:
+                    if item.first_started_at is not None:
+                        before_ms = (record.started_at - item.first_started_at) * 1000.0
+                    else:
+                        before_ms = (outcome.t_start - first_ns) / 1e6
+                    record.time_to_image_ms = max(before_ms, 0.0) + _span_ms(outcome)
                 writer.put(record)
                 counter[0] += 1
                 self.observer.on_attempt(record)
-                if not retry:
+                if record.final:
+                    self._observe_final(rt, record)
                     return
                 assert error is not None
-                wait_s = min(error.retry_after_s if error.retry_after_s is not None
-                             else 2.0 ** (attempt - item.first_attempt), MAX_RETRY_WAIT_S)
-                wait_ms = self.options.scaled(wait_s) * 1000.0
-                await asyncio.sleep(self.options.scaled(wait_s))
+                wait_s = self.options.scaled(retry_wait_s(error, attempt))
+                wait_ms = wait_s * 1000.0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(rt.stopped.wait(), timeout=wait_s)
                 attempt += 1
         finally:
-            rt.semaphore.release()
+            if holding:
+                rt.semaphore.release()
 
     async def _attempt(self, run_id: str, item: WorkItem, rt: _TargetRuntime, client: httpx.AsyncClient,
                        request: GenerationRequest, attempt: int, t0: int, sched_ns: int,
-                       wait_ms: float | None) -> tuple[AttemptRecord, ProviderError | None]:
+                       wait_ms: float | None) -> tuple[AttemptOutcome, AttemptRecord]:
         started_at = time.time()
         outcome = await perform_attempt(rt.provider, request, client, self.options.scaled(self.options.timeout_s))
         context = AttemptContext(run_id=run_id, key=item.key, target=rt.target, attempt=attempt,
                                  started_at=started_at, sched_ms=(sched_ns - t0) / 1e6,
                                  start_ms=(outcome.t_start - t0) / 1e6, retry_wait_ms=wait_ms)
-        return attempt_record(outcome, context), outcome.error
+        return outcome, attempt_record(outcome, context)
+
+
+def retry_wait_s(error: ProviderError, attempt: int) -> float:
+    """Unscaled seconds to wait after failed attempt number ``attempt`` (1-based): the provider's
+    ``Retry-After`` when it gave one, else exponential backoff (1 s, 2 s, 4 s ...), at most
+    :data:`MAX_RETRY_WAIT_S`."""
+    return retry_wait_from(error.retry_after_s, attempt)
+
+
+def retry_wait_from(retry_after_s: float | None, attempt: int) -> float:
+    """:func:`retry_wait_s` from a stored ``Retry-After`` (seconds, or ``None``) and attempt number."""
+    return min(retry_after_s if retry_after_s is not None else 2.0 ** (attempt - 1), MAX_RETRY_WAIT_S)

@@ -17,12 +17,19 @@ from harness.targets import Target
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One logical request to perform."""
+    """One logical request to perform.
+
+    A resumed request continues where its process stopped: ``first_attempt`` is the next attempt number (the
+    retry budget counts from attempt 1), ``first_started_at`` the Unix time its first attempt started (time to
+    image spans the interruption), ``not_before`` the Unix time before which it must not be sent again (the
+    last attempt's ``Retry-After`` or backoff, already time-scaled)."""
 
     key: RequestKey
     challenge: Challenge
     target: Target
     first_attempt: int = 1
+    first_started_at: float | None = None
+    not_before: float | None = None
 
 
 

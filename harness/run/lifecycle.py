@@ -6,22 +6,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+import signal
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import __version__
 from harness.challenges import Captions, Challenge, Params
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.providers.base import ChallengeKind, InputImage
 from harness.providers.registry import get_protocol
-from harness.run.execute import Runner, RunResult
+from harness.run.execute import Runner, RunResult, retry_wait_from
 from harness.run.items import WorkItem, plan_items, unsupported_pairs
-from harness.run.options import RunObserver, RunOptions
+from harness.run.lock import locks_for
+from harness.run.options import CONFIG_VERSION, RunObserver, RunOptions
 from harness.store import Store
 from harness.store import runs as run_store
+from harness.store.core import store_write_error
 from harness.targets import Credential, Target
 from harness.timing import quiet_heap
 
@@ -39,12 +43,11 @@ def _utc_now() -> str:
 
 def frozen_config(options: RunOptions, challenges_path: str | None, targets_file: str | None,
                   target_names: Sequence[str]) -> dict[str, Any]:
-    """The run configuration as stored (never any key)."""
-    data = asdict(options)
-    data["variants"] = list(options.variants)
-    data["shard"] = list(options.shard) if options.shard else None
+    """The run configuration as stored (never any key): the options (:meth:`RunOptions.to_config`, read
+    back with :meth:`RunOptions.from_config`) plus where the challenges and targets came from."""
+    data = options.to_config()
     data.update(challenges_path=challenges_path, targets_file=targets_file, targets=list(target_names),
-                schema_version=1)
+                schema_version=CONFIG_VERSION)
     return data
 
 
@@ -105,24 +108,72 @@ def _maybe_sandbox(options: RunOptions) -> Any:
         server.stop()
 
 
+def thaw_target(frozen: dict[str, Any]) -> Target:
+    """The :class:`Target` of a stored snapshot (:meth:`Target.frozen` stores the canonical model name as
+    ``model`` and the id sent to the provider as ``model_id``; this is the inverse, the only other place
+    that knows it)."""
+    data = {k: v for k, v in frozen.items() if k != "model_id"}
+    data["model"], data["model_name"] = frozen.get("model_id", frozen["model"]), frozen["model"]
+    return Target.model_validate(data)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a run the way Ctrl-C does (status ``interrupted``, committed attempts kept): the handler
+    raises SIGINT, which asyncio turns into cancelling the run. Only in the main thread, where handlers live."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def start_run(db_path: Path, challenges: Sequence[Challenge], targets: Sequence[Target],
               credentials: dict[str, Credential], options: RunOptions, *, challenges_path: str | None = None,
               targets_file: str | None = None, observer: RunObserver | None = None,
               run_id: str | None = None) -> RunResult:
-    """Create a run in the store and execute it (blocking)."""
+    """Create a run in the store and execute it (blocking). The run is locked by this process from before
+    it exists until it ends (see :mod:`harness.run.lock`)."""
     items = plan_items(challenges, targets, options)
     run_id = run_id or new_run_id()
     with Store.open(db_path) as store:
-        store_references(store, challenges)
-        run_store.create_run(
-            store, run_id=run_id, created_at=_utc_now(), harness_version=__version__, sandbox=options.sandbox,
-            time_scale=options.time_scale if options.sandbox else None, label=options.label, planned=len(items),
-            config={**frozen_config(options, challenges_path, targets_file, [t.name for t in targets]),
-                    "unsupported": [list(p) for p in unsupported_pairs(challenges, targets)]},
-            challenges=[c.frozen() for c in challenges], targets=[t.frozen() for t in targets],
-        )
+        lock = locks_for(store.path).acquire(run_id)
+        try:
+            store_references(store, challenges)
+            run_store.create_run(
+                store, run_id=run_id, created_at=_utc_now(), harness_version=__version__, sandbox=options.sandbox,
+                time_scale=options.time_scale if options.sandbox else None, label=options.label,
+                planned=len(items),
+                config={**frozen_config(options, challenges_path, targets_file, [t.name for t in targets]),
+                        "unsupported": [list(p) for p in unsupported_pairs(challenges, targets)]},
+                challenges=[c.frozen() for c in challenges], targets=[t.frozen() for t in targets],
+            )
+        except (sqlite3.Error, OSError) as exc:
+            lock.release()
+            raise store_write_error(exc, store.path) from None
+        except BaseException:
+            lock.release()
+            raise
         images_dir = store.images_dir
-    return _execute(db_path, images_dir, run_id, items, targets, credentials, options, observer, already_done=0)
+    with lock:
+        return _execute(db_path, images_dir, run_id, items, targets, credentials, options, observer,
+                        already_done=0)
+
+
+def _record_status(db_path: Path, run_id: str, status: str, *, quiet: bool) -> None:
+    """Store how the run ended. When the store cannot take it (full, read-only) and another error is already
+    on its way (``quiet``), that error is the one reported: ``harness runs`` still shows the run as
+    interrupted, because its lock died with this process."""
+    try:
+        with Store.open(db_path) as store:
+            run_store.set_run_status(store, run_id, status, _utc_now() if status == "finished" else None)
+    except (HarnessError, sqlite3.Error, OSError) as exc:
+        if not quiet:
+            raise store_write_error(exc, db_path) from None
 
 
 def _execute(db_path: Path, images_dir: Path, run_id: str, items: Sequence[WorkItem], targets: Sequence[Target],
@@ -131,44 +182,57 @@ def _execute(db_path: Path, images_dir: Path, run_id: str, items: Sequence[WorkI
     runner = Runner(db_path, options, observer or RunObserver(), images_dir)
     status = "failed"
     try:
-        with _maybe_sandbox(options) as sandbox:
+        with _sigterm_as_interrupt(), _maybe_sandbox(options) as sandbox:
             base_urls = _base_urls(targets, sandbox.root if sandbox else None)
             with quiet_heap():
                 result = asyncio.run(runner.execute(run_id, items, targets, credentials, base_urls, already_done))
             status = result.status
-            return result
     except KeyboardInterrupt:
         status = "interrupted"
+        _record_status(db_path, run_id, status, quiet=True)
         raise
-    finally:
-        with Store.open(db_path) as store:
-            run_store.set_run_status(store, run_id, status, _utc_now() if status == "finished" else None)
+    except BaseException:
+        _record_status(db_path, run_id, status, quiet=True)
+        raise
+    _record_status(db_path, run_id, status, quiet=False)
+    return result
 
 
 def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[Target], bool], dict[str, Credential]],
                observer: RunObserver | None = None) -> RunResult:
-    """Finish an interrupted run: perform exactly the requests that have no final attempt yet."""
+    """Finish an interrupted run: perform exactly the requests that have no final attempt yet, each continuing
+    its retry count and first waiting out the wait its last attempt was given.
+
+    Refuses (:class:`~harness.errors.RunLockedError`) while another live process holds the run."""
     with Store.open(db_path) as store:
         info = run_store.get_run(store, run_id)
-        cfg = info.config
-        options = RunOptions(
-            samples=cfg["samples"], concurrency=cfg["concurrency"], timeout_s=cfg["timeout_s"],
-            connect_timeout_s=cfg["connect_timeout_s"], retries=cfg["retries"], stream=cfg["stream"],
-            rpm=cfg["rpm"], respect_limits=cfg["respect_limits"], variants=tuple(cfg["variants"]),
-            shard=(int(cfg["shard"][0]), int(cfg["shard"][1])) if cfg["shard"] else None,
-            sandbox=cfg["sandbox"], time_scale=cfg["time_scale"], sandbox_profile=cfg["sandbox_profile"],
-            sandbox_faults=cfg["sandbox_faults"], seed=cfg["seed"], label=cfg["label"], http2=cfg["http2"],
-        )
-        challenges = thaw_challenges(store, run_store.run_challenges(store, info.id))
-        targets = [Target.model_validate({k: v for k, v in t.items() if k != "model_id"} | {"model": t["model_id"],
-                                          "model_name": t["model"]}) for t in run_store.run_targets(store, info.id)]
-        done, last = run_store.request_progress(store, info.id)
-        images_dir = store.images_dir
-    credentials = credentials_for(targets, options.sandbox)
-    planned = plan_items(challenges, targets, options)
-    todo = [WorkItem(i.key, i.challenge, i.target, first_attempt=last.get(i.key, 0) + 1)
-            for i in planned if i.key not in done]
-    with Store.open(db_path) as store:
-        run_store.set_run_status(store, info.id, "running")
-    return _execute(db_path, images_dir, info.id, todo, targets, credentials, options, observer,
-                    already_done=len(done))
+        lock = locks_for(store.path).acquire(info.id)
+        try:
+            options = RunOptions.from_config(info.config)
+            challenges = thaw_challenges(store, run_store.run_challenges(store, info.id))
+            targets = [thaw_target(t) for t in run_store.run_targets(store, info.id)]
+            done, unfinished = run_store.request_progress(store, info.id)
+            images_dir = store.images_dir
+            credentials = credentials_for(targets, options.sandbox)
+            planned = plan_items(challenges, targets, options)
+            todo = [_continued(i, unfinished.get(i.key), options) for i in planned if i.key not in done]
+            run_store.set_run_status(store, info.id, "running")
+        except (sqlite3.Error, OSError) as exc:
+            lock.release()
+            raise store_write_error(exc, store.path) from None
+        except BaseException:
+            lock.release()
+            raise
+    with lock:
+        return _execute(db_path, images_dir, info.id, todo, targets, credentials, options, observer,
+                        already_done=len(done))
+
+
+def _continued(item: WorkItem, progress: run_store.UnfinishedRequest | None, options: RunOptions) -> WorkItem:
+    """``item`` resumed from where its stored attempts left it (unchanged when it has none)."""
+    if progress is None:
+        return item
+    retry_after_s = progress.last_retry_after_ms / 1000.0 if progress.last_retry_after_ms is not None else None
+    wait_s = options.scaled(retry_wait_from(retry_after_s, progress.last_attempt))
+    return WorkItem(item.key, item.challenge, item.target, first_attempt=progress.last_attempt + 1,
+                    first_started_at=progress.first_started_at, not_before=progress.last_ended_at + wait_s)

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
+from harness.errors import ConfigError
 from harness.records import AttemptRecord
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 MAX_RETRY_WAIT_S = 120.0
+DEFAULT_DEAD_TARGET_AFTER = 5
+"""A target whose first this-many final attempts fail alike with a client error is stopped (0: never)."""
+
+CONFIG_VERSION = 2
+"""Version of the stored run configuration (``runs.config_json``). 1: the first release; 2: adds
+``dead_target_after`` and ``strict_size``. Older configurations read with today's defaults for what they lack."""
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """How to run. Durations in seconds; in sandbox mode every simulated wait and timeout (total and read
     timeouts, pacing, retry waits) is multiplied by ``time_scale`` so a scaled run behaves like the real-time
-    one, only faster. The connect timeout is not scaled: connecting to loopback is real, not simulated."""
+    one, only faster. The connect timeout is not scaled: connecting to loopback is real, not simulated.
+
+    ``dead_target_after``: stop sending to a target when its first this-many final attempts all fail with
+    the same client error that no retry can fix (401, 403, 404, a 400 naming the model or a parameter);
+    0 never stops. ``strict_size``: an image of another size than requested fails the attempt.
+    """
 
     samples: int = 1
     concurrency: int = 4
@@ -34,10 +48,34 @@ class RunOptions:
     seed: int = 0
     label: str | None = None
     http2: bool = False
+    dead_target_after: int = DEFAULT_DEAD_TARGET_AFTER
+    strict_size: bool = False
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale if self.sandbox else seconds
 
+    def to_config(self) -> dict[str, Any]:
+        """The options as JSON-able values, the form stored in a run's configuration."""
+        data = asdict(self)
+        data["variants"] = list(self.variants)
+        data["shard"] = list(self.shard) if self.shard else None
+        return data
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RunOptions:
+        """The options of a stored configuration (any :data:`CONFIG_VERSION` so far). Keys that are not
+        options (paths, target names) are ignored; options the configuration lacks take today's defaults."""
+        version = int(config.get("schema_version", 1))
+        if version > CONFIG_VERSION:
+            raise ConfigError(f"run configuration version {version} is newer than this harness understands "
+                              f"({CONFIG_VERSION}); upgrade the harness")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in config.items() if k in known}
+        if "variants" in values:
+            values["variants"] = tuple(values["variants"] or ())
+        if values.get("shard"):
+            values["shard"] = (int(values["shard"][0]), int(values["shard"][1]))
+        return cls(**values)
 
 
 class RunObserver:
@@ -47,9 +85,10 @@ class RunObserver:
         """The run starts with ``total`` requests, ``already_done`` of them finished earlier (resume)."""
 
     def on_attempt(self, record: AttemptRecord) -> None:
-        """An attempt finished (final or about to be retried)."""
+        """An attempt finished (final or about to be retried), or a request was recorded as not sent."""
+
+    def on_target_stopped(self, target: str, reason: str) -> None:
+        """``target`` gets no more requests (``reason`` says why); its remaining ones are recorded not sent."""
 
     def on_finish(self, run_id: str, status: str) -> None:
         """The run ended with ``status`` (finished, interrupted, failed)."""
-
-

@@ -12,6 +12,8 @@ its tables; :meth:`Store.open` applies them all, so a new stage adds tables with
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import importlib
 import os
@@ -22,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, StoreWriteError
 
 SCHEMA_VERSION = 2
 """Version of the store's table layout; every change to it bumps this number.
@@ -66,17 +68,22 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, images_dir: Path | None = None,
              readonly: bool = False) -> Store:
-        """Open (creating when absent, unless ``readonly``) the store at ``path``."""
+        """Open (creating when absent, unless ``readonly``) the store at ``path``.
+
+        Errors are one :class:`StoreError` each: not a store, a schema newer than this code, a read-only
+        store opened for writing (:class:`~harness.errors.StoreWriteError`), a full disk. A store on read-only
+        media opens for reading."""
         db = Path(path) if path is not None else DEFAULT_DB
         if readonly:
             if not db.exists():
                 raise StoreError(f"store {db} does not exist (pass --db PATH or run `harness run` first)")
-            conn = sqlite3.connect(
-                f"file:{db}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
-            )
+            conn = _open_readonly(db)
         else:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(db, check_same_thread=False, timeout=30.0, isolation_level=None)
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(db, check_same_thread=False, timeout=30.0, isolation_level=None)
+            except (OSError, sqlite3.Error) as exc:
+                raise store_write_error(exc, db) from None
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA busy_timeout=30000")
@@ -89,7 +96,12 @@ class Store:
                 _check_version(conn, db)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"{db} is not a harness store: {exc}") from exc
+            if _code(exc) in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
+                raise StoreError(f"{db} is not a harness store: {exc}") from None
+            raise store_write_error(exc, db) if not readonly else StoreError(f"cannot read {db}: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
         store = cls(conn, db, images_dir or db.parent / "images")
         return store
 
@@ -104,14 +116,15 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, committed on success and rolled back on error."""
+        """A write transaction, committed on success and rolled back on error (whole: SQLite may already have
+        rolled it back itself, e.g. on a full disk, and the original error is what the caller sees)."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            _rollback(self.conn)
             raise
-        self.conn.execute("COMMIT")
 
     def image_path(self, sha256: str, ext: str) -> Path:
         return self.images_dir / f"{sha256}.{ext}"
@@ -128,6 +141,72 @@ class Store:
         return digest
 
 
+_SQLITE_PERM = 3
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+_STORAGE_CODES = frozenset({_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL,
+                            _SQLITE_CANTOPEN, _SQLITE_NOTADB})
+"""Result codes that say the file or its medium is the problem, not the migration's statements."""
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code of ``exc`` (0 when unknown)."""
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def store_write_error(exc: BaseException, db: Path) -> StoreWriteError:
+    """One clear error for a failed write to the store at ``db`` (its database or image files), saying what
+    happened and that what was committed is kept."""
+    if isinstance(exc, StoreWriteError):
+        return exc
+    code = _code(exc) if isinstance(exc, sqlite3.Error) else 0
+    errno_ = exc.errno if isinstance(exc, OSError) else None
+    if code == _SQLITE_FULL or errno_ in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        what = "the disk is full (or a file size limit was reached)"
+    elif code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN) or errno_ in (errno.EROFS, errno.EACCES,
+                                                                                   errno.EPERM):
+        what = "the store is read-only (its file or folder cannot be written)"
+    elif code == _SQLITE_IOERR or errno_ == errno.EIO:
+        what = "an I/O error (the disk may be full or failing)"
+    else:
+        what = "the write failed"
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StoreWriteError(f"cannot write to the store {db}: {what} ({detail}). Nothing committed was lost; "
+                           "make the store writable and resume the run with `harness run --resume RUN_ID`")
+
+
+def _open_readonly(db: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL store on read-only media cannot create its shared-memory file; when it
+    has no write-ahead log to replay it is opened as immutable instead (the same data)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if _code(exc) not in (_SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_PERM):
+            if _code(exc) in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
+                raise StoreError(f"{db} is not a harness store: {exc}") from None
+            raise StoreError(f"cannot read {db}: {exc}") from None
+        wal = db.with_name(db.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(f"cannot read {db}: it is on read-only media and its write-ahead log {wal} holds "
+                             "changes that need a writable folder to read; copy the store (all its files) to a "
+                             "writable place") from None
+    return sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True, check_same_thread=False,
+                           isolation_level=None)
+
+
 def _check_version(conn: sqlite3.Connection, db: Path) -> None:
     row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     if row is None:
@@ -139,27 +218,37 @@ def _check_version(conn: sqlite3.Connection, db: Path) -> None:
 
 
 def _migrate(conn: sqlite3.Connection, db: Path) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    if row is not None and int(row[0]) > SCHEMA_VERSION:
-        raise StoreError(
-            f"{db} has store schema {row[0]}, newer than this harness understands ({SCHEMA_VERSION}); upgrade"
-        )
+    """Bring the store to :data:`SCHEMA_VERSION` in one transaction: every step or none (SQLite's DDL is
+    transactional), so a failed migration leaves the store as it was. A newer store is refused unchanged."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        found = int(row[0]) if row is not None else None
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(
+                f"{db} has store schema {found}, newer than this harness understands ({SCHEMA_VERSION}); upgrade"
+            )
         statements = _schema_statements()
         for statement in statements:
             conn.execute(statement)
         _add_missing_columns(conn, statements)
-        conn.execute(
-            "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-            (str(SCHEMA_VERSION),),
-        )
+        if found != SCHEMA_VERSION:
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        _rollback(conn)
+        if _code(exc) in _STORAGE_CODES:
+            raise
+        raise StoreError(f"{db}: migrating the store to schema {SCHEMA_VERSION} failed ({exc}); the store is "
+                         "unchanged") from None
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
-    conn.execute("COMMIT")
 
 
 def _declared_columns(statements: list[str]) -> dict[str, list[tuple[str, str, str | None]]]:

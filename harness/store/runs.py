@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -200,30 +201,89 @@ def insert_attempts(store: Store, attempts: Sequence[AttemptRecord]) -> None:
                 )
 
 
-def request_progress(store: Store, run_id: str) -> tuple[set[RequestKey], dict[RequestKey, int]]:
-    """Requests already finished (a final attempt exists) and, for unfinished ones, their last attempt number."""
+@dataclass(frozen=True, slots=True)
+class UnfinishedRequest:
+    """Where a logical request without a final attempt stands, so a resume continues it instead of
+    starting it over: its retry count, its first start (time to image spans processes) and the wait it was
+    told to keep. Times are Unix seconds (UTC)."""
+
+    last_attempt: int
+    first_started_at: float
+    last_ended_at: float
+    """The last attempt's start plus its latency: when its answer (and any Retry-After) arrived."""
+    last_retry_after_ms: float | None
+    """The wait the provider asked for in the last answer (``Retry-After``), unscaled, ms."""
+
+
+def request_progress(store: Store, run_id: str) -> tuple[set[RequestKey], dict[RequestKey, UnfinishedRequest]]:
+    """Requests already finished (a final attempt exists) and where each unfinished one stands."""
     done: set[RequestKey] = set()
-    last: dict[RequestKey, int] = {}
+    unfinished: dict[RequestKey, UnfinishedRequest] = {}
     for row in store.conn.execute(
-        "SELECT challenge_id, variant, target, sample, MAX(attempt), MAX(final) FROM attempts WHERE run_id=?"
-        " GROUP BY challenge_id, variant, target, sample",
+        "SELECT challenge_id, variant, target, sample, MAX(attempt), MAX(final), MIN(started_at) FROM attempts"
+        " WHERE run_id=? GROUP BY challenge_id, variant, target, sample",
         (run_id,),
     ):
         key = RequestKey(row[0], row[1], row[2], row[3])
         if row[5]:
             done.add(key)
         else:
-            last[key] = row[4]
-    return done, last
+            unfinished[key] = UnfinishedRequest(row[4], row[6], row[6], None)
+    if unfinished:
+        for row in store.conn.execute(
+            "SELECT challenge_id, variant, target, sample, started_at, latency_ms, retry_after_ms FROM attempts a"
+            " WHERE run_id=? AND final=0 AND attempt=(SELECT MAX(attempt) FROM attempts b WHERE b.run_id=a.run_id"
+            " AND b.challenge_id=a.challenge_id AND b.variant=a.variant AND b.target=a.target"
+            " AND b.sample=a.sample)",
+            (run_id,),
+        ):
+            key = RequestKey(row[0], row[1], row[2], row[3])
+            if key in unfinished:
+                ended = row[4] + (row[5] or 0.0) / 1000.0
+                unfinished[key] = UnfinishedRequest(unfinished[key].last_attempt, unfinished[key].first_started_at,
+                                                    ended, row[6])
+    return done, unfinished
 
 
-def _run_info(row: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
+def last_activity(store: Store, run_id: str) -> float | None:
+    """When the run's last recorded attempt ended (Unix seconds), or ``None`` before any attempt."""
+    row = store.conn.execute(
+        "SELECT MAX(started_at + COALESCE(latency_ms, 0) / 1000.0) FROM attempts WHERE run_id=?", (run_id,)
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def _utc_iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+def _run_info(store: Store, row: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
+    """A run as stored, except that a run stored as ``running`` that no live process holds is reported as
+    ``interrupted`` (its process died without saying so), with when it last did something."""
     attempts, done = counts.get(row["id"], (0, 0))
+    status = row["status"]
+    interrupted_at: str | None = None
+    held_by: str | None = None
+    if status == "running":
+        from harness.run.lock import locks_for
+
+        locks = locks_for(store.path)
+        holder = locks.holder(row["id"])
+        if holder is not None:
+            held_by = holder.describe()
+        else:
+            status = "interrupted"
+            last = last_activity(store, row["id"])
+            started = locks.last_holder(row["id"])
+            when = max(t for t in (last, started.since if started else None) if t is not None) \
+                if last is not None or started is not None else None
+            interrupted_at = _utc_iso(when) if when is not None else row["created_at"]
     return RunInfo(
-        id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"], status=row["status"],
+        id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"], status=status,
         harness_version=row["harness_version"], sandbox=bool(row["sandbox"]), time_scale=row["time_scale"],
         label=row["label"], config=json.loads(row["config_json"]), attempts=attempts, requests_done=done,
-        requests_planned=row["planned"], clock_version=row["clock_version"],
+        requests_planned=row["planned"], clock_version=row["clock_version"], interrupted_at=interrupted_at,
+        held_by=held_by,
     )
 
 
@@ -241,7 +301,7 @@ def list_runs(store: Store) -> list[RunInfo]:
     """All runs, oldest first."""
     counts = _counts(store)
     rows = store.conn.execute("SELECT * FROM runs ORDER BY created_at, id").fetchall()
-    return [_run_info(r, counts) for r in rows]
+    return [_run_info(store, r, counts) for r in rows]
 
 
 def get_run(store: Store, run_id: str) -> RunInfo:
@@ -257,7 +317,7 @@ def get_run(store: Store, run_id: str) -> RunInfo:
         close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else " List runs with `harness runs`."
         raise StoreError(f"no run {run_id!r} in {store.path}.{hint}")
-    return _run_info(row, _counts(store, row["id"]))
+    return _run_info(store, row, _counts(store, row["id"]))
 
 
 def run_challenges(store: Store, run_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,210 @@
+"""Run locks: a run being executed is held by exactly one live process, and the hold ends with the process.
+
+Why: two ``harness run --resume RID`` at once would send the same requests twice, and a run whose process
+died (``kill -9``, power loss) must read as interrupted, not ``running`` forever. A status column cannot say
+either, because a dead process never updates it; a lock the operating system releases when the process dies
+can.
+
+:class:`RunLocks` is the interface a store backend provides. The SQLite store uses :class:`FileRunLocks`:
+one file ``<db>.run-<id>.lock`` beside the database, locked with ``flock(2)``, which the kernel releases when
+the last descriptor closes, including on ``kill -9``. A PostgreSQL store would implement the same interface
+with a session advisory lock (``pg_try_advisory_lock(hashtext(run_id))`` on a connection kept for the run;
+the holder read from ``pg_locks`` joined with ``pg_stat_activity``), released when the session ends.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import RunLockedError, StoreWriteError
+
+ACQUIRE_PATIENCE_S = 1.0
+"""How long :meth:`FileRunLocks.acquire` retries a busy lock: a reader checking liveness holds a shared lock
+for microseconds, a run holds it for its whole life, so a short patience tells them apart."""
+
+_HELD_FDS: set[int] = set()
+"""Descriptors of locks this process holds. A forked child closes its copies (see :func:`_close_in_child`)
+so a helper process that outlives the run cannot keep the run locked; the kernel keeps the parent's lock."""
+
+
+def _close_in_child() -> None:
+    for fd in list(_HELD_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_FDS.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or last held) a run: process id, host name, and since when (Unix seconds, UTC)."""
+
+    pid: int
+    host: str
+    since: float
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
+        return f"process {self.pid} on {self.host} since {when}"
+
+
+class HeldRunLock(abc.ABC):
+    """A run lock this process holds; release it when the run ends (process death releases it too)."""
+
+    holder: LockHolder
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give the run up (idempotent)."""
+
+    def __enter__(self) -> HeldRunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class RunLocks(abc.ABC):
+    """The run locks of one store."""
+
+    @abc.abstractmethod
+    def acquire(self, run_id: str) -> HeldRunLock:
+        """Hold ``run_id`` for this process, or raise :class:`RunLockedError` naming the live holder."""
+
+    @abc.abstractmethod
+    def holder(self, run_id: str) -> LockHolder | None:
+        """The live process holding ``run_id``, or ``None`` when no live process does."""
+
+    @abc.abstractmethod
+    def last_holder(self, run_id: str) -> LockHolder | None:
+        """Who held ``run_id`` last, alive or not (``None`` when unknown): says when a dead run started."""
+
+
+def _lock_name(run_id: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9._-]{1,100}", run_id):
+        return run_id
+    import hashlib
+
+    return hashlib.sha256(run_id.encode()).hexdigest()[:32]
+
+
+def _read_holder(fd: int) -> LockHolder | None:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        data: dict[str, Any] = json.loads(raw.decode())
+        return LockHolder(pid=int(data["pid"]), host=str(data["host"]), since=float(data["since"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class _FileLock(HeldRunLock):
+    def __init__(self, fd: int, path: Path, holder: LockHolder) -> None:
+        self._fd: int | None = fd
+        self._path = path
+        self.holder = holder
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        _HELD_FDS.discard(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self._path)
+        os.close(fd)
+
+
+class FileRunLocks(RunLocks):
+    """``flock(2)`` on ``<db>.run-<id>.lock`` beside the SQLite file ``db``.
+
+    The file holds the holder as JSON. It is removed on release; a process that died leaves it behind,
+    unlocked, and its content then says when that run was last started.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+
+    def path(self, run_id: str) -> Path:
+        return self.db.with_name(f"{self.db.name}.run-{_lock_name(run_id)}.lock")
+
+    def acquire(self, run_id: str) -> HeldRunLock:
+        path = self.path(run_id)
+        deadline = time.monotonic() + ACQUIRE_PATIENCE_S
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise StoreWriteError(f"cannot lock run {run_id}: {path}: {exc.strerror or exc} (the store's "
+                                      "folder must be writable to run)") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held = _read_holder(fd)
+                os.close(fd)
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                who = held.describe() if held else "another process"
+                raise RunLockedError(f"run {run_id} is being run by {who}; wait for it to end or stop it, "
+                                     f"then `harness run --resume {run_id}`") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # released and removed between our open and our lock: lock the new file instead
+                os.close(fd)
+                continue
+            holder = LockHolder(pid=os.getpid(), host=socket.gethostname(), since=time.time())
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(asdict(holder)).encode(), 0)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    os.close(fd)
+                    raise StoreWriteError(f"cannot write the run lock {path}: {exc.strerror or exc}") from None
+            _HELD_FDS.add(fd)
+            return _FileLock(fd, path, holder)
+
+    def holder(self, run_id: str) -> LockHolder | None:
+        try:
+            fd = os.open(self.path(run_id), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _read_holder(fd) or LockHolder(pid=0, host="?", since=0.0)
+            except OSError:
+                return None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def last_holder(self, run_id: str) -> LockHolder | None:
+        try:
+            fd = os.open(self.path(run_id), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            return _read_holder(fd)
+        finally:
+            os.close(fd)
+
+
+def locks_for(db: Path) -> RunLocks:
+    """The run locks of the store at ``db`` (today always a SQLite file, so file locks beside it)."""
+    return FileRunLocks(db)
