@@ -8,6 +8,7 @@ import io
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -143,16 +144,19 @@ def test_cache_serves_without_the_source_and_never_leaves_the_image_store(tmp_pa
             reader.get(sha_like, ext)
 
 
-def test_a_shared_canvas_frames_any_aspect_ratio_at_the_same_size() -> None:
-    """Both images of a pair are shown at identical dimensions: a wide image is letterboxed in neutral
-    grey, centred, rather than betraying a model that ignores the requested aspect ratio."""
+def test_a_shared_canvas_crops_any_aspect_ratio_to_the_same_box_with_no_bars() -> None:
+    """Both images of a pair fill identical boxes: a wide image is centre-cropped to the canvas's ratio,
+    never letterboxed, so no bar shows its native aspect ratio; the centre of the picture is kept."""
     out = io.BytesIO()
     two_tone((300, 150)).save(out, format="PNG")
     with Image.open(io.BytesIO(reencode(out.getvalue(), side=512, canvas=(512, 512)))) as framed:
         assert framed.size == (512, 512)
-        top, middle = framed.getpixel((256, 20)), framed.getpixel((100, 256))
-    assert isinstance(top, tuple) and all(abs(c - 128) < 6 for c in top)
-    assert isinstance(middle, tuple) and middle[0] > 200  # the image itself, centred
-    # even if EXIF orientation turns an image the other way than its stored size said, it fits
+        pixels = np.asarray(framed.convert("RGB"), dtype=int)
+    grey = (np.abs(pixels - 128) < 12).all(axis=2)
+    assert not grey.all(axis=1).any() and not grey.all(axis=0).any()  # no grey row or column: no bars
+    assert pixels[256, 100][0] > 200 and pixels[256, 412][2] > 200  # red left half, blue right half kept
+    # even if EXIF orientation turns an image the other way than its stored size said, it fills the box
     with Image.open(io.BytesIO(reencode(jpeg_with_everything(orientation=6), side=400, canvas=(400, 200)))) as img:
         assert img.size == (400, 200)
+        corners = np.asarray(img.convert("RGB"), dtype=int)[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert not (np.abs(corners - 128) < 12).all(axis=1).any()

@@ -10,7 +10,12 @@ Integrity guards, in the order a request meets them:
   (415), which no HTML form can send. Cookies are ``HttpOnly``; responses forbid framing.
 * **Voter cookie**: a signed random id, issued with the first page or pair; a vote needs the cookie the
   pair was served to.
-* **Rate limits**: token buckets per voter and per client IP, for pairs and votes (429 + ``Retry-After``).
+* **Body size**: a request body larger than ``max_body_bytes`` is refused with 413 before anything parses
+  it, by its ``Content-Length`` or, for a streamed body without one, as soon as it grows past the limit.
+* **Client address**: the connecting address, unless the connection comes from a proxy the operator named
+  (``--forwarded-allow-ips``); only then is ``X-Forwarded-For`` believed (see :mod:`harness.arena.server`).
+* **Rate limits**: token buckets per voter and per client IP, for pairs and votes, and for new voter
+  cookies per client IP, so a fresh cookie does not reset the per-voter limit (429 + ``Retry-After``).
 * **Pair token**: HMAC-signed, expiring, bound to the voter, single use (see :mod:`harness.arena.tokens`).
 
 No response before a vote names a model, provider, target or run; response headers carry no server name
@@ -40,6 +45,7 @@ from harness.arena.config import ArenaConfig
 from harness.arena.ratelimit import TokenBuckets, retry_after_header
 from harness.arena.schemas import Health, PairView, Problem, Reveal, VoteIn
 from harness.arena.service import ArenaService, VoteRejected
+from harness.arena.sizelimit import BodySizeLimit
 
 VOTER_COOKIE = "arena_voter"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -100,6 +106,7 @@ class Guards:
         self.ip_votes = TokenBuckets(config.ip_votes)
         self.voter_pairs = TokenBuckets(config.voter_pairs)
         self.ip_pairs = TokenBuckets(config.ip_pairs)
+        self.ip_new_voters = TokenBuckets(config.ip_new_voters)
         self.allowed_origins = {o.rstrip("/").lower() for o in config.allowed_origins}
 
     def same_origin(self, request: Request) -> None:
@@ -125,9 +132,16 @@ class Guards:
     def voter(self, request: Request) -> str | None:
         return self.service.signer.voter_from_cookie(request.cookies.get(VOTER_COOKIE))
 
-    def limit(self, per_voter: TokenBuckets, per_ip: TokenBuckets, voter: str | None, request: Request) -> None:
-        ip = request.client.host if request.client else "unknown"
-        wait = max(per_ip.take(f"ip:{ip}"), per_voter.take(f"voter:{voter}") if voter else 0.0)
+    @staticmethod
+    def address(request: Request) -> str:
+        """The client's address: the connecting one, or what a trusted proxy said (uvicorn decides)."""
+        return request.client.host if request.client else "unknown"
+
+    def limit(self, per_voter: TokenBuckets, per_ip: TokenBuckets, voter: str | None, request: Request,
+              *, new_voter: bool = False) -> None:
+        ip = self.address(request)
+        wait = max(per_ip.take(f"ip:{ip}"), per_voter.take(f"voter:{voter}") if voter else 0.0,
+                   self.ip_new_voters.take(f"ip:{ip}") if new_voter else 0.0)
         if wait > 0:
             raise HTTPException(429, f"too many requests: retry in {retry_after_header(wait)} s",
                                 headers={"Retry-After": retry_after_header(wait)})
@@ -140,6 +154,7 @@ def _set_voter_cookie(response: Response, request: Request, value: str) -> None:
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": Problem, "description": "cross-site request, missing voter cookie, or forged token"},
+    413: {"model": Problem, "description": "request body over the arena's size limit"},
     429: {"model": Problem, "description": "rate limit reached; see Retry-After"},
 }
 
@@ -164,6 +179,7 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time) -
                     "prompt, post the voter's choice with the pair's token; names are revealed in the answer.",
     )
     app.state.arena = service
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(SecurityHeaders, resource_policy="same-site" if config.allowed_origins else "same-origin")
     if config.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_credentials=True,
@@ -187,21 +203,27 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time) -
         voter, cookie = guards.voter(request), None
         if voter is None:
             voter, cookie = service.signer.new_voter_cookie()
-        guards.limit(guards.voter_pairs, guards.ip_pairs, voter, request)
-        return await service.new_pair(voter), cookie
+        guards.limit(guards.voter_pairs, guards.ip_pairs, voter, request, new_voter=cookie is not None)
+        return await service.new_pair(voter, guards.address(request)), cookie
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(request: Request) -> HTMLResponse:
-        pair, cookie = await serve_pair(request)
+        try:
+            pair, cookie = await serve_pair(request)
+        except VoteRejected as exc:
+            html = templates.get_template("none.html").render(message=str(exc))
+            return HTMLResponse(html, status_code=exc.status, headers={"Cache-Control": "no-store"})
         html = templates.get_template("index.html").render(pair=pair)
         response = HTMLResponse(html, headers={"Cache-Control": "no-store"})
         if cookie:
             _set_voter_cookie(response, request, cookie)
         return response
 
-    @app.get("/api/pair", response_model=PairView, responses=_ERRORS, summary="Serve a new blind pair")
+    @app.get("/api/pair", response_model=PairView, summary="Serve a new blind pair",
+             responses={**_ERRORS, 404: {"model": Problem, "description": "no pair left that this voter may see"}})
     async def new_pair(request: Request, response: Response) -> PairView:
-        """A blind pair for the caller's voter cookie (issued now when absent)."""
+        """A blind pair for the caller's voter cookie (issued now when absent). Never shows an output whose
+        makers a vote already revealed to this cookie or address."""
         pair, cookie = await serve_pair(request)
         if cookie:
             _set_voter_cookie(response, request, cookie)
@@ -221,13 +243,14 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time) -
     @app.post(
         "/api/vote", response_model=Reveal, summary="Vote on a served pair",
         responses={**_ERRORS, 400: {"model": Problem, "description": "the body cannot be decoded"},
-                   409: {"model": Problem, "description": "the pair was already voted on"},
+                   409: {"model": Problem, "description": "the pair was already voted on, or shows an output "
+                                                          "an earlier vote revealed to this voter"},
                    410: {"model": Problem, "description": "the pair's token expired"},
                    415: {"model": Problem, "description": "body is not application/json"}},
     )
-    async def vote(body: VoteIn, voter: str = voter_checked) -> Reveal:
+    async def vote(request: Request, body: VoteIn, voter: str = voter_checked) -> Reveal:
         """Record the vote (once per pair) and reveal who made each image."""
-        return await service.vote(voter, body.token, body.outcome, body.client_ms)
+        return await service.vote(voter, body.token, body.outcome, body.client_ms, address=guards.address(request))
 
     @app.get("/img/{image_id}", summary="A blind image of a served pair",
              responses={200: {"content": {MEDIA_TYPE: {}}, "description": "WebP image, no metadata"},

@@ -3,14 +3,21 @@
 Provider outputs carry tell-tale signs besides their pixels: the file format, dimensions, EXIF fields,
 PNG text chunks (``parameters``, ``Software``), XMP and C2PA provenance manifests naming the model. The
 arena therefore decodes each image, applies its EXIF orientation, converts it to sRGB (when it has an ICC
-profile) and RGB (alpha flattened onto white), resamples it so its longest side is exactly ``side``
-pixels (the two images of a pair are moreover fitted onto one shared canvas, so their dimensions are
-identical even when the models chose different aspect ratios), and encodes the bare pixels as WebP: a fresh image object with no ancillary data, so no chunk
-besides the bitstream (``VP8``) is written.
+profile) and RGB (alpha flattened onto white), and encodes the bare pixels as WebP: a fresh image object
+with no ancillary data, so no chunk besides the bitstream (``VP8``) is written.
+
+Geometry is a tell too: models differ in the aspect ratios they return, and letterbox bars would show each
+image's own ratio. Both sides of a pair are therefore **centre-cropped to the challenge's requested aspect
+ratio** and resampled to one canvas (its longest side ``side`` pixels), so they fill identical boxes and
+nothing visible depends on the native ratio (see :func:`pair_canvas`). A model that ignored the request
+loses its margins, never the centre of its image.
+
+Every format that output validation accepts (PNG, JPEG, WebP, GIF, AVIF) can be shown; AVIF only when
+this Pillow was built with it (:func:`can_decode`), otherwise the arena leaves such outputs out of pairing.
 
 Re-encoded bytes are cached on disk under the store's folder (``arena-cache/<sha256>-<size>.webp``,
-written atomically) and in a small in-memory LRU. Encoding is CPU work: call :meth:`BlindImages.get`
-from a worker thread.
+written atomically) and in a small in-memory LRU, so an output always has the same blind bytes. Encoding
+is CPU work: call :meth:`BlindImages.get` from a worker thread.
 """
 
 from __future__ import annotations
@@ -22,14 +29,26 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps, features
 
 MEDIA_TYPE = "image/webp"
 WEBP_QUALITY = 90
 """Lossy WebP quality (0-100): visually lossless for judging, about a tenth of a PNG's size."""
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-_EXTS = frozenset({"png", "jpg", "jpeg", "webp", "gif", "bmp", "tiff"})
+_EXTS = frozenset({"png", "jpg", "jpeg", "webp", "gif", "avif", "bmp", "tiff"})
+DEFAULT_RATIO = (1, 1)
+"""The ratio a pair is cropped to when its challenge names none: every supported API's default output is
+square."""
+
+
+def can_decode(ext: str) -> tuple[bool, str]:
+    """Whether this Pillow can decode stored images with extension ``ext``, and if not, why."""
+    if ext not in _EXTS:
+        return False, f"the arena does not show .{ext} images"
+    if ext == "avif" and not features.check("avif"):
+        return False, "this Pillow was built without AVIF support (PIL.features.check('avif') is False)"
+    return True, ""
 
 
 def _to_srgb(img: Image.Image) -> Image.Image:
@@ -59,15 +78,16 @@ def blind_size(width: int, height: int, side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def pair_canvas(*sizes: tuple[int, int]) -> tuple[int, int]:
-    """The one canvas every image of a pair is shown on: wide and tall enough for each (blind) size."""
-    return max(w for w, _ in sizes), max(h for _, h in sizes)
+def pair_canvas(ratio: tuple[int, int], side: int) -> tuple[int, int]:
+    """The one canvas both images of a pair are cropped to: aspect ratio ``ratio`` (width, height), longest
+    side ``side`` pixels. It depends on the challenge only, never on either output."""
+    return blind_size(ratio[0], ratio[1], side)
 
 
 def reencode(data: bytes, side: int, quality: int = WEBP_QUALITY, canvas: tuple[int, int] | None = None) -> bytes:
     """The blind version of an image file: WebP, pixels only, longest side ``side`` px; or, with
-    ``canvas`` (width, height), fitted inside it, centred on neutral grey, so both images of a pair have
-    exactly the same dimensions whatever aspect ratio each model chose."""
+    ``canvas`` (width, height), centre-cropped to the canvas's aspect ratio and resampled to exactly its
+    size, so both images of a pair fill the same box whatever aspect ratio each model chose."""
     with Image.open(io.BytesIO(data)) as opened:
         opened.seek(0)
         oriented = ImageOps.exif_transpose(opened)
@@ -76,15 +96,10 @@ def reencode(data: bytes, side: int, quality: int = WEBP_QUALITY, canvas: tuple[
         rgb = _flatten(_to_srgb(oriented))
     if canvas is None:
         size = blind_size(*rgb.size, side)
+        if size != rgb.size:
+            rgb = rgb.resize(size, Image.Resampling.LANCZOS)
     else:
-        scale = min(canvas[0] / rgb.width, canvas[1] / rgb.height)
-        size = (min(canvas[0], max(1, round(rgb.width * scale))), min(canvas[1], max(1, round(rgb.height * scale))))
-    if size != rgb.size:
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
-    if canvas is not None and canvas != size:
-        framed = Image.new("RGB", canvas, (128, 128, 128))
-        framed.paste(rgb, ((canvas[0] - size[0]) // 2, (canvas[1] - size[1]) // 2))
-        rgb = framed
+        rgb = ImageOps.fit(rgb, canvas, Image.Resampling.LANCZOS, centering=(0.5, 0.5))
     bare = Image.frombytes("RGB", rgb.size, rgb.tobytes())
     out = io.BytesIO()
     bare.save(out, format="WEBP", quality=quality, method=4)

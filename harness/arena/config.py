@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from pathlib import Path
+from typing import Literal
 
 from harness.errors import ConfigError
 
@@ -57,6 +59,28 @@ def secret_bytes(text: str) -> bytes:
     return hashlib.sha256(b"harness-arena-v1\x00" + text.encode()).digest()
 
 
+RevealMemory = Literal["voter+address", "voter", "off"]
+"""Whom an output revealed by a vote is never shown again: the voter cookie and the client address (the
+default), the cookie only (voters behind one shared address, at the price that a fresh cookie forgets),
+or nobody (load tests only: a voter may then recognise outputs)."""
+REVEAL_MEMORIES: tuple[RevealMemory, ...] = ("voter+address", "voter", "off")
+MAX_BODY_BYTES = 16 * 1024
+"""Largest request body the arena reads (a vote is about 150 bytes); larger ones get 413 before parsing."""
+DEFAULT_MAX_SERVINGS = 50
+"""Times one output may be served in all (both sides, every voter) before it leaves pairing."""
+
+
+def check_forwarded_allow_ips(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Proxy addresses or networks (``10.0.0.1``, ``10.0.0.0/8``) whose ``X-Forwarded-For`` is believed."""
+    for value in values:
+        try:
+            ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"forwarded-allow-ips: {value!r} is not an IP address or network (e.g. 10.0.0.1 "
+                              "or 10.0.0.0/8)") from None
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class ArenaConfig:
     """Everything the arena app needs.
@@ -65,8 +89,13 @@ class ArenaConfig:
     ``secret`` is the HMAC key (None: random per process). ``token_ttl_s``: seconds a served pair may be
     voted on. ``image_side``: the longest side, in pixels, every image is resampled to (one size class).
     Vote limits apply per voter cookie and per client IP; pair limits are twice the vote limits, as a
-    voter may reload. ``min_exposure``: shows per target before active sampling takes over. ``seed`` makes
-    pair choice and sides reproducible (tests and simulations only: it makes sides predictable).
+    voter may reload. ``ip_new_voters``: voter cookies issued per client IP (so a fresh cookie cannot reset
+    the per-voter limit faster than this). ``min_exposure``: shows per target before active sampling takes
+    over. ``seed`` makes pair choice and sides reproducible (tests and simulations only: it makes sides
+    predictable). ``forwarded_allow_ips``: proxies whose ``X-Forwarded-For`` names the client (none: the
+    connecting address is the client). ``max_body_bytes``: largest request body read (413 beyond).
+    ``max_servings``: times one output may be served in all (None: no cap). ``reveal_memory``: see
+    :data:`RevealMemory`.
     """
 
     db: Path
@@ -81,8 +110,20 @@ class ArenaConfig:
     min_exposure: int = 10
     seed: int | None = None
     cache_dir: Path | None = None
+    ip_new_voters: RateLimit = field(default_factory=lambda: RateLimit(10.0, 10))
+    forwarded_allow_ips: tuple[str, ...] = ()
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_servings: int | None = DEFAULT_MAX_SERVINGS
+    reveal_memory: RevealMemory = "voter+address"
 
     def __post_init__(self) -> None:
+        check_forwarded_allow_ips(self.forwarded_allow_ips)
+        if self.max_body_bytes < 256:
+            raise ConfigError(f"max body size must be at least 256 bytes, not {self.max_body_bytes}")
+        if self.max_servings is not None and self.max_servings < 1:
+            raise ConfigError(f"max servings per output must be at least 1 (or no cap), not {self.max_servings}")
+        if self.reveal_memory not in REVEAL_MEMORIES:
+            raise ConfigError(f"reveal memory must be one of {', '.join(REVEAL_MEMORIES)}, not {self.reveal_memory!r}")
         if not self.token_ttl_s > 0:
             raise ConfigError(f"token lifetime must be positive, not {self.token_ttl_s} s")
         if not 64 <= self.image_side <= 4096:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import fnmatch
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from math import gcd
 from typing import Any
 
+from harness.arena.blind import DEFAULT_RATIO, can_decode
 from harness.errors import ConfigError
 from harness.store import Store
 from harness.store import runs as run_store
@@ -58,6 +60,8 @@ class Matchup:
     category: str
     references: tuple[Picture, ...]
     entries: Mapping[str, tuple[Entry, ...]]
+    ratio: tuple[int, int] = DEFAULT_RATIO
+    """Aspect ratio (width, height) the challenge asked for; both sides of a pair are cropped to it."""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -67,11 +71,13 @@ class Matchup:
 @dataclass(frozen=True, slots=True)
 class ArenaPool:
     """Every matchup of the chosen runs and targets; ``skipped_missing`` counts outputs whose image file
-    is gone from the image store (left out rather than failing when shown)."""
+    is gone from the image store, ``skipped_formats`` those this Pillow cannot decode (reason -> count):
+    both are left out rather than failing when shown."""
 
     matchups: tuple[Matchup, ...]
     run_ids: tuple[str, ...]
     skipped_missing: int
+    skipped_formats: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -88,6 +94,23 @@ def _pictures(challenge: Mapping[str, Any]) -> tuple[Picture, ...]:
     if mask:
         refs.append(Picture("Mask", mask["sha256"], mask["ext"], mask["width"], mask["height"]))
     return tuple(refs)
+
+
+def requested_ratio(params: Mapping[str, Any] | None) -> tuple[int, int]:
+    """The aspect ratio a challenge's parameters ask for: ``aspect_ratio`` (``"16:9"``), else a
+    ``WIDTHxHEIGHT`` size, else :data:`DEFAULT_RATIO`."""
+    params = params or {}
+    aspect, size = params.get("aspect_ratio"), params.get("size")
+    for text, sep in ((aspect, ":"), (size, "x")):
+        if isinstance(text, str) and sep in text:
+            try:
+                w, h = (int(v) for v in text.split(sep, 1))
+            except ValueError:
+                continue
+            if w > 0 and h > 0:
+                g = gcd(w, h)
+                return w // g, h // g
+    return DEFAULT_RATIO
 
 
 def _selected_targets(present: set[str], patterns: Sequence[str]) -> set[str]:
@@ -119,8 +142,13 @@ def load_pool(store: Store, run_ids: Sequence[str] = (), targets: Sequence[str] 
     grouped: dict[str, dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
     meta: dict[str, tuple[Mapping[str, Any], str]] = {}
     missing = 0
+    formats: dict[str, int] = defaultdict(int)
     for row in frame.itertuples(index=False):
         if row.target not in chosen:
+            continue
+        decodable, reason = can_decode(str(row.ext))
+        if not decodable:
+            formats[reason] += 1
             continue
         challenge = challenges[(row.run_id, row.challenge_id)]
         if not store.image_path(row.sha256, row.ext).is_file():
@@ -142,10 +170,11 @@ def load_pool(store: Store, run_ids: Sequence[str] = (), targets: Sequence[str] 
             prompt=chosen_challenge["prompts"][variant], kind=chosen_challenge["kind"],
             category=chosen_challenge["category"],
             references=_pictures(chosen_challenge), entries={t: tuple(e) for t, e in sorted(by_target.items())},
+            ratio=requested_ratio(chosen_challenge.get("params")),
         ))
     if not matchups:
         raise ConfigError(
             f"nothing to pair in run(s) {', '.join(runs)}: the arena needs challenges with successful outputs "
             f"from at least two different targets (targets with outputs: {', '.join(sorted(chosen)) or 'none'})"
         )
-    return ArenaPool(tuple(matchups), tuple(runs), missing)
+    return ArenaPool(tuple(matchups), tuple(runs), missing, dict(formats))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 TargetPair = tuple[str, str]
@@ -101,23 +101,40 @@ class PairSampler:
         best = min(key[i] for i in pool)
         return self._rng.choice([i for i in pool if key[i] == best])
 
-    def _balanced_pair(self) -> TargetPair:
-        first = self._least(self.shown, {t: float(n) for t, n in self.shown.items()})
-        partners = self._partners[first]
+    def _balanced_pair(self, pair_keys: Mapping[TargetPair, Sequence[str]]) -> TargetPair:
+        partners_of: dict[str, list[str]] = {}
+        for a, b in pair_keys:
+            partners_of.setdefault(a, []).append(b)
+            partners_of.setdefault(b, []).append(a)
+        first = self._least(partners_of, {t: float(self.shown[t]) for t in partners_of})
+        partners = partners_of[first]
         # shows dominate; meetings with ``first`` only break ties (a meeting count is < 1 after scaling).
         total = 1.0 + max(self.served[ordered(first, b)] for b in partners)
         key = {b: self.shown[b] + self.served[ordered(first, b)] / total for b in partners}
         return ordered(first, self._least(partners, key))
 
-    def _active_pair(self) -> TargetPair:
+    def _active_pair(self, pair_keys: Mapping[TargetPair, Sequence[str]]) -> TargetPair:
         weights = self.weights()
-        pairs = list(weights)
+        pairs = list(pair_keys)
         return self._rng.choices(pairs, weights=[weights[p] for p in pairs], k=1)[0]
 
     def choose(self) -> Choice:
         """The next pair to serve (does not count it as served: call :meth:`note_served`)."""
-        pair = self._balanced_pair() if self.in_warmup() else self._active_pair()
-        keys = self._pair_matchups[pair]
+        choice = self.choose_among(None)
+        assert choice is not None  # every pair is allowed
+        return choice
+
+    def choose_among(self, allowed: Mapping[str, Collection[str]] | None) -> Choice | None:
+        """The next pair, using only the targets ``allowed`` in each matchup (all when None); None when no
+        matchup has two allowed targets. Balance and weights are those of :meth:`choose`."""
+        pair_keys: Mapping[TargetPair, Sequence[str]] = self._pair_matchups
+        if allowed is not None:
+            pair_keys = {p: kept for p, keys in self._pair_matchups.items()
+                         if (kept := [k for k in keys if p[0] in allowed.get(k, ()) and p[1] in allowed.get(k, ())])}
+            if not pair_keys:
+                return None
+        pair = self._balanced_pair(pair_keys) if self.in_warmup() else self._active_pair(pair_keys)
+        keys = pair_keys[pair]
         matchup = self._least(keys, {k: float(self.served_on[(pair, k)]) for k in keys})
         left, right = pair if self._rng.random() < 0.5 else (pair[1], pair[0])
         return Choice(matchup, left, right)

@@ -1,6 +1,14 @@
 """Running the arena app under uvicorn: in the foreground (the CLI) or on a background thread (tests,
 benchmarks, the demo). Uvicorn is told not to send a ``Server`` header nor to log requests (access logs
-would hold voters' IP addresses)."""
+would hold voters' IP addresses).
+
+Client addresses feed the per-IP rate limits and the memory of what each address has seen revealed, so
+they must not be chosen by the client. Uvicorn by default believes ``X-Forwarded-For`` from 127.0.0.1
+(and from ``$FORWARDED_ALLOW_IPS``), so anything reaching the arena over loopback (a local proxy passing
+the header through, an SSH tunnel, another local process) could name any address per request. Here proxy
+headers are off unless the operator names the proxies (``--forwarded-allow-ips``, the app's
+``ArenaConfig.forwarded_allow_ips``); only a connection from one of those has its ``X-Forwarded-For``
+believed, and the environment variable is ignored."""
 
 from __future__ import annotations
 
@@ -12,8 +20,10 @@ from fastapi import FastAPI
 
 
 def uvicorn_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """Uvicorn settings for the arena ``app`` (its ``state.arena.config`` names the trusted proxies)."""
+    proxies = list(app.state.arena.config.forwarded_allow_ips)
     return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, server_header=False,
-                          lifespan="on")
+                          lifespan="on", proxy_headers=bool(proxies), forwarded_allow_ips=proxies or [])
 
 
 def serve_forever(app: FastAPI, host: str, port: int) -> None:

@@ -3,31 +3,45 @@
 All store access runs on one dedicated thread (SQLite has one writer anyway, and a store connection
 belongs to one thread); image re-encoding runs on a small pool of worker threads. The async methods
 only await those threads, so the event loop never blocks.
+
+Serving a pair is three steps: choose two outputs this voter may see (store thread; see
+:mod:`harness.arena.recognition`), render both blind images (worker threads; cached, so an output's
+bytes never change, and its perceptual hash is learnt on first rendering), then check again and record
+the pair (store thread). An output that cannot be decoded is left out of pairing with a logged reason,
+and another pair is chosen, so no pair is ever served whose image would fail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import secrets
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 from harness.arena.blind import BlindImages, blind_size, pair_canvas
 from harness.arena.config import ArenaConfig
-from harness.arena.pool import ArenaPool, Entry, Picture, load_pool
+from harness.arena.phash import dhash
+from harness.arena.pool import ArenaPool, Entry, Matchup, Picture, load_pool
+from harness.arena.recognition import Recognition
 from harness.arena.sampling import PairSampler
 from harness.arena.schemas import ChallengeView, Contender, Health, ImageView, Outcome, PairView, Reveal
 from harness.arena.tokens import Signer, TokenError, new_image_id, new_pair_id
 from harness.errors import HarnessError
-from harness.store import Store
+from harness.store import Store, arena_seen
 from harness.store import votes as vote_store
 
 T = TypeVar("T")
+log = logging.getLogger("harness.arena")
+SERVE_TRIES = 8
+"""Pairs tried per request before answering that none is left (each try may meet a broken output or a
+perceptual duplicate of something the voter has seen revealed)."""
 
 
 class VoteRejected(HarnessError):
@@ -44,6 +58,19 @@ _REJECTIONS = {
     "used": (409, "this pair was already voted on"),
     "expired": (410, "pair token expired: load a new pair"),
 }
+NO_PAIR_LEFT = ("no pair left to show you: every output here has either been revealed to you (this browser "
+                "or this network address) by an earlier vote or reached its serving limit")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Two outputs chosen for a voter, not yet rendered nor recorded."""
+
+    matchup: Matchup
+    left: Entry
+    right: Entry
+    canvas: tuple[int, int]
+    identities: tuple[str, ...]
 
 
 class ArenaService:
@@ -63,10 +90,13 @@ class ArenaService:
             self._matchups = self.pool.by_key()
             self.sampler = PairSampler({k: m.targets for k, m in self._matchups.items()},
                                        min_exposure=config.min_exposure, rng=self._rng)
+            self.recognition = Recognition(config.max_servings)
             self._db.submit(self._load_counts).result()
         except BaseException:
             self.close()
             raise
+        for reason, count in self.pool.skipped_formats.items():
+            log.warning("arena: %d output(s) left out of pairing: %s", count, reason)
         self.images = BlindImages(self._store.images_dir, config.image_cache, config.image_side)
 
     def _load_counts(self) -> None:
@@ -74,6 +104,8 @@ class ArenaService:
             self.sampler.note_served(matchup, left, right, count)
         for left, right, outcome, count in vote_store.vote_tallies(self._store):
             self.sampler.note_vote(left, right, outcome, count)
+        self.recognition = Recognition(self.config.max_servings, arena_seen.serving_counts(self._store),
+                                       arena_seen.output_hashes(self._store))
 
     def close(self) -> None:
         """Finish pending store work and close the store; safe to call twice."""
@@ -89,13 +121,70 @@ class ArenaService:
 
     # -- pairs -------------------------------------------------------------------------------------------
 
-    def _pick(self, entries: tuple[Entry, ...]) -> Entry:
-        return entries[0] if len(entries) == 1 else self._rng.choice(entries)
+    def _identities(self, voter: str, address: str) -> tuple[str, ...]:
+        memory = self.config.reveal_memory
+        if memory == "off":
+            return ()
+        if memory == "voter":
+            return (voter,)
+        return voter, arena_seen.address_identity(self._store, address)
 
-    def _serve(self, voter: str) -> PairView:
-        choice = self.sampler.choose()
+    def _pick(self, entries: list[Entry]) -> Entry:
+        """The least served of ``entries`` (chance breaks ties), spreading servings under the cap."""
+        fewest = min(self.recognition.servings[e.sha256] for e in entries)
+        return self._rng.choice([e for e in entries if self.recognition.servings[e.sha256] == fewest])
+
+    def _plan(self, voter: str, address: str) -> _Plan | None:
+        """Two outputs for ``voter``: never broken, over the serving cap, or in a group (same picture) that
+        was revealed to the voter's cookie or address; None when no matchup has two such targets. (A commit
+        that finds one of them unservable after rendering makes the next plan avoid it.)"""
+        identities = self._identities(voter, address)
+        seen = self.recognition.groups(arena_seen.revealed_to(self._store, identities))
+        allowed: dict[str, dict[str, list[Entry]]] = {}
+        for key, matchup in self._matchups.items():
+            by_target = {t: kept for t, entries in matchup.entries.items()
+                         if (kept := [e for e in entries if self.recognition.servable(e.sha256, seen)])}
+            if len(by_target) >= 2:
+                allowed[key] = by_target
+        choice = self.sampler.choose_among(allowed)
+        if choice is None:
+            return None
         matchup = self._matchups[choice.matchup]
-        left, right = self._pick(matchup.entries[choice.left]), self._pick(matchup.entries[choice.right])
+        left, right = self._pick(allowed[choice.matchup][choice.left]), self._pick(allowed[choice.matchup][choice.right])
+        return _Plan(matchup, left, right, pair_canvas(matchup.ratio, self.config.image_side), identities)
+
+    def _render(self, plan: _Plan) -> dict[str, int | Exception]:
+        """Blind bytes of both sides (cached for the later image requests) and the dHash of any side whose
+        hash is not known yet; an exception in place of the hash says that output cannot be shown."""
+        found: dict[str, int | Exception] = {}
+        for entry in (plan.left, plan.right):
+            try:
+                data = self.images.get(entry.sha256, entry.ext, plan.canvas)
+                if entry.sha256 not in self.recognition.hash_of:
+                    found[entry.sha256] = dhash(data)
+            except Exception as exc:
+                found[entry.sha256] = exc
+        return found
+
+    def _commit(self, plan: _Plan, rendered: dict[str, int | Exception], voter: str) -> PairView | None:
+        """Record the pair unless rendering showed it must not be served (then None)."""
+        fresh = [(sha, h) for sha, h in rendered.items() if isinstance(h, int)]
+        for sha, h in fresh:
+            self.recognition.add_hash(sha, h)
+        if fresh:
+            arena_seen.save_output_hashes(self._store, fresh)
+        for sha, failure in rendered.items():
+            if isinstance(failure, Exception) and sha not in self.recognition.broken:
+                self.recognition.broken[sha] = f"{type(failure).__name__}: {failure}"
+                log.warning("arena: output %s left out of pairing: it cannot be shown (%s)", sha[:12],
+                            self.recognition.broken[sha])
+        seen = self.recognition.groups(arena_seen.revealed_to(self._store, plan.identities))
+        if not all(self.recognition.servable(e.sha256, seen) for e in (plan.left, plan.right)):
+            return None
+        return self._record(plan, voter)
+
+    def _record(self, plan: _Plan, voter: str) -> PairView:
+        matchup, left, right = plan.matchup, plan.left, plan.right
         now = self._clock()
         pair = vote_store.ServedPair(
             pair_id=new_pair_id(), voter=voter, matchup=matchup.key, challenge_id=matchup.challenge_id,
@@ -106,14 +195,14 @@ class ArenaService:
                                         right.attempt_id, right.sha256),
             served_at=now, expires_at=now + self.config.token_ttl_s,
         )
-        side = self.config.image_side
-        canvas = pair_canvas(blind_size(left.width, left.height, side), blind_size(right.width, right.height, side))
+        side, canvas = self.config.image_side, plan.canvas
         shown: list[tuple[str, Entry | Picture, tuple[int, int] | None]] = [
             ("Left", left, canvas), ("Right", right, canvas), *((p.label, p, None) for p in matchup.references)]
         images = [vote_store.ServedImage(new_image_id(), label.lower().replace(" ", "-"), item.sha256, item.ext, frame)
                   for label, item, frame in shown]
         vote_store.record_served_pair(self._store, pair, images)
-        self.sampler.note_served(matchup.key, choice.left, choice.right)
+        self.sampler.note_served(matchup.key, left.target, right.target)
+        self.recognition.note_served(left.sha256, right.sha256)
         views = []
         for img, (label, item, frame) in zip(images, shown, strict=True):
             width, height = frame or blind_size(item.width, item.height, side)
@@ -125,19 +214,39 @@ class ArenaService:
             left=views[0], right=views[1],
         )
 
-    async def new_pair(self, voter: str) -> PairView:
-        """Serve a fresh blind pair to ``voter`` (recorded in the store before it is returned)."""
-        return await self._on_store(self._serve, voter)
+    async def new_pair(self, voter: str, address: str = "unknown") -> PairView:
+        """Serve a fresh blind pair to ``voter`` connecting from ``address`` (recorded in the store before it
+        is returned); raises :class:`VoteRejected` (404) when nothing is left that this voter may see."""
+        loop = asyncio.get_running_loop()
+        for _ in range(SERVE_TRIES):
+            plan = await self._on_store(self._plan, voter, address)
+            if plan is None:
+                break
+            rendered = await loop.run_in_executor(self._encoders, self._render, plan)
+            view = await self._on_store(self._commit, plan, rendered, voter)
+            if view is not None:
+                return view
+        raise VoteRejected(404, NO_PAIR_LEFT)
 
     # -- votes -------------------------------------------------------------------------------------------
 
-    def _cast(self, voter: str, pair_id: str, outcome: Outcome, client_ms: float | None) -> Reveal:
+    def _cast(self, voter: str, address: str, pair_id: str, outcome: Outcome, client_ms: float | None) -> Reveal:
+        identities = self._identities(voter, address)
+        sides = arena_seen.pair_sides(self._store, pair_id)
+        if identities and sides is not None and sides.voter == voter and sides.open:
+            seen = self.recognition.groups(arena_seen.revealed_to(self._store, identities))
+            if self.recognition.groups((sides.left_sha, sides.right_sha)) & seen:
+                raise VoteRejected(409, "this pair shows an image whose makers an earlier vote already revealed to "
+                                        "you: load a new pair")
         result = vote_store.cast_vote(self._store, pair_id=pair_id, voter=voter, outcome=outcome,
                                       voted_at=self._clock(), vote_uid=uuid.uuid4().hex, client_ms=client_ms)
         if result.status != "accepted" or result.pair is None or result.vote is None:
             status, message = _REJECTIONS[result.status]
             raise VoteRejected(status, message)
         pair, vote = result.pair, result.vote
+        if identities:
+            arena_seen.remember_revealed(self._store, identities, (pair.left.sha256, pair.right.sha256),
+                                         vote.voted_at)
         self.sampler.note_vote(pair.left.target, pair.right.target, outcome)
         return Reveal(
             vote_id=vote.vote_uid, outcome=outcome,
@@ -146,14 +255,15 @@ class ArenaService:
             decision_ms=vote.decision_ms or 0.0,
         )
 
-    async def vote(self, voter: str, token: str, outcome: Outcome, client_ms: float | None = None) -> Reveal:
+    async def vote(self, voter: str, token: str, outcome: Outcome, client_ms: float | None = None,
+                   address: str = "unknown") -> Reveal:
         """Record a vote on the pair ``token`` stands for; raises :class:`VoteRejected` when the token is
         forged (403), meant for another voter (403), expired (410) or already used (409)."""
         try:
             claims = self.signer.verify_pair_token(token, voter, self._clock())
         except TokenError as exc:
             raise VoteRejected(410 if exc.expired else 403, str(exc)) from None
-        return await self._on_store(self._cast, voter, claims.pair_id, outcome, client_ms)
+        return await self._on_store(self._cast, voter, address, claims.pair_id, outcome, client_ms)
 
     # -- images and health -------------------------------------------------------------------------------
 
@@ -162,7 +272,11 @@ class ArenaService:
         found = await self._on_store(vote_store.served_image, self._store, image_id)
         if found is None:
             return None
-        return await asyncio.get_running_loop().run_in_executor(self._encoders, self.images.get, *found)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._encoders, self.images.get, *found)
+        except Exception as exc:
+            log.warning("arena: image %s cannot be shown (%s: %s)", found[0][:12], type(exc).__name__, exc)
+            return None
 
     async def health(self) -> Health:
         votes = await self._on_store(vote_store.count_votes, self._store)

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import click
 
-from harness.arena.config import SECRET_ENV, ArenaConfig, parse_rate, secret_bytes
+from harness.arena.config import (
+    DEFAULT_MAX_SERVINGS,
+    MAX_BODY_BYTES,
+    REVEAL_MEMORIES,
+    SECRET_ENV,
+    ArenaConfig,
+    RevealMemory,
+    parse_rate,
+    secret_bytes,
+)
 from harness.cli._common import db_option, err_console, handle_errors
 
 
@@ -39,15 +49,30 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--voter-limit", default="30/10", show_default=True, metavar="PER_MIN[/BURST]",
               help="Votes per minute per voter cookie (pairs: twice as many).")
 @click.option("--ip-limit", default="240/60", show_default=True, metavar="PER_MIN[/BURST]",
-              help="Votes per minute per client IP (pairs: twice as many).")
+              help="Votes per minute per client IP (pairs: twice as many). Raise it when many voters share one "
+                   "address (a company network).")
+@click.option("--new-voter-limit", default="10/10", show_default=True, metavar="PER_MIN[/BURST]",
+              help="New voter cookies issued per minute per client IP, so a fresh cookie does not reset the "
+                   "per-voter limit.")
+@click.option("--forwarded-allow-ips", "proxies", multiple=True, metavar="IP[/BITS]",
+              help="Reverse proxies whose X-Forwarded-For names the client (repeat or comma-separate). Default: "
+                   "none, the connecting address is the client, whatever headers say.")
+@click.option("--max-body-bytes", type=click.IntRange(min=256), default=MAX_BODY_BYTES, show_default=True,
+              help="Largest request body read; larger ones get 413 before parsing.")
+@click.option("--max-servings", type=click.IntRange(min=0), default=DEFAULT_MAX_SERVINGS, show_default=True,
+              help="Times one output may be served in all before it leaves pairing (0: no cap).")
+@click.option("--reveal-memory", type=click.Choice(REVEAL_MEMORIES), default="voter+address", show_default=True,
+              help="Who is never shown an output again once a vote revealed its maker: the voter cookie and "
+                   "client address, the cookie only (voters share an address), or nobody (load tests).")
 @click.option("--allowed-origin", "origins", multiple=True, metavar="URL",
               help="Another origin allowed to call the API (e.g. a separate front end), besides the arena's own.")
 @click.option("--min-exposure", type=click.IntRange(min=0), default=10, show_default=True,
               help="Shows per target served in balanced order before active sampling starts.")
 @handle_errors
 def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[str, ...], secret: str | None,
-          token_ttl: float, image_side: int, voter_limit: str, ip_limit: str, origins: tuple[str, ...],
-          min_exposure: int) -> None:
+          token_ttl: float, image_side: int, voter_limit: str, ip_limit: str, new_voter_limit: str,
+          proxies: tuple[str, ...], max_body_bytes: int, max_servings: int, reveal_memory: str,
+          origins: tuple[str, ...], min_exposure: int) -> None:
     """Serve the arena until interrupted. The page is at /, the JSON API under /api (schema: /openapi.json).
 
     The outputs on offer are read at start: restart the arena to include runs finished since."""
@@ -61,6 +86,9 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
         db=db, run_ids=_split(runs), targets=_split(targets), secret=secret_bytes(secret) if secret else None,
         token_ttl_s=token_ttl, image_side=image_side, voter_votes=parse_rate(voter_limit, "--voter-limit"),
         ip_votes=parse_rate(ip_limit, "--ip-limit"), allowed_origins=origins, min_exposure=min_exposure,
+        ip_new_voters=parse_rate(new_voter_limit, "--new-voter-limit"), forwarded_allow_ips=_split(proxies),
+        max_body_bytes=max_body_bytes, max_servings=max_servings or None,
+        reveal_memory=cast(RevealMemory, reveal_memory),
     )
     app = create_app(config)
     pool = app.state.arena.pool
@@ -69,6 +97,8 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
                   f"run(s) {', '.join(pool.run_ids)}")
     if pool.skipped_missing:
         console.print(f"warning: {pool.skipped_missing} output(s) left out: image file missing from the store")
+    for reason, count in pool.skipped_formats.items():
+        console.print(f"warning: {count} output(s) left out: {reason}")
     if config.secret is None:
         console.print(f"secret: random for this process (set {SECRET_ENV} to keep pairs and voter ids across "
                       "restarts)")
