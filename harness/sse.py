@@ -8,7 +8,7 @@ blank line still dispatches its last event, as real servers sometimes close that
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -78,13 +78,22 @@ def parse_events(text: str) -> list[SSEEvent]:
     return events
 
 
-async def aparse_lines(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
-    """Parse events from an async iterator of lines (``httpx.Response.aiter_lines``)."""
+async def aparse_lines(lines: AsyncIterator[str], *, max_frames: int | None = None,
+                       on_too_many: Callable[[], Exception] | None = None) -> AsyncIterator[SSEEvent]:
+    """Parse events from an async iterator of lines (``httpx.Response.aiter_lines``).
+
+    ``max_frames`` bounds events plus comment lines (an endless keep-alive stream is as endless as an endless
+    event stream); past it the exception ``on_too_many()`` returns is raised (``ValueError`` by default)."""
     decoder = SSEDecoder()
+    events = 0
     async for line in lines:
         event = decoder.feed_line(line)
         if event is not None:
+            events += 1
             yield event
+        if max_frames is not None and events + decoder.comments > max_frames:
+            raise on_too_many() if on_too_many is not None else ValueError(
+                f"event stream longer than {max_frames} events")
     tail = decoder.flush()
     if tail is not None:
         yield tail

@@ -1,5 +1,10 @@
 """One attempt: send it through a provider adapter under the total timeout, validate its images, classify
-any failure, and summarise its clock."""
+any failure, and summarise its clock.
+
+The provider's clock runs from the attempt's first request (already built: body serialised, references
+encoded) to the provider's last byte; validating the images happens after it and is the attempt's
+``client_ms``. Every limit of :class:`~harness.timing.ResponseLimits` and a ``MemoryError`` fail this attempt
+only, classified, so the other requests of the run go on."""
 
 from __future__ import annotations
 
@@ -8,12 +13,23 @@ from dataclasses import dataclass
 
 import httpx
 
-from harness.images import CheckedImage, check_images_async
+from harness.images import CheckedImage, SizeCheck, check_images_async, size_asked
 from harness.pricing import Cost, failure_cost, success_cost
 from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult, Provider, ProviderError
 from harness.records import AttemptRecord, OutputRecord, RequestKey
 from harness.targets import Target
-from harness.timing import AttemptClock, CallTiming, TimedHttp, now_ns, summarize
+from harness.timing import (
+    DEFAULT_LIMITS,
+    AttemptClock,
+    CallTiming,
+    ResponseLimits,
+    TimedHttp,
+    now_ns,
+    provider_end,
+    summarize,
+)
+
+NO_SIZE = SizeCheck(None, None)
 
 
 @dataclass
@@ -25,7 +41,15 @@ class AttemptOutcome:
     error: ProviderError | None
     clock: AttemptClock
     t_start: int
+    """``perf_counter_ns`` of the attempt's first call being issued (before it when no call was made)."""
     calls: list[CallTiming]
+    size: SizeCheck = NO_SIZE
+    t_end: int = 0
+    """``perf_counter_ns`` where the provider's part ended (its last byte, or when the harness gave up)."""
+    t_latency_start: int = 0
+    """``perf_counter_ns`` where ``latency_ms`` starts: the first request's headers going out on a connection
+    in hand (``t_start`` + ``conn_ms``). Time to image over retries is ``final.t_end − first.t_latency_start``,
+    which equals ``latency_ms`` when there was one attempt."""
 
 
 def classify_exception(exc: BaseException) -> ProviderError:
@@ -36,33 +60,52 @@ def classify_exception(exc: BaseException) -> ProviderError:
         return ProviderError(ErrorKind.TIMEOUT, f"no complete answer within the timeout ({type(exc).__name__})")
     if isinstance(exc, httpx.HTTPError):
         return ProviderError(ErrorKind.CONNECTION, f"{type(exc).__name__}: {exc}".rstrip(": "))
+    if isinstance(exc, MemoryError):
+        return ProviderError(ErrorKind.BAD_OUTPUT, "the answer did not fit in memory (MemoryError)",
+                             provider_code="out_of_memory")
     return ProviderError(ErrorKind.BAD_OUTPUT, f"unexpected response shape ({type(exc).__name__}: {exc})",
                          provider_code="adapter_parse_error")
 
 
+UNANSWERED = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
+"""Failures that come without a complete answer: the attempt ends when the harness gave up."""
+
+
 async def perform_attempt(provider: Provider, request: GenerationRequest, client: httpx.AsyncClient,
-                          timeout_s: float) -> AttemptOutcome:
+                          timeout_s: float, *, strict_size: bool = False,
+                          limits: ResponseLimits = DEFAULT_LIMITS) -> AttemptOutcome:
     """Send one attempt through ``provider`` within ``timeout_s`` (total), validate its images, classify any
-    failure. The timed region runs from just before the first byte is sent to the validated images."""
-    http = TimedHttp(client)
-    t_start = now_ns()
+    failure. ``strict_size``: an image of another size than asked fails the attempt (``bad_output``,
+    ``size_mismatch``) instead of being recorded as not as asked. ``limits`` bound what the answer may be."""
+    http = TimedHttp(client, limits=limits)
+    t_before = now_ns()
     result: GenerationResult | None = None
     checked: list[CheckedImage] = []
+    size = NO_SIZE
     error: ProviderError | None = None
     try:
         async with asyncio.timeout(timeout_s):
             result = await provider.generate(request, http)
-            checked = await check_images_async(result.images, request.n, result.expected_size)
+            asked = size_asked(request.size, request.aspect_ratio, result.expected_size)
+            checked, size = await check_images_async(result.images, request.n, asked, strict=strict_size,
+                                                     max_pixels=limits.max_image_pixels)
     except (ProviderError, TimeoutError, httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError) as exc:
+            IndexError, MemoryError) as exc:
         error = classify_exception(exc)
     t_ready = now_ns()
-    if error is not None and result is not None and error.request_id is None:
-        error.request_id = result.request_id
-    clock = summarize(http.calls, http.marks, t_start, t_ready, http.poll_interval_s)
-    return AttemptOutcome(result, checked, error, clock, t_start, http.calls)
-
-
+    if error is not None:
+        expected = result.expected_size if result is not None else None
+        asked = size_asked(request.size, request.aspect_ratio, expected)
+        size = SizeCheck(asked.label if asked else None, None)
+        if result is not None and error.request_id is None:
+            error.request_id = result.request_id
+    answered = error is None or error.kind not in UNANSWERED
+    clock = summarize(http.calls, http.marks, t_before, t_ready, http.poll_interval_s, answered=answered)
+    t_start = http.calls[0].t_start if http.calls else t_before
+    t_end = provider_end(http.calls, t_ready, answered)
+    first_conn = http.calls[0].t_conn if http.calls else None
+    t_latency_start = min(first_conn if first_conn is not None else t_start, t_end) if answered else t_before
+    return AttemptOutcome(result, checked, error, clock, t_start, http.calls, size, t_end, t_latency_start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +154,5 @@ def attempt_record(outcome: AttemptOutcome, ctx: AttemptContext) -> AttemptRecor
         finish_reason=result.finish_reason if result else None,
         outputs=[OutputRecord(i, "", c.ext, c.width, c.height, len(c.data)) for i, c in enumerate(checked)],
         image_bytes=[c.data for c in checked],
+        size_requested=outcome.size.requested, size_as_asked=outcome.size.as_asked,
     )
