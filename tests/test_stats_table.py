@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from harness.cli import cli
 from harness.stats import STATS_COLUMNS, provider_table
 from harness.stats.intervals import quantile_interval, wilson
 from harness.stats.requests import logical_requests
-from harness.stats.table import NOT_RECORDED
+from harness.stats.table import NOT_RECORDED, ROW_SCHEMA_VERSION, ProviderRow, provider_rows
 from tests.test_compare_sandbox import STEADY, TIME_SCALE, sandbox_run, write_suite
 
 
@@ -204,3 +205,42 @@ def test_stats_of_a_sandbox_run_agree_with_its_stored_attempts(steady_run: tuple
     assert row["n"] == len(attempts) and row["successes"] == len(ok)
     assert row["p50_ms"] == pytest.approx(float(np.percentile(ok["latency_ms"], 50)))
     assert row["ttfb_p50_ms"] == pytest.approx(float(np.percentile(ok["ttfb_ms"], 50)))
+
+
+def test_json_rows_carry_schema_version_and_follow_the_schema_written_from_the_type(
+        steady_run: tuple[Path, str]) -> None:
+    import jsonschema_rs
+
+    db, run_id = steady_run
+    runner = CliRunner()
+    schema = json.loads(runner.invoke(cli, ["stats", "--schema"]).output)
+    assert schema["properties"]["schema_version"]["default"] == ROW_SCHEMA_VERSION
+    validator = jsonschema_rs.validator_for(schema)
+    for args in ([], ["--by", "variant"]):
+        rows = json.loads(runner.invoke(cli, ["stats", run_id, "--json", *args, "--db", str(db)]).output)
+        assert rows and all(r["schema_version"] == ROW_SCHEMA_VERSION for r in rows)
+        for r in rows:
+            validator.validate(r)
+    mistyped = {**rows[0], "p50ms": 1.0}
+    assert not validator.is_valid(mistyped), "a key the type does not declare is not a valid row"
+
+
+def test_dict_rows_keep_todays_keys_and_group_keys_only_when_split() -> None:
+    rows = [attempt(i, variant="terse" if i % 2 else "default") for i in range(12)]
+    plain = provider_table(frame(rows))[0]
+    split = provider_table(frame(rows), ("target", "variant"))[0]
+    assert "schema_version" not in plain, "exports stamp their own version on dict rows"
+    assert "variant" not in plain and "kind" not in plain and split["variant"] == "default"
+    assert set(split) - set(plain) == {"variant"}
+    typed = provider_rows(frame(rows))[0]
+    assert typed.to_dict() == plain and ProviderRow.from_dict({**plain, "label": "ignored"}) == typed
+    assert typed.to_json()["schema_version"] == ROW_SCHEMA_VERSION
+
+
+def test_a_mistyped_or_missing_field_fails_when_the_row_is_built() -> None:
+    good = provider_rows(frame([attempt(i) for i in range(6)]))[0].model_dump()
+    with pytest.raises(ValidationError, match="p50ms"):
+        ProviderRow(**{**good, "p50ms": 1.0})
+    del good["ttfb_p50_ms"]
+    with pytest.raises(ValidationError, match="ttfb_p50_ms"):
+        ProviderRow(**good)

@@ -335,12 +335,13 @@ def _print_details(rows: Sequence[ProviderRow], keys: Sequence[str], console: Co
     for r in rows:
         if r.not_sent:
             console.print(f"not sent {_row_label(r, keys)}: {r.not_sent} request(s) recorded as never sent "
-                          "(left out of n, success and latency)", markup=False)
+                          "(left out of n, success and latency)", markup=False, soft_wrap=False)
     for r in rows:
         if r.invariant_violations:
             ids = ", ".join(map(str, r.invariant_attempt_ids))
             console.print(f"[bold red]invariant violated[/] {_row_label(r, keys)}: {r.invariant_violations} "
-                          f"attempt(s) break 0 <= TTFB <= latency or queue + run <= latency (attempt ids {ids})")
+                          f"attempt(s) break 0 <= TTFB <= latency or queue + run <= latency (attempt ids {ids})",
+                          soft_wrap=False)
     print_withheld(rows, keys, console)
 
 
@@ -376,9 +377,10 @@ def print_withheld(rows: Sequence[ProviderRow | Mapping[str, Any]], keys: Sequen
                 entry.append(label)
     for (column, needs), labels in sorted(notes.items()):
         shown = ", ".join(labels) if len(labels) <= 4 else f"{len(labels)} rows"
-        console.print(f"{WITHHELD} {column}: {needs} ({shown})", markup=False)
+        console.print(f"{WITHHELD} {column}: {needs} ({shown})", markup=False, soft_wrap=False)
     if unrecorded:
-        console.print(f"{WITHHELD} {', '.join(dict.fromkeys(unrecorded))}: {NOT_RECORDED}", markup=False)
+        console.print(f"{WITHHELD} {', '.join(dict.fromkeys(unrecorded))}: {NOT_RECORDED}", markup=False,
+                      soft_wrap=False)
 
 
 def print_scores_table(records: Sequence[dict[str, Any]], title: str, *, console: Console | None = None,

@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.stats.intervals import CONFIDENCE, quantile_interval, wilson
-from harness.stats.requests import PHASE_COLUMNS, logical_requests
+from harness.stats.requests import OPTIONAL_COLUMNS, PHASE_COLUMNS, logical_requests
 
 Array = np.ndarray[Any, Any]
 
@@ -272,30 +272,34 @@ def _phases(row: dict[str, Any], group: pd.DataFrame, ok: Array, confidence: flo
                 row["withheld"]["queue_p95_ms"] = q95.withheld
 
 
-def _recorded(group: pd.DataFrame, name: str, mask: Array) -> tuple[Array, str | None]:
-    """Values of an optional column (rows in ``mask``) and, when none of the group's rows has one, why."""
-    if name not in group.columns:
+def unrecorded_columns(frame: pd.DataFrame) -> frozenset[str]:
+    """The optional columns (:data:`OPTIONAL_COLUMNS`) that ``frame`` lacks or holds only nulls in: figures
+    built on them were not measured by the harness that wrote the run."""
+    return frozenset(c for c in OPTIONAL_COLUMNS if c not in frame.columns or frame[c].isna().all())
+
+
+def _recorded(group: pd.DataFrame, name: str, mask: Array, unrecorded: frozenset[str]) -> tuple[Array, str | None]:
+    """Values of an optional column (rows in ``mask``) and, when the run never recorded it, why."""
+    if name in unrecorded or name not in group.columns:
         return np.empty(0), NOT_RECORDED
-    values = _column(group, name, mask)
-    if values.size == 0 and group[name].isna().all():
-        return values, NOT_RECORDED
-    return values, None
+    return _column(group, name, mask), None
 
 
-def _new_measures(row: dict[str, Any], group: pd.DataFrame, ok: Array, confidence: float) -> None:
+def _new_measures(row: dict[str, Any], group: pd.DataFrame, ok: Array, confidence: float,
+                  unrecorded: frozenset[str]) -> None:
     """Time to image, latency with connect, client time and size as asked (columns newer than the first store)."""
-    tti, absent = _recorded(group, "time_to_image_ms", ok)
+    tti, absent = _recorded(group, "time_to_image_ms", ok, unrecorded)
     row["time_to_image_n"] = int(tti.size)
     _percentiles(row, "time_to_image_", tti, LATENCY_PERCENTILES, "successful requests with a time to image",
                  confidence, absent)
-    connect, absent = _recorded(group, "latency_with_connect_ms", ok)
+    connect, absent = _recorded(group, "latency_with_connect_ms", ok, unrecorded)
     row["latency_with_connect_n"] = int(connect.size)
     _percentiles(row, "latency_with_connect_", connect, (50, 95),
                  "successful requests with a latency with connect", confidence, absent)
-    client, absent = _recorded(group, "client_ms", np.ones(len(group), dtype=bool))
+    client, absent = _recorded(group, "client_ms", np.ones(len(group), dtype=bool), unrecorded)
     row["client_n"] = int(client.size)
     _percentiles(row, "client_", client, (50,), "requests with a client time", confidence, absent)
-    asked, absent = _recorded(group, "size_as_asked", ok)
+    asked, absent = _recorded(group, "size_as_asked", ok, unrecorded)
     row["size_as_asked_n"] = int(asked.size)
     row["size_as_asked"] = row["size_as_asked_ci_low"] = row["size_as_asked_ci_high"] = None
     if asked.size:
@@ -303,7 +307,8 @@ def _new_measures(row: dict[str, Any], group: pd.DataFrame, ok: Array, confidenc
         row.update(size_as_asked=interval.estimate, size_as_asked_ci_low=interval.low,
                    size_as_asked_ci_high=interval.high)
     else:
-        row["withheld"]["size_as_asked"] = absent or "no successful request asked for a size it could check"
+        row["withheld"]["size_as_asked"] = absent or ("no successful request has its delivered size checked "
+                                                      "against a requested one")
 
 
 def _error_counts(kinds: pd.Series) -> dict[str, int]:
@@ -322,8 +327,12 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 def group_row(group: pd.DataFrame, keys: Mapping[str, Any], *, timeout_ms: float | None = None,
-              confidence: float = CONFIDENCE) -> ProviderRow:
-    """The table row of one group of logical requests (a frame from :func:`logical_requests`)."""
+              confidence: float = CONFIDENCE, unrecorded: frozenset[str] | None = None) -> ProviderRow:
+    """The table row of one group of logical requests (a frame from :func:`logical_requests`).
+
+    ``unrecorded``: the optional columns the whole run lacks (:func:`unrecorded_columns`; default: this
+    group's own)."""
+    unrecorded = unrecorded_columns(group) if unrecorded is None else unrecorded
     labels = {"target": _label(group, "target"), "model": _label(group, "model"),
               "provider": _label(group, "provider")}
     never = group["not_sent"].to_numpy(dtype=bool) if "not_sent" in group.columns else np.zeros(len(group), bool)
@@ -351,7 +360,7 @@ def group_row(group: pd.DataFrame, keys: Mapping[str, Any], *, timeout_ms: float
     ttfb = _column(group, "ttfb_ms", ok_mask)
     row["ttfb_n"] = int(ttfb.size)
     _percentiles(row, "ttfb_", ttfb, (50, 95), "successful requests with a TTFB", confidence)
-    _new_measures(row, group, ok_mask, confidence)
+    _new_measures(row, group, ok_mask, confidence, unrecorded)
     _phases(row, group, ok_mask, confidence)
     images = int(group["n_images"].to_numpy()[ok_mask].sum())
     window_s = float(group["ready_at"].max() - group["sched_at"].min()) if n else math.nan
@@ -390,12 +399,14 @@ def provider_rows(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, ti
     if missing:
         raise ValueError(f"attempts frame lacks grouping column(s) {', '.join(missing)}")
     requests = logical_requests(attempts, extra=columns)
+    unrecorded = unrecorded_columns(requests)
     rows: list[ProviderRow] = []
     for keys, group in requests.groupby(list(columns), sort=True, observed=True, dropna=False):
         key_tuple = keys if isinstance(keys, tuple) else (keys,)
         key_map = {c: (None if isinstance(v, float) and math.isnan(v) else v)
                    for c, v in zip(columns, key_tuple, strict=True)}
-        rows.append(group_row(group, key_map, timeout_ms=timeout_ms, confidence=confidence))
+        rows.append(group_row(group, key_map, timeout_ms=timeout_ms, confidence=confidence,
+                              unrecorded=unrecorded))
     return rows
 
 
