@@ -88,6 +88,7 @@ class Store:
         try:
             conn.execute("PRAGMA busy_timeout=30000")
             if not readonly:
+                _refuse_newer(conn, db)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
@@ -205,6 +206,17 @@ def _open_readonly(db: Path) -> sqlite3.Connection:
                              "writable place") from None
     return sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True, check_same_thread=False,
                            isolation_level=None)
+
+
+def _refuse_newer(conn: sqlite3.Connection, db: Path) -> None:
+    """Refuse a store from a newer harness before anything (even the journal mode) is written to it."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
+        return
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is not None and int(row[0]) > SCHEMA_VERSION:
+        raise StoreError(
+            f"{db} has store schema {row[0]}, newer than this harness understands ({SCHEMA_VERSION}); upgrade"
+        )
 
 
 def _check_version(conn: sqlite3.Connection, db: Path) -> None:
