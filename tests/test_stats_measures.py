@@ -131,3 +131,25 @@ def test_a_first_release_store_shows_its_table_and_says_what_it_never_recorded(t
     rows = json.loads(runner.invoke(cli, ["stats", run_id, "--json", "--db", str(db)]).output)
     for r in rows:
         assert r["time_to_image_p50_ms"] is None and r["withheld"]["time_to_image_p50_ms"] == NOT_RECORDED
+
+
+def test_sandbox_fidelity_is_measured_minus_intended_per_target() -> None:
+    rows = [attempt(i, intended_ms=1000.0, latency_ms=1000.0 + 10 * i) for i in range(10)] + \
+           [attempt(20 + i, target="flux-dev@fal", model="flux-dev", provider="fal", intended_ms=2000.0,
+                    latency_ms=2500.0) for i in range(6)]
+    by_target = {r.target: r for r in provider_rows(frame(rows))}
+    close, far = by_target["gpt-image-1@openai"], by_target["flux-dev@fal"]
+    assert close.fidelity_n == 10 and close.fidelity_deviation_p50_ms == pytest.approx(45.0)
+    assert close.fidelity_deviation_p95_ms == pytest.approx(float(np.percentile(np.arange(10) * 10.0, 95)))
+    assert close.fidelity_faithful is True and close.fidelity_deviation_pct == pytest.approx(4.5)
+    assert far.fidelity_deviation_p50_ms == pytest.approx(500.0) and far.fidelity_faithful is False
+
+
+def test_fidelity_is_absent_from_real_runs_and_withheld_for_a_sandbox_target_without_it() -> None:
+    (real,) = provider_rows(frame([attempt(i) for i in range(8)]))
+    assert real.fidelity_n == 0 and real.fidelity_deviation_p50_ms is None
+    assert not any(k.startswith("fidelity") for k in real.withheld), "real providers state no intended delay"
+    mixed = [attempt(i, intended_ms=500.0) for i in range(6)] + \
+            [attempt(10 + i, target="flux-dev@fal", intended_ms=None) for i in range(6)]
+    lacking = {r.target: r for r in provider_rows(frame(mixed))}["flux-dev@fal"]
+    assert "intended" in lacking.withheld["fidelity_deviation_p50_ms"]

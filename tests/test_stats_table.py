@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
+from rich.console import Console
 
 from harness.cli import cli
 from harness.stats import STATS_COLUMNS, provider_table
@@ -244,3 +246,22 @@ def test_a_mistyped_or_missing_field_fails_when_the_row_is_built() -> None:
     del good["ttfb_p50_ms"]
     with pytest.raises(ValidationError, match="ttfb_p50_ms"):
         ProviderRow(**good)
+
+
+def test_a_sandbox_run_reports_fidelity_per_target_and_warns_only_when_a_target_strays(
+        steady_run: tuple[Path, str]) -> None:
+    from harness.cli.tables import print_run_stats
+    from harness.stats.source import RunStats, run_stats
+    from harness.store import Store
+    from harness.store import runs as run_store
+
+    db, run_id = steady_run
+    with Store.open(db, readonly=True) as store:
+        result = run_stats(store, run_store.get_run(store, run_id))
+    assert result.rows and all(0 < r.fidelity_n <= r.successes for r in result.rows)
+    assert (result.fidelity_warning is None) == all(r.fidelity_faithful for r in result.rows)
+    buffer = io.StringIO()
+    print_run_stats(RunStats(result.info, result.rows, "this machine cannot simulate scale 0.05 faithfully"),
+                    "run", console=Console(file=buffer, width=120))
+    assert "sandbox fidelity" in buffer.getvalue()
+    assert "warning: this machine cannot simulate scale 0.05 faithfully" in buffer.getvalue()

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from harness.cli._common import db_option, handle_errors, print_json
-from harness.cli.tables import print_scores_table, print_stats_table
+from harness.cli.tables import print_run_stats, print_scores_table
 from harness.errors import ConfigError
 from harness.scoring.summary import summarise_scores, summary_columns, summary_records
-from harness.stats.table import BY_ALIASES, ProviderRow, provider_rows, resolve_by, rows_json
-from harness.stats.source import effective_timeout_ms, stats_frame_columns
+from harness.stats.source import run_stats
+from harness.stats.table import BY_ALIASES, ProviderRow, resolve_by, rows_json
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.scores import latest_scorer, scores_frame
@@ -51,16 +51,16 @@ def stats(run_id: str | None, by: tuple[str, ...], as_json: bool, wide: bool, sc
     columns = parse_by(by)
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, run_id)
-        frame = run_store.attempts_frame(store, [info.id], columns=stats_frame_columns(store, columns))
+        result = run_stats(store, info, columns)
         scorer = latest_scorer(store, [info.id])
         scores = scores_frame(store, [info.id], scorer=scorer) if scorer else None
-    rows = provider_rows(frame, columns, timeout_ms=effective_timeout_ms(info))
+    rows = result.rows
     summary = summarise_scores(scores) if scores is not None and not scores.empty else None
     per_target = summary_columns(summary) if summary is not None and columns == ("target",) else {}
     if as_json:
         print_json(rows_json(rows, per_target))
         return
-    print_stats_table(rows, title=f"run {info.id}", wide=wide)
+    print_run_stats(result, title=f"run {info.id}", wide=wide)
     if summary is not None:
         print_scores_table(summary_records(summarise_scores(scores, by=columns) if scores is not None
                                            and columns != ("target",) else summary),

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.cli._common import out_console
+from harness.stats.source import RunStats
 from harness.stats.table import NOT_RECORDED, ProviderRow
 
 WITHHELD = "n/a*"
@@ -240,8 +241,21 @@ def _tail_cell(row: ProviderRow) -> str:
     return fmt_ms(row.p95_with_failures_ms)
 
 
+def _signed_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:+,.0f}"
+
+
+def _deviation_cell(row: ProviderRow) -> str:
+    """Median deviation with its share of the intended median; ``!`` marks a target beyond 5 %."""
+    if row.fidelity_deviation_p50_ms is None:
+        return WITHHELD if "fidelity_deviation_p50_ms" in row.withheld else "—"
+    pct = "" if row.fidelity_deviation_pct is None else f" ({row.fidelity_deviation_pct:+.1f}%)"
+    return _signed_ms(row.fidelity_deviation_p50_ms) + pct + ("" if row.fidelity_faithful else " !")
+
+
 Cell = Callable[[ProviderRow], str]
 REQUESTS, LATENCY, TIME_TO_IMAGE = "requests and cost", "latency (ms)", "time to image and client time (ms)"
+FIDELITY = "sandbox fidelity: measured − intended (ms)"
 
 
 def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
@@ -269,11 +283,16 @@ def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
         (Column("time to\nimage p95", TIME_TO_IMAGE), lambda r: _ms_cell(r, "time_to_image_p95_ms")),
         (Column("latency with\nconnect p50", TIME_TO_IMAGE), lambda r: _ms_cell(r, "latency_with_connect_p50_ms")),
         (Column("client\np50", TIME_TO_IMAGE), lambda r: _ms_cell(r, "client_p50_ms")),
+        (Column("intended\np50", FIDELITY), lambda r: fmt_ms(r.fidelity_intended_p50_ms)),
+        (Column("deviation p50\n(! beyond 5 %)", FIDELITY), _deviation_cell),
+        (Column("deviation\np95", FIDELITY), lambda r: _signed_ms(r.fidelity_deviation_p95_ms)),
+        (Column("n", FIDELITY), lambda r: str(r.fidelity_n)),
     ]
     shown = {"not sent": has("not_sent"), "size as\nasked": has("size_as_asked_n"),
              "time to image\np50 (95% CI)": has("time_to_image_n"), "time to\nimage p95": has("time_to_image_n"),
              "latency with\nconnect p50": has("latency_with_connect_n"), "client\np50": has("client_n")}
-    return [(c, cell) for c, cell in columns if shown.get(c.header, True)]
+    return [(c, cell) for c, cell in columns
+            if shown.get(c.header, True) and (c.section != FIDELITY or has("fidelity_n"))]
 
 
 def _as_rows(rows: Iterable[ProviderRow | Mapping[str, Any]]) -> list[ProviderRow]:
@@ -308,6 +327,16 @@ def print_stats_table(rows: Sequence[ProviderRow | Mapping[str, Any]], title: st
     console = console or out_console()
     print_sheet(stats_sheet(typed, title), console, wide=wide)
     _print_details(typed, _key_headers(typed), console, wide)
+
+
+def print_run_stats(stats: RunStats, title: str | None = None, *, console: Console | None = None,
+                    wide: bool = False) -> None:
+    """A stored run's provider table (:func:`harness.stats.source.run_stats`) and, for a sandbox run that
+    could not keep to its profiles, the fidelity warning: what ``harness stats`` and ``harness run`` print."""
+    console = console or out_console()
+    print_stats_table(stats.rows, title, console=console, wide=wide)
+    if stats.fidelity_warning:
+        console.print(f"[bold yellow]warning:[/] {stats.fidelity_warning}", soft_wrap=False)
 
 
 def _row_label(row: ProviderRow, keys: Sequence[str]) -> str:
@@ -347,7 +376,7 @@ def _print_details(rows: Sequence[ProviderRow], keys: Sequence[str], console: Co
 
 _NEEDED = re.compile(r"< (\d+) needed")
 _FAMILIES = {"time_to_image": "time to image", "latency_with_connect": "latency with connect",
-             "client": "client time", "size_as_asked": "size as asked"}
+             "client": "client time", "size_as_asked": "size as asked", "fidelity_deviation": "sandbox fidelity"}
 
 
 def _family(column: str) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.records import RunInfo
+from harness.stats.fidelity import fidelity_rows, fidelity_warning
 from harness.stats.requests import stats_columns
+from harness.stats.table import ProviderRow, provider_rows
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -40,3 +43,27 @@ def stats_frame_columns(store: Store, by: Sequence[str] = ()) -> list[str]:
     as far as ``store`` has them."""
     readable = stored_attempt_columns(store)
     return [c for c in stats_columns(readable, by) if c not in CHALLENGE_COLUMNS and c in readable]
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """A stored run's provider table and the warning to print beside it.
+
+    ``fidelity_warning``: for a sandbox run whose measured latencies stray more than 5 % from the delays the
+    sandbox intended (:func:`harness.stats.fidelity.fidelity_warning`), what to do about it; else ``None``.
+    """
+
+    info: RunInfo
+    rows: list[ProviderRow]
+    fidelity_warning: str | None = None
+
+
+def run_stats(store: Store, info: RunInfo, by: Sequence[str] = ("target",)) -> RunStats:
+    """The provider table of the stored run ``info`` split ``by`` attempt columns (resolved ``--by`` names),
+    what ``harness stats`` and the summary at the end of ``harness run`` print."""
+    frame = run_store.attempts_frame(store, [info.id], columns=stats_frame_columns(store, by))
+    rows = provider_rows(frame, by, timeout_ms=effective_timeout_ms(info))
+    warning = None
+    if info.sandbox and info.time_scale and "intended_ms" in frame.columns:
+        warning = fidelity_warning(fidelity_rows(frame), float(info.time_scale))
+    return RunStats(info, rows, warning)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.stats.fidelity import FidelityRow, fidelity_rows
 from harness.stats.intervals import CONFIDENCE, quantile_interval, wilson
 from harness.stats.requests import OPTIONAL_COLUMNS, PHASE_COLUMNS, logical_requests
 
@@ -147,6 +148,17 @@ class ProviderRow(BaseModel):
     size_as_asked: float | None = Field(description="share of those whose images all have the size asked for")
     size_as_asked_ci_low: float | None = Field(description="Wilson 95 % interval of size_as_asked, lower end")
     size_as_asked_ci_high: float | None = Field(description="Wilson 95 % interval of size_as_asked, upper end")
+
+    fidelity_n: int = Field(description="sandbox runs: successful attempts carrying the delay the sandbox "
+                                        "intended (0 elsewhere); fidelity is per target, whatever the split")
+    fidelity_intended_p50_ms: float | None = _ms("sandbox runs: median delay the sandbox intended")
+    fidelity_deviation_p50_ms: float | None = _ms(
+        "sandbox runs: median of measured − intended (less the mean poll wait of polling queue APIs)")
+    fidelity_deviation_p95_ms: float | None = _ms("sandbox runs: p95 of measured − intended")
+    fidelity_deviation_pct: float | None = Field(
+        description="sandbox runs: the median deviation as a percentage of the intended median")
+    fidelity_faithful: bool | None = Field(
+        description="sandbox runs: the median deviation is within 5 % of the intended median")
 
     submit_p50_ms: float | None = _ms("queue APIs: submit phase median")
     queue_p50_ms: float | None = _ms("queue APIs: queue phase median")
@@ -311,6 +323,22 @@ def _new_measures(row: dict[str, Any], group: pd.DataFrame, ok: Array, confidenc
                                                       "against a requested one")
 
 
+def _fidelity(row: dict[str, Any], fidelity: FidelityRow | None, unrecorded: frozenset[str]) -> None:
+    """The target's sandbox fidelity (:mod:`harness.stats.fidelity`), or why there is none."""
+    row.update(fidelity_n=0, fidelity_intended_p50_ms=None, fidelity_deviation_p50_ms=None,
+               fidelity_deviation_p95_ms=None, fidelity_deviation_pct=None, fidelity_faithful=None)
+    if fidelity is None:
+        if "intended_ms" not in unrecorded:
+            row["withheld"]["fidelity_deviation_p50_ms"] = ("no successful attempt of this target carries the "
+                                                            "delay the sandbox intended")
+        return
+    row.update(fidelity_n=fidelity.n, fidelity_intended_p50_ms=fidelity.intended_p50_ms,
+               fidelity_deviation_p50_ms=fidelity.deviation_p50_ms,
+               fidelity_deviation_p95_ms=fidelity.deviation_p95_ms,
+               fidelity_deviation_pct=fidelity.deviation_pct if math.isfinite(fidelity.deviation_pct) else None,
+               fidelity_faithful=fidelity.faithful)
+
+
 def _error_counts(kinds: pd.Series) -> dict[str, int]:
     """Failed requests per error class, sorted by class name (classes without failures left out)."""
     counts = kinds.astype(object).fillna("unknown").value_counts()
@@ -327,11 +355,12 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 def group_row(group: pd.DataFrame, keys: Mapping[str, Any], *, timeout_ms: float | None = None,
-              confidence: float = CONFIDENCE, unrecorded: frozenset[str] | None = None) -> ProviderRow:
+              confidence: float = CONFIDENCE, unrecorded: frozenset[str] | None = None,
+              fidelity: FidelityRow | None = None) -> ProviderRow:
     """The table row of one group of logical requests (a frame from :func:`logical_requests`).
 
     ``unrecorded``: the optional columns the whole run lacks (:func:`unrecorded_columns`; default: this
-    group's own)."""
+    group's own); ``fidelity``: the sandbox fidelity of the group's target (sandbox runs)."""
     unrecorded = unrecorded_columns(group) if unrecorded is None else unrecorded
     labels = {"target": _label(group, "target"), "model": _label(group, "model"),
               "provider": _label(group, "provider")}
@@ -361,6 +390,7 @@ def group_row(group: pd.DataFrame, keys: Mapping[str, Any], *, timeout_ms: float
     row["ttfb_n"] = int(ttfb.size)
     _percentiles(row, "ttfb_", ttfb, (50, 95), "successful requests with a TTFB", confidence)
     _new_measures(row, group, ok_mask, confidence, unrecorded)
+    _fidelity(row, fidelity, unrecorded)
     _phases(row, group, ok_mask, confidence)
     images = int(group["n_images"].to_numpy()[ok_mask].sum())
     window_s = float(group["ready_at"].max() - group["sched_at"].min()) if n else math.nan
@@ -400,13 +430,15 @@ def provider_rows(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, ti
         raise ValueError(f"attempts frame lacks grouping column(s) {', '.join(missing)}")
     requests = logical_requests(attempts, extra=columns)
     unrecorded = unrecorded_columns(requests)
+    fidelity = {} if "intended_ms" in unrecorded else {f.target: f for f in fidelity_rows(attempts)}
     rows: list[ProviderRow] = []
     for keys, group in requests.groupby(list(columns), sort=True, observed=True, dropna=False):
         key_tuple = keys if isinstance(keys, tuple) else (keys,)
         key_map = {c: (None if isinstance(v, float) and math.isnan(v) else v)
                    for c, v in zip(columns, key_tuple, strict=True)}
+        target = _label(group, "target")
         rows.append(group_row(group, key_map, timeout_ms=timeout_ms, confidence=confidence,
-                              unrecorded=unrecorded))
+                              unrecorded=unrecorded, fidelity=fidelity.get(target)))
     return rows
 
 
