@@ -12,6 +12,9 @@ fields of catalog ones (matched by ``name``)::
         base_url: http://127.0.0.1:8080/v1
         api_key_env: MY_GATEWAY_KEY # or a list, first one set wins
         price_per_image_usd: 0.04
+        allow_private_network: true # image URLs on this network may be fetched (automatic for a
+                                    # base_url on 127.0.0.1 or a private address)
+        credential_origins: [https://files.mygateway.example]  # more origins that may get the key
 
 Everything a run needs is checked before the first request: unknown names (with suggestions), unknown
 protocols, and missing API keys (naming the target and the variables tried).
@@ -32,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.origins import OriginPolicy
 from harness.providers.base import ChallengeKind
 
 SANDBOX_KEY = "sandbox-key"
@@ -66,6 +70,11 @@ class Target(BaseModel):
         default=None, description="challenge kinds this target can do (None: all); others are skipped, not failed")
     options: dict[str, Any] = Field(default_factory=dict)
     notes: str | None = None
+    allow_private_network: bool | None = Field(
+        default=None, description="let provider-named URLs reach loopback/private addresses; None: only when "
+        "base_url is itself local (the sandbox, a gateway on 127.0.0.1)")
+    credential_origins: tuple[str, ...] = Field(
+        default=(), description="extra origins (scheme://host[:port]) that may receive the key, beyond base_url's")
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -77,6 +86,27 @@ class Target(BaseModel):
         if not self.model_name:
             object.__setattr__(self, "model_name", self.model)
         return self
+
+    @field_validator("credential_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: Any) -> Any:
+        values = (v,) if isinstance(v, str) else v
+        if isinstance(values, (list, tuple)):
+            from harness.origins import origin_of
+
+            for value in values:
+                if not isinstance(value, str) or origin_of(value) is None:
+                    raise ValueError(f"{value!r} is not an http(s) origin such as https://api.example.com")
+        return values
+
+    def origin_policy(self, base_url: str | None = None) -> OriginPolicy:
+        """Where this target's key may go and what provider-named URLs may reach, for a run against
+        ``base_url`` (default: the configured one; the sandbox passes its own)."""
+        from harness.providers.registry import get_protocol
+
+        return get_protocol(self.protocol).origin_policy(base_url or self.base_url,
+                                                         extra_origins=self.credential_origins,
+                                                         allow_private_network=self.allow_private_network)
 
     def supports(self, kind: ChallengeKind) -> bool:
         """Whether challenges of ``kind`` are sent to this target (a text-only model takes no edits)."""

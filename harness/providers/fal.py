@@ -54,6 +54,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import ConfigError
+from harness.origins import OriginPolicy
 from harness.providers.base import (
     REFUSED_URL,
     ChallengeKind,
@@ -295,8 +296,9 @@ class FalProvider(Provider):
 
     protocol = "fal"
 
-    def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(base_url, api_key, options)
+    def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None, *,
+                 policy: OriginPolicy | None = None) -> None:
+        super().__init__(base_url, api_key, options, policy=policy)
         opts = self.options
         self.mode = option_choice(opts, "mode", MODES)
         self.status_updates = option_choice(opts, "status_updates", STATUS_UPDATES)

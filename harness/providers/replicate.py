@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.origins import OriginPolicy
 from harness.providers.base import (
     ChallengeKind,
     ErrorKind,
@@ -226,8 +227,9 @@ class ReplicateProvider(Provider):
 
     protocol = "replicate"
 
-    def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(base_url, api_key, options)
+    def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None, *,
+                 policy: OriginPolicy | None = None) -> None:
+        super().__init__(base_url, api_key, options, policy=policy)
         opts = self.options
         wait = opts.get("wait_s", wire.MAX_WAIT_S)
         if wait is not None and (isinstance(wait, bool) or not isinstance(wait, int)
