@@ -78,5 +78,11 @@ class Recognition:
             return False
         return self.max_servings is None or self.servings[sha] < self.max_servings
 
+    def servable_pair(self, left: str, right: str, seen_groups: set[str]) -> bool:
+        """May these two outputs be served together (the cap counts an output shown on both sides twice)?"""
+        if not (self.servable(left, seen_groups) and self.servable(right, seen_groups)):
+            return False
+        return left != right or self.max_servings is None or self.servings[left] + 2 <= self.max_servings
+
     def note_served(self, *shas: str) -> None:
         self.servings.update(shas)

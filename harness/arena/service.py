@@ -150,7 +150,10 @@ class ArenaService:
         if choice is None:
             return None
         matchup = self._matchups[choice.matchup]
-        left, right = self._pick(allowed[choice.matchup][choice.left]), self._pick(allowed[choice.matchup][choice.right])
+        left = self._pick(allowed[choice.matchup][choice.left])
+        rights = allowed[choice.matchup][choice.right]
+        apart = [e for e in rights if self.recognition.group(e.sha256) != self.recognition.group(left.sha256)]
+        right = self._pick(apart or rights)  # two targets may return the very same picture
         return _Plan(matchup, left, right, pair_canvas(matchup.ratio, self.config.image_side), identities)
 
     def _render(self, plan: _Plan) -> dict[str, int | Exception]:
@@ -179,7 +182,7 @@ class ArenaService:
                 log.warning("arena: output %s left out of pairing: it cannot be shown (%s)", sha[:12],
                             self.recognition.broken[sha])
         seen = self.recognition.groups(arena_seen.revealed_to(self._store, plan.identities))
-        if not all(self.recognition.servable(e.sha256, seen) for e in (plan.left, plan.right)):
+        if not self.recognition.servable_pair(plan.left.sha256, plan.right.sha256, seen):
             return None
         return self._record(plan, voter)
 
