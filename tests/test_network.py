@@ -7,8 +7,12 @@ a silent server, a 5 MB body, TLS) is exactly what the test wrote.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import resource
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,10 +22,10 @@ import pytest
 
 from harness.http_pool import ClientPool
 from harness.network import READ_BUFFER_LIMIT, install, last_arrival_ns
-from harness.providers.base import ErrorKind, GenerationRequest
+from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult
 from harness.providers.openai_images import OpenAIImagesProvider
-from harness.run import AttemptOutcome, perform_attempt
-from harness.timing import TimedHttp
+from harness.run.attempt import AttemptOutcome, classify_exception, perform_attempt
+from harness.timing import ResponseLimits, TimedHttp
 from tests.certificates import make_certificates
 from tests.delay_server import body_of_size
 
@@ -329,3 +333,196 @@ def test_requests_through_an_http_proxy_read_through_the_backend_too() -> None:
     assert stamped and outcome.error is None
     assert outcome.calls[0].arrival_stamps
     assert seen == [b"POST http://images.example/v1/images/generations HTTP/1.1"]
+
+
+# Hostile answers: each limit of ResponseLimits fails its own attempt, classified, with memory bounded, while
+# an ordinary request in flight beside it completes.
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def nested_gzip_bomb(decoded_gib: int) -> bytes:
+    """``Content-Encoding: gzip, gzip`` over ``decoded_gib`` GiB of zeros in a few KB. Each 16 MiB of zeros
+    ends with a full flush, which resets the compressor, so every segment after the first is the same bytes;
+    the trailer (never reached by a bounded reader) is not that of the whole stream."""
+    zeros = bytes(16 << 20)
+    inner = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = inner.compress(zeros) + inner.flush(zlib.Z_FULL_FLUSH)
+    segment = inner.compress(zeros) + inner.flush(zlib.Z_FULL_FLUSH)
+    body = head + segment * (decoded_gib * 64 - 1) + inner.flush()
+    outer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return outer.compress(body) + outer.flush()
+
+
+def answer_with(head: str, body: bytes) -> Handler:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(f"HTTP/1.1 200 OK\r\n{head}content-length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+    return answer
+
+
+async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes, piece: bytes,
+                  pause_s: float = 0.0) -> None:
+    """Answer with ``first``, then ``piece`` forever (until the client goes away)."""
+    await read_request(reader)
+    writer.write(first)
+    while not writer.is_closing():
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(pause_s)
+
+
+async def hostile_beside_honest(hostile: Handler, limits: ResponseLimits, *, stream: bool = False,
+                                ) -> tuple[AttemptOutcome, AttemptOutcome, int]:
+    """One attempt against ``hostile`` and one against an honest server at the same time, on one event loop
+    (as two targets of one run); returns both outcomes and the peak-RSS growth in bytes."""
+    async def honest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.2)
+        writer.write(image_answer())
+        await writer.drain()
+
+    before = peak_rss_bytes()
+    async with raw_server(hostile) as bad, raw_server(honest) as good, ClientPool(2, timeout=20) as pool:
+        async def one(base: str, streaming: bool) -> AttemptOutcome:
+            async with pool.lease() as client:
+                return await perform_attempt(OpenAIImagesProvider(base + "/v1", "k"),
+                                             GenerationRequest(model_id="m", prompt="p", stream=streaming), client,
+                                             20, limits=limits)
+
+        bad_outcome, good_outcome = await asyncio.gather(one(bad, stream), one(good, False))
+    return bad_outcome, good_outcome, peak_rss_bytes() - before
+
+
+def assert_limit_hit(outcome: AttemptOutcome, code: str) -> None:
+    assert outcome.error is not None, "the hostile answer was accepted"
+    assert (outcome.error.kind, outcome.error.provider_code) == (ErrorKind.BAD_OUTPUT, code), outcome.error
+    assert outcome.clock.latency_ms is not None and outcome.clock.client_ms is not None
+
+
+def test_a_nested_gzip_bomb_fails_its_attempt_without_inflating() -> None:
+    bomb = nested_gzip_bomb(2)
+    assert len(bomb) < 16_000
+    hostile = answer_with("content-type: application/json\r\ncontent-encoding: gzip, gzip\r\n", bomb)
+    bad, good, growth = asyncio.run(hostile_beside_honest(hostile, ResponseLimits()))
+    assert_limit_hit(bad, "response_too_large")
+    assert "decompresses more than" in bad.error.message if bad.error else False
+    assert good.error is None
+    assert growth < 200 << 20, f"peak RSS grew {growth >> 20} MiB on a 2 GiB bomb"
+
+
+def test_a_gzip_body_under_the_limits_decodes_as_before() -> None:
+    body = body_of_size(100)
+    packed = zlib.compressobj(6, zlib.DEFLATED, 31)
+    hostile = answer_with("content-type: application/json\r\ncontent-encoding: gzip\r\n",
+                          packed.compress(body) + packed.flush())
+    bad, good, _ = asyncio.run(hostile_beside_honest(hostile, ResponseLimits()))
+    assert bad.error is None and good.error is None
+    assert bad.calls[0].bytes_received == len(body)
+
+
+@pytest.mark.parametrize("raw_deflate", [False, True])
+def test_deflate_bodies_decode_with_or_without_the_zlib_wrapper(raw_deflate: bool) -> None:
+    body = body_of_size(0)
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15 if raw_deflate else 15)
+    hostile = answer_with("content-type: application/json\r\ncontent-encoding: deflate\r\n",
+                          packer.compress(body) + packer.flush())
+    bad, _, _ = asyncio.run(hostile_beside_honest(hostile, ResponseLimits()))
+    assert bad.error is None, bad.error
+
+
+def test_an_endless_body_stops_at_the_size_limit() -> None:
+    async def hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await endless(reader, writer, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"data\": \"",
+                      b"A" * 65536)
+
+    bad, good, growth = asyncio.run(hostile_beside_honest(hostile, ResponseLimits(max_body_bytes=8 << 20)))
+    assert_limit_hit(bad, "response_too_large")
+    assert (7 << 20) < bad.calls[0].bytes_received <= 8 << 20
+    assert good.error is None
+    assert growth < 100 << 20
+
+
+def test_a_body_over_the_limit_with_its_length_declared_is_refused_at_the_limit() -> None:
+    hostile = answer_with("content-type: application/json\r\n", body_of_size(3000))
+    bad, good, _ = asyncio.run(hostile_beside_honest(hostile, ResponseLimits(max_body_bytes=1 << 20)))
+    assert_limit_hit(bad, "response_too_large")
+    assert good.error is None
+
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n"
+
+
+@pytest.mark.parametrize(("piece", "pause_s", "limits", "said"), [
+    (b'data: {"type": "keepalive"}\n\n', 0.0, ResponseLimits(max_stream_events=2000), "events"),
+    (b": still working\n\n", 0.0, ResponseLimits(max_stream_events=2000), "events"),
+    (b'data: {"type": "keepalive"}\n\n', 0.01, ResponseLimits(max_stream_s=0.5), "stayed open"),
+    (b"data: " + b"A" * 65536, 0.0, ResponseLimits(max_stream_bytes=4 << 20), "byte limit"),
+], ids=["events", "comments", "duration", "one-endless-line"])
+def test_an_endless_event_stream_fails_its_attempt(piece: bytes, pause_s: float, limits: ResponseLimits,
+                                                   said: str) -> None:
+    async def hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await endless(reader, writer, SSE_HEAD, piece, pause_s)
+
+    bad, good, growth = asyncio.run(hostile_beside_honest(hostile, limits, stream=True))
+    code = "response_too_large" if said == "byte limit" else "stream_too_long"
+    assert_limit_hit(bad, code)
+    assert bad.error is not None and said in bad.error.message
+    assert good.error is None
+    assert growth < 100 << 20
+
+
+def test_response_limits_refuse_nonsense() -> None:
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        ResponseLimits(max_body_bytes=0)
+    with pytest.raises(ValueError, match="max_stream_s"):
+        ResponseLimits(max_stream_s=-1.0)
+
+
+def test_memory_error_in_an_adapter_fails_only_that_attempt() -> None:
+    class Greedy(OpenAIImagesProvider):
+        async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+            raise MemoryError
+
+    async def go() -> AttemptOutcome:
+        async with httpx.AsyncClient() as client:
+            return await perform_attempt(Greedy("http://127.0.0.1:9/v1", "k"),
+                                         GenerationRequest(model_id="m", prompt="p"), client, 5)
+
+    outcome = asyncio.run(go())
+    assert outcome.error is not None
+    assert (outcome.error.kind, outcome.error.provider_code) == (ErrorKind.BAD_OUTPUT, "out_of_memory")
+    assert classify_exception(MemoryError()).provider_code == "out_of_memory"
+
+
+def test_the_sandbox_intended_delay_is_the_largest_over_the_attempts_calls() -> None:
+    """A URL answer: the generate call and the download each carry ``x-sandbox-intended-ms``; the attempt keeps
+    the largest, and a header that is not a finite number ≥ 0 counts as absent."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        port = writer.get_extra_info("sockname")[1]
+        if b"/img.png" in request.split(b"\r\n", 1)[0]:
+            png = base64.b64decode(json.loads(body_of_size(0))["data"][0]["b64_json"])
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: image/png\r\nx-sandbox-intended-ms: nan\r\n"
+                         + f"content-length: {len(png)}\r\n\r\n".encode() + png)
+        else:
+            body = json.dumps({"data": [{"url": f"http://127.0.0.1:{port}/img.png"}]}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-sandbox-intended-ms: 812.5\r\n"
+                         + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+
+    async def go() -> AttemptOutcome:
+        async with raw_server(answer) as base, ClientPool(1, timeout=5) as pool, pool.lease() as client:
+            provider = OpenAIImagesProvider(base + "/v1", "k", {"response_format": "url"})
+            return await perform_attempt(provider, GenerationRequest(model_id="m", prompt="p"), client, 5)
+
+    outcome = asyncio.run(go())
+    assert outcome.error is None, outcome.error
+    assert [c.label for c in outcome.calls] == ["generate", "download"]
+    assert [c.intended_ms for c in outcome.calls] == [812.5, None]
+    assert outcome.clock.intended_ms == 812.5
+    assert outcome.clock.latency_ms == pytest.approx((outcome.calls[1].t_last_byte or 0) / 1e6
+                                                     - (outcome.calls[0].t_conn or 0) / 1e6)

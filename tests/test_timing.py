@@ -98,3 +98,22 @@ def test_timing_stays_accurate_with_200_requests_in_flight(delay_server: str) ->
     assert np.median(ttfb_err) < 10.0
     assert np.median(latency_err) < 20.0
     assert all(0 <= o.clock.ttfb_ms <= o.clock.latency_ms for o in outcomes)
+
+
+def test_latency_ends_at_the_last_byte_and_the_harness_work_is_client_time(delay_server: str) -> None:
+    """A 2 MB image: decoding and validating it happens after the provider's last byte, so it is ``client_ms``,
+    never latency; latency starts when the request's headers go out on a connection in hand, and latency with
+    connect adds the set-up before that."""
+    with quiet_heap():
+        outcome = asyncio.run(run_many(delay_server, [HDR_MS], BODY_MS, 1500))[0]
+    assert outcome.error is None
+    call, clock = outcome.calls[0], outcome.clock
+    assert call.t_conn is not None and call.t_last_byte is not None
+    assert clock.latency_ms == pytest.approx((call.t_last_byte - call.t_conn) / 1e6)
+    assert clock.latency_with_connect_ms == pytest.approx((call.t_last_byte - call.t_start) / 1e6)
+    assert clock.conn_ms is not None and clock.latency_ms is not None and clock.client_ms is not None
+    assert clock.latency_with_connect_ms == pytest.approx(clock.conn_ms + clock.latency_ms)
+    assert clock.last_byte_ms == pytest.approx(clock.latency_ms)
+    assert clock.client_ms > 1.0, "decoding a 2 MB PNG took no time: it must have been on the clock"
+    assert outcome.t_end == call.t_last_byte and outcome.t_latency_start == call.t_conn
+    assert 0 <= clock.ttfb_ms <= clock.latency_ms
