@@ -119,11 +119,15 @@ def test_wide_prints_one_table_whatever_the_width(catalog_rows: dict[str, list[P
     assert "$/image" in first and "p50" in first
 
 
-def test_a_narrow_terminal_gets_a_block_per_target(catalog_rows: dict[str, list[ProviderRow]]) -> None:
+def test_a_very_narrow_terminal_gets_a_block_per_target(catalog_rows: dict[str, list[ProviderRow]]) -> None:
     rows = catalog_rows["target"]
-    output = render(80, print_stats_table, rows, title="run")
+    output = render(60, print_stats_table, rows, title="run")
+    main = re.split(r"^(?:failed requests by class|queue phases)", output, flags=re.M)[0]
+    assert "┏" not in main, "no table of a column or two per screen"
     for r in rows:
         assert re.search(rf"^{re.escape(r.target)}$", output, re.M), "each block opens with the full name"
+    assert_readable(output, [r.target for r in rows], 60,
+                    prices=[fmt_usd(r.cost_per_image_usd) for r in rows if r.cost_per_image_usd is not None])
 
 
 names_strategy = st.lists(

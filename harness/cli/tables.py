@@ -4,9 +4,12 @@ No table cuts a target name or a number. A :class:`Sheet` (key columns naming a 
 sections) is laid out by the first of these that fits the console's width without wrapping a cell:
 
 1. one table, full names;
-2. one table, long target names shortened to their unique part (:func:`short_names`; ``…`` marks what is
-   left out, and every row keeps a label of its own);
-3. one table per section, full names, then shortened names;
+2. the same with grouping keys that hold one value in every row moved into the title, then with long target
+   names shortened to their unique part (:func:`short_names`; ``…`` marks what is left out, and every row
+   keeps a label of its own);
+3. a table per section (requests, latency, …), a section's columns spread over as few tables as fit, with
+   full or shortened names, whichever needs fewer tables (full names when equal), at most
+   :data:`MAX_TABLES_PER_SECTION` per section;
 4. a block per row: the full name, then ``header value`` pairs packed into lines.
 
 ``--wide`` prints the single full table whatever the width; ``--json`` is unaffected by any of this.
@@ -39,6 +42,8 @@ SHORTEN_FROM = 14
 KEEP_AT_LEAST = 6
 """A shortened model part keeps at least this many characters."""
 MEASURE_WIDTH = 100_000
+MAX_TABLES_PER_SECTION = 2
+"""Beyond this many tables per section the columns are too scattered to compare rows: print blocks instead."""
 
 
 def fmt_ms(value: float | None) -> str:
@@ -127,6 +132,11 @@ class Sheet:
         return Sheet(title, self.keys, tuple(self.columns[i] for i in keep),
                      [(k, tuple(v[i] for i in keep)) for k, v in self.rows])
 
+    def pick(self, indices: Sequence[int]) -> Sheet:
+        """The sheet with only the value columns at ``indices``."""
+        return Sheet(self.title, self.keys, tuple(self.columns[i] for i in indices),
+                     [(k, tuple(v[i] for i in indices)) for k, v in self.rows])
+
     def renamed(self, labels: Mapping[str, str]) -> Sheet:
         return Sheet(self.title, self.keys, self.columns,
                      [((labels.get(k[0], k[0]), *k[1:]), v) for k, v in self.rows])
@@ -170,23 +180,59 @@ def _blocks(sheet: Sheet, width: int) -> list[RenderableType]:
     return out
 
 
+def _fits(console: Console, sheet: Sheet) -> bool:
+    return _natural_width(console, _table(sheet)) <= console.width
+
+
+def _packed(sheet: Sheet, console: Console) -> list[Sheet] | None:
+    """``sheet`` as consecutive tables, each section's columns packed greedily into as few tables as fit;
+    ``None`` when a single column with the key columns is already too wide."""
+    parts: list[Sheet] = []
+    for section in sheet.sections():
+        part = sheet.only(section)
+        chunk: list[int] = []
+        for i in range(len(part.columns)):
+            if not _fits(console, part.pick([*chunk, i])):
+                if not chunk:
+                    return None
+                parts.append(part.pick(chunk))
+                chunk = []
+                if not _fits(console, part.pick([i])):
+                    return None
+            chunk.append(i)
+        parts.append(part.pick(chunk))
+    return parts
+
+
+def _constant_keys_to_title(sheet: Sheet) -> Sheet:
+    """Key columns after the target that hold one value in every row move into the title (``kind:
+    text-to-image``): they tell no row from another."""
+    if len(sheet.rows) < 2:
+        return sheet
+    constant = [i for i in range(1, len(sheet.keys)) if len({k[i] for k, _ in sheet.rows}) == 1]
+    if not constant:
+        return sheet
+    note = ", ".join(f"{sheet.keys[i]} {sheet.rows[0][0][i]}" for i in constant)
+    keep = [i for i in range(len(sheet.keys)) if i not in constant]
+    return Sheet(f"{sheet.title} ({note})" if sheet.title else note, tuple(sheet.keys[i] for i in keep),
+                 sheet.columns, [(tuple(k[i] for i in keep), v) for k, v in sheet.rows])
+
+
 def layout(sheet: Sheet, console: Console, *, wide: bool = False) -> list[RenderableType]:
     """What to print for ``sheet`` on ``console`` (see the module docstring for the order of layouts)."""
-    full = _table(sheet)
-    if wide or _natural_width(console, full) <= console.width:
-        return [full]
-    labels = short_names([k[0] for k, _ in sheet.rows])
-    shortened = sheet.renamed(labels)
-    candidates: list[Sheet] = [shortened] if shortened.rows != sheet.rows else []
-    sections = sheet.sections()
-    attempts: list[list[Sheet]] = [[c] for c in candidates]
-    if len(sections) > 1:
-        attempts.append([sheet.only(s) for s in sections])
-        attempts.extend([[c.only(s) for s in sections] for c in candidates])
-    for parts in attempts:
-        tables = [_table(p) for p in parts]
-        if all(_natural_width(console, t) <= console.width for t in tables):
-            return list(tables)
+    if wide or _fits(console, sheet):
+        return [_table(sheet)]
+    compact = _constant_keys_to_title(sheet)
+    shortened = compact.renamed(short_names([k[0] for k, _ in compact.rows]))
+    names = [compact] if shortened.rows == compact.rows else [compact, shortened]
+    for candidate in names[1:] if compact is sheet else names:
+        if _fits(console, candidate):
+            return [_table(candidate)]
+    packings = [p for p in (_packed(c, console) for c in names) if p is not None]
+    if packings:
+        best = min(packings, key=len)
+        if len(best) <= MAX_TABLES_PER_SECTION * len(sheet.sections()):
+            return [_table(p) for p in best]
     return _blocks(sheet, console.width)
 
 
