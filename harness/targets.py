@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.envfile import key_value
 from harness.errors import ConfigError
 from harness.origins import OriginPolicy
 from harness.providers.base import ChallengeKind
@@ -120,11 +120,33 @@ class Target(BaseModel):
         return data
 
 
+MAX_TARGETS_FILE_BYTES = 16 << 20
+
+
+def read_targets_text(path: Path) -> str:
+    """A targets file's text; a :class:`ConfigError` naming the file when it is not readable UTF-8 text."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"targets file {path}: cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_TARGETS_FILE_BYTES:
+        raise ConfigError(f"targets file {path}: {len(data)} bytes is too large for a targets file")
+    if b"\0" in data:
+        raise ConfigError(f"targets file {path}: is a binary file, not YAML")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"targets file {path}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
+
+
 def _read_yaml(path: Path | None, text: str, where: str) -> list[dict[str, Any]]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a targets file") from None
     if doc is None:
         return []
     if not isinstance(doc, dict) or not isinstance(doc.get("targets"), list):
@@ -162,7 +184,7 @@ def load_targets(user_file: Path | None = None, *, include_catalog: bool = True)
         if not user_file.is_file():
             raise ConfigError(f"targets file {user_file} not found")
         seen: set[str] = set()
-        for i, item in enumerate(_read_yaml(user_file, user_file.read_text(encoding="utf-8"), str(user_file))):
+        for i, item in enumerate(_read_yaml(user_file, read_targets_text(user_file), str(user_file))):
             name = item["name"]
             if name in seen:
                 raise ConfigError(f"{user_file}: targets[{i}]: duplicate target name {name!r}")
@@ -210,13 +232,13 @@ class Credential:
 
     target: str
     env_var: str
-    key: str
+    key: str = field(repr=False)
 
 
 def resolve_keys(chosen: Iterable[Target], env: Mapping[str, str] | None = None, *,
                  sandbox: bool = False) -> dict[str, Credential]:
-    """Find each target's key; raise one error naming every target whose key is missing."""
-    environ = os.environ if env is None else env
+    """Find each target's key (in ``env``; by default the environment, then ``./.env``: see
+    :func:`harness.envfile.key_value`); raise one error naming every target whose key is missing."""
     found: dict[str, Credential] = {}
     missing: list[str] = []
     for t in chosen:
@@ -226,11 +248,12 @@ def resolve_keys(chosen: Iterable[Target], env: Mapping[str, str] | None = None,
         if not t.api_key_env:
             missing.append(f"{t.name} (no api_key_env configured)")
             continue
-        var = next((v for v in t.api_key_env if environ.get(v)), None)
-        if var is None:
+        values = ((v, key_value(v, env)) for v in t.api_key_env)
+        var, key = next(((v, k) for v, k in values if k), (None, None))
+        if var is None or key is None:
             missing.append(f"{t.name} (set {' or '.join(t.api_key_env)})")
         else:
-            found[t.name] = Credential(t.name, var, environ[var])
+            found[t.name] = Credential(t.name, var, key)
     if missing:
         raise ConfigError(
             "missing API key for " + "; ".join(missing) + ". Nothing was sent. Export the variable, add it to "

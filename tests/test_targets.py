@@ -134,3 +134,29 @@ def test_failures_cost_nothing_unless_billed() -> None:
     assert failure_cost(t, billed=False, usage={"output_tokens": 1290}).usd == 0
     billed = failure_cost(t, billed=True, usage={"input_tokens": 10, "output_tokens": 1290})
     assert billed.billed and billed.usd == pytest.approx((10 * 0.3 + 1290 * 30) / 1e6)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is a binary file, not YAML"),
+    ("targets:\n  - name: caf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
+    (b"targets: [" * 20000, "targets"),
+    (b"targets:\n  - name: a\n    model: [unclosed\n", "not valid YAML"),
+])
+def test_a_broken_targets_file_is_a_clear_error_naming_it(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_targets(path)
+    assert str(path) in str(raised.value)
+
+
+def test_the_cli_names_a_binary_targets_file_without_a_traceback(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    path = tmp_path / "targets.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    result = CliRunner().invoke(cli, ["targets", "list", "--targets", str(path)])
+    assert result.exit_code == 2 and str(path) in result.output and "binary" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 from rich.table import Table
 
 from harness.cli._common import EXIT_CHECK_FAILED, handle_errors, out_console, print_json
+from harness.envfile import key_value
 from harness.targets import load_targets, select
 
 
@@ -44,18 +44,17 @@ def list_cmd(targets_file: Path | None, patterns: tuple[str, ...], as_json: bool
 @click.option("--target", "patterns", multiple=True)
 @handle_errors
 def check_cmd(targets_file: Path | None, patterns: tuple[str, ...]) -> None:
-    """Say which targets have their API key set (masked); exit 1 when any is missing."""
+    """Say which targets have their API key set (never any part of it); exit 1 when any is missing."""
     chosen = select(load_targets(targets_file), patterns)
     table = Table("target", "variable", "key")
     missing = 0
     for t in chosen:
-        var = next((v for v in t.api_key_env if os.environ.get(v)), None)
+        var = next((v for v in t.api_key_env if key_value(v)), None)
         if var is None:
             missing += 1
             table.add_row(t.name, " or ".join(t.api_key_env), "[red]missing[/]")
         else:
-            key = os.environ[var]
-            table.add_row(t.name, var, f"{key[:3]}…{key[-2:]}" if len(key) > 8 else "set")
+            table.add_row(t.name, var, "set")
     out_console().print(table)
     if missing:
         raise SystemExit(EXIT_CHECK_FAILED)
