@@ -219,7 +219,10 @@ def _column(group: pd.DataFrame, name: str, mask: Array | None = None) -> Array:
     """Finite values of a numeric column (of the rows in ``mask``); empty when the column is absent."""
     if name not in group.columns:
         return np.empty(0)
-    arr: Array = pd.to_numeric(group[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    column = group[name]
+    numeric = pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+    arr: Array = (column if numeric else pd.to_numeric(column, errors="coerce")).to_numpy(dtype=float,
+                                                                                           na_value=np.nan)
     if mask is not None:
         arr = arr[mask]
     return arr[~np.isnan(arr)]
