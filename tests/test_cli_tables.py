@@ -109,6 +109,8 @@ def test_a_wide_terminal_shows_full_names(catalog_rows: dict[str, list[ProviderR
     output = render(200, print_stats_table, rows, title="run")
     assert all(appears_whole(r.target, output) for r in rows)
     assert ELLIPSIS not in output
+    assert all("time_to_image_p99_ms" in r.withheld for r in rows) and "time to image p99" not in output, \
+        "notes explain the n/a* cells printed; --json keeps every reason"
 
 
 def test_wide_prints_one_table_whatever_the_width(catalog_rows: dict[str, list[ProviderRow]]) -> None:

@@ -111,6 +111,8 @@ class Column:
 
     header: str
     section: str = ""
+    field: str = ""
+    """The row field whose withheld reason explains an ``n/a*`` in this column."""
 
 
 @dataclass
@@ -315,22 +317,22 @@ def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
         (Column("success\n(95% CI)", REQUESTS), _success_cell),
         (Column("1st try", REQUESTS), lambda r: fmt_pct(r.first_attempt_success_rate)),
         (Column("429s", REQUESTS), lambda r: fmt_pct(r.rate_limited_share)),
-        (Column("size as\nasked", REQUESTS), _size_cell),
+        (Column("size as\nasked", REQUESTS, "size_as_asked"), _size_cell),
         (Column("img/min", REQUESTS), lambda r: "—" if r.images_per_min is None else f"{r.images_per_min:.1f}"),
         (Column("$/image", REQUESTS), lambda r: fmt_usd(r.cost_per_image_usd)),
-        (Column("p50\n(95% CI)", LATENCY), lambda r: _ms_cell(r, "p50_ms", True)),
-        (Column("p90", LATENCY), lambda r: _ms_cell(r, "p90_ms")),
-        (Column("p95\n(95% CI)", LATENCY), lambda r: _ms_cell(r, "p95_ms", True)),
-        (Column("p99", LATENCY), lambda r: _ms_cell(r, "p99_ms")),
-        (Column("p95 incl.\nfailures", LATENCY), _tail_cell),
-        (Column("TTFB\np50", LATENCY), lambda r: _ms_cell(r, "ttfb_p50_ms")),
-        (Column("TTFB\np95", LATENCY), lambda r: _ms_cell(r, "ttfb_p95_ms")),
-        (Column("time to image\np50 (95% CI)", TIME_TO_IMAGE), lambda r: _ms_cell(r, "time_to_image_p50_ms", True)),
-        (Column("time to\nimage p95", TIME_TO_IMAGE), lambda r: _ms_cell(r, "time_to_image_p95_ms")),
-        (Column("latency with\nconnect p50", TIME_TO_IMAGE), lambda r: _ms_cell(r, "latency_with_connect_p50_ms")),
-        (Column("client\np50", TIME_TO_IMAGE), lambda r: _ms_cell(r, "client_p50_ms")),
+        (Column("p50\n(95% CI)", LATENCY, "p50_ms"), lambda r: _ms_cell(r, "p50_ms", True)),
+        (Column("p90", LATENCY, "p90_ms"), lambda r: _ms_cell(r, "p90_ms")),
+        (Column("p95\n(95% CI)", LATENCY, "p95_ms"), lambda r: _ms_cell(r, "p95_ms", True)),
+        (Column("p99", LATENCY, "p99_ms"), lambda r: _ms_cell(r, "p99_ms")),
+        (Column("p95 incl.\nfailures", LATENCY, "p95_with_failures_ms"), _tail_cell),
+        (Column("TTFB\np50", LATENCY, "ttfb_p50_ms"), lambda r: _ms_cell(r, "ttfb_p50_ms")),
+        (Column("TTFB\np95", LATENCY, "ttfb_p95_ms"), lambda r: _ms_cell(r, "ttfb_p95_ms")),
+        (Column("time to image\np50 (95% CI)", TIME_TO_IMAGE, "time_to_image_p50_ms"), lambda r: _ms_cell(r, "time_to_image_p50_ms", True)),
+        (Column("time to\nimage p95", TIME_TO_IMAGE, "time_to_image_p95_ms"), lambda r: _ms_cell(r, "time_to_image_p95_ms")),
+        (Column("latency with\nconnect p50", TIME_TO_IMAGE, "latency_with_connect_p50_ms"), lambda r: _ms_cell(r, "latency_with_connect_p50_ms")),
+        (Column("client\np50", TIME_TO_IMAGE, "client_p50_ms"), lambda r: _ms_cell(r, "client_p50_ms")),
         (Column("intended\np50", FIDELITY), lambda r: fmt_ms(r.fidelity_intended_p50_ms)),
-        (Column("deviation p50\n(! beyond 5 %)", FIDELITY), _deviation_cell),
+        (Column("deviation p50\n(! beyond 5 %)", FIDELITY, "fidelity_deviation_p50_ms"), _deviation_cell),
         (Column("deviation\np95", FIDELITY), lambda r: _signed_ms(r.fidelity_deviation_p95_ms)),
         (Column("n", FIDELITY), lambda r: str(r.fidelity_n)),
     ]
@@ -371,8 +373,9 @@ def print_stats_table(rows: Sequence[ProviderRow | Mapping[str, Any]], title: st
     for withheld figures. Rows may be :class:`ProviderRow` or their dict form (``provider_table``)."""
     typed = _as_rows(rows)
     console = console or out_console()
-    print_sheet(stats_sheet(typed, title), console, wide=wide)
-    _print_details(typed, _key_headers(typed), console, wide)
+    sheet = stats_sheet(typed, title)
+    print_sheet(sheet, console, wide=wide)
+    _print_details(typed, _key_headers(typed), console, wide, {c.field for c in sheet.columns if c.field})
 
 
 def print_run_stats(stats: RunStats, title: str | None = None, *, console: Console | None = None,
@@ -389,7 +392,8 @@ def _row_label(row: ProviderRow, keys: Sequence[str]) -> str:
     return " / ".join(_keys(row, keys))
 
 
-def _print_details(rows: Sequence[ProviderRow], keys: Sequence[str], console: Console, wide: bool) -> None:
+def _print_details(rows: Sequence[ProviderRow], keys: Sequence[str], console: Console, wide: bool,
+                   shown: set[str]) -> None:
     failures = [r for r in rows if r.errors]
     if failures:
         kinds = sorted({k for r in failures for k in r.errors})
@@ -402,11 +406,12 @@ def _print_details(rows: Sequence[ProviderRow], keys: Sequence[str], console: Co
     if queued:
         names = ("submit_p50_ms", "queue_p50_ms", "queue_p95_ms", "run_p50_ms", "fetch_p50_ms", "download_p50_ms")
         phases = Sheet("queue phases (ms)", ("target", *keys),
-                       tuple(Column(h) for h in ("submit p50", "queue p50", "queue p95", "run p50", "fetch p50",
-                                                 "download p50", "poll interval")))
+                       (*(Column(h.replace("_", " ").removesuffix(" ms"), field=h) for h in names),
+                        Column("poll interval")))
         phases.rows = [(_keys(r, keys), (*(_ms_cell(r, c) for c in names), fmt_ms(r.poll_interval_ms)))
                        for r in queued]
         print_sheet(phases, console, wide=wide)
+        shown |= set(names)
     for r in rows:
         if r.not_sent:
             console.print(f"not sent {_row_label(r, keys)}: {r.not_sent} request(s) recorded as never sent "
@@ -417,7 +422,7 @@ def _print_details(rows: Sequence[ProviderRow], keys: Sequence[str], console: Co
             console.print(f"[bold red]invariant violated[/] {_row_label(r, keys)}: {r.invariant_violations} "
                           f"attempt(s) break 0 <= TTFB <= latency or queue + run <= latency (attempt ids {ids})",
                           soft_wrap=False)
-    print_withheld(rows, keys, console)
+    print_withheld(rows, keys, console, only=shown)
 
 
 _NEEDED = re.compile(r"< (\d+) needed")
@@ -431,15 +436,17 @@ def _family(column: str) -> str:
 
 
 def print_withheld(rows: Sequence[ProviderRow | Mapping[str, Any]], keys: Sequence[str] = (),
-                   console: Console | None = None) -> None:
-    """One line per withheld statistic: how many values it needs and which rows lack them (the exact
-    reason of every cell is in ``--json``'s ``withheld``). Figures the run's store never recorded share one
-    line."""
+                   console: Console | None = None, *, only: set[str] | None = None) -> None:
+    """One line per reason a statistic is withheld (of those in ``only``, the fields of the columns printed):
+    the statistics, how many values they need and which rows lack them (the exact reason of every cell is in
+    ``--json``'s ``withheld``). Figures the run never recorded share one line."""
     console = console or out_console()
     notes: dict[tuple[str, str], list[str]] = {}
     unrecorded: list[str] = []
     for r in _as_rows(rows):
         for column, reason in r.withheld.items():
+            if only is not None and column not in only and reason != NOT_RECORDED:
+                continue
             if reason == NOT_RECORDED:
                 unrecorded.append(_family(column))
                 continue
@@ -450,9 +457,12 @@ def print_withheld(rows: Sequence[ProviderRow | Mapping[str, Any]], keys: Sequen
             entry = notes.setdefault((column.removesuffix("_ms").replace("_", " "), needs), [])
             if label not in entry:
                 entry.append(label)
+    merged: dict[tuple[str, str], list[str]] = {}
     for (column, needs), labels in sorted(notes.items()):
         shown = ", ".join(labels) if len(labels) <= 4 else f"{len(labels)} rows"
-        console.print(f"{WITHHELD} {column}: {needs} ({shown})", markup=False, soft_wrap=False)
+        merged.setdefault((needs, shown), []).append(column)
+    for (needs, shown), columns in sorted(merged.items(), key=lambda item: item[1]):
+        console.print(f"{WITHHELD} {', '.join(columns)}: {needs} ({shown})", markup=False, soft_wrap=False)
     if unrecorded:
         console.print(f"{WITHHELD} {', '.join(dict.fromkeys(unrecorded))}: {NOT_RECORDED}", markup=False,
                       soft_wrap=False)
