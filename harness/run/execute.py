@@ -137,11 +137,13 @@ def _span_ms(outcome: AttemptOutcome) -> float:
     return float(span) if span is not None else 0.0
 
 
-def _writer_failure(exc: BaseException, db: Path) -> BaseException:
+def _writer_failure(exc: BaseException, db: Path, run_id: str) -> BaseException:
     """The store writer's failure as the one clear error the user sees (the writer wraps the cause)."""
     cause = exc.__cause__ if isinstance(exc, RuntimeError) and exc.__cause__ is not None else exc
+    if isinstance(cause, HarnessError):
+        return cause
     if isinstance(cause, (sqlite3.Error, OSError)):
-        return store_write_error(cause, db)
+        return store_write_error(cause, db, run_id)
     return exc
 
 
@@ -197,16 +199,13 @@ class Runner:
                                                              counter))
                 except BaseExceptionGroup as failed:
                     first = failed.exceptions[0]
-                    raise _writer_failure(first, self.db_path) from None
+                    raise _writer_failure(first, self.db_path, run_id) from None
             try:
                 writer.close()
             except RuntimeError as exc:
-                raise _writer_failure(exc, self.db_path) from None
+                raise _writer_failure(exc, self.db_path, run_id) from None
         except asyncio.CancelledError:
             status = "interrupted"
-            raise
-        except HarnessError:
-            status = "failed"
             raise
         except BaseException:
             status = "failed"

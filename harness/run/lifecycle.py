@@ -173,7 +173,7 @@ def _record_status(db_path: Path, run_id: str, status: str, *, quiet: bool) -> N
             run_store.set_run_status(store, run_id, status, _utc_now() if status == "finished" else None)
     except (HarnessError, sqlite3.Error, OSError) as exc:
         if not quiet:
-            raise store_write_error(exc, db_path) from None
+            raise store_write_error(exc, db_path, run_id) from None
 
 
 def _execute(db_path: Path, images_dir: Path, run_id: str, items: Sequence[WorkItem], targets: Sequence[Target],
@@ -219,7 +219,7 @@ def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[T
             run_store.set_run_status(store, info.id, "running")
         except (sqlite3.Error, OSError) as exc:
             lock.release()
-            raise store_write_error(exc, store.path) from None
+            raise store_write_error(exc, store.path, info.id) from None
         except BaseException:
             lock.release()
             raise

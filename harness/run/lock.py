@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RunLockedError, StoreWriteError
+from harness.errors import RunLockedError
+from harness.store.core import store_write_error
 
 ACQUIRE_PATIENCE_S = 1.0
 """How long :meth:`FileRunLocks.acquire` retries a busy lock: a reader checking liveness holds a shared lock
@@ -146,8 +147,7 @@ class FileRunLocks(RunLocks):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
-                raise StoreWriteError(f"cannot lock run {run_id}: {path}: {exc.strerror or exc} (the store's "
-                                      "folder must be writable to run)") from None
+                raise store_write_error(exc, path) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -173,7 +173,7 @@ class FileRunLocks(RunLocks):
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                     os.close(fd)
-                    raise StoreWriteError(f"cannot write the run lock {path}: {exc.strerror or exc}") from None
+                    raise store_write_error(exc, path) from None
             _HELD_FDS.add(fd)
             return _FileLock(fd, path, holder)
 

@@ -165,9 +165,9 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-def store_write_error(exc: BaseException, db: Path) -> StoreWriteError:
+def store_write_error(exc: BaseException, db: Path, run_id: str | None = None) -> StoreWriteError:
     """One clear error for a failed write to the store at ``db`` (its database or image files), saying what
-    happened and that what was committed is kept."""
+    happened, that what was committed is kept and, for a run (``run_id``), how to finish it."""
     if isinstance(exc, StoreWriteError):
         return exc
     code = _code(exc) if isinstance(exc, sqlite3.Error) else 0
@@ -182,8 +182,9 @@ def store_write_error(exc: BaseException, db: Path) -> StoreWriteError:
     else:
         what = "the write failed"
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    then = (f"finish the run with `harness run --resume {run_id}`" if run_id else "try again")
     return StoreWriteError(f"cannot write to the store {db}: {what} ({detail}). Nothing committed was lost; "
-                           "make the store writable and resume the run with `harness run --resume RUN_ID`")
+                           f"once the store can be written, {then}")
 
 
 def _open_readonly(db: Path) -> sqlite3.Connection:
