@@ -203,7 +203,11 @@ class ProviderRow(BaseModel):
     def json_schema(cls) -> dict[str, Any]:
         """JSON schema of one row as ``harness stats --json`` prints it."""
         schema = cls.model_json_schema(mode="serialization")
-        schema["$id"] = f"https://image-arena-harness/schemas/provider-row/v{ROW_SCHEMA_VERSION}.json"
+        schema["$id"] = f"urn:image-arena-harness:provider-row:v{ROW_SCHEMA_VERSION}"
+        schema["title"] = "ProviderRow"
+        schema["description"] = ("One row of `harness stats --json`: the provider statistics of a target (or of a "
+                                 "target and a split). *_ms in milliseconds, *_usd in US dollars; null where a "
+                                 "figure does not exist or is withheld, with the reason in `withheld`.")
         schema["required"] = sorted({*schema.get("required", []), "schema_version"} - set(GROUP_FIELDS))
         schema["additionalProperties"] = False
         schema["patternProperties"] = {cls.SCORE_COLUMN_PATTERN: {"type": ["number", "integer", "string", "null"]}}
