@@ -1,0 +1,68 @@
+"""A run's options and targets survive storage unchanged, so a resume runs exactly the configuration it
+started with; configurations from the first release read with today's defaults."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.errors import ConfigError
+from harness.run import RunOptions, frozen_config
+from harness.run.lifecycle import thaw_target
+from harness.run.options import CONFIG_VERSION
+from harness.targets import load_targets
+
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+options = st.builds(
+    RunOptions,
+    samples=st.integers(1, 50), concurrency=st.integers(1, 64),
+    timeout_s=st.floats(0.001, 1e4, allow_nan=False), connect_timeout_s=st.floats(0.001, 100, allow_nan=False),
+    retries=st.integers(0, 5), stream=st.none() | st.booleans(),
+    rpm=st.none() | st.floats(0.1, 1e4, allow_nan=False), respect_limits=st.booleans(),
+    variants=st.lists(names, max_size=3).map(tuple),
+    shard=st.none() | st.integers(1, 8).flatmap(lambda n: st.tuples(st.integers(0, n - 1), st.just(n))),
+    sandbox=st.booleans(), time_scale=st.floats(1e-4, 10, allow_nan=False),
+    sandbox_profile=st.none() | names, sandbox_faults=st.booleans(), seed=st.integers(-2**31, 2**31),
+    label=st.none() | names, http2=st.booleans(), dead_target_after=st.integers(0, 20), strict_size=st.booleans(),
+)
+
+
+@given(options)
+def test_options_read_back_from_their_stored_configuration_unchanged(opts: RunOptions) -> None:
+    stored = json.loads(json.dumps(frozen_config(opts, "suite", None, ["t"])))
+    assert RunOptions.from_config(stored) == opts
+
+
+def test_every_option_is_stored() -> None:
+    stored = frozen_config(RunOptions(), None, None, [])
+    assert {f.name for f in fields(RunOptions)} <= set(stored)
+    assert stored["schema_version"] == CONFIG_VERSION
+
+
+def test_a_first_release_configuration_reads_with_todays_defaults() -> None:
+    first_release = {"challenges_path": "challenges/starter", "concurrency": 4, "connect_timeout_s": 10.0,
+                     "http2": False, "label": None, "respect_limits": True, "retries": 2, "rpm": None, "samples": 1,
+                     "sandbox": True, "sandbox_faults": True, "sandbox_profile": None, "schema_version": 1,
+                     "seed": 0, "shard": [1, 4], "stream": None, "targets": ["gpt-image-1@openai"],
+                     "targets_file": None, "time_scale": 0.01, "timeout_s": 300.0, "unsupported": [],
+                     "variants": ["default"]}
+    opts = RunOptions.from_config(first_release)
+    assert opts.retries == 2 and opts.shard == (1, 4) and opts.variants == ("default",)
+    assert opts.dead_target_after == RunOptions().dead_target_after and opts.strict_size is False
+
+
+def test_a_configuration_from_a_newer_harness_is_refused() -> None:
+    with pytest.raises(ConfigError, match="newer than this harness"):
+        RunOptions.from_config({"schema_version": CONFIG_VERSION + 1})
+
+
+def test_targets_keep_their_names_through_storage() -> None:
+    for target in load_targets(None).values():
+        stored = json.loads(json.dumps(target.frozen()))
+        assert thaw_target(stored) == target
+    gateway = next(iter(load_targets(None).values())).model_copy(update={"model": "vendor/model-v2", "model_name": "model"})
+    assert thaw_target(gateway.frozen()) == gateway
