@@ -53,7 +53,7 @@ def test_scrub_removes_every_key_from_store_exports_and_report_and_counts_them(
     assert [p for p in everything(db, report) if leaks_in(p.read_bytes())], "the fixture holds keys"
     monkeypatch.setenv("LEAKED_KEY", KEY)
     key_file = tmp_path / "keys.env"
-    key_file.write_text(f"# keys to remove\nREPLICATE_API_TOKEN={OTHER_KEY}\n", encoding="utf-8")
+    key_file.write_text(f"# keys to remove\nREPLICATE_API_TOKEN={OTHER_KEY}\nHARNESS_DB=harness.db\n", encoding="utf-8")
 
     result = CliRunner().invoke(cli, ["store", "scrub", "--key-env", "LEAKED_KEY", "--key-file", str(key_file),
                                       "--report", str(report), "--db", str(db), "--json"])
@@ -64,7 +64,7 @@ def test_scrub_removes_every_key_from_store_exports_and_report_and_counts_them(
     assert removed["harness.db attempts.provider_code"] >= 1 and removed["harness.db attempts.request_id"] >= 1
     assert any(p.endswith(".csv") for p in removed) and any(p.endswith(".jsonl") for p in removed)
     assert any(p.endswith(".parquet") for p in removed) and any(p.endswith("index.html") for p in removed)
-    assert counts["remaining"] == {}
+    assert counts["remaining"] == {} and counts["keys"] == 2, "HARNESS_* lines of a key file are options, not keys"
     assert KEY not in result.output and OTHER_KEY not in result.output
 
     assert [str(p) for p in everything(db, report) if leaks_in(p.read_bytes()) or OTHER_KEY.encode() in

@@ -22,7 +22,7 @@ from harness.cli._common import (
     out_console,
     print_json,
 )
-from harness.envfile import catalog_key_variables, key_value, read_env_file
+from harness.envfile import OPTION_PREFIX, catalog_key_variables, key_value, read_env_file
 from harness.errors import ConfigError
 from harness.redaction import Redactor
 from harness.store.scrub import scrub
@@ -33,11 +33,12 @@ def store() -> None:
     """Maintain the store: remove API keys written by earlier versions."""
 
 
-_ASSIGNMENT = re.compile(r"^(?:export\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*=\s*(.*)$")
+_ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$")
 
 
 def _keys_from_file(path: Path) -> list[str]:
-    """One key per line, or ``NAME=key`` lines (a ``.env`` file works as it is); ``#`` lines are comments."""
+    """One key per line, or ``NAME=key`` lines (a ``.env`` file works as it is: its ``HARNESS_*`` options are
+    skipped); ``#`` lines are comments."""
     read_env_file(path)  # the same clear errors as a .env file: binary, not UTF-8, too large
     keys: list[str] = []
     for line in path.read_text(encoding="utf-8-sig").splitlines():
@@ -45,7 +46,9 @@ def _keys_from_file(path: Path) -> list[str]:
         if not line or line.startswith("#"):
             continue
         match = _ASSIGNMENT.match(line)
-        value = match.group(1).strip() if match else line
+        if match and match.group(1).startswith(OPTION_PREFIX):
+            continue
+        value = match.group(2).strip() if match else line
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         if value:
@@ -86,7 +89,7 @@ def _collect_keys(key_envs: tuple[str, ...], key_files: tuple[Path, ...], known:
 @click.option("--key-env", "key_envs", multiple=True, metavar="VAR",
               help="Environment variable holding a key to remove (repeatable).")
 @click.option("--key-file", "key_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="File with one key or NAME=key per line (repeatable; a .env file works).")
+              help="File with one key or NAME=key per line (repeatable; a .env file works, its HARNESS_* lines skipped).")
 @click.option("--known-keys", is_flag=True, help="Every key variable of the catalog (and --targets) that is set.")
 @click.option("--targets", "targets_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Targets file whose key variables --known-keys also reads.")
