@@ -19,7 +19,22 @@ mapping with a ``challenges:`` list). Fields (``challenges/README.md`` is the us
 
 Validation never stops at the first problem: :func:`validate` reports every problem of every file, each
 with the file, the field (``challenges[3].params.aspect_ratio``) and the reason, so one run of
-``harness challenges validate`` is enough to fix a suite.
+``harness challenges validate`` is enough to fix a suite. A hostile or broken file is a listed problem,
+never a traceback that hides the others: files that are not UTF-8, binary or over :data:`MAX_FILE_BYTES`,
+YAML alias bombs, symlink loops, unreadable files, reference images over :data:`MAX_REFERENCE_PIXELS`
+(decompression bombs) or :data:`MAX_REFERENCE_BYTES`, and templates that exceed their work budget.
+
+Templates run in Jinja2's immutable sandbox with a **work budget counted in operations and output size,
+not wall time** (so the verdict is the same on a fast and a slow machine): at most
+:data:`MAX_TEMPLATE_STEPS` executed template lines (each loop iteration costs at least one) and a prompt of
+at most :data:`MAX_PROMPT_CHARS` characters, checked *before* an operation that would build a larger value
+(``'A' * 3000000000``, ``x ** 99999999``, ``'%9999999999s'``, ``s.center(10**9)``, ``|indent(10**9)``, a
+``join``/``replace`` whose result would be too long), and while the output streams.
+
+Reference images (and masks) must lie inside the suite folder, or in the ``assets`` folder beside it
+(``challenges/assets`` for ``challenges/starter``), after resolving ``..`` and symlinks; otherwise a
+challenge file could send any image on disk to every provider and into the published report. Pass
+``allow_outside_refs`` (``--allow-outside-refs``) to lift this for a suite you trust.
 
 Every resolved challenge carries a ``content_hash`` over what is sent to a provider or used to score the
 answer (id, version, kind, rendered prompts, params, captions, the bytes of its references and mask), and
@@ -33,15 +48,23 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
+import itertools
 import json
+import os
 import re
-from collections.abc import Iterable, Mapping
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import jinja2
+import jinja2.compiler
+import jinja2.exceptions
 import jinja2.meta
+import jinja2.nodes
 import jinja2.sandbox
 import yaml
 from PIL import Image, UnidentifiedImageError
@@ -73,6 +96,23 @@ REFERENCE_COUNTS: dict[ChallengeKind, tuple[int, int]] = {
     ChallengeKind.INPAINT: (1, 1),
 }
 """Fewest and most reference images each kind takes (16 is the most any supported API accepts)."""
+MAX_FILE_BYTES = 1024 * 1024
+"""Largest challenge (YAML) file read: a suite of hundreds of challenges fits in a few hundred KB."""
+MAX_YAML_ALIASES = 100
+"""YAML aliases (``*name``) allowed per file; a "billion laughs" file nests thousands to expand exponentially."""
+MAX_REFERENCE_BYTES = 50 * 1024 * 1024
+"""Largest reference image file: 50 MB is OpenAI's per-image limit for edits
+(https://platform.openai.com/docs/api-reference/images/createEdit), the largest of the supported APIs."""
+MAX_REFERENCE_PIXELS = 8192 * 8192
+"""Largest reference image, in pixels, checked from the header before decoding (a decompression bomb is a
+small file declaring billions of pixels); 8192x8192 is twice the side of the largest (4K) output any
+supported API returns."""
+MAX_TEMPLATE_STEPS = 100_000
+"""Template lines one prompt may execute (every loop iteration costs at least one); real prompts use < 100."""
+MAX_PROMPT_CHARS = 100_000
+"""Longest rendered prompt, and the largest string or list a template may build; three times the longest
+prompt any supported API takes (gpt-image-1: 32,000 characters,
+https://platform.openai.com/docs/api-reference/images/create)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,34 +234,253 @@ def _image_meta(img: InputImage) -> dict[str, Any]:
             "ext": img.mime.split("/")[1].replace("jpeg", "jpg")}
 
 
-_ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                                      keep_trailing_newline=False)
+class TemplateBudgetError(jinja2.exceptions.SecurityError):
+    """A template that would do more work, or build a larger value, than its budget allows."""
 
 
-def render_template(template: str, variables: Mapping[str, Any]) -> str:
-    """Render a prompt template; undefined variables raise ``jinja2.UndefinedError``.
+_PERCENT_SPEC = re.compile(r"%[#0\- +]*(\d*)(?:\.(\d+))?")
+_BRACE_SPEC = re.compile(r"\{[^{}]*:[^{}]*\}")
+
+
+def _too_big(size: int, what: str) -> None:
+    if size > MAX_PROMPT_CHARS:
+        raise TemplateBudgetError(f"{what} would build {size:,} items; the template budget is "
+                                  f"{MAX_PROMPT_CHARS:,} (see MAX_PROMPT_CHARS)")
+
+
+def _check_format(fmt: str) -> None:
+    """Refuse a format string whose widths or precisions exceed the budget (``%9999999999s``, ``{:>9999999999}``)."""
+    numbers = [int(n) for m in _PERCENT_SPEC.finditer(fmt) for n in m.groups() if n]
+    numbers += [int(n) for m in _BRACE_SPEC.finditer(fmt) for n in re.findall(r"\d+", m.group().split(":", 1)[1])]
+    if numbers:
+        _too_big(max(numbers), "a format width")
+
+
+def _sized(value: Any) -> int | None:
+    return len(value) if isinstance(value, str | list | tuple) else None
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    if operator == "*":
+        for seq, count in ((left, right), (right, left)):
+            if _sized(seq) is not None and isinstance(count, int):
+                _too_big(len(seq) * max(count, 0), f"{type(seq).__name__} * {count}")
+        if isinstance(left, int) and isinstance(right, int):
+            _too_big((left.bit_length() + right.bit_length()) * 3 // 10, "a product's digits")
+    elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+        digits = max(left.bit_length(), 1) * right * 3 // 10
+        if digits > 4000:  # Python refuses to print an integer of more than 4,300 digits
+            raise TemplateBudgetError(f"a power would have about {digits:,} digits (at most 4,000)")
+    elif operator == "+" and _sized(left) is not None and _sized(right) is not None:
+        _too_big(len(left) + len(right), "a concatenation")
+    elif operator == "%" and isinstance(left, str):
+        _check_format(left)
+
+
+def _check_arguments(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse a call to a string method or filter that would build an oversized value."""
+    numbers = [a for a in (*args, *kwargs.values()) if isinstance(a, int) and not isinstance(a, bool)]
+    if numbers and name not in ("round", "int", "float", "abs", "filesizeformat", "range"):
+        _too_big(max(numbers), f"{name}() with {max(numbers)}")
+    if name in ("format", "format_map") and isinstance(value, str):
+        _check_format(value)
+    if name == "replace" and isinstance(value, str) and len(args) >= 2:
+        old, new = str(args[0]), str(args[1])
+        hits = value.count(old) if old else len(value) + 1
+        _too_big(len(value) + hits * len(new), "a replace")
+    if name == "expandtabs" and isinstance(value, str):
+        tab = int(args[0]) if args and isinstance(args[0], int) else 8
+        _too_big(len(value) + value.count("\t") * tab, "expandtabs()")
+    if name == "indent" and isinstance(value, str):
+        width = args[0] if args and isinstance(args[0], int) else 4
+        _too_big(len(value) + (value.count("\n") + 1) * width, "an indent")
+
+
+def _bounded_items(items: Any) -> list[Any]:
+    """At most :data:`MAX_PROMPT_CHARS` items of an iterable, as a list (refusing longer ones unread)."""
+    if isinstance(items, str):
+        return list(items)
+    taken = list(itertools.islice(iter(items), MAX_PROMPT_CHARS + 1))
+    _too_big(len(taken), "a join over an iterable")
+    return taken
+
+
+def _check_join(separator: str, items: list[Any]) -> None:
+    _too_big(len(separator) * max(len(items) - 1, 0) + sum(len(str(i)) for i in items), "a join")
+
+
+def _budgeted_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    context_first = getattr(func, "jinja_pass_arg", None) is not None
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        head, rest = (args[:1], args[1:]) if context_first else ((), args)
+        if rest and name == "join":
+            items = _bounded_items(rest[0])
+            _check_join(str(rest[1] if len(rest) > 1 else kwargs.get("d", "")), items)
+            rest = (items, *rest[1:])
+        if rest:
+            _check_arguments(name, rest[0], tuple(rest[1:]), kwargs)
+        return func(*head, *rest, **kwargs)
+
+    for attribute in ("jinja_pass_arg",):
+        if hasattr(func, attribute):
+            setattr(checked, attribute, getattr(func, attribute))
+    return checked
+
+
+def _budgeted_concat(parts: Iterable[Any]) -> str:
+    """The ``~`` operator, refusing a result over the budget before building it."""
+    texts = [str(p) for p in parts]
+    _too_big(sum(len(t) for t in texts), "a ~ concatenation")
+    return "".join(texts)
+
+
+class _BudgetedCodeGenerator(jinja2.compiler.CodeGenerator):
+    """Compiles ``~`` to :func:`_budgeted_concat` (the sandbox does not intercept it, and chained ``set``s
+    of ``x ~ x`` would double a string per line)."""
+
+    def visit_Concat(self, node: jinja2.nodes.Concat, frame: jinja2.compiler.Frame) -> None:
+        self.write("environment.budgeted_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _BudgetedEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox plus size checks before every operator, call and filter that could build
+    a value larger than :data:`MAX_PROMPT_CHARS` (the operation budget is counted in :func:`render_template`)."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _BudgetedCodeGenerator
+    budgeted_concat = staticmethod(_budgeted_concat)
+
+    def __init__(self) -> None:
+        super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        self.filters = {name: _budgeted_filter(name, f) for name, f in self.filters.items()}
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,
+             **kwargs: Any) -> Any:
+        target = getattr(__obj, "__wrapped__", __obj)
+        owner = getattr(target, "__self__", None)
+        name = getattr(target, "__name__", "")
+        if isinstance(owner, str) and name == "join" and args:
+            items = _bounded_items(args[0])
+            _check_join(owner, items)
+            args = (items, *args[1:])
+        if isinstance(owner, str | list | tuple):
+            _check_arguments(name, owner, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+_ENV = _BudgetedEnvironment()
+
+
+class _StepCounter:
+    """Counts executed lines of compiled template code (and only those) with a trace function; raises
+    :class:`TemplateBudgetError` past ``limit``. Counting steps, not seconds, gives every machine the same
+    verdict on the same template."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.steps = 0
+
+    def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            self.steps += 1
+            if self.steps > self.limit:
+                raise TemplateBudgetError(f"template ran more than {self.limit:,} steps (loops too long or "
+                                          "too deeply nested; see MAX_TEMPLATE_STEPS)")
+        return self._local
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename == "<template>":
+            return self._local(frame, event, arg)
+        return None
+
+
+def _render_chunks(template: str, variables: Mapping[str, Any], max_steps: int) -> Iterator[str]:
+    counter = _StepCounter(max_steps)
+    previous = sys.gettrace()
+    sys.settrace(counter)
+    try:
+        compiled = _ENV.from_string(template)
+        yield from compiled.generate(**variables)
+    finally:
+        sys.settrace(previous)
+
+
+def render_template(template: str, variables: Mapping[str, Any], *, max_steps: int = MAX_TEMPLATE_STEPS,
+                    max_chars: int = MAX_PROMPT_CHARS) -> str:
+    """Render a prompt template within its work budget; undefined variables raise ``jinja2.UndefinedError``,
+    a template over budget :class:`TemplateBudgetError` (both ``jinja2.TemplateError``).
 
     The result is stripped of surrounding whitespace, so a YAML block scalar's final newline is not part of
     the prompt. Single braces (JSON prompts) pass through unchanged; only ``{{``, ``{%`` and ``{#`` are Jinja2.
     """
-    return _ENV.from_string(template).render(**variables).strip()
+    parts: list[str] = []
+    size = 0
+    try:
+        for chunk in _render_chunks(template, variables, max_steps):
+            size += len(chunk)
+            if size > max_chars:
+                raise TemplateBudgetError(f"prompt would be longer than {max_chars:,} characters "
+                                          "(see MAX_PROMPT_CHARS)")
+            parts.append(chunk)
+    except (MemoryError, OverflowError, RecursionError) as exc:
+        raise TemplateBudgetError(f"template exceeded its budget ({type(exc).__name__})") from None
+    return "".join(parts).strip()
 
 
 def _undeclared(template: str) -> set[str]:
     return set(jinja2.meta.find_undeclared_variables(_ENV.parse(template)))
 
 
-def read_image(path: Path, name: str | None = None) -> InputImage:
-    """Read an image file fully and describe it; raises ``ValueError`` when it is not a PNG/JPEG/WebP."""
-    data = path.read_bytes()
+def _read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """A file's bytes, or ``ValueError`` naming why not (unreadable, a symlink loop, over ``limit`` bytes)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or ""
-            img.verify()
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            width, height = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        size = path.stat().st_size
+        if size > limit:
+            raise ValueError(f"{what} is {size:,} bytes, over the limit of {limit:,}")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ValueError(f"{what} is over the limit of {limit:,} bytes")
+    return data
+
+
+def read_image(path: Path, name: str | None = None) -> InputImage:
+    """Read an image file fully and describe it; raises ``ValueError`` when it is not a PNG/JPEG/WebP, is
+    over :data:`MAX_REFERENCE_BYTES`, or declares more than :data:`MAX_REFERENCE_PIXELS` pixels (checked
+    from its header, before any decoding: a decompression bomb)."""
+    data = _read_bounded(path, MAX_REFERENCE_BYTES, "reference image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format or ""
+                width, height = img.size
+                if width * height > MAX_REFERENCE_PIXELS:
+                    raise ValueError(f"{path} declares {width}x{height} pixels, over the limit of "
+                                     f"{MAX_REFERENCE_PIXELS:,} (a decompression bomb, or far larger than any "
+                                     "provider accepts)")
+                img.verify()
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                width, height = img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"{path} is a decompression bomb ({exc})") from None
+    except MemoryError:
+        raise ValueError(f"{path} is too large to decode") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, ValueError) and "declares" in str(exc):
+            raise
         raise ValueError(f"{path} is not a readable image ({exc})") from exc
     if fmt not in IMAGE_MIME:
         raise ValueError(f"{path} is a {fmt or 'unknown'} image; use PNG, JPEG or WebP")
@@ -271,8 +530,34 @@ def _suggest(word: str, known: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def suite_roots(suite: Path) -> tuple[Path, ...]:
+    """Where a suite's reference images may lie: the suite folder and the ``assets`` folder beside it
+    (resolved)."""
+    folder = suite if suite.is_dir() else suite.parent
+    folder = folder.resolve()
+    return folder, folder.parent / "assets"
+
+
+def _reference_path(file: Path, ref: str, roots: tuple[Path, ...] | None) -> Path:
+    """The resolved path of a reference named in ``file``; ``ValueError`` when it does not exist, loops,
+    or (with ``roots``) lies outside every root once ``..`` and symlinks are resolved."""
+    try:
+        path = (file.parent / ref).resolve(strict=True)
+    except FileNotFoundError:
+        raise ValueError(f"reference file not found: {ref} (looked at {(file.parent / ref).absolute()})") from None
+    except (OSError, RuntimeError) as exc:
+        raise ValueError(f"cannot resolve {ref}: {exc} (a symlink loop?)") from None
+    if roots is not None and not any(path.is_relative_to(root) for root in roots):
+        shown = " or ".join(str(r) for r in roots)
+        raise ValueError(f"{ref} resolves to {path}, outside the suite ({shown}); a challenge may only send "
+                         "images of its own suite to providers (pass --allow-outside-refs for a suite you trust)")
+    if not path.is_file():
+        raise ValueError(f"reference file not found: {ref} (looked at {path}; not a file)")
+    return path
+
+
 def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Problem],
-                skip: frozenset[str] = frozenset()) -> Challenge | None:
+                skip: frozenset[str] = frozenset(), roots: tuple[Path, ...] | None = None) -> Challenge | None:
     """Validate one parsed challenge against its files; append problems; return it when valid.
 
     ``skip`` names fields that already failed (they hold placeholders here and are not checked again), so
@@ -313,6 +598,12 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
         except jinja2.TemplateError as exc:
             problem(fld, f"template error: {exc}")
             continue
+        except (RecursionError, MemoryError) as exc:
+            problem(fld, f"template too deeply nested or too large to parse ({type(exc).__name__})")
+            continue
+        except Exception as exc:  # a template's own failure (int('x'), 1/0, ...) is the user's problem to fix
+            problem(fld, f"template error: {type(exc).__name__}: {exc}")
+            continue
         if not text:
             problem(fld, "renders to an empty prompt")
         prompts[name] = text
@@ -332,30 +623,22 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
 
     images: list[InputImage] = []
     for i, ref in enumerate(spec.references):
-        path = (file.parent / ref).resolve()
-        if not path.is_file():
-            problem(f"references[{i}]", f"reference file not found: {ref} (looked at {path})")
-            continue
         try:
-            images.append(read_image(path))
+            images.append(read_image(_reference_path(file, ref, roots)))
         except ValueError as exc:
             problem(f"references[{i}]", str(exc))
     mask: InputImage | None = None
     if spec.mask is not None and (spec.kind == ChallengeKind.INPAINT or "kind" in skip):
-        path = (file.parent / spec.mask).resolve()
-        if not path.is_file():
-            problem("mask", f"mask file not found: {spec.mask} (looked at {path})")
+        try:
+            mask = read_image(_reference_path(file, spec.mask, roots))
+        except ValueError as exc:
+            problem("mask", str(exc).replace("reference file", "mask file"))
         else:
-            try:
-                mask = read_image(path)
-            except ValueError as exc:
-                problem("mask", str(exc))
-            else:
-                for reason in _mask_problems(mask):
-                    problem("mask", reason)
-                if images and (mask.width, mask.height) != (images[0].width, images[0].height):
-                    problem("mask", f"mask is {mask.width}x{mask.height} but its image references[0] is "
-                                    f"{images[0].width}x{images[0].height}; they must be the same size")
+            for reason in _mask_problems(mask):
+                problem("mask", reason)
+            if images and (mask.width, mask.height) != (images[0].width, images[0].height):
+                problem("mask", f"mask is {mask.width}x{mask.height} but its image references[0] is "
+                                f"{images[0].width}x{images[0].height}; they must be the same size")
     if len(problems) > start or skip:
         return None
     return Challenge(
@@ -407,7 +690,7 @@ def _pydantic_reason(err: Mapping[str, Any]) -> str:
 
 
 def _check_raw(raw: Mapping[str, Any], file: Path, where: str, seen: dict[str, str],
-               problems: list[Problem]) -> Challenge | None:
+               problems: list[Problem], roots: tuple[Path, ...] | None = None) -> Challenge | None:
     """Every problem of one challenge mapping, appended to ``problems``; the challenge when it has none."""
     fname = str(file)
     bad: set[str] = set()
@@ -433,17 +716,29 @@ def _check_raw(raw: Mapping[str, Any], file: Path, where: str, seen: dict[str, s
             if top:
                 bad.add(top)
     else:
-        challenge = _check_spec(spec, file, where, problems)
+        challenge = _check_spec(spec, file, where, problems, roots=roots)
         return None if duplicate else challenge
     partial = _lenient(raw, bad)
     if partial is not None:
         missing = {k for k in _PLACEHOLDERS if k not in raw}
-        _check_spec(partial, file, where, problems, skip=frozenset(bad | missing))
+        _check_spec(partial, file, where, problems, skip=frozenset(bad | missing), roots=roots)
     return None
 
 
 class _SuiteLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key repeated in one mapping is an error, not a silent overwrite."""
+    """YAML's safe loader, except that a key repeated in one mapping is an error, not a silent overwrite,
+    and that a file may use at most :data:`MAX_YAML_ALIASES` aliases (a "billion laughs" file expands
+    exponentially once anything walks it)."""
+
+    aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.events.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_ALIASES} aliases (*name) in "
+                                                  "one file", self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         keys: set[Any] = set()
@@ -463,20 +758,44 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
     return f"not valid YAML: {exc}"
 
 
-def _yaml_files(path: Path) -> list[Path]:
+def _yaml_files(path: Path, problems: list[Problem]) -> list[Path]:
+    """The suite's ``.yaml``/``.yml`` files (not following symlinked folders, so a folder loop cannot
+    recurse); a named file that is a symlink loop or not a regular file is a problem, not silently skipped."""
     if path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    found = []
+    for folder, _, names in os.walk(path, onerror=lambda exc: problems.append(
+            Problem(str(exc.filename or path), "(path)", f"cannot list folder: {exc.strerror or exc}"))):
+        for name in names:
+            candidate = Path(folder) / name
+            if candidate.suffix not in (".yaml", ".yml"):
+                continue
+            if candidate.is_file():
+                found.append(candidate)
+            elif candidate.is_symlink():
+                problems.append(Problem(str(candidate), "(file)", "a symlink that leads nowhere (missing target "
+                                                                  "or a symlink loop)"))
+    return sorted(found)
 
 
 def _specs_in(file: Path, problems: list[Problem]) -> list[tuple[str, Any]]:
     try:
-        doc = yaml.load(file.read_text(encoding="utf-8"), Loader=_SuiteLoader)
+        data = _read_bounded(file, MAX_FILE_BYTES, "challenge file")
+        text = data.decode("utf-8")
+        if "\x00" in text:
+            raise UnicodeDecodeError("utf-8", data, text.index("\x00"), text.index("\x00") + 1, "NUL byte")
+        doc = yaml.load(text, Loader=_SuiteLoader)
     except yaml.YAMLError as exc:
         problems.append(Problem(str(file), "(file)", _yaml_reason(exc)))
         return []
     except UnicodeDecodeError:
-        problems.append(Problem(str(file), "(file)", "not UTF-8 text"))
+        problems.append(Problem(str(file), "(file)", "not UTF-8 text (a binary file?)"))
+        return []
+    except ValueError as exc:
+        problems.append(Problem(str(file), "(file)", str(exc)))
+        return []
+    except RecursionError:
+        problems.append(Problem(str(file), "(file)", "nested too deeply to read"))
         return []
     if isinstance(doc, dict) and "challenges" in doc and "id" not in doc:
         for key in doc:
@@ -493,31 +812,48 @@ def _specs_in(file: Path, problems: list[Problem]) -> list[tuple[str, Any]]:
     return []
 
 
-def validate(path: str | Path) -> tuple[list[Challenge], list[Problem]]:
-    """Load every challenge under ``path`` (a file or a suite folder) and collect every problem."""
+def _check_file(file: Path, seen: dict[str, str], problems: list[Problem],
+                roots: tuple[Path, ...] | None) -> list[Challenge]:
+    found = []
+    for where, raw in _specs_in(file, problems):
+        if not isinstance(raw, dict):
+            problems.append(Problem(str(file), where.rstrip(".") or "(file)", "must be a mapping"))
+            continue
+        try:
+            challenge = _check_raw(raw, file, where, seen, problems, roots)
+        except (RecursionError, MemoryError) as exc:
+            problems.append(Problem(str(file), where.rstrip(".") or "(file)",
+                                    f"too deeply nested or too large to check ({type(exc).__name__})"))
+            continue
+        if challenge is not None:
+            found.append(challenge)
+    return found
+
+
+def validate(path: str | Path, *, allow_outside_refs: bool = False) -> tuple[list[Challenge], list[Problem]]:
+    """Load every challenge under ``path`` (a file or a suite folder) and collect every problem. Reference
+    images must lie in :func:`suite_roots` unless ``allow_outside_refs``."""
     root = Path(path)
     problems: list[Problem] = []
     if not root.exists():
         return [], [Problem(str(root), "(path)", "no such file or folder")]
-    files = _yaml_files(root)
+    files = _yaml_files(root, problems)
     if not files:
-        return [], [Problem(str(root), "(path)", "contains no .yaml challenge files")]
+        return [], [*problems, Problem(str(root), "(path)", "contains no .yaml challenge files")]
+    roots = None if allow_outside_refs else suite_roots(root)
     challenges: list[Challenge] = []
     seen: dict[str, str] = {}
     for file in files:
-        for where, raw in _specs_in(file, problems):
-            if not isinstance(raw, dict):
-                problems.append(Problem(str(file), where.rstrip(".") or "(file)", "must be a mapping"))
-                continue
-            challenge = _check_raw(raw, file, where, seen, problems)
-            if challenge is not None:
-                challenges.append(challenge)
+        try:
+            challenges.extend(_check_file(file, seen, problems, roots))
+        except Exception as exc:  # a last resort: one file's unforeseen failure never hides the others
+            problems.append(Problem(str(file), "(file)", f"could not be checked: {type(exc).__name__}: {exc}"))
     return challenges, problems
 
 
-def load(path: str | Path) -> list[Challenge]:
+def load(path: str | Path, *, allow_outside_refs: bool = False) -> list[Challenge]:
     """Load a suite, raising :class:`ChallengeError` listing every problem when any exists."""
-    challenges, problems = validate(path)
+    challenges, problems = validate(path, allow_outside_refs=allow_outside_refs)
     if problems:
         raise ChallengeError(problems)
     return challenges

@@ -19,14 +19,20 @@ def challenges() -> None:
 
 SUITE = click.Path(exists=True, path_type=Path)
 """A suite folder or one challenge file; a path that does not exist is a usage error (exit 2)."""
+OUTSIDE_REFS = click.option(
+    "--allow-outside-refs", is_flag=True,
+    help="Accept reference images outside the suite folder (and the assets folder beside it). Without it a "
+         "reference that resolves elsewhere, through '..', an absolute path or a symlink, is a problem: it "
+         "would be sent to every provider and published in the report.")
 
 
 @challenges.command("validate")
 @click.argument("path", type=SUITE, default=Path("challenges/starter"))
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
-def validate_cmd(path: Path, as_json: bool) -> None:
+@OUTSIDE_REFS
+def validate_cmd(path: Path, as_json: bool, allow_outside_refs: bool) -> None:
     """Report every problem in PATH (a suite folder or file) with file, field and reason; exit 1 if any."""
-    found, problems = validate(path)
+    found, problems = validate(path, allow_outside_refs=allow_outside_refs)
     if as_json:
         print_json({"challenges": len(found),
                     "problems": [{"file": p.file, "field": p.field, "reason": p.reason} for p in problems]})
@@ -43,9 +49,10 @@ def validate_cmd(path: Path, as_json: bool) -> None:
 @challenges.command("list")
 @click.argument("path", type=SUITE, default=Path("challenges/starter"))
 @click.option("--json", "as_json", is_flag=True, help="Print the challenges as JSON.")
-def list_cmd(path: Path, as_json: bool) -> None:
+@OUTSIDE_REFS
+def list_cmd(path: Path, as_json: bool, allow_outside_refs: bool) -> None:
     """List the challenges of a suite with kind, category and variants."""
-    found, problems = validate(path)
+    found, problems = validate(path, allow_outside_refs=allow_outside_refs)
     if as_json:
         print_json([c.frozen() for c in found])
     else:
