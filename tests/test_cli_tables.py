@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from harness.challenges import load
-from harness.cli.tables import ELLIPSIS, Column, Sheet, fmt_usd, print_sheet, print_stats_table, short_names
+from harness.cli.tables import (
+    ELLIPSIS,
+    Column,
+    Sheet,
+    fmt_usd,
+    print_sheet,
+    print_stats_table,
+    short_names,
+    stats_sheet,
+)
 from harness.run import RunOptions, start_run
 from harness.stats.source import effective_timeout_ms, stats_frame_columns
 from harness.stats.table import ProviderRow, provider_rows
@@ -158,3 +167,9 @@ def test_any_target_names_print_whole_at_any_common_width(names: list[str], widt
                           "n/a*", "18")) for i, n in enumerate(names)]
     output = render(width, print_sheet, sheet)
     assert_readable(output, names, width, prices=[f"${i / 7:.4f}" for i in range(len(names))])
+
+
+def test_every_column_names_a_field_of_the_typed_row(catalog_rows: dict[str, list[ProviderRow]]) -> None:
+    sheet = stats_sheet(catalog_rows["target"])
+    assert {c.field for c in sheet.columns if c.field} <= set(ProviderRow.model_fields)
+    assert len(sheet.columns) > 10

@@ -168,7 +168,8 @@ def _blocks(sheet: Sheet, width: int) -> list[RenderableType]:
     for keys, values in sheet.rows:
         out.append(Text(" / ".join(keys), style="bold", overflow="fold"))
         for section in sheet.sections():
-            items = [f"{c.header.replace(chr(10), ' ')} {v}" for c, v in zip(sheet.columns, values, strict=True) if c.section == section]
+            items = [f"{' '.join(c.header.split())} {v}"
+                     for c, v in zip(sheet.columns, values, strict=True) if c.section == section]
             if section:
                 items.insert(0, f"{section}:")
             line = ""
@@ -306,6 +307,11 @@ REQUESTS, LATENCY, TIME_TO_IMAGE = "requests and cost", "latency (ms)", "time to
 FIDELITY = "sandbox fidelity: measured − intended (ms)"
 
 
+def _ms_column(header: str, section: str, field: str, *, with_ci: bool = False) -> tuple[Column, Cell]:
+    """A column showing the row's ``field`` in ms (with its interval when ``with_ci``)."""
+    return Column(header, section, field), lambda r: _ms_cell(r, field, with_ci)
+
+
 def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
     """The provider table's value columns; a newer figure's column appears once any row has data for it."""
     def has(attr: str) -> bool:
@@ -320,17 +326,17 @@ def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
         (Column("size as\nasked", REQUESTS, "size_as_asked"), _size_cell),
         (Column("img/min", REQUESTS), lambda r: "—" if r.images_per_min is None else f"{r.images_per_min:.1f}"),
         (Column("$/image", REQUESTS), lambda r: fmt_usd(r.cost_per_image_usd)),
-        (Column("p50\n(95% CI)", LATENCY, "p50_ms"), lambda r: _ms_cell(r, "p50_ms", True)),
-        (Column("p90", LATENCY, "p90_ms"), lambda r: _ms_cell(r, "p90_ms")),
-        (Column("p95\n(95% CI)", LATENCY, "p95_ms"), lambda r: _ms_cell(r, "p95_ms", True)),
-        (Column("p99", LATENCY, "p99_ms"), lambda r: _ms_cell(r, "p99_ms")),
+        _ms_column("p50\n(95% CI)", LATENCY, "p50_ms", with_ci=True),
+        _ms_column("p90", LATENCY, "p90_ms"),
+        _ms_column("p95\n(95% CI)", LATENCY, "p95_ms", with_ci=True),
+        _ms_column("p99", LATENCY, "p99_ms"),
         (Column("p95 incl.\nfailures", LATENCY, "p95_with_failures_ms"), _tail_cell),
-        (Column("TTFB\np50", LATENCY, "ttfb_p50_ms"), lambda r: _ms_cell(r, "ttfb_p50_ms")),
-        (Column("TTFB\np95", LATENCY, "ttfb_p95_ms"), lambda r: _ms_cell(r, "ttfb_p95_ms")),
-        (Column("time to image\np50 (95% CI)", TIME_TO_IMAGE, "time_to_image_p50_ms"), lambda r: _ms_cell(r, "time_to_image_p50_ms", True)),
-        (Column("time to\nimage p95", TIME_TO_IMAGE, "time_to_image_p95_ms"), lambda r: _ms_cell(r, "time_to_image_p95_ms")),
-        (Column("latency with\nconnect p50", TIME_TO_IMAGE, "latency_with_connect_p50_ms"), lambda r: _ms_cell(r, "latency_with_connect_p50_ms")),
-        (Column("client\np50", TIME_TO_IMAGE, "client_p50_ms"), lambda r: _ms_cell(r, "client_p50_ms")),
+        _ms_column("TTFB\np50", LATENCY, "ttfb_p50_ms"),
+        _ms_column("TTFB\np95", LATENCY, "ttfb_p95_ms"),
+        _ms_column("time to image\np50 (95% CI)", TIME_TO_IMAGE, "time_to_image_p50_ms", with_ci=True),
+        _ms_column("time to\nimage p95", TIME_TO_IMAGE, "time_to_image_p95_ms"),
+        _ms_column("latency with\nconnect p50", TIME_TO_IMAGE, "latency_with_connect_p50_ms"),
+        _ms_column("client\np50", TIME_TO_IMAGE, "client_p50_ms"),
         (Column("intended\np50", FIDELITY), lambda r: fmt_ms(r.fidelity_intended_p50_ms)),
         (Column("deviation p50\n(! beyond 5 %)", FIDELITY, "fidelity_deviation_p50_ms"), _deviation_cell),
         (Column("deviation\np95", FIDELITY), lambda r: _signed_ms(r.fidelity_deviation_p95_ms)),
