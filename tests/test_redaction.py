@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -12,6 +13,9 @@ from hypothesis import strategies as st
 
 from harness.records import AttemptRecord, RequestKey
 from harness.redaction import MIN_PARTIAL, REDACTED, Redactor
+from harness.run.writer import StoreWriter
+from harness.store import Store
+from harness.store import runs as run_store
 from harness.timing import AttemptClock
 
 KEY = "sk-proj-Ab3/Zx+9_q=wY7-kLm0"
@@ -147,3 +151,24 @@ def test_text_that_holds_no_key_is_not_changed(key: str, text: str) -> None:
     if redactor.text_counted(text)[1] == 0:
         assert redactor.text(text) == text
     assert key not in redactor.text(text)
+
+
+def test_the_store_writer_redacts_a_record_before_anyone_sees_it(tmp_path: Path) -> None:
+    """Records that no adapter produced (a not-sent reason, a future field) are redacted in ``put`` itself,
+    before the run's progress printing (called after ``put``) or the store sees them."""
+    db = tmp_path / "harness.db"
+    with Store.open(db) as store:
+        run_store.create_run(store, run_id="r", created_at="2026-01-01T00:00:00Z", harness_version="t",
+                             sandbox=False, time_scale=None, label=None, planned=1, config={}, challenges=[],
+                             targets=[])
+    writer = StoreWriter(db, tmp_path / "images", redactor=Redactor.for_keys([KEY]))
+    record = AttemptRecord(
+        run_id="r", key=RequestKey("c", "default", "t", 0), model="m", provider="p", protocol="gemini", attempt=1,
+        final=True, ok=False, started_at=0.0, sched_ms=0.0, start_ms=0.0, clock=_clock(), error_kind="not_sent",
+        error_message=f"not sent: t answered 401 You sent Bearer {KEY}", usage={"k": quote(KEY, safe="")})
+    writer.put(record)
+    assert KEY not in repr(record) and quote(KEY, safe="") not in repr(record)
+    writer.close()
+    assert writer.committed == 1
+    assert KEY.encode() not in db.read_bytes() and not any(
+        KEY.encode() in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())

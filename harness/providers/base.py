@@ -28,6 +28,7 @@ Error taxonomy (every failure of an attempt is exactly one of these)::
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ REFUSED_URL = "refused_url"
 a scheme other than http(s), a status URL on a foreign origin)."""
 KEY_IN_OUTPUT = "key_in_output"
 """``provider_code`` of an image refused because it carries the target's API key."""
+OFF_LOOP_BYTES = 256 * 1024
+"""Images larger than this in total are searched for the key in a worker thread (about 1 ms per MB), so the
+event loop keeps stamping other responses' arrivals."""
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 
 
@@ -275,17 +279,24 @@ class Provider(abc.ABC):
             raise
         finally:
             reset_policy(token)
+        self.redactor.fields_in_place(result, skip=("images",))
+        if sum(len(image.data) for image in result.images) > OFF_LOOP_BYTES:
+            await asyncio.to_thread(self._check_images, result)
+        else:
+            self._check_images(result)
+        return result
+
+    def _check_images(self, result: GenerationResult) -> None:
+        """Refuse anything that is not an image (recording only its type and size) and any image that carries
+        the key."""
         for i, image in enumerate(result.images):
             problem = non_image(image.data)
             if problem is not None:
                 raise ProviderError(ErrorKind.BAD_OUTPUT, f"image {i} is not an image ({image.mime or 'no type'}, "
-                                    f"{len(image.data)} bytes{problem})", request_id=self.redactor.text(
-                                        result.request_id or "") or None)
+                                    f"{len(image.data)} bytes{problem})", request_id=result.request_id)
             if self.redactor.contains(image.data):
                 raise ProviderError(ErrorKind.BAD_OUTPUT, f"image {i} contains this target's API key; not kept",
-                                    provider_code=KEY_IN_OUTPUT)
-        self.redactor.fields_in_place(result, skip=("images",))
-        return result
+                                    provider_code=KEY_IN_OUTPUT, request_id=result.request_id)
 
     @abc.abstractmethod
     async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
