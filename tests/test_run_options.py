@@ -15,6 +15,7 @@ from harness.run import RunOptions, frozen_config
 from harness.run.lifecycle import thaw_target
 from harness.run.options import CONFIG_VERSION
 from harness.targets import load_targets
+from harness.timing import ResponseLimits
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 options = st.builds(
@@ -28,6 +29,8 @@ options = st.builds(
     sandbox=st.booleans(), time_scale=st.floats(1e-4, 10, allow_nan=False),
     sandbox_profile=st.none() | names, sandbox_faults=st.booleans(), seed=st.integers(-2**31, 2**31),
     label=st.none() | names, http2=st.booleans(), dead_target_after=st.integers(0, 20), strict_size=st.booleans(),
+    limits=st.builds(ResponseLimits, max_body_bytes=st.integers(1, 2**40), max_image_pixels=st.integers(1, 2**30),
+                     max_stream_s=st.floats(0.001, 1e5, allow_nan=False)),
 )
 
 

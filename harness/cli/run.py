@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import Credential, Target, load_targets, resolve_keys, select
+from harness.timing import DEFAULT_LIMITS, MIB, ResponseLimits
 
 
 class ProgressObserver(RunObserver):
@@ -150,6 +152,13 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
               help="Stop sending to a target whose first N final attempts all fail with the same client error "
                    "(401, 403, 404, a 400 naming the model or a parameter; never 429, 5xx or timeouts); "
                    "its remaining requests are recorded as not sent and the run exits 3. 0 never stops.")
+@click.option("--max-response-mb", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_LIMITS.max_body_bytes / MIB, show_default=True,
+              help="Largest response body (and event stream) one attempt may receive, in MiB; a larger one fails "
+                   "that attempt.")
+@click.option("--max-image-megapixels", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_LIMITS.max_image_pixels / 1e6, show_default=True,
+              help="Largest image one attempt may return, in megapixels (checked before decoding).")
 @click.option("--strict-size", is_flag=True,
               help="Count an image of another size than requested as a failed request (default: a success, "
                    "shown as 'size as asked').")
@@ -160,7 +169,8 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         concurrency: int, timeout_s: float, retries: int, stream: bool | None, rpm: float | None,
         ignore_limits: bool, variants: tuple[str, ...], shard: str | None, sandbox: bool, time_scale: float,
         sandbox_profile: Path | None, faults: bool, seed: int, label: str | None, resume_id: str | None,
-        http2: bool, dead_target_after: int, strict_size: bool, as_json: bool, db: Path) -> None:
+        http2: bool, dead_target_after: int, max_response_mb: float, max_image_megapixels: float,
+        strict_size: bool, as_json: bool, db: Path) -> None:
     """Run challenges against targets and record every attempt in the store.
 
     Exit status (docs/exit-codes.md): 0 every request has a final attempt, 3 a target was stopped as dead,
@@ -171,7 +181,8 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         result = _run_or_resume(observer, challenges_path, targets_file, target_patterns, samples, concurrency,
                                 timeout_s, retries, stream, rpm, ignore_limits, variants, shard, sandbox,
                                 time_scale, sandbox_profile, faults, seed, label, resume_id, http2,
-                                dead_target_after, strict_size, db)
+                                dead_target_after, strict_size, db,
+                                _limits(max_response_mb, max_image_megapixels))
     except KeyboardInterrupt:
         err_console().print("interrupted: what was recorded is kept; finish it with "
                             f"`harness run --resume {_interrupted_id(db, resume_id)}`", markup=False)
@@ -193,6 +204,12 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         raise SystemExit(int(ExitCode.DEAD_TARGET))
 
 
+def _limits(max_response_mb: float, max_image_megapixels: float) -> ResponseLimits:
+    body = max(1, int(max_response_mb * MIB))
+    return replace(DEFAULT_LIMITS, max_body_bytes=body, max_stream_bytes=body,
+                   max_image_pixels=max(1, int(max_image_megapixels * 1e6)))
+
+
 def _interrupted_id(db: Path, resume_id: str | None) -> str:
     """The id of the run just interrupted (the newest run when it was a new one)."""
     if resume_id:
@@ -209,7 +226,7 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
                    stream: bool | None, rpm: float | None, ignore_limits: bool, variants: tuple[str, ...],
                    shard: str | None, sandbox: bool, time_scale: float, sandbox_profile: Path | None, faults: bool,
                    seed: int, label: str | None, resume_id: str | None, http2: bool, dead_target_after: int,
-                   strict_size: bool, db: Path) -> RunResult:
+                   strict_size: bool, db: Path, limits: ResponseLimits) -> RunResult:
     if resume_id:
         return resume_run(db, resume_id, credentials_for, observer)
     else:
@@ -227,7 +244,7 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
             respect_limits=not ignore_limits, variants=variants, shard=_shard(shard), sandbox=sandbox,
             time_scale=time_scale, sandbox_profile=str(sandbox_profile) if sandbox_profile else None,
             sandbox_faults=faults, seed=seed, label=label, http2=http2, dead_target_after=dead_target_after,
-            strict_size=strict_size,
+            strict_size=strict_size, limits=limits,
         )
         return start_run(db, challenges, targets, credentials, options, challenges_path=str(challenges_path),
                          targets_file=str(targets_file) if targets_file else None, observer=observer)

@@ -29,6 +29,7 @@ from harness.http_pool import ClientPool
 from harness.providers.base import GenerationRequest, Provider, ProviderError
 from harness.providers.registry import get_protocol
 from harness.records import AttemptRecord
+from harness.redaction import Redactor
 from harness.run.attempt import AttemptContext, AttemptOutcome, attempt_record, perform_attempt
 from harness.run.items import WorkItem, build_request
 from harness.run.options import MAX_RETRY_WAIT_S, RunObserver, RunOptions
@@ -172,7 +173,10 @@ class Runner:
         for t in targets:
             protocol = get_protocol(t.protocol)
             options = {**t.options, "time_scale": opts.time_scale} if opts.sandbox else t.options
-            provider = protocol(base_urls[t.name], credentials[t.name].key, options)
+            # Against the sandbox the protocol's own policy for the sandbox URL applies; a real target brings
+            # its credential origins and private-network setting.
+            policy = None if opts.sandbox else t.origin_policy(base_urls[t.name])
+            provider = protocol(base_urls[t.name], credentials[t.name].key, options, policy=policy)
             limit = opts.concurrency
             if opts.respect_limits and t.concurrency is not None:
                 limit = min(limit, t.concurrency)
@@ -183,7 +187,8 @@ class Runner:
             challenges = {i.key.challenge_id for i in by_target.get(t.name, [])}
             watch = DeadTargetWatch(opts.dead_target_after, several_challenges=len(challenges) > 1)
             runtimes[t.name] = _TargetRuntime(t, provider, asyncio.Semaphore(limit), interval, pool, watch)
-        writer = StoreWriter(self.db_path, self.images_dir)
+        writer = StoreWriter(self.db_path, self.images_dir,
+                             Redactor.for_credentials(credentials[t.name] for t in targets))
         self.observer.on_start(run_id, len(items) + already_done, already_done)
         status = "finished"
         counter = [0]
@@ -314,7 +319,8 @@ class Runner:
                        request: GenerationRequest, attempt: int, t0: int, sched_ns: int,
                        wait_ms: float | None) -> tuple[AttemptOutcome, AttemptRecord]:
         started_at = time.time()
-        outcome = await perform_attempt(rt.provider, request, client, self.options.scaled(self.options.timeout_s))
+        outcome = await perform_attempt(rt.provider, request, client, self.options.scaled(self.options.timeout_s),
+                                        strict_size=self.options.strict_size, limits=self.options.limits)
         context = AttemptContext(run_id=run_id, key=item.key, target=rt.target, attempt=attempt,
                                  started_at=started_at, sched_ms=(sched_ns - t0) / 1e6,
                                  start_ms=(outcome.t_start - t0) / 1e6, retry_wait_ms=wait_ms)

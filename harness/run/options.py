@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.records import AttemptRecord
+from harness.timing import DEFAULT_LIMITS, ResponseLimits
 
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -17,7 +18,7 @@ DEFAULT_DEAD_TARGET_AFTER = 5
 
 CONFIG_VERSION = 2
 """Version of the stored run configuration (``runs.config_json``). 1: the first release; 2: adds
-``dead_target_after`` and ``strict_size``. Older configurations read with today's defaults for what they lack."""
+``dead_target_after``, ``strict_size`` and ``limits``. Older configurations read with today's defaults for what they lack."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class RunOptions:
     http2: bool = False
     dead_target_after: int = DEFAULT_DEAD_TARGET_AFTER
     strict_size: bool = False
+    limits: ResponseLimits = DEFAULT_LIMITS
+    """Bounds on what one attempt may receive (body bytes, compression ratio, stream size and length, image
+    pixels); a hit fails that attempt, never the run."""
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale if self.sandbox else seconds
@@ -59,6 +63,7 @@ class RunOptions:
         data = asdict(self)
         data["variants"] = list(self.variants)
         data["shard"] = list(self.shard) if self.shard else None
+        data["limits"] = asdict(self.limits)
         return data
 
     @classmethod
@@ -75,6 +80,9 @@ class RunOptions:
             values["variants"] = tuple(values["variants"] or ())
         if values.get("shard"):
             values["shard"] = (int(values["shard"][0]), int(values["shard"][1]))
+        if isinstance(values.get("limits"), Mapping):
+            known_limits = {f.name for f in fields(ResponseLimits)}
+            values["limits"] = ResponseLimits(**{k: v for k, v in values["limits"].items() if k in known_limits})
         return cls(**values)
 
 
