@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -135,12 +135,6 @@ class OriginPolicy:
         """Whether a request to ``url`` may carry the key: its origin is one of the credential origins."""
         origin = origin_of(url)
         return origin is not None and origin in self.credential_origins
-
-    def credentials_for(self, url: str | httpx.URL, headers: Mapping[str, str]) -> dict[str, str]:
-        """``headers`` without its credential headers unless ``url`` is on a credential origin."""
-        if self.may_send_credentials(url):
-            return dict(headers)
-        return {k: v for k, v in headers.items() if k.lower() not in self.credential_headers}
 
     def describe_origins(self) -> str:
         return ", ".join(sorted(str(o) for o in self.credential_origins)) or "(none)"

@@ -269,3 +269,25 @@ def test_origins_are_normalised() -> None:
     assert origin_of("https://queue.fal.run.:443") == origin_of("https://queue.fal.run")
     assert origin_of("data:image/png;base64,AA") is None and origin_of("/relative") is None
     assert str(origin_of("http://[::1]:8080/x")) == "http://[::1]:8080"
+
+
+async def test_an_adapter_that_overrides_generate_is_still_redacted_and_guarded() -> None:
+    """A third-party adapter written against the old interface (``generate``) gets the same treatment."""
+    from harness.providers.base import ErrorKind, GenerationResult, ProviderError
+    from harness.timing import TimedHttp
+
+    class Legacy(Provider):
+        protocol = "legacy-test"
+
+        @classmethod
+        def sandbox_base_url(cls, sandbox_root: str, options: Any) -> str:
+            return sandbox_root
+
+        async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+            assert origins.current_policy() is self.policy
+            raise ProviderError(ErrorKind.AUTH, f"bad key {self.api_key}", provider_code=self.api_key)
+
+    provider = Legacy("https://legacy.example", KEY)
+    outcome = await attempt(provider, "openai-images")
+    assert outcome.error is not None and KEY not in outcome.error.message and KEY not in str(outcome.error.provider_code)
+    assert origins.current_policy() is None
