@@ -224,3 +224,20 @@ def test_an_image_carrying_the_key_in_its_metadata_is_refused_not_stored(tmp_pat
         kind, code = conn.execute("SELECT error_kind, provider_code FROM attempts WHERE run_id=?", (run_id,)).fetchone()
     assert (kind, code) == ("bad_output", "key_in_output")
     assert [str(f) for f in every_file(db.parent) if leaks_in(f.read_bytes())] == []
+
+
+def test_harness_run_prints_no_key_while_a_provider_echoes_it(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's own progress and error printing, end to end (the dead-target notice quotes the message)."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv("CI", "true")
+    with hostile_server(echo) as server:
+        targets = tmp_path / "targets.yaml"
+        targets.write_text(
+            "targets:\n  - name: hostile@gemini\n    model: gemini-2.5-flash-image\n    provider: hostile\n"
+            f"    protocol: gemini\n    base_url: {server.root}\n    api_key_env: {KEY_ENV}\n", encoding="utf-8")
+        result = CliRunner().invoke(cli, ["run", "--challenges", str(suite(tmp_path)), "--targets", str(targets),
+                                          "--target", "hostile@gemini", "--samples", "12", "--concurrency", "1", "--timeout", "20",
+                                          "--db", str(tmp_path / "h.db")])
+    assert server.seen and "You sent" in result.output + (result.stderr if result.stderr_bytes else "")
+    assert leaks_in(result.output) == [] and leaks_in(result.stderr if result.stderr_bytes else "") == []
