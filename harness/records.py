@@ -83,7 +83,11 @@ class AttemptRecord:
     nothing was delivered or nothing was requested. A different size is a success unless ``--strict-size``."""
     time_to_image_ms: float | None = None
     """On the final attempt of a logical request: first attempt's start to this attempt's end, every retry and
-    Retry-After wait included (ms). Equals ``latency_ms`` when there was one attempt."""
+    Retry-After wait included (ms); the attempt's end is its start plus ``latency_with_connect_ms``. With one
+    attempt it is that attempt's own span. Set on failed finals too (the time until the harness gave up: use
+    ``ok`` to keep successes); ``None`` on non-final attempts and on requests never sent. Within one process
+    it is measured on the monotonic clock; across a resume it runs from the first attempt's stored
+    ``started_at`` (wall clock), so it includes the time the run was stopped."""
     outputs: list[OutputRecord] = field(default_factory=list)
     image_bytes: list[bytes] = field(default_factory=list, repr=False)
     """Validated image bytes waiting to be written by the store writer (never persisted in the DB)."""

@@ -147,7 +147,8 @@ def test_resume_keeps_each_requests_retry_budget_and_waits_out_its_retry_after(
     waits until 3 s after the answer that asked for it, and time to image spans both processes."""
     db = tmp_path / "s" / "harness.db"
     proc = start(db, tiny_suite, "openai: {faults: {rate_limited: 1.0}, rpm: null}", "--retries", "2",
-                 "--concurrency", "5", "--variant", "default", "--time-scale", "0.25", tmp_path=tmp_path)
+                 "--concurrency", "5", "--ignore-limits", "--variant", "default", "--time-scale", "0.25",
+                 tmp_path=tmp_path)
     try:
         wait_for_attempts(db, proc, 4)
         os.kill(proc.pid, signal.SIGKILL)
@@ -216,3 +217,28 @@ def test_a_killed_holder_releases_its_lock(tmp_path: Path) -> None:
     last = FileRunLocks(db).last_holder("r1")
     assert last is not None and last.pid == holder.pid
     FileRunLocks(db).acquire("r1").release()
+
+
+def test_time_to_image_spans_every_retry_and_wait_of_a_request(tmp_path: Path, tiny_suite: Path) -> None:
+    from harness.challenges import load
+    from harness.run import RunOptions, start_run
+    from harness.targets import load_targets, resolve_keys, select
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text("openai: {faults: {rate_limited: 1.0}, rpm: null}", encoding="utf-8")
+    db = tmp_path / "r" / "harness.db"
+    chosen = select(load_targets(), [GPT])
+    result = start_run(db, load(tiny_suite), chosen, resolve_keys(chosen, sandbox=True),
+                       RunOptions(sandbox=True, time_scale=0.005, retries=2, sandbox_profile=str(prof),
+                                  variants=("default",)))
+    assert result.status == "finished"
+    rows = attempts(db)
+    for final in (r for r in rows if r["final"]):
+        group = [r for r in rows if (r["challenge_id"], r["sample"]) == (final["challenge_id"], final["sample"])]
+        assert [r["attempt"] for r in group] == [1, 2, 3]
+        waits = sum(r["retry_wait_ms"] for r in group[1:])
+        assert waits == pytest.approx(2 * 60.0)  # Retry-After 12 s x 0.005, twice
+        wall = (final["started_at"] - group[0]["started_at"]) * 1000 + final["latency_ms"]
+        assert final["time_to_image_ms"] >= waits + sum(r["latency_ms"] for r in group) - 1
+        assert final["time_to_image_ms"] == pytest.approx(wall, abs=15)
+    assert all(r["time_to_image_ms"] is None for r in rows if not r["final"])

@@ -132,9 +132,7 @@ def _unsent_clock() -> AttemptClock:
 def _span_ms(outcome: AttemptOutcome) -> float:
     """From an attempt's start to its end (its last byte, or where it gave up), ms."""
     clock = outcome.clock
-    span = getattr(clock, "latency_with_connect_ms", None)
-    if span is None:
-        span = clock.latency_ms
+    span = clock.latency_with_connect_ms if clock.latency_with_connect_ms is not None else clock.latency_ms
     return float(span) if span is not None else 0.0
 
 
