@@ -112,6 +112,8 @@ class GuardedBackend(ArrivalBackend):
                     addresses = await resolve_public(host, port)
             except TimeoutError:
                 raise httpcore.ConnectTimeout(f"resolving {host} timed out after {timeout} s") from None
+            except OSError as exc:
+                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
             host = addresses[0]
         return await super().connect_tcp(host, port, timeout, local_address, socket_options)
 

@@ -184,17 +184,15 @@ async def resolve_public(host: str, port: int) -> list[str]:
     """Resolve ``host`` once and return its addresses, refusing (:class:`RefusedURL`) when any is not public.
 
     Refusing on *any* non-public answer (not only the first) means a DNS reply mixing a public and a private
-    address cannot steer the connection to the private one."""
+    address cannot steer the connection to the private one. A failed lookup raises ``OSError`` (a connection
+    failure, which may clear with time, not a refusal)."""
     import asyncio
 
     try:
         ipaddress.ip_address(host.strip("[]"))
         addresses = [host.strip("[]")]
     except ValueError:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise RefusedURL(f"cannot resolve {host}: {exc}") from None
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         problem = address_problem(address)
@@ -204,5 +202,5 @@ async def resolve_public(host: str, port: int) -> list[str]:
                 "provider may only reach public addresses (set allow_private_network: true on the target if it "
                 "is your own network)")
     if not addresses:
-        raise RefusedURL(f"cannot resolve {host}: no address")
+        raise OSError(f"{host} resolved to no address")
     return addresses

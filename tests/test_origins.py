@@ -101,6 +101,20 @@ def test_a_target_can_name_more_credential_origins_and_mark_itself_local() -> No
                credential_origins=("ftp://a.example",))
 
 
+async def test_a_redirect_to_a_private_address_is_refused_for_a_public_target() -> None:
+    """The generate call itself redirected to a cloud metadata address: refused before any connection."""
+    with hostile_server(lambda s, r: (307, {"location": "http://169.254.169.254/latest/meta-data/"}, b"")) as base:
+        outcome = await attempt(adapter("gemini", base.root, allow_private_network=False), "gemini")
+    assert outcome.error is not None and outcome.error.provider_code == "refused_url"
+    assert "169.254.169.254" in outcome.error.message and "link-local" in outcome.error.message
+
+
+async def test_a_name_that_does_not_resolve_is_a_connection_failure_not_a_refusal() -> None:
+    with hostile_server(answering("openai-images", "http://no-such-host.invalid/x.png")) as base:
+        outcome = await attempt(adapter("openai-images", base.root, allow_private_network=False), "openai-images")
+    assert outcome.error is not None and outcome.error.kind.value == "connection"
+
+
 # ---- URLs named in answers -------------------------------------------------------------------------------
 
 
@@ -175,7 +189,8 @@ async def test_an_image_url_on_this_machine_is_not_fetched_for_a_public_target(p
 
 @pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://localhost:1/x.png",
                                  "http://[::1]:1/x.png", "http://10.0.0.1/x.png", "http://0.0.0.0:1/",
-                                 "file:///etc/passwd", "gopher://127.0.0.1/", "http://[::ffff:127.0.0.1]:1/"])
+                                 "file:///etc/passwd", "gopher://127.0.0.1/", "http://[::ffff:127.0.0.1]:1/",
+                                 "http://0x7f000001:1/x.png", "http://2130706433:1/x.png"])
 async def test_private_and_odd_urls_are_refused_with_a_reason(url: str) -> None:
     with hostile_server(answering("openai-images", url)) as base:
         outcome = await attempt(adapter("openai-images", base.root, allow_private_network=False), "openai-images")
