@@ -94,6 +94,19 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FinalOutcome:
+    """How one logical request ended, as much as deciding whether its target is dead needs (a resume replays
+    the stored ones so the first final attempts are counted across processes)."""
+
+    challenge_id: str
+    ok: bool
+    error_kind: str | None
+    http_status: int | None
+    provider_code: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class RunInfo:
     """A run as listed by ``harness runs``.
 

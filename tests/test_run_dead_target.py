@@ -187,3 +187,25 @@ def test_a_400_about_one_challenge_needs_a_second_challenge_to_stop_the_target()
     unrelated = DeadTargetWatch(2, several_challenges=False)
     assert [unrelated.observe(_final(400, "invalid_request", "Your prompt is too long")) for _ in range(3)] == [
         None] * 3
+
+
+@pytest.mark.parametrize("failing_server", [MISSING_MODEL], indirect=True)
+def test_a_resume_counts_the_first_failures_of_the_earlier_process(
+        tmp_path: Path, tiny_suite: Path, sandbox: object, failing_server: AlwaysFailing,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after its five 404s but before the rest was recorded: the resume sends the dead target nothing."""
+    from harness.run import resume_run
+    from harness.targets import resolve_keys
+
+    proc, db = run_against(tmp_path, tiny_suite, sandbox.root, failing_server.url)  # type: ignore[attr-defined]
+    assert proc.returncode == 3, proc.stderr
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM attempts WHERE error_kind=?", (NOT_SENT,))
+        conn.execute("UPDATE runs SET status='running'")
+        run_id = conn.execute("SELECT id FROM runs").fetchone()[0]
+    monkeypatch.setenv("GATEWAY_KEY", "k-test")
+    result = resume_run(db, run_id, lambda targets, sandbox: resolve_keys(targets, sandbox=sandbox))
+    assert failing_server.requests == 5
+    assert result.not_sent == 10 and list(result.stopped_targets) == ["gateway"]
+    rows = finals(db, "gateway")
+    assert len(rows) == 15 and sum(r["error_kind"] == NOT_SENT for r in rows) == 10

@@ -18,7 +18,7 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 from harness.http_pool import ClientPool
 from harness.providers.base import GenerationRequest, Provider, ProviderError
 from harness.providers.registry import get_protocol
-from harness.records import AttemptRecord
+from harness.records import AttemptRecord, FinalOutcome
 from harness.redaction import Redactor
 from harness.run.attempt import AttemptContext, AttemptOutcome, attempt_record, perform_attempt
 from harness.run.items import WorkItem, build_request
@@ -73,28 +73,37 @@ class DeadTargetWatch:
 
     def observe(self, record: AttemptRecord) -> str | None:
         """Take one final attempt (in completion order); the reason when the target is now dead."""
+        return self.take(FinalOutcome(record.key.challenge_id, record.ok, record.error_kind, record.http_status,
+                                      record.provider_code, record.error_message))
+
+    def take(self, final: FinalOutcome) -> str | None:
+        """:meth:`observe` for a stored final attempt."""
         if self.closed or self.after <= 0:
             return None
-        signature = (record.error_kind, record.http_status, record.provider_code)
-        eligible = (not record.ok and record.error_kind in ("auth", "invalid_request")
-                    and record.http_status in DEAD_STATUSES
-                    and (record.http_status != 400 or bool(_MODEL_OR_PARAMETER.search(record.error_message or ""))))
+        signature = (final.error_kind, final.http_status, final.provider_code)
+        eligible = (not final.ok and final.error_kind in ("auth", "invalid_request")
+                    and final.http_status in DEAD_STATUSES
+                    and (final.http_status != 400 or bool(_MODEL_OR_PARAMETER.search(final.error_message or ""))))
         if not eligible or (self.signature is not None and signature != self.signature):
             self.closed = True
             return None
         if self.signature is None:
             self.signature = signature
-            self.first_message = (record.error_message or "")[:300]
+            self.first_message = (final.error_message or "")[:300]
         self.seen += 1
-        self.challenges.add(record.key.challenge_id)
+        self.challenges.add(final.challenge_id)
         if self.seen < self.after:
             return None
-        if record.http_status == 400 and self.several_challenges and len(self.challenges) < 2:
+        if final.http_status == 400 and self.several_challenges and len(self.challenges) < 2:
             return None
         self.closed = True
-        code = f" {record.provider_code}" if record.provider_code else ""
-        return (f"stopped after its first {self.seen} requests all failed with HTTP {record.http_status} "
-                f"{record.error_kind}{code}: {self.first_message}")
+        code = f" {final.provider_code}" if final.provider_code else ""
+        return (f"stopped after its first {self.seen} requests all failed with HTTP {final.http_status} "
+                f"{final.error_kind}{code}: {self.first_message}")
+
+
+HISTORY_PER_TARGET = 64
+"""How many of a target's first stored final attempts a resume replays into its dead-target watch."""
 
 
 @dataclass
@@ -156,8 +165,12 @@ class Runner:
     images_dir: Path | None = None
 
     async def execute(self, run_id: str, items: Sequence[WorkItem], targets: Sequence[Target],
-                      credentials: dict[str, Credential], base_urls: dict[str, str], already_done: int) -> RunResult:
+                      credentials: dict[str, Credential], base_urls: dict[str, str], already_done: int,
+                      history: Mapping[str, Sequence[FinalOutcome]] | None = None) -> RunResult:
         """Perform ``items`` and record every attempt; returns when all are final or the run is cancelled.
+
+        ``history``: on a resume, each target's first stored final attempts (:func:`first_finals`), so a
+        target stopped before stays stopped and the first final attempts are counted across processes.
 
         A store write failure stops the run at once (nothing more is sent that could not be recorded) and
         is raised as :class:`~harness.errors.StoreWriteError`."""
@@ -184,7 +197,16 @@ class Runner:
                               trust_env=not opts.sandbox)
             challenges = {i.key.challenge_id for i in by_target.get(t.name, [])}
             watch = DeadTargetWatch(opts.dead_target_after, several_challenges=len(challenges) > 1)
-            runtimes[t.name] = _TargetRuntime(t, provider, asyncio.Semaphore(limit), interval, pool, watch)
+            rt = _TargetRuntime(t, provider, asyncio.Semaphore(limit), interval, pool, watch)
+            for final in (history or {}).get(t.name, ()):
+                if final.error_kind == NOT_SENT:
+                    rt.stop_reason = final.error_message or f"not sent: {t.name} was stopped"
+                elif (reason := watch.take(final)) is not None:
+                    rt.stop_reason = f"not sent: {t.name} {reason}"
+                if rt.stop_reason is not None:
+                    rt.stopped.set()
+                    break
+            runtimes[t.name] = rt
         writer = StoreWriter(self.db_path, self.images_dir,
                              Redactor.for_credentials(credentials[t.name] for t in targets))
         self.observer.on_start(run_id, len(items) + already_done, already_done)

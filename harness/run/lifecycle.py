@@ -9,7 +9,7 @@ import secrets
 import signal
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from harness.challenges import Captions, Challenge, Params
 from harness.errors import ConfigError, HarnessError
 from harness.providers.base import ChallengeKind, InputImage
 from harness.providers.registry import get_protocol
-from harness.run.execute import Runner, RunResult, retry_wait_from
+from harness.records import FinalOutcome
+from harness.run.execute import HISTORY_PER_TARGET, Runner, RunResult, retry_wait_from
 from harness.run.items import WorkItem, plan_items, unsupported_pairs
 from harness.run.lock import locks_for
 from harness.run.options import CONFIG_VERSION, RunObserver, RunOptions
@@ -178,14 +179,15 @@ def _record_status(db_path: Path, run_id: str, status: str, *, quiet: bool) -> N
 
 def _execute(db_path: Path, images_dir: Path, run_id: str, items: Sequence[WorkItem], targets: Sequence[Target],
              credentials: dict[str, Credential], options: RunOptions, observer: RunObserver | None,
-             already_done: int) -> RunResult:
+             already_done: int, history: Mapping[str, Sequence[FinalOutcome]] | None = None) -> RunResult:
     runner = Runner(db_path, options, observer or RunObserver(), images_dir)
     status = "failed"
     try:
         with _sigterm_as_interrupt(), _maybe_sandbox(options) as sandbox:
             base_urls = _base_urls(targets, sandbox.root if sandbox else None)
             with quiet_heap():
-                result = asyncio.run(runner.execute(run_id, items, targets, credentials, base_urls, already_done))
+                result = asyncio.run(runner.execute(run_id, items, targets, credentials, base_urls, already_done,
+                                                    history))
             status = result.status
     except KeyboardInterrupt:
         status = "interrupted"
@@ -212,6 +214,7 @@ def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[T
             challenges = thaw_challenges(store, run_store.run_challenges(store, info.id))
             targets = [thaw_target(t) for t in run_store.run_targets(store, info.id)]
             done, unfinished = run_store.request_progress(store, info.id)
+            history = run_store.first_finals(store, info.id, HISTORY_PER_TARGET)
             images_dir = store.images_dir
             credentials = credentials_for(targets, options.sandbox)
             planned = plan_items(challenges, targets, options)
@@ -225,7 +228,7 @@ def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[T
             raise
     with lock:
         return _execute(db_path, images_dir, info.id, todo, targets, credentials, options, observer,
-                        already_done=len(done))
+                        already_done=len(done), history=history)
 
 
 def _continued(item: WorkItem, progress: run_store.UnfinishedRequest | None, options: RunOptions) -> WorkItem:

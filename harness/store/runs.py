@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.records import AttemptRecord, RequestKey, RunInfo
+from harness.records import AttemptRecord, FinalOutcome, RequestKey, RunInfo
 from harness.store.core import SCHEMA_VERSION, Store, StoreError
 from harness.timing import CLOCK_VERSION, AttemptClock
 
@@ -243,6 +243,19 @@ def request_progress(store: Store, run_id: str) -> tuple[set[RequestKey], dict[R
                 unfinished[key] = UnfinishedRequest(unfinished[key].last_attempt, unfinished[key].first_started_at,
                                                     ended, row[6])
     return done, unfinished
+
+
+def first_finals(store: Store, run_id: str, per_target: int) -> dict[str, list[FinalOutcome]]:
+    """The first ``per_target`` final attempts of each target of the run, in the order they were recorded."""
+    out: dict[str, list[FinalOutcome]] = {}
+    for row in store.conn.execute(
+        "SELECT target, challenge_id, ok, error_kind, http_status, provider_code, error_message FROM ("
+        " SELECT *, ROW_NUMBER() OVER (PARTITION BY target ORDER BY id) AS n FROM attempts"
+        " WHERE run_id=? AND final=1) WHERE n <= ? ORDER BY target, n",
+        (run_id, per_target),
+    ):
+        out.setdefault(row[0], []).append(FinalOutcome(row[1], bool(row[2]), row[3], row[4], row[5], row[6]))
+    return out
 
 
 def last_activity(store: Store, run_id: str) -> float | None:
