@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +178,24 @@ def test_a_gate_file_can_loosen_a_threshold_until_the_slow_run_passes(sandbox_ru
     code, doc = compare(sandbox_runs, sandbox_runs["base"], sandbox_runs["slow"], "--gate", str(gate))
     assert code == 0
     assert {c["threshold"] for c in doc["checks"] if c["check"] == "latency_p50"} == {3.0}
+
+
+def test_runs_of_different_clock_versions_are_refused_unless_allowed(sandbox_runs: dict[str, Any],
+                                                                     tmp_path: Path) -> None:
+    """A baseline measured before the latency definition changed (clock v1: decoding on the clock) would make
+    every candidate look faster: compare refuses the pair and says why, or notes it when told to go on."""
+    db = tmp_path / "harness.db"
+    shutil.copy(sandbox_runs["db"], db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET clock_version = 1 WHERE id = ?", (sandbox_runs["base"],))
+    args = ["compare", sandbox_runs["base"], sandbox_runs["same"], "--db", str(db)]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2
+    assert "clock v1" in refused.output and "clock v2" in refused.output
+    assert "--allow-clock-mismatch" in refused.output
+    allowed = CliRunner().invoke(cli, [*args, "--allow-clock-mismatch", "--json"])
+    assert allowed.exit_code in (0, 1), allowed.output
+    notes = json.loads(allowed.output)["notes"]
+    assert notes and notes[0].startswith("clock versions differ")
+    same_version = CliRunner().invoke(cli, ["compare", sandbox_runs["same"], sandbox_runs["again"], "--db", str(db)])
+    assert same_version.exit_code == 0, same_version.output

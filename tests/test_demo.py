@@ -57,3 +57,5 @@ def test_demo_runs_every_stage_and_prints_the_report_path(tmp_path: Path) -> Non
     assert {r["model"] for r in board["rows"]} <= {t.split("@")[0] for t in targets}
     assert "CLIP scores skipped" in proc.stderr and "local-dir:" in proc.stderr
     assert "no CLIP scores" in html
+    assert "fidelity: measured − intended" in proc.stderr, "the demo judges its own figures"
+    assert "time scale 0.01 asks the client for about" in proc.stderr, "a too-small scale is called out first"

@@ -9,8 +9,9 @@ import click
 from harness.cli._common import db_option, err_console, handle_errors
 from harness.cli.run import ProgressObserver
 from harness.cli.tables import print_stats_table
-from harness.demo import DEFAULT_SUITE, DEMO_SAMPLES, DEMO_TIME_SCALE, DEMO_VOTES, run_demo
+from harness.demo import DEFAULT_SUITE, DEMO_SAMPLES, DEMO_TIME_SCALE, DEMO_VOTES, fidelity, run_demo
 from harness.stats import provider_table
+from harness.stats.fidelity import FidelityReport
 from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
@@ -39,8 +40,30 @@ def demo(out: Path, suite: Path, time_scale: float, samples: int, votes: int, se
         info = run_store.get_run(store, result.run.run_id)
         rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
     print_stats_table(rows, title=f"demo run {info.id} (sandbox, time scale {time_scale:g})")
+    for line in fidelity_lines(fidelity(db, info.id)):
+        console.print(line, markup=False)
     console.print(f"{result.votes} simulated votes; {result.scored} output(s) CLIP-scored; store {db}")
     for note in result.notes:
         console.print(note, markup=False)
     assert result.site is not None
     click.echo(str(result.site.index.resolve()))
+
+
+def fidelity_lines(report: FidelityReport) -> list[str]:
+    """The demo's verdict on itself: how far measured latencies were from the sandbox's intended ones, and
+    whether the p50 ranking is the profiles'."""
+    if not report.rows:
+        return ["fidelity: no successful attempt carried the sandbox's intended delay"]
+    worst = max(report.rows, key=lambda r: abs(r.deviation_pct))
+    lines = [f"fidelity: measured − intended, median per target within {abs(worst.deviation_pct):.1f} % of the "
+             f"intended median (worst {worst.target}: {worst.deviation_p50_ms:+.1f} ms)"]
+    checks = report.rank_checks
+    if checks:
+        agree = sum(c.agrees for c in checks)
+        lines.append(f"ranking by p50 agrees with the profiles on {agree} of {len(checks)} pairs they separate "
+                     "by more than this run's intervals")
+        lines += [f"  out of order: {c.faster} (profile faster) measured {c.measured_faster_ms:.0f} ms vs "
+                  f"{c.slower} {c.measured_slower_ms:.0f} ms" for c in checks if not c.agrees]
+    if report.warning:
+        lines.append("warning: " + report.warning)
+    return lines

@@ -181,7 +181,8 @@ class SimulatedProvider:
         """Advance this request's timeline by ``simulated_s`` of simulated time and sleep until it.
 
         The deadline is the timeline's cursor plus the scaled duration, so time spent working since the last
-        deadline (or a late wake-up) is not added on top; without a timeline the cursor starts now.
+        deadline (or a late wake-up) is not added on top; without a timeline the cursor starts now. An event
+        loop whose timers round to the millisecond (uvloop) may wake a little early: the sleep then goes on.
         """
         if simulated_s <= 0:
             return
@@ -189,8 +190,9 @@ class SimulatedProvider:
         cursor = _CURSOR.get()
         deadline = (now if cursor is None else cursor) + simulated_s * self.settings.time_scale
         _CURSOR.set(deadline)
-        if deadline > now:
+        while now < deadline:
             await asyncio.sleep(deadline - now)
+            now = time.monotonic()
 
     @staticmethod
     def resume() -> None:

@@ -1,0 +1,118 @@
+"""The sandbox's numbers are the profiles', on this two-core machine, with a busy process hogging one core.
+
+Two runs through the real runner, each at the time scale the README recommends for it:
+
+* every catalog target in one run at the default concurrency (4) and :data:`RECOMMENDED_TIME_SCALE`, twelve
+  challenges of the starter suite (text-to-image, edits, compositions, inpainting) once each;
+* the demo's own run (``harness demo``'s targets, concurrency and time scale, the full starter suite).
+
+While each runs, a separate process spins on one core (it stops by itself after :data:`HOG_LIMIT_S`, and is
+ended when the run is). Goal: every target's median measured − intended latency (``harness.stats.fidelity``)
+within 5 % of its intended median, and in the demo's run the p50 ranking agrees with the profiles on every
+pair of targets the profiles separate by more than the run's intervals. Every target's row is printed with
+the 95 % interval of its median deviation; the KS statistic against the profile is printed at its n.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.challenges import load
+from harness.demo import DEFAULT_SUITE, DEMO_CONCURRENCY, DEMO_TIME_SCALE, run_benchmark
+from harness.run import RunOptions, start_run
+from harness.sandbox.scale import RECOMMENDED_TIME_SCALE, demanded_rate
+from harness.stats.fidelity import MAX_DEVIATION_PCT, FidelityReport, _allowance, fidelity_report
+from harness.stats.intervals import quantile_interval
+from harness.store import Store
+from harness.store import runs as run_store
+from harness.targets import load_targets, resolve_keys
+
+HOG_LIMIT_S = 400
+CATALOG_CHALLENGES = ("paladin-portrait", "caffe-florian-logo", "storybook-illustration", "restaurant-menu",
+                      "perfume-product-shot", "glass-cube-spatial", "apollo-11-infographic", "thick-hair-edit",
+                      "night-sky-edit", "astronaut-and-cat-in-space", "deep-field-travel-poster",
+                      "inpaint-cat-glasses")
+
+
+@contextmanager
+def hog_one_core() -> Iterator[None]:
+    """A process that keeps one core busy until the block ends (or :data:`HOG_LIMIT_S` passes)."""
+    code = f"import time\nend = time.monotonic() + {HOG_LIMIT_S}\nwhile time.monotonic() < end:\n    pass\n"
+    hog = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        yield
+    finally:
+        hog.terminate()
+        hog.wait(timeout=10)
+
+
+def report_for(db: Path, run_id: str) -> tuple[FidelityReport, pd.DataFrame]:
+    with Store.open(db, readonly=True) as store:
+        info = run_store.get_run(store, run_id)
+        attempts = run_store.attempts_frame(store, [run_id])
+        targets = run_store.run_targets(store, run_id)
+    return fidelity_report(attempts, time_scale=info.time_scale or 1.0, targets=targets), attempts
+
+
+def show(title: str, report: FidelityReport, attempts: pd.DataFrame) -> None:
+    print(f"\n{title} (time scale {report.time_scale:g})")
+    print(f"{'target':40s} {'n':>4s} {'intended p50':>12s} {'measured p50':>12s} {'dev p50':>8s} "
+          f"{'95% interval':>17s} {'dev p95':>8s} {'dev %':>6s} {'KS D (n)':>11s} {'KS p':>6s}")
+    ok = attempts[attempts["ok"].astype(bool) & attempts["intended_ms"].notna()]
+    for r in sorted(report.rows, key=lambda r: r.intended_p50_ms):
+        g = ok[ok["target"] == r.target]
+        excess = g["latency_ms"].to_numpy(float) - g["intended_ms"].to_numpy(float) - _allowance(g)
+        q = quantile_interval(np.sort(excess), 0.5)
+        interval = f"[{q.low:+.1f}, {q.high:+.1f}]" if q.low is not None and q.high is not None else "withheld"
+        print(f"{r.target:40s} {r.n:4d} {r.intended_p50_ms:12.1f} {r.measured_p50_ms:12.1f} "
+              f"{r.deviation_p50_ms:+8.1f} {interval:>17s} {r.deviation_p95_ms:+8.1f} {r.deviation_pct:+6.2f} "
+              f"{(r.ks_statistic or 0):5.3f} ({r.ks_n:3d}) {(r.ks_p_value or 0):6.3f}")
+    for c in report.rank_checks:
+        print(f"  rank {'ok ' if c.agrees else 'BAD'} {c.faster} {c.measured_faster_ms:.0f} ms < {c.slower} "
+              f"{c.measured_slower_ms:.0f} ms (profile gap {c.profile_gap_ms:.0f} ms > resolution "
+              f"{c.resolution_ms:.0f} ms)")
+    if report.warning:
+        print("warning:", report.warning)
+
+
+def test_every_catalog_target_at_the_recommended_scale_is_faithful_beside_a_busy_core(tmp_path: Path) -> None:
+    suite = tmp_path / "starter"
+    suite.mkdir()
+    for name in CATALOG_CHALLENGES:
+        (suite / f"{name}.yaml").write_bytes((DEFAULT_SUITE / f"{name}.yaml").read_bytes())
+    targets = list(load_targets().values())
+    options = RunOptions(sandbox=True, time_scale=RECOMMENDED_TIME_SCALE, concurrency=4, samples=1, seed=11)
+    print(f"\n{len(targets)} targets, demand {demanded_rate(targets, concurrency=4, time_scale=options.time_scale):.1f}"
+          " answers/s")
+    db = tmp_path / "harness.db"
+    started = time.monotonic()
+    with hog_one_core():
+        run = start_run(db, load(suite), targets, resolve_keys(targets, sandbox=True), options)
+    print(f"run took {time.monotonic() - started:.0f} s")
+    report, attempts = report_for(db, run.run_id)
+    show("all catalog targets, one core hogged", report, attempts)
+    assert {r.target for r in report.rows} == {t.name for t in targets}
+    bad = [(r.target, round(r.deviation_pct, 1)) for r in report.rows if abs(r.deviation_pct) > MAX_DEVIATION_PCT]
+    assert not bad, bad
+
+
+def test_the_demo_ranks_providers_as_the_profiles_do_beside_a_busy_core(tmp_path: Path) -> None:
+    db = tmp_path / "harness.db"
+    started = time.monotonic()
+    with hog_one_core():
+        run = run_benchmark(db, time_scale=DEMO_TIME_SCALE, concurrency=DEMO_CONCURRENCY)
+    print(f"\ndemo run took {time.monotonic() - started:.0f} s")
+    report, attempts = report_for(db, run.run_id)
+    show("harness demo, one core hogged", report, attempts)
+    bad = [(r.target, round(r.deviation_pct, 1)) for r in report.rows if abs(r.deviation_pct) > MAX_DEVIATION_PCT]
+    assert not bad, bad
+    assert len(report.rank_checks) >= 10
+    assert report.ranking_agrees, [(c.faster, c.slower) for c in report.rank_checks if not c.agrees]
