@@ -11,13 +11,19 @@ import io
 import struct
 import zlib
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 from harness.images import SizeAsked, SizeCheck, check_image, check_images, size_asked
-from harness.providers.base import ErrorKind, OutputImage, ProviderError
+from harness.providers.base import ErrorKind, GenerationRequest, OutputImage, ProviderError
+from harness.providers.openai_images import OpenAIImagesProvider
+from harness.records import RequestKey
+from harness.run.attempt import AttemptContext, attempt_record, perform_attempt
+from harness.sandbox.servers import SandboxServer
+from harness.targets import Target
 from harness.timing import ResponseLimits
 
 
@@ -116,3 +122,30 @@ def test_a_non_image_is_bad_output_naming_its_first_bytes() -> None:
     with pytest.raises(ProviderError, match="not a decodable image") as caught:
         check_image(OutputImage(b"<html>502 Bad Gateway</html>"), 0)
     assert "<html>" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_a_sandbox_answer_of_another_size_is_recorded_not_failed_unless_strict(
+        sandbox: SandboxServer, client: httpx.AsyncClient) -> None:
+    """Through the real path (adapter, TimedHttp, perform_attempt, attempt_record) against the sandbox's
+    ``wrong_size`` fault."""
+    provider = OpenAIImagesProvider(OpenAIImagesProvider.sandbox_base_url(sandbox.root, {}), "sandbox-key")
+    req = GenerationRequest(model_id="gpt-image-1", prompt="a fox [sandbox-fault:wrong_size]", size="1536x1024")
+    lenient = await perform_attempt(provider, req, client, 10)
+    strict = await perform_attempt(provider, req, client, 10, strict_size=True)
+    honest = await perform_attempt(provider, GenerationRequest(model_id="gpt-image-1", prompt="a fox",
+                                                               size="1536x1024"), client, 10)
+
+    assert lenient.error is None and lenient.size == SizeCheck("1536x1024", False)
+    assert honest.error is None and honest.size == SizeCheck("1536x1024", True)
+    assert strict.error is not None
+    assert (strict.error.kind, strict.error.provider_code) == (ErrorKind.BAD_OUTPUT, "size_mismatch")
+    assert strict.size == SizeCheck("1536x1024", None)
+
+    target = Target(name="gpt@sandbox", model="gpt-image-1", provider="openai", protocol="openai-images",
+                    base_url=provider.base_url)
+    ctx = AttemptContext(run_id="r", key=RequestKey("c", "default", target.name, 0), target=target, attempt=1,
+                         started_at=0.0, sched_ms=0.0, start_ms=0.0)
+    records = [attempt_record(o, ctx) for o in (lenient, honest, strict)]
+    assert [(r.ok, r.size_requested, r.size_as_asked) for r in records] == [
+        (True, "1536x1024", False), (True, "1536x1024", True), (False, "1536x1024", None)]
