@@ -124,9 +124,13 @@ class PairSampler:
         assert choice is not None  # every pair is allowed
         return choice
 
-    def choose_among(self, allowed: Mapping[str, Collection[str]] | None) -> Choice | None:
+    def choose_among(self, allowed: Mapping[str, Collection[str]] | None,
+                     reuse: Mapping[str, Mapping[str, int]] | None = None) -> Choice | None:
         """The next pair, using only the targets ``allowed`` in each matchup (all when None); None when no
-        matchup has two allowed targets. Balance and weights are those of :meth:`choose`."""
+        matchup has two allowed targets. Balance and weights are those of :meth:`choose`. ``reuse`` (matchup
+        -> target -> how often its least-served output was served) makes the challenge the one whose two
+        outputs were served least, before the pair's own count: fresh outputs are what keeps a voter with
+        many identities from recognising sides."""
         pair_keys: Mapping[TargetPair, Sequence[str]] = self._pair_matchups
         if allowed is not None:
             pair_keys = {p: kept for p, keys in self._pair_matchups.items()
@@ -135,7 +139,11 @@ class PairSampler:
                 return None
         pair = self._balanced_pair(pair_keys) if self.in_warmup() else self._active_pair(pair_keys)
         keys = pair_keys[pair]
-        matchup = self._least(keys, {k: float(self.served_on[(pair, k)]) for k in keys})
+        order = {k: float(self.served_on[(pair, k)]) for k in keys}
+        if reuse is not None:
+            scale = 1.0 + max(order.values())
+            order = {k: (reuse[k][pair[0]] + reuse[k][pair[1]]) * scale + n for k, n in order.items()}
+        matchup = self._least(keys, order)
         left, right = pair if self._rng.random() < 0.5 else (pair[1], pair[0])
         return Choice(matchup, left, right)
 

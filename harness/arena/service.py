@@ -146,7 +146,10 @@ class ArenaService:
                          if (kept := [e for e in entries if self.recognition.servable(e.sha256, seen)])}
             if len(by_target) >= 2:
                 allowed[key] = by_target
-        choice = self.sampler.choose_among(allowed)
+        servings = self.recognition.servings
+        reuse = {k: {t: min(servings[e.sha256] for e in entries) for t, entries in by_target.items()}
+                 for k, by_target in allowed.items()}
+        choice = self.sampler.choose_among(allowed, reuse)
         if choice is None:
             return None
         matchup = self._matchups[choice.matchup]

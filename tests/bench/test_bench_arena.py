@@ -1,8 +1,9 @@
 """Arena vote throughput and latency on loopback (issue 6: at least 200 votes/s from concurrent clients,
 no vote lost, p99 vote latency under 50 ms).
 
-The arena runs as a real ``harness arena serve`` process (uvicorn, its own interpreter) with rate limits
-raised out of the way; the load comes from 16 voters (httpx clients, each with its own cookie) in this
+The arena runs as a real ``harness arena serve`` process (uvicorn, its own interpreter) with rate limits,
+the serving cap and recognition memory out of the way (16 voters on one address each holding ~100 pairs
+would otherwise, rightly, be refused votes on outputs a neighbour's vote revealed); the load comes from 16 voters (httpx clients, each with its own cookie) in this
 process, on the same two cores. Pairs are fetched first; then votes are sent **open-loop** at a fixed
 arrival rate, each one's latency measured from its scheduled send time (so a stalled server cannot hide
 queueing from the figures), and **closed-loop** as fast as the voters can go, for capacity. Afterwards
@@ -45,7 +46,8 @@ def arena_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "arena", "serve", "--db", str(store.db), "--port", str(port),
-         "--voter-limit", "1000000/100000", "--ip-limit", "1000000/100000"],
+         "--voter-limit", "1000000/100000", "--ip-limit", "1000000/100000", "--new-voter-limit", "1000000/100000",
+         "--max-servings", "0", "--reveal-memory", "off"],
         cwd=ROOT, env={**os.environ, "CI": "true"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
