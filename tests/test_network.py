@@ -11,20 +11,26 @@ import base64
 import json
 import resource
 import ssl
+import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from harness.challenges import load
 from harness.http_pool import ClientPool
 from harness.network import READ_BUFFER_LIMIT, install, last_arrival_ns
 from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult
 from harness.providers.openai_images import OpenAIImagesProvider
+from harness.run import RunOptions, start_run
 from harness.run.attempt import AttemptOutcome, classify_exception, perform_attempt
+from harness.store import Store
+from harness.store import runs as run_store
+from harness.targets import Credential, Target
 from harness.timing import ResponseLimits, TimedHttp
 from tests.certificates import make_certificates
 from tests.delay_server import body_of_size
@@ -526,3 +532,57 @@ def test_the_sandbox_intended_delay_is_the_largest_over_the_attempts_calls() -> 
     assert outcome.clock.intended_ms == 812.5
     assert outcome.clock.latency_ms == pytest.approx((outcome.calls[1].t_last_byte or 0) / 1e6
                                                      - (outcome.calls[0].t_conn or 0) / 1e6)
+
+
+@contextmanager
+def served_in_thread(handler: Handler) -> Iterator[str]:
+    """``raw_server(handler)`` on its own event loop in a thread, for code that runs its own loop (a run)."""
+    ready = threading.Event()
+    found: list[str] = []
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        async with raw_server(handler) as base:
+            found.append(base)
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        yield found[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
+def test_a_gzip_bomb_target_fails_its_requests_and_the_other_target_of_the_run_finishes(tmp_path: Path) -> None:
+    """Issue 12: one bomb answer used to take a run to 2.3 GB (or a MemoryError that failed the whole run)."""
+    bomb = nested_gzip_bomb(2)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "s.yaml").write_text("challenges:\n" + "".join(
+        f"  - {{id: c{i}, title: c, category: other, kind: text-to-image, prompt: 'p {i}'}}\n" for i in range(3)),
+        encoding="utf-8")
+    before = peak_rss_bytes()
+    with served_in_thread(answer_with("content-type: application/json\r\ncontent-encoding: gzip, gzip\r\n",
+                                      bomb)) as bad, served_in_thread(answer_with(
+                                          "content-type: application/json\r\n", body_of_size(0))) as good:
+        targets = [Target(name=name, model="m", provider="local", protocol="openai-images", base_url=f"{base}/v1",
+                          api_key_env=("LOCAL_KEY",), price_per_image_usd=0.0)
+                   for name, base in (("bomb@local", bad), ("honest@local", good))]
+        result = start_run(tmp_path / "harness.db", load(suite), targets,
+                           {t.name: Credential(t.name, "LOCAL_KEY", "k") for t in targets},
+                           RunOptions(concurrency=4, respect_limits=False, retries=0))
+    growth = peak_rss_bytes() - before
+    assert result.status == "finished"
+    with Store.open(tmp_path / "harness.db", readonly=True) as store:
+        frame = run_store.attempts_frame(store, [result.run_id])
+    by_target = {name: rows for name, rows in frame.groupby("target", observed=True)}
+    assert list(by_target["bomb@local"]["provider_code"]) == ["response_too_large"] * 3
+    assert set(by_target["bomb@local"]["error_kind"]) == {"bad_output"}
+    assert by_target["honest@local"]["ok"].astype(bool).all() and len(by_target["honest@local"]) == 3
+    assert growth < 300 << 20, f"peak RSS grew {growth >> 20} MiB"
