@@ -12,6 +12,11 @@ from typing import Any
 
 from harness.timing import AttemptClock
 
+NOT_SENT = "not_sent"
+"""``error_kind`` of a final attempt recorded for a request that was never sent: its target was stopped (a
+dead target, a spend cap). Such an attempt has ``http_calls`` 0, ``ok`` false and the reason in
+``error_message``; statistics keep it out of latency and success denominators and show its count."""
+
 
 @dataclass(frozen=True, slots=True)
 class OutputRecord:

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.records import AttemptRecord, RequestKey
-from harness.run.execute import NOT_SENT, DeadTargetWatch
+from harness.records import NOT_SENT, AttemptRecord, RequestKey
+from harness.run.execute import DeadTargetWatch
 from harness.timing import AttemptClock
 
 

@@ -24,9 +24,8 @@ from harness.challenges import load as load_challenges
 from harness.cli._common import db_option, err_console, handle_errors, plain_output, print_json
 from harness.cli.tables import print_stats_table
 from harness.errors import ConfigError, ExitCode, HarnessError
-from harness.records import AttemptRecord
+from harness.records import NOT_SENT, AttemptRecord
 from harness.run import RunObserver, RunOptions, RunResult, resume_run, start_run, unsupported_pairs
-from harness.run.execute import NOT_SENT
 from harness.run.options import DEFAULT_DEAD_TARGET_AFTER
 from harness.stats import provider_table
 from harness.stats.source import effective_timeout_ms

@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 from harness.http_pool import ClientPool
 from harness.providers.base import GenerationRequest, Provider, ProviderError
 from harness.providers.registry import get_protocol
-from harness.records import AttemptRecord, FinalOutcome
+from harness.records import NOT_SENT, AttemptRecord, FinalOutcome
 from harness.redaction import Redactor
 from harness.run.attempt import AttemptContext, AttemptOutcome, attempt_record, perform_attempt
 from harness.run.items import WorkItem, build_request
@@ -37,11 +37,6 @@ from harness.run.writer import StoreWriter
 from harness.store.core import store_write_error
 from harness.targets import Credential, Target
 from harness.timing import AttemptClock, now_ns
-
-NOT_SENT = "not_sent"
-"""``error_kind`` of a final attempt recorded for a request that was never sent (``http_calls`` 0, the reason
-in ``error_message``): its target was stopped as dead. Statistics keep these out of latency and success
-denominators and show their count."""
 
 DEAD_STATUSES = frozenset({400, 401, 403, 404})
 """HTTP statuses that can mark a target as dead: a wrong key (401, 403), a model or route that does not
