@@ -91,6 +91,8 @@ def test_without_a_secret_pairs_do_not_survive_a_restart(tmp_path: Path, arena_s
     (["--runs", "20990101T000000Z-0000"], "no run '20990101T000000Z-0000'"),
     (["--ip-limit", "lots"], "--ip-limit: 'lots' is not PER_MINUTE"),
     (["--secret", "short"], "at least 16 characters"),
+    (["--forwarded-allow-ips", "my-proxy"], "'my-proxy' is not an IP address or network"),
+    (["--new-voter-limit", "0"], "--new-voter-limit: rate limit needs a positive rate"),
 ])
 def test_configuration_errors_exit_2_with_a_clear_message(tmp_path: Path, arena_store: ArenaStore,
                                                          args: list[str], message: str) -> None:

@@ -156,6 +156,15 @@ def test_a_voter_is_never_shown_an_output_revealed_to_it_even_after_a_restart(fr
         assert later_votes == later_known == 0
     assert stranger[0] == 3
 
+    async def page() -> tuple[int, str]:
+        async with client(app) as c:
+            answer = await c.get("/")
+            return answer.status_code, answer.text
+
+    with arena(fresh, seed=None) as app:
+        status, html = run(page())
+    assert status == 404 and "Nothing more to vote on" in html and "revealed to you" in html
+
 
 def test_a_perceptual_copy_of_a_revealed_output_is_not_shown_either(fresh: ArenaStore) -> None:
     """All four lake outputs are the same picture, each file slightly different (other bytes, same look):
