@@ -25,7 +25,7 @@ from harness.report.leaderboard import leaderboard_section
 from harness.run import RunObserver, RunOptions, RunResult, start_run
 from harness.sandbox.scale import time_scale_warning
 from harness.sandbox.voters import VoterPanel
-from harness.stats.fidelity import FidelityReport, fidelity_report
+from harness.stats.fidelity import FidelityReport, fidelity_for_run
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.votes import insert_votes
@@ -114,13 +114,13 @@ def demo_time_scale_warning(time_scale: float, concurrency: int = DEMO_CONCURREN
     return time_scale_warning(targets, concurrency=concurrency, time_scale=time_scale)
 
 
-def fidelity(db: Path, run_id: str) -> FidelityReport:
+def fidelity(db: Path, run_id: str) -> FidelityReport | None:
     """How faithfully the demo's run reproduced the profiles (deviation per target, ranking)."""
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, run_id)
         attempts = run_store.attempts_frame(store, [run_id])
         targets = run_store.run_targets(store, run_id)
-    return fidelity_report(attempts, time_scale=info.time_scale or 1.0, targets=targets)
+    return fidelity_for_run(info, attempts, targets)
 
 
 def run_demo(db: Path, out: Path, *, suite: Path = DEFAULT_SUITE, time_scale: float = DEMO_TIME_SCALE,

@@ -7,12 +7,14 @@ import asyncio
 import math
 import os
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
+from harness.records import RunInfo
 from harness.sandbox import imagery
 from harness.sandbox.profiles import DEFAULT_PROFILES
 from harness.sandbox.scale import (
@@ -26,6 +28,7 @@ from harness.sandbox.servers import SandboxServer
 from harness.sandbox.simulation import INTENDED_HEADER, SandboxSettings, SimulatedProvider, start_timeline
 from harness.stats.fidelity import (
     MAX_DEVIATION_PCT,
+    fidelity_for_run,
     fidelity_report,
     fidelity_rows,
     fidelity_warning,
@@ -210,3 +213,25 @@ def test_every_catalog_target_at_the_readmes_scale_is_within_the_clients_budget(
     assert min_time_scale(catalog, concurrency=4) <= RECOMMENDED_TIME_SCALE
     assert demanded_rate(catalog, concurrency=4, time_scale=RECOMMENDED_TIME_SCALE) <= CLIENT_BUDGET_PER_S
     assert time_scale_warning(catalog, concurrency=4, time_scale=RECOMMENDED_TIME_SCALE) is None
+
+
+def run_info(sandbox: bool, config: dict[str, object]) -> RunInfo:
+    return RunInfo(id="r1", created_at="2026-01-01T00:00:00Z", finished_at=None, status="finished",
+                   harness_version="0", sandbox=sandbox, time_scale=0.01 if sandbox else None, label=None,
+                   config=config, clock_version=2)
+
+
+def test_a_stored_run_is_judged_against_the_profiles_it_ran_with(tmp_path: Path) -> None:
+    target = {"name": "gpt-image-1@openai", "protocol": "openai-images", "model": "gpt-image-1"}
+    ms = [50.0 + i for i in range(60)]
+    attempts = frame("gpt-image-1@openai", ms, [m + 1.0 for m in ms])
+    assert fidelity_for_run(run_info(False, {}), attempts, [target]) is None
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("openai: {latency: {median_s: 200.0, p95_s: 400.0}}\n", encoding="utf-8")
+    default = fidelity_for_run(run_info(True, {}), attempts, [target])
+    custom = fidelity_for_run(run_info(True, {"sandbox_profile": str(slow)}), attempts, [target])
+    assert default is not None and custom is not None
+    assert custom.rows[0].profile_p50_ms == pytest.approx(2000.0, rel=0.05)
+    assert default.rows[0].profile_p50_ms == pytest.approx(200.0, rel=0.05)
+    gone = fidelity_for_run(run_info(True, {"sandbox_profile": str(tmp_path / "gone.yaml")}), attempts, [target])
+    assert gone is not None and gone.warning is not None and "default profiles" in gone.warning

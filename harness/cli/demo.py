@@ -49,10 +49,10 @@ def demo(out: Path, suite: Path, time_scale: float, samples: int, votes: int, se
     click.echo(str(result.site.index.resolve()))
 
 
-def fidelity_lines(report: FidelityReport) -> list[str]:
+def fidelity_lines(report: FidelityReport | None) -> list[str]:
     """The demo's verdict on itself: how far measured latencies were from the sandbox's intended ones, and
     whether the p50 ranking is the profiles'."""
-    if not report.rows:
+    if report is None or not report.rows:
         return ["fidelity: no successful attempt carried the sandbox's intended delay"]
     worst = max(report.rows, key=lambda r: abs(r.deviation_pct))
     lines = [f"fidelity: measured − intended, median per target within {abs(worst.deviation_pct):.1f} % of the "

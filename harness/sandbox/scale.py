@@ -32,7 +32,7 @@ MIN_POLL_INTERVAL_S = 0.02
 """Floor of a scaled poll interval in real seconds (the adapters never poll faster)."""
 SCALE_LADDER = (0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 """Time scales a recommendation is rounded up to."""
-RECOMMENDED_TIME_SCALE = 0.5
+RECOMMENDED_TIME_SCALE = 0.4
 """The scale the README recommends for a run of every catalog target at the default concurrency (4): the
 smallest ladder scale :func:`min_time_scale` allows for that configuration."""
 

@@ -21,21 +21,24 @@ and not the profile's. Per target, over its successful attempts:
 * :class:`RankCheck`: for every pair of targets whose profile medians differ by more than the sum of the
   run's interval half-widths for their measured medians, whether the measured order matches the profiles'.
 
-:func:`fidelity_report` needs the run's frozen targets (``run_store.run_targets``) to find each target's
-profile; :func:`fidelity_rows` needs only the attempts.
+:func:`fidelity_for_run` is the one to call for a stored run (``RunInfo``, its attempts frame and
+``run_store.run_targets``); :func:`fidelity_report` takes the pieces; :func:`fidelity_rows` needs only the
+attempts.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from harness.records import RunInfo
 from harness.stats.intervals import quantile_interval
 
 if TYPE_CHECKING:
@@ -266,3 +269,25 @@ def fidelity_report(attempts: pd.DataFrame, *, time_scale: float, targets: Seque
     return FidelityReport(time_scale=time_scale, rows=out, rank_checks=_rank_checks(usable, profile_p50),
                           warning=fidelity_warning(out, time_scale),
                           recommended_time_scale=recommend_time_scale(out, time_scale))
+
+
+def fidelity_for_run(info: RunInfo, attempts: pd.DataFrame, targets: Sequence[Mapping[str, Any]]
+                     ) -> FidelityReport | None:
+    """:func:`fidelity_report` for a stored run (``None`` unless it ran on the sandbox), with the profiles it
+    ran with: the defaults, overridden by its ``--sandbox-profile`` file when that file is still readable (if
+    not, the defaults, and the warning says the profile comparison may not be the run's)."""
+    if not info.sandbox:
+        return None
+    from harness.errors import ConfigError
+    from harness.sandbox.profiles import load_profiles
+
+    note = None
+    profile_file = info.config.get("sandbox_profile")
+    try:
+        profiles = load_profiles(Path(profile_file) if profile_file else None)
+    except ConfigError as exc:
+        profiles, note = load_profiles(None), f"profile file not readable, compared with default profiles: {exc}"
+    report = fidelity_report(attempts, time_scale=info.time_scale or 1.0, targets=targets, profiles=profiles)
+    if note is None:
+        return report
+    return replace(report, warning="; ".join(w for w in (report.warning, note) if w))

@@ -15,6 +15,7 @@ the 95 % interval of its median deviation; the KS statistic against the profile 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -84,8 +85,9 @@ def show(title: str, report: FidelityReport, attempts: pd.DataFrame) -> None:
 
 
 def test_every_catalog_target_at_the_recommended_scale_is_faithful_beside_a_busy_core(tmp_path: Path) -> None:
-    suite = tmp_path / "starter"
-    suite.mkdir()
+    suite = tmp_path / "challenges" / "starter"
+    suite.mkdir(parents=True)
+    shutil.copytree(DEFAULT_SUITE.parent / "assets", tmp_path / "challenges" / "assets")
     for name in CATALOG_CHALLENGES:
         (suite / f"{name}.yaml").write_bytes((DEFAULT_SUITE / f"{name}.yaml").read_bytes())
     targets = list(load_targets().values())
