@@ -160,3 +160,21 @@ def test_a_shared_canvas_crops_any_aspect_ratio_to_the_same_box_with_no_bars() -
         assert img.size == (400, 200)
         corners = np.asarray(img.convert("RGB"), dtype=int)[[0, 0, -1, -1], [0, -1, 0, -1]]
     assert not (np.abs(corners - 128) < 12).all(axis=1).any()
+
+
+def test_every_format_output_validation_accepts_is_shown_or_left_out_with_a_reason() -> None:
+    from PIL import features
+
+    from harness.arena.blind import can_decode
+    from harness.images import FORMAT_EXT
+
+    for fmt, ext in FORMAT_EXT.items():
+        decodable, reason = can_decode(ext)
+        if fmt == "AVIF" and not features.check("avif"):
+            assert not decodable and "AVIF" in reason
+            continue
+        assert decodable, (fmt, reason)
+        out = io.BytesIO()
+        two_tone((80, 40)).save(out, format=fmt)
+        with Image.open(io.BytesIO(reencode(out.getvalue(), side=64, canvas=(64, 64)))) as blind:
+            assert blind.format == "WEBP" and blind.size == (64, 64)

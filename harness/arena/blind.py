@@ -31,12 +31,15 @@ from pathlib import Path
 
 from PIL import Image, ImageCms, ImageOps, features
 
+from harness.images import FORMAT_EXT
+
 MEDIA_TYPE = "image/webp"
 WEBP_QUALITY = 90
 """Lossy WebP quality (0-100): visually lossless for judging, about a tenth of a PNG's size."""
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-_EXTS = frozenset({"png", "jpg", "jpeg", "webp", "gif", "avif", "bmp", "tiff"})
+_EXTS = frozenset({*FORMAT_EXT.values(), "jpeg", "bmp", "tiff"})
+"""Every extension output validation stores (one source: :data:`harness.images.FORMAT_EXT`), plus older ones."""
 DEFAULT_RATIO = (1, 1)
 """The ratio a pair is cropped to when its challenge names none: every supported API's default output is
 square."""
