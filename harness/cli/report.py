@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from harness.cli._common import db_option, err_console, handle_errors
-from harness.report import build_report
+from harness.report import FULL_IMAGE_POLICIES, build_report, human_bytes
 
 
 @click.command()
@@ -17,12 +17,20 @@ from harness.report import build_report
 @click.option("--title", help="Page title.")
 @click.option("--rate-by", type=click.Choice(["model", "target"]), default="model", show_default=True,
               help="Rate models (pooled over providers) or targets (model@provider).")
+@click.option("--full-images", type=click.Choice(FULL_IMAGE_POLICIES), default="view", show_default=True,
+              help="What a gallery tile links to: 'view' = WebP copies of large PNG outputs at full resolution "
+                   "(JPEG/WebP outputs as they are), 'original' = the providers' files, 'none' = thumbnails only.")
 @db_option
 @handle_errors
-def report(run_ids: tuple[str, ...], out: Path | None, title: str | None, rate_by: str, db: Path) -> None:
+def report(run_ids: tuple[str, ...], out: Path | None, title: str | None, rate_by: str, full_images: str,
+           db: Path) -> None:
     """Write a static site (index.html + assets, opens from file://) for one or more runs."""
     folder = out or Path("reports") / run_ids[0]
-    result = build_report(db, list(run_ids), folder, title=title, rate_by=rate_by)
+    result = build_report(db, list(run_ids), folder, title=title, rate_by=rate_by,
+                          full_images="original" if full_images == "original" else
+                          "none" if full_images == "none" else "view")
     err_console().print(f"report written ({result.thumbnails_made} new thumbnail(s), {result.thumbnails_reused} "
                         "reused)")
+    if result.size is not None:
+        err_console().print(f"site size: {result.size.summary()}; first view {human_bytes(result.size.first_view)}")
     click.echo(str(result.index.resolve()))

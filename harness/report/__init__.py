@@ -7,19 +7,22 @@ from typing import Any
 
 from harness.report.collect import ReportData, collect
 from harness.report.leaderboard import leaderboard_section
-from harness.report.site import SiteResult, write_site
+from harness.report.site import SiteResult, SiteSize, human_bytes, write_site
+from harness.report.thumbs import FULL_IMAGE_POLICIES, FullImages
 from harness.store import Store
 
-__all__ = ["ReportData", "SiteResult", "build_report", "collect", "write_site"]
+__all__ = ["FULL_IMAGE_POLICIES", "FullImages", "ReportData", "SiteResult", "SiteSize", "build_report", "collect",
+           "human_bytes", "write_site"]
 
 
 def build_report(db: Path, run_ids: list[str], out: Path, *, title: str | None = None,
                  leaderboard: dict[str, Any] | None = None, simulated_votes: bool = False,
-                 rate_by: str = "model") -> SiteResult:
+                 rate_by: str = "model", full_images: FullImages = "view") -> SiteResult:
     """Collect ``run_ids`` from the store at ``db`` and write the site into ``out``.
 
     The leaderboard comes from the store's votes on these runs' outputs unless one is given; the page says
-    so when any of those votes came from simulated voters.
+    so when any of those votes came from simulated voters. ``full_images``: what the gallery links to as
+    full-size images (:mod:`harness.report.thumbs`).
     """
     with Store.open(db, readonly=True) as store:
         if leaderboard is None:
@@ -27,4 +30,4 @@ def build_report(db: Path, run_ids: list[str], out: Path, *, title: str | None =
         simulated = simulated_votes or bool(leaderboard and leaderboard.get("simulated"))
         data = collect(store, run_ids, title=title, leaderboard=leaderboard, simulated_votes=simulated)
         images_dir = store.images_dir
-    return write_site(data, out, images_dir, db.parent / "thumbs")
+    return write_site(data, out, images_dir, db.parent / "thumbs", full_images=full_images)

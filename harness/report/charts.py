@@ -2,79 +2,231 @@
 
 Keeping them as data makes them testable without a browser and keeps the Python side free of plotly's
 figure machinery; the page calls ``Plotly.newPlot(div, spec.data, spec.layout, config)``.
+
+Readable at a glance, at 1366 px and on a 390 px phone:
+
+* The per-target charts (latency, TTFB, success over time) draw no legend inside the panel: one HTML legend
+  above them names every target with a fixed colour (:func:`target_colors`), wraps with the page, and hides or
+  shows a target in all of them at once. The plot area keeps its height whatever the number of targets.
+* Every axis takes the margin its tick labels and title need (``automargin``), titles sit clear of ticks.
+* Failures by class are horizontal bars, one row per target, so long target names never collide.
+* Rating scatters give each model a colour and a marker shape (a small legend above), label each point with
+  its provider(s), and draw targets that fall on the very same point as one marker ("×4" in its label), so
+  four providers of one model at one price are visibly four.
+* The win-rate heatmap prints each cell's percentage.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 Figure = dict[str, Any]
 
-_BASE_LAYOUT: dict[str, Any] = {
-    "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
-    "autosize": True,
-    "legend": {"orientation": "h", "y": -0.2},
-    "font": {"family": "system-ui, sans-serif", "size": 12},
-    "hovermode": "closest",
-}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#393b79", "#e7969c", "#637939", "#fdae6b", "#3182bd", "#843c39")
+"""Colours in order of first appearance (Tableau 10, then darker and lighter tones for larger reports)."""
+DASHES = ("solid", "dash", "dot", "dashdot")
+"""Beyond the palette, lines repeat its colours with these dash patterns."""
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "triangle-down", "pentagon", "cross",
+           "hexagon")
+ERROR_COLORS = {"server_error": "#d62728", "rate_limited": "#ff7f0e", "timeout": "#9467bd",
+                "connection": "#8c564b", "refused": "#e377c2", "no_image": "#7f7f7f", "not_sent": "#bcbd22"}
+PLOT_HEIGHT = 320
+"""Height (px) of a line chart's panel; its legend lives outside it."""
+TICK_CHARS = 30
+"""Category tick labels longer than this are shortened (the hover shows the whole name)."""
+
+_FONT = {"family": "system-ui, sans-serif", "size": 12}
 
 
-def _layout(title: str, x: str, y: str, **extra: Any) -> dict[str, Any]:
-    return {**_BASE_LAYOUT, "title": {"text": title}, "xaxis": {"title": {"text": x}},
-            "yaxis": {"title": {"text": y}}, **extra}
+def _layout(title: str, x: str, y: str, *, height: int = PLOT_HEIGHT, xaxis: Mapping[str, Any] | None = None,
+            yaxis: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    axis = {"automargin": True, "title": {"standoff": 8}}
+    return {
+        "title": {"text": title, "x": 0.01, "xanchor": "left", "y": 1, "yref": "container", "yanchor": "top",
+                  "pad": {"t": 10}, "font": {"size": 14}},
+        "margin": {"l": 8, "r": 12, "t": 36, "b": 8},
+        "autosize": True, "height": height, "showlegend": False, "font": _FONT, "hovermode": "closest",
+        "xaxis": {**axis, **(xaxis or {}), "title": {"text": x, "standoff": 8}},
+        "yaxis": {**axis, **(yaxis or {}), "title": {"text": y, "standoff": 8}},
+        **extra,
+    }
 
 
-def ecdf(curves: Mapping[str, Sequence[float]], title: str, x_label: str) -> Figure:
-    """Empirical CDF per target (curves are sorted values or evenly spaced quantiles)."""
+def target_colors(labels: Sequence[str]) -> dict[str, dict[str, str]]:
+    """A fixed colour (and, beyond the palette, a dash pattern) per target label, in the given order."""
+    out: dict[str, dict[str, str]] = {}
+    for i, label in enumerate(dict.fromkeys(labels)):
+        out[label] = {"color": PALETTE[i % len(PALETTE)], "dash": DASHES[(i // len(PALETTE)) % len(DASHES)]}
+    return out
+
+
+def _style(colors: Mapping[str, Mapping[str, str]], name: str) -> dict[str, str]:
+    return dict(colors.get(name) or {"color": PALETTE[0], "dash": "solid"})
+
+
+def short(text: str, limit: int = TICK_CHARS) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis in the middle (both ends of a target name say
+    something: the model and the provider)."""
+    if len(text) <= limit:
+        return text
+    keep = limit - 1
+    return text[: (keep + 1) // 2] + "…" + text[len(text) - keep // 2:]
+
+
+def ecdf(curves: Mapping[str, Sequence[float]], title: str, x_label: str,
+         colors: Mapping[str, Mapping[str, str]] | None = None) -> Figure:
+    """Empirical CDF per target (curves are sorted values or evenly spaced quantiles), log x axis."""
+    colors = colors or target_colors(list(curves))
     data = []
     for name, values in curves.items():
         n = len(values)
         if n == 0:
             continue
+        line: dict[str, Any] = {"shape": "hv", "width": 2, **_style(colors, name)}
         data.append({"type": "scatter", "mode": "lines", "name": name, "x": list(values),
-                     "y": [(i + 1) / n for i in range(n)], "line": {"shape": "hv"}})
-    return {"data": data, "layout": _layout(title, x_label, "share of successful requests ≤ x",
-                                            xaxis={"title": {"text": x_label}, "type": "log"})}
+                     "y": [(i + 1) / n for i in range(n)], "line": line,
+                     "hovertemplate": f"%{{fullData.name}}<br>%{{x:,.0f}} {x_label}: %{{y:.0%}}<extra></extra>"})
+    return {"data": data, "shared_legend": True,
+            "layout": _layout(title, f"{x_label} (log scale)", "share ≤ x",
+                              xaxis={"type": "log"}, yaxis={"range": [0, 1.02], "tickformat": ".0%"})}
 
 
-def success_over_time(series: Mapping[str, Sequence[tuple[str, float, int]]]) -> Figure:
+def success_over_time(series: Mapping[str, Sequence[tuple[str, float, int]]],
+                      colors: Mapping[str, Mapping[str, str]] | None = None) -> Figure:
+    colors = colors or target_colors(list(series))
     data = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": [s[0] for s in points],
-             "y": [s[1] for s in points], "text": [f"n={s[2]}" for s in points]}
+             "y": [s[1] for s in points], "customdata": [s[2] for s in points],
+             "line": _style(colors, name), "marker": {"size": 5},
+             "hovertemplate": "%{fullData.name}<br>%{x}<br>%{y:.0%} of %{customdata}<extra></extra>"}
             for name, points in series.items() if points]
-    return {"data": data, "layout": _layout("Success rate over time", "time (UTC)", "success rate",
-                                            yaxis={"title": {"text": "success rate"}, "range": [0, 1.05]})}
+    return {"data": data, "shared_legend": True,
+            "layout": _layout("Success rate over time", "time (UTC)", "success rate",
+                              yaxis={"range": [0, 1.05], "tickformat": ".0%"}, xaxis={"nticks": 5})}
 
 
 def error_mix(errors: Mapping[str, Mapping[str, int]]) -> Figure:
+    """Failed requests per target (one horizontal bar each), stacked by error class."""
     kinds = sorted({k for counts in errors.values() for k in counts})
     targets = list(errors)
-    data = [{"type": "bar", "name": kind, "x": targets, "y": [errors[t].get(kind, 0) for t in targets]}
-            for kind in kinds]
-    return {"data": data, "layout": _layout("Failures by class", "target", "failed requests", barmode="stack")}
+    ticks = [short(t) for t in targets]
+    data = [{"type": "bar", "orientation": "h", "name": kind, "y": targets,
+             "x": [errors[t].get(kind, 0) for t in targets],
+             "marker": {"color": ERROR_COLORS.get(kind, PALETTE[i % len(PALETTE)])},
+             "hovertemplate": "%{y}: %{x} %{fullData.name}<extra></extra>"} for i, kind in enumerate(kinds)]
+    height = 110 + 26 * len(targets) + 22 * math.ceil(len(kinds) / 3)
+    return {"data": data, "layout": _layout(
+        "Failures by class", "failed requests", "", height=height, barmode="stack", showlegend=True,
+        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 11}},
+        yaxis={"autorange": "reversed", "tickvals": targets, "ticktext": ticks, "tickfont": {"size": 11}},
+        xaxis={"rangemode": "tozero"}, margin={"l": 8, "r": 12, "t": 60, "b": 8})}
+
+
+def _spread(values: Sequence[float], log: bool) -> float:
+    finite = [math.log10(v) if log else v for v in values if v is not None and (not log or v > 0)]
+    return (max(finite) - min(finite)) if len(finite) > 1 else 1.0
+
+
+MERGE_SHARE = 0.01
+"""Targets of one model closer than this share of the x axis's span are drawn as one marker."""
+
+
+def merge_points(points: Sequence[Mapping[str, Any]], x_key: str, log_x: bool = False) -> list[dict[str, Any]]:
+    """Targets of one model (so one rating) that fall on the same spot of the x axis (within
+    :data:`MERGE_SHARE` of its span; on a log axis, of its log span) as one point listing them all, at their
+    mean position; points without an x or a rating left out."""
+    usable = [p for p in points if p.get(x_key) is not None and p.get("rating") is not None
+              and (not log_x or float(p[x_key]) > 0)]
+
+    def pos(p: Mapping[str, Any]) -> float:
+        return math.log10(float(p[x_key])) if log_x else float(p[x_key])
+
+    span = _spread([float(p[x_key]) for p in usable], log_x) or 1.0
+    merged: list[dict[str, Any]] = []
+    for p in sorted(usable, key=lambda p: (str(p["model"]), pos(p))):
+        last = merged[-1] if merged else None
+        if last is not None and last["model"] == p["model"] and pos(p) - last["_pos"][-1] < MERGE_SHARE * span:
+            last["_pos"].append(pos(p))
+            last["providers"].append(str(p["provider"]))
+            last["labels"].append(f"{p['label']}: {float(p[x_key]):.4g}")
+        else:
+            merged.append({**p, "_pos": [pos(p)], "providers": [str(p["provider"])],
+                           "labels": [f"{p['label']}: {float(p[x_key]):.4g}"]})
+    for m in merged:
+        centre = sum(m.pop("_pos")) / len(m["providers"])
+        m["x"] = 10 ** centre if log_x else centre
+    return merged
+
+
+POSITIONS = ("top center", "bottom center", "middle right", "middle left")
+
+
+def _text_positions(points: Sequence[Mapping[str, Any]], log_x: bool) -> list[str]:
+    """A label position per point that keeps labels of nearby points apart: each point takes the first
+    position no earlier neighbour (within 12 % of the x spread and 8 % of the y spread) uses."""
+    xs = [math.log10(p["x"]) if log_x and p["x"] > 0 else p["x"] for p in points]
+    x_span = _spread([p["x"] for p in points], log_x) or 1.0
+    y_span = _spread([p["rating"] for p in points], False) or 1.0
+    chosen: list[str] = []
+    for i, p in enumerate(points):
+        near = {chosen[j] for j in range(i) if abs(xs[j] - xs[i]) < 0.12 * x_span
+                and abs(points[j]["rating"] - p["rating"]) < 0.08 * y_span}
+        chosen.append(next((pos for pos in POSITIONS if pos not in near), POSITIONS[i % len(POSITIONS)]))
+    return chosen
 
 
 def rating_scatter(points: Sequence[Mapping[str, Any]], x_key: str, title: str, x_label: str,
                    log_x: bool = False) -> Figure:
-    """Rating (with its interval) against cost or speed: one trace per target, so the legend names each
-    point even when several sit together (one model at one price across providers)."""
-    data = [{
-        "type": "scatter", "mode": "markers", "name": p["label"], "x": [p[x_key]], "y": [p["rating"]],
-        "error_y": {"type": "data", "symmetric": False, "array": [p["ci_high"] - p["rating"]],
-                    "arrayminus": [p["rating"] - p["ci_low"]]},
-        "marker": {"size": 11},
-        "hovertemplate": f"{p['label']}<br>%{{x}}<br>rating %{{y:.0f}}<extra></extra>",
-    } for p in points if p.get(x_key) is not None and p.get("rating") is not None]
-    xaxis: dict[str, Any] = {"title": {"text": x_label}, "automargin": True}
-    if log_x:
-        xaxis["type"] = "log"
-    return {"data": data, "layout": _layout(title, x_label, "rating", xaxis=xaxis)}
+    """Rating (with its interval) against cost or speed. A model has one colour and marker shape (legend
+    above the plot); each point is labelled with its provider(s); targets on the same spot
+    (:func:`merge_points`) are one marker labelled with all their providers and "×n", each one's own x in
+    its hover text."""
+    merged = sorted(merge_points(points, x_key, log_x), key=lambda p: (p["x"], -p["rating"]))
+    positions = _text_positions(merged, log_x)
+    models = list(dict.fromkeys(str(p["model"]) for p in sorted(merged, key=lambda p: -p["rating"])))
+    data = []
+    for m, model in enumerate(models):
+        mine = [(p, pos) for p, pos in zip(merged, positions, strict=True) if p["model"] == model]
+        data.append({
+            "type": "scatter", "mode": "markers+text", "name": model, "legendgroup": model,
+            "x": [p["x"] for p, _ in mine], "y": [p["rating"] for p, _ in mine],
+            "text": [", ".join(p["providers"]) + (f" ×{len(p['providers'])}" if len(p["providers"]) > 1 else "")
+                     for p, _ in mine],
+            "textposition": [pos for _, pos in mine], "textfont": {"size": 10},
+            "customdata": ["<br>".join(p["labels"]) for p, _ in mine],
+            "error_y": {"type": "data", "symmetric": False, "thickness": 1,
+                        "array": [p["ci_high"] - p["rating"] for p, _ in mine],
+                        "arrayminus": [p["rating"] - p["ci_low"] for p, _ in mine]},
+            "marker": {"size": [10 + 3 * (len(p["providers"]) - 1) for p, _ in mine],
+                       "symbol": SYMBOLS[m % len(SYMBOLS)], "color": PALETTE[m % len(PALETTE)],
+                       "line": {"width": 1, "color": "#ffffff"}},
+            "cliponaxis": False,
+            "hovertemplate": "%{customdata}<br>rating %{y:.0f}<extra></extra>",
+        })
+    xaxis: dict[str, Any] = {"type": "log"} if log_x else {}
+    rows = math.ceil(len(models) / 2)
+    return {"data": data, "layout": _layout(
+        title, x_label, "rating (95 % interval)", height=PLOT_HEIGHT + 40 + 20 * rows, xaxis=xaxis,
+        showlegend=True, legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 11},
+                                 "itemsizing": "constant"},
+        margin={"l": 8, "r": 24, "t": 40 + 20 * rows, "b": 8})}
 
 
 def heatmap(models: Sequence[str], matrix: Sequence[Sequence[float | None]], title: str) -> Figure:
-    """Row model's win rate against column model."""
-    return {"data": [{"type": "heatmap", "x": list(models), "y": list(models), "z": [list(r) for r in matrix],
-                      "zmin": 0, "zmax": 1, "colorscale": "RdBu", "reversescale": False,
+    """Row model's win rate against column model, each cell labelled with its percentage."""
+    z = [list(r) for r in matrix]
+    text = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f}%" for v in row]
+            for row in z]
+    ticks = [short(m, 24) for m in models]
+    height = 170 + 34 * len(models)
+    return {"data": [{"type": "heatmap", "x": list(models), "y": list(models), "z": z, "text": text,
+                      "texttemplate": "%{text}", "textfont": {"size": 12},
+                      "zmin": 0, "zmax": 1, "colorscale": "RdBu", "reversescale": False, "xgap": 1, "ygap": 1,
+                      "colorbar": {"thickness": 10, "tickformat": ".0%", "len": 0.9},
                       "hovertemplate": "%{y} beats %{x}: %{z:.0%}<extra></extra>"}],
-            "layout": _layout(title, "opponent", "model", yaxis={"autorange": "reversed", "automargin": True},
-                              xaxis={"automargin": True, "tickangle": -30})}
+            "layout": _layout(title, "opponent", "model", height=height,
+                              yaxis={"autorange": "reversed", "tickvals": list(models), "ticktext": ticks},
+                              xaxis={"tickangle": -35, "tickvals": list(models), "ticktext": ticks,
+                                     "side": "bottom"})}

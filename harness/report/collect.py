@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,9 @@ import pandas as pd
 from harness import __version__
 from harness.records import RunInfo
 from harness.scoring.summary import summarise_scores, summary_records
-from harness.stats import provider_table
+from harness.stats.fidelity import fidelity_rows, fidelity_warning
 from harness.stats.source import effective_timeout_ms
+from harness.stats.table import ProviderRow, provider_rows
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.scores import latest_scorer, scores_frame
@@ -33,9 +35,17 @@ LIBRARIES = ("httpx", "pydantic", "pandas", "numpy", "scipy", "pillow", "jinja2"
              "open-clip-torch", "torch")
 
 
+Outcome = Literal["ok", "failed", "not sent", "not run"]
+"""A gallery tile's outcome: an image, a failed request, a request recorded as never sent (dead target, spend
+cap), or no record at all (an interrupted run)."""
+
+
 @dataclass
 class GalleryOutput:
-    """One target's output for a challenge variant (or why there is none)."""
+    """One target's output for a challenge variant in one run (or why there is none).
+
+    ``label``: the target as the page names it (:func:`target_label`); ``error_kind`` and ``error`` (the whole
+    message, never cut) are set when ``outcome`` is not ``ok``."""
 
     target: str
     model: str
@@ -46,10 +56,16 @@ class GalleryOutput:
     height: int | None
     error: str | None
     scores: dict[str, float] = field(default_factory=dict)
+    label: str = ""
+    run_id: str = ""
+    outcome: Outcome = "ok"
+    error_kind: str | None = None
 
 
 @dataclass
 class GalleryItem:
+    """One challenge variant with every target's output (of every run in the report)."""
+
     challenge_id: str
     title: str
     kind: str
@@ -63,7 +79,10 @@ class GalleryItem:
 
 @dataclass
 class ReportData:
-    """The content of a report; ``absent`` maps a section to the reason it has no data."""
+    """The content of a report; ``absent`` maps a section to the reason it has no data.
+
+    ``provider_rows``: the stats module's typed rows, ``row_labels`` the page's name of each (same order);
+    ``fidelity_warnings``: per sandbox run whose latencies strayed from the intended delays, what to do."""
 
     title: str
     generated_at: str
@@ -72,7 +91,7 @@ class ReportData:
     window: tuple[str | None, str | None]
     sandbox: bool
     simulated_votes: bool
-    provider_rows: list[dict[str, Any]]
+    provider_rows: list[ProviderRow]
     latency_curves: dict[str, list[float]]
     ttfb_curves: dict[str, list[float]]
     success_over_time: dict[str, list[tuple[str, float, int]]]
@@ -81,6 +100,8 @@ class ReportData:
     leaderboard: dict[str, Any] | None
     score_summary: list[dict[str, Any]]
     absent: dict[str, str] = field(default_factory=dict)
+    row_labels: list[str] = field(default_factory=list)
+    fidelity_warnings: dict[str, str] = field(default_factory=dict)
 
 
 def library_versions() -> dict[str, str]:
@@ -108,11 +129,26 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None or np.isnan(ts) else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+def run_names(runs: Sequence[RunInfo]) -> dict[str, str]:
+    """Run id → the name a multi-run report shows for it: its label, or its id when the label is missing or
+    shared with another of the runs (two runs labelled "nightly" must stay apart)."""
+    labels = [r.label for r in runs]
+    return {r.id: r.label if r.label and labels.count(r.label) == 1 else r.id for r in runs}
+
+
+def target_label(target: str, run_id: str, runs: Sequence[RunInfo]) -> str:
+    """What the page calls a target: its name, with the run's name in brackets when the report has several
+    runs (the same target in two runs is two series)."""
+    return target if len(runs) == 1 else f"{target} [{run_names(runs)[run_id]}]"
+
+
 def _label_column(frame: pd.DataFrame, runs: list[RunInfo]) -> pd.Series:
+    """Per attempt, :func:`target_label`. The store's text columns are categoricals, which do not
+    concatenate with strings; they are read as plain strings here."""
+    target = frame["target"].astype(str)
     if len(runs) == 1:
-        return frame["target"]
-    names = {r.id: (r.label or r.id) for r in runs}
-    return frame["target"] + " [" + frame["run_id"].map(names) + "]"
+        return target
+    return target + " [" + frame["run_id"].astype(str).map(run_names(runs)) + "]"
 
 
 def _success_over_time(final: pd.DataFrame) -> dict[str, list[tuple[str, float, int]]]:
@@ -132,42 +168,73 @@ def _success_over_time(final: pd.DataFrame) -> dict[str, list[tuple[str, float, 
     return out
 
 
-def _gallery(store: Store, runs: list[RunInfo], final: pd.DataFrame, outputs: pd.DataFrame,
-             scores: pd.DataFrame | None) -> list[GalleryItem]:
-    items: list[GalleryItem] = []
-    run = runs[0]
-    by_key = outputs[outputs["run_id"] == run.id].sort_values(["sample", "idx"]).drop_duplicates(
-        ["challenge_id", "variant", "target"])
-    by_key = by_key.set_index(["challenge_id", "variant", "target"])
-    failed = final[(final["run_id"] == run.id) & (final["ok"] == 0)].drop_duplicates(
-        ["challenge_id", "variant", "target"]).set_index(["challenge_id", "variant", "target"])
-    score_map: dict[int, dict[str, float]] = {}
+def _score_map(scores: pd.DataFrame | None) -> dict[int, dict[str, float]]:
+    """Attempt id → metric → value of the first output's scores."""
+    out: dict[int, dict[str, float]] = {}
     if scores is not None and not scores.empty:
         first = scores[scores["output_idx"] == 0] if "output_idx" in scores.columns else scores
         for attempt_id, metric, value in zip(first["attempt_id"], first["metric"], first["value"], strict=True):
-            score_map.setdefault(int(attempt_id), {})[str(metric)] = float(value)
-    targets = run_store.run_targets(store, run.id)
-    for challenge in run_store.run_challenges(store, run.id):
-        for variant, prompt in challenge["prompts"].items():
-            row_outputs = []
-            for t in targets:
-                key = (challenge["id"], variant, t["name"])
-                if key in by_key.index:
-                    o = by_key.loc[key]
-                    attempt_id = int(o["attempt_id"])
-                    metrics = score_map.get(attempt_id, {})
-                    row_outputs.append(GalleryOutput(t["name"], t["model"], t["provider"], str(o["sha256"]),
-                                                     str(o["ext"]), int(o["width"]), int(o["height"]), None,
-                                                     metrics))
-                else:
-                    err = failed.loc[key] if key in failed.index else None
-                    reason = (f"{err['error_kind']}: {err['error_message'] or ''}".strip(": ")
-                              if err is not None else "not run")
-                    row_outputs.append(GalleryOutput(t["name"], t["model"], t["provider"], None, None, None, None,
-                                                     reason))
-            items.append(GalleryItem(challenge["id"], challenge["title"], challenge["kind"], challenge["category"],
-                                     variant, prompt, challenge["references"], challenge["mask"], row_outputs))
-    return items
+            out.setdefault(int(attempt_id), {})[str(metric)] = float(value)
+    return out
+
+
+def _tile(store_target: dict[str, Any], run: RunInfo, runs: list[RunInfo], key: tuple[str, str, str, str],
+          images: pd.DataFrame, failed: pd.DataFrame, score_map: dict[int, dict[str, float]]) -> GalleryOutput:
+    name, model, provider = str(store_target["name"]), str(store_target["model"]), str(store_target["provider"])
+    label = target_label(name, run.id, runs)
+    if key in images.index:
+        o = images.loc[key]
+        return GalleryOutput(name, model, provider, str(o["sha256"]), str(o["ext"]), int(o["width"]),
+                             int(o["height"]), None, score_map.get(int(o["attempt_id"]), {}), label, run.id)
+    if key not in failed.index:
+        return GalleryOutput(name, model, provider, None, None, None, None, "no attempt recorded", {}, label,
+                             run.id, "not run")
+    err = failed.loc[key]
+    kind = None if pd.isna(err["error_kind"]) else str(err["error_kind"])
+    message = "" if pd.isna(err["error_message"]) else str(err["error_message"])
+    outcome: Outcome = "not sent" if kind == "not_sent" else "failed"
+    return GalleryOutput(name, model, provider, None, None, None, None, message or (kind or "failed"), {}, label,
+                         run.id, outcome, kind)
+
+
+def _gallery(store: Store, runs: list[RunInfo], final: pd.DataFrame, outputs: pd.DataFrame,
+             scores: pd.DataFrame | None) -> list[GalleryItem]:
+    """Every challenge variant of every run (a challenge shared by several runs once, its tiles side by side)
+    with the first sample's output or failure per target."""
+    keys = ["run_id", "challenge_id", "variant", "target"]
+    images = outputs.sort_values(["sample", "idx"]).drop_duplicates(keys).astype({k: str for k in keys})
+    images = images.set_index(keys)
+    failed = final[final["ok"] == 0].sort_values("sample").astype({k: str for k in keys})
+    failed = failed.drop_duplicates(keys).set_index(keys)
+    score_map = _score_map(scores)
+    items: dict[tuple[str, str, str], GalleryItem] = {}
+    for run in runs:
+        targets = run_store.run_targets(store, run.id)
+        for challenge in run_store.run_challenges(store, run.id):
+            for variant, prompt in challenge["prompts"].items():
+                ident = (str(challenge["id"]), str(variant), str(challenge.get("content_hash", "")))
+                item = items.get(ident)
+                if item is None:
+                    item = items[ident] = GalleryItem(
+                        challenge["id"], challenge["title"], challenge["kind"], challenge["category"], variant,
+                        prompt, challenge["references"], challenge["mask"], [])
+                item.outputs.extend(_tile(t, run, runs, (run.id, challenge["id"], variant, t["name"]), images,
+                                          failed, score_map) for t in targets)
+    return list(items.values())
+
+
+def _fidelity_warnings(attempts: pd.DataFrame, runs: Sequence[RunInfo]) -> dict[str, str]:
+    """Run id → the stats module's fidelity warning, for sandbox runs that measured this machine more than
+    the simulated profiles."""
+    out: dict[str, str] = {}
+    if "intended_ms" not in attempts.columns:
+        return out
+    for run in runs:
+        if run.sandbox and run.time_scale:
+            warning = fidelity_warning(fidelity_rows(attempts[attempts["run_id"] == run.id]), float(run.time_scale))
+            if warning:
+                out[run.id] = warning
+    return out
 
 
 def _scores(store: Store, run_ids: list[str]) -> pd.DataFrame | None:
@@ -189,19 +256,20 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
     runs = [run_store.get_run(store, r) for r in run_ids]
     absent: dict[str, str] = {}
     attempts = run_store.attempts_frame(store, [r.id for r in runs]) if runs else pd.DataFrame()
+    rows: list[ProviderRow] = []
+    labels: list[str] = []
+    warnings: dict[str, str] = {}
     if attempts.empty:
         absent["providers"] = "no attempts recorded: run `harness run` (or `harness run --sandbox`) first"
-        rows: list[dict[str, Any]] = []
         final = attempts
         outputs = pd.DataFrame(columns=["run_id", "challenge_id", "variant", "target", "sample", "idx"])
     else:
         attempts["label"] = _label_column(attempts, runs)
         by = ("run_id", "target") if len(runs) > 1 else ("target",)
         timeouts = [t for t in (effective_timeout_ms(r) for r in runs) if t is not None]
-        rows = provider_table(attempts, by=by, timeout_ms=max(timeouts) if timeouts else None)
-        labels = dict(zip(zip(attempts["run_id"], attempts["target"], strict=True), attempts["label"], strict=True))
-        for row in rows:
-            row["label"] = labels.get((row.get("run_id", runs[0].id), row["target"]), row["target"])
+        rows = provider_rows(attempts, by=by, timeout_ms=max(timeouts) if timeouts else None)
+        labels = [target_label(r.target, r.run_id or runs[0].id, runs) for r in rows]
+        warnings = _fidelity_warnings(attempts, runs)
         final = attempts[attempts["final"] == 1]
         outputs = run_store.outputs_frame(store, [r.id for r in runs])
     ok = final[final["ok"] == 1] if not final.empty else final
@@ -227,7 +295,7 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
         title=title or ("Image generation benchmark" + (f" — {runs[0].label}" if runs and runs[0].label else "")),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         runs=runs, versions=library_versions(), window=window, sandbox=any(r.sandbox for r in runs),
-        simulated_votes=simulated_votes, provider_rows=rows, latency_curves=latency, ttfb_curves=ttfb,
+        simulated_votes=simulated_votes, provider_rows=rows, row_labels=labels, fidelity_warnings=warnings, latency_curves=latency, ttfb_curves=ttfb,
         success_over_time=_success_over_time(final) if not final.empty else {}, error_mix=errors,
         gallery=_gallery(store, runs, final, outputs, scores) if runs and not attempts.empty else [],
         leaderboard=leaderboard, score_summary=_score_summary(scores), absent=absent,

@@ -44,6 +44,11 @@ def _method(options: RatingOptions) -> str:
 
 
 def _best_for(battles: pd.DataFrame, options: RatingOptions) -> list[dict[str, Any]]:
+    """Per category and challenge kind, the top-rated model on that group's own board, with its own votes
+    there (not the group's total) and whether the intervals single it out.
+
+    ``supported``: its rank spread on that board is 1–1, i.e. its interval's lower end lies above every other
+    model's upper end, and it is not provisional. Otherwise the page says no model is clearly best."""
     out: list[dict[str, Any]] = []
     columns: tuple[tuple[Literal["category", "kind"], str], ...] = (("category", ""), ("kind", "kind: "))
     for column, prefix in columns:
@@ -53,8 +58,14 @@ def _best_for(battles: pd.DataFrame, options: RatingOptions) -> list[dict[str, A
             if not board.rows:
                 continue
             top = board.rows[0]
-            out.append({"category": f"{prefix}{group}", "model": top.model, "win_rate": top.win_rate,
-                        "votes": int(sum(r.votes for r in board.rows) // 2), "rank_worst": top.rank_worst})
+            runner = board.rows[1] if len(board.rows) > 1 else None
+            out.append({"category": f"{prefix}{group}", "model": top.model, "win_rate": _fraction(top.win_rate),
+                        "votes": top.votes, "group_votes": board.n_votes, "rank_best": top.rank_best,
+                        "rank_worst": top.rank_worst, "n_models": len(board.rows), "provisional": top.provisional,
+                        "ci_low": top.ci_low, "ci_high": top.ci_high,
+                        "runner_up": runner.model if runner else None,
+                        "runner_up_ci_high": runner.ci_high if runner else None,
+                        "supported": top.rank_worst == 1 and not top.provisional and len(board.rows) > 1})
     return out
 
 

@@ -23,85 +23,116 @@ import jinja2
 
 from harness.report import charts
 from harness.report.collect import ReportData
-from harness.report.thumbs import ImageRef, publish_images
+from harness.report.gallery import GALLERY_PAGE_SIZE, gallery_filters, preview
+from harness.report.provider_columns import export_rows, fmt_ms, fmt_pct, fmt_usd, provider_page_table
+from harness.report.thumbs import FullImages, ImageRef, publish_images
 
 EXPORT_SCHEMA_VERSION = 1
 PLOTLY_JS = "plotly.min.js"
+IMAGE_FOLDERS = ("thumbs", "full")
+
+
+@dataclass(frozen=True)
+class SiteSize:
+    """What the site weighs, in bytes of the files it publishes (a hard-linked image counts in full: a copy
+    on a web host costs that much). ``first_view``: what a browser loads before the first scroll (page,
+    scripts, styles, the first gallery page's thumbnails at most)."""
+
+    page: int
+    scripts: int
+    thumbnails: int
+    thumbnail_files: int
+    full_images: int
+    full_image_files: int
+    exports: int
+    first_view: int
+
+    @property
+    def total(self) -> int:
+        return self.page + self.scripts + self.thumbnails + self.full_images + self.exports
+
+    def summary(self) -> str:
+        """One line: total and its parts."""
+        return (f"{human_bytes(self.total)} in all: page {human_bytes(self.page)}, scripts "
+                f"{human_bytes(self.scripts)}, {self.thumbnail_files} thumbnail(s) {human_bytes(self.thumbnails)}, "
+                f"{self.full_image_files} full-size image(s) {human_bytes(self.full_images)}, exports "
+                f"{human_bytes(self.exports)}")
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes in decimal units (what a web host bills): 1.2 MB, 830 kB, 12 B."""
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 @dataclass(frozen=True)
 class SiteResult:
-    """Where the site went and what building it did (thumbnails made vs reused from the cache)."""
+    """Where the site went and what building it did (thumbnails made vs reused from the cache), and its size."""
 
     index: Path
     thumbnails_made: int
     thumbnails_reused: int
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.0f}"
-
-
-def _usd(value: float | None) -> str:
-    return "—" if value is None else f"${value:.4f}"
+    size: SiteSize | None = None
 
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(pct=_pct, ms=_ms, usd=_usd)
+    env.globals.update(pct=fmt_pct, ms=fmt_ms, usd=fmt_usd, human_bytes=human_bytes, preview=preview)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False}
     return env
 
 
-PROVIDER_ROW_KEYS = (
-    "success_ci_low", "success_ci_high", "p50_ci_low_ms", "p50_ci_high_ms", "p95_ci_low_ms", "p95_ci_high_ms",
-    "p95_with_failures_ms", "p95_with_failures_censored", "submit_p50_ms", "queue_p50_ms", "run_p50_ms",
-    "fetch_p50_ms", "download_p50_ms", "poll_interval_ms", "invariant_violations", "errors",
-)
-"""Optional provider-table keys the page shows; absent ones render as a dash."""
+BEST_FOR_DEFAULTS: dict[str, Any] = {"supported": False, "provisional": False, "rank_best": None, "rank_worst": None,
+                                     "n_models": None, "win_rate": None, "votes": None}
+"""Keys of a "best for" entry a handed-in leaderboard may lack: without ``supported`` nothing is called best."""
 
 
-def _page_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        filled = {key: None for key in PROVIDER_ROW_KEYS} | dict(row)
-        filled["withheld"] = dict(row.get("withheld") or {})
-        filled.setdefault("label", row["target"])
-        out.append(filled)
-    return out
+def _leaderboard_for_page(lb: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not lb:
+        return lb
+    return {**lb, "best_for": [{**BEST_FOR_DEFAULTS, **item} for item in lb.get("best_for") or []]}
 
 
-def _chart_specs(data: ReportData) -> dict[str, charts.Figure]:
+def _rated_points(data: ReportData) -> list[dict[str, Any]]:
+    """Per provider row with a rating: its model's (or, rated by target, its own) rating and interval beside
+    its cost per image and p50 latency."""
+    lb = data.leaderboard
+    if not lb:
+        return []
+    ratings = {r["model"]: r for r in lb["rows"]}
+    points = []
+    for row, label in zip(data.provider_rows, data.row_labels, strict=True):
+        rated = ratings.get(row.target) if lb.get("by") == "target" else ratings.get(row.model)
+        if rated is None:
+            rated = ratings.get(row.model) or ratings.get(row.target)
+        if rated is None:
+            continue
+        points.append({"label": label, "model": rated["model"], "provider": row.provider, "rating": rated["rating"],
+                       "ci_low": rated["ci_low"], "ci_high": rated["ci_high"], "cost": row.cost_per_image_usd,
+                       "speed": row.p50_ms})
+    return points
+
+
+def _chart_specs(data: ReportData, colors: dict[str, dict[str, str]]) -> dict[str, charts.Figure]:
     specs: dict[str, charts.Figure] = {}
     if data.latency_curves:
-        specs["latency"] = charts.ecdf(data.latency_curves, "Latency distribution (successful requests)", "ms")
+        specs["latency"] = charts.ecdf(data.latency_curves, "Latency (successful requests)", "ms", colors)
     if any(data.ttfb_curves.values()):
-        specs["ttfb"] = charts.ecdf(data.ttfb_curves, "Time to first byte", "ms")
+        specs["ttfb"] = charts.ecdf(data.ttfb_curves, "Time to first byte", "ms", colors)
     if data.success_over_time:
-        specs["success"] = charts.success_over_time(data.success_over_time)
+        specs["success"] = charts.success_over_time(data.success_over_time, colors)
     if data.error_mix:
         specs["errors"] = charts.error_mix(data.error_mix)
+    points = _rated_points(data)
+    if points:
+        specs["rating_cost"] = charts.rating_scatter(points, "cost", "Rating vs cost", "USD per successful image")
+        specs["rating_speed"] = charts.rating_scatter(points, "speed", "Rating vs speed", "p50 latency (ms)",
+                                                      log_x=True)
     lb = data.leaderboard
-    if lb and data.provider_rows:
-        ratings = {r["model"]: r for r in lb["rows"]}
-        points = []
-        for row in data.provider_rows:
-            rated = ratings.get(row["model"])
-            if rated is None:
-                continue
-            points.append({"label": row["label"], "rating": rated["rating"], "ci_low": rated["ci_low"],
-                           "ci_high": rated["ci_high"], "cost": row.get("cost_per_image_usd"),
-                           "speed": row.get("p50_ms")})
-        if points:
-            specs["rating_cost"] = charts.rating_scatter(points, "cost", "Rating vs cost", "USD per successful image")
-            specs["rating_speed"] = charts.rating_scatter(points, "speed", "Rating vs speed", "p50 latency (ms)",
-                                                          log_x=True)
     if lb and lb.get("win_matrix"):
         matrix = lb["win_matrix"]
         specs["heatmap"] = charts.heatmap(matrix["models"], matrix["values"], "Win rate (row beats column)")
@@ -163,8 +194,47 @@ def _plotly_js() -> Path:
     return path
 
 
-def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path) -> SiteResult:
-    """Render ``data`` into the folder ``out`` (created; files it owns are replaced)."""
+def _prune(assets: Path, keep: set[str]) -> None:
+    """Remove image files of earlier builds that this page no longer shows (the folder is published as is)."""
+    for folder in IMAGE_FOLDERS:
+        for path in (assets / folder).iterdir():
+            if path.is_file() and f"{folder}/{path.name}" not in keep:
+                path.unlink()
+
+
+def _bytes(paths: Iterable[Path]) -> tuple[int, int]:
+    sizes = [p.stat().st_size for p in paths if p.is_file()]
+    return sum(sizes), len(sizes)
+
+
+def measure(out: Path, first_page_thumbs: Sequence[str] = ()) -> SiteSize:
+    """What the site in ``out`` weighs (see :class:`SiteSize`)."""
+    assets = out / "assets"
+    page = (out / "index.html").stat().st_size if (out / "index.html").exists() else 0
+    scripts, _ = _bytes(p for p in assets.iterdir() if p.suffix in (".js", ".css"))
+    thumbs, n_thumbs = _bytes((assets / "thumbs").iterdir())
+    full, n_full = _bytes((assets / "full").iterdir())
+    exports, _ = _bytes(p for p in out.iterdir() if p.suffix in (".json", ".csv"))
+    first, _ = _bytes(assets / "thumbs" / name for name in dict.fromkeys(first_page_thumbs))
+    return SiteSize(page, scripts, thumbs, n_thumbs, full, n_full, exports, page + scripts + first)
+
+
+def _first_page_thumbs(data: ReportData) -> list[str]:
+    names: list[str] = []
+    for item in data.gallery[:GALLERY_PAGE_SIZE]:
+        names.extend(f"{r['sha256']}.webp" for r in item.references)
+        if item.mask:
+            names.append(f"{item.mask['sha256']}.webp")
+        names.extend(f"{o.sha256}.webp" for o in item.outputs if o.sha256)
+    return names
+
+
+def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path,
+               full_images: FullImages = "view") -> SiteResult:
+    """Render ``data`` into the folder ``out`` (created; files it owns are replaced).
+
+    ``full_images``: what a tile links to as its full-size image (:data:`harness.report.thumbs.FullImages`).
+    """
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     static = resources.files("harness.report").joinpath("static")
@@ -174,16 +244,32 @@ def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path
     source = _plotly_js()
     if not plotly_target.exists() or plotly_target.stat().st_size != source.stat().st_size:
         shutil.copyfile(source, plotly_target)
-    made, reused = publish_images(_images(data), images_dir, thumbs_cache, assets)
-    specs = _chart_specs(data)
-    page = dataclasses.replace(data, provider_rows=_page_rows(data.provider_rows))
-    html = _environment().get_template("index.html").render(data=page, charts=_clean(specs))
-    index = out / "index.html"
-    index.write_text(html, encoding="utf-8")
+    published = publish_images(_images(data), images_dir, thumbs_cache, assets, full_images=full_images)
+    keep = {f"thumbs/{sha}.webp" for sha in {r.sha256 for r in _images(data)}}
+    keep |= {f"full/{name}" for name in published.full.values()}
+    _prune(assets, keep)
+    colors = charts.target_colors(data.row_labels)
+    specs = _chart_specs(data, colors)
     meta = {"generated_at": data.generated_at, "runs": [r.id for r in data.runs], "sandbox": data.sandbox}
-    _write_exports(out, "providers", data.provider_rows, meta)
+    _write_exports(out, "providers", export_rows(data.provider_rows, data.row_labels), meta)
     if data.leaderboard:
         _write_exports(out, "leaderboard", data.leaderboard["rows"],
                        {**meta, "method": data.leaderboard.get("method"), "votes": data.leaderboard.get("votes"),
                         "simulated_votes": data.simulated_votes})
-    return SiteResult(index, made, reused)
+    first = _first_page_thumbs(data)
+    template = _environment().get_template("index.html")
+    page_data = dataclasses.replace(data, leaderboard=_leaderboard_for_page(data.leaderboard))
+    context = {"data": page_data, "charts": _clean(specs), "table": provider_page_table(data.provider_rows, data.row_labels),
+               "legend": [(label, style) for label, style in colors.items()
+                          if label in data.latency_curves or label in data.success_over_time],
+               "filters": gallery_filters(data.gallery), "page_size": GALLERY_PAGE_SIZE,
+               "full": published.full, "full_images": full_images}
+    index = out / "index.html"
+    size = measure(out, first)
+    for _ in range(3):
+        index.write_text(template.render(**context, size=size), encoding="utf-8")
+        measured = measure(out, first)
+        if measured == size:
+            break
+        size = measured
+    return SiteResult(index, published.thumbnails_made, published.thumbnails_reused, size)

@@ -1,8 +1,21 @@
 """Thumbnails and full images for the static site.
 
 Thumbnails are WebP, at most 512 px on the longer side, cached by content hash next to the store
-(``results/thumbs/<sha256>.webp``) so rebuilding a report only converts new images. Full-size images are
-hard-linked into the site when the file system allows (no copy, no extra space), copied otherwise.
+(``results/thumbs/<sha256>.webp``) so rebuilding a report only converts new images. Each image appears once
+in the site, however many tiles show it.
+
+Full-size images dominate a site's weight (the providers' PNGs are 1–3 MB each, lossless). What the gallery
+links to as "full size" follows a :data:`FullImages` policy:
+
+* ``view`` (default): lossless originals larger than :data:`VIEW_MIN_BYTES` become a WebP at their own
+  resolution, quality :data:`VIEW_QUALITY` (about a fifth of the PNG's bytes, cached like thumbnails);
+  JPEG/WebP originals (already lossy) and small files are linked as they are. The originals stay in the store
+  (``harness export``).
+* ``original``: the providers' bytes, unchanged.
+* ``none``: thumbnails only; tiles do not link anywhere.
+
+Files are hard-linked from the store or cache into the site when the file system allows (no extra space),
+copied otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
@@ -20,6 +34,15 @@ THUMB_MAX_PX = 512
 THUMB_QUALITY = 80
 THUMB_METHOD = 2
 """libwebp effort (0–6): 2 halves the encode time of the default 4 for a ~5 % larger file."""
+
+
+FullImages = Literal["view", "original", "none"]
+FULL_IMAGE_POLICIES: tuple[FullImages, ...] = ("view", "original", "none")
+VIEW_QUALITY = 90
+VIEW_METHOD = 4
+VIEW_MIN_BYTES = 64 * 1024
+"""Lossless originals up to this size are linked as they are (re-encoding them would save little: a few kB each)."""
+LOSSY = frozenset({"jpg", "jpeg", "webp", "avif"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +76,68 @@ def place(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def make_view_copy(source: Path, target: Path) -> None:
+    """Write a full-resolution WebP of ``source`` (atomically) unless it exists already."""
+    if target.exists():
+        return
+    with Image.open(source) as img:
+        view = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    view.save(tmp, format="WEBP", quality=VIEW_QUALITY, method=VIEW_METHOD)
+    os.replace(tmp, target)
+
+
+def full_name(ref: ImageRef, source: Path, policy: FullImages) -> str | None:
+    """The file name of ``ref``'s full-size image in ``assets/full`` under ``policy`` (``None``: not published)."""
+    if policy == "none":
+        return None
+    if policy == "original" or ref.ext.lower() in LOSSY or source.stat().st_size <= VIEW_MIN_BYTES:
+        return f"{ref.sha256}.{ref.ext}"
+    return f"{ref.sha256}.view.webp"
+
+
+@dataclass(frozen=True)
+class Published:
+    """What :func:`publish_images` did: thumbnails made and reused, view copies made, and per image the file
+    name of its full-size image in ``assets/full`` (absent under the ``none`` policy)."""
+
+    thumbnails_made: int
+    thumbnails_reused: int
+    views_made: int
+    full: dict[str, str]
+
+
 def publish_images(images: Iterable[ImageRef], images_dir: Path, cache_dir: Path, site_assets: Path,
-                   workers: int = 2) -> tuple[int, int]:
-    """Thumbnails (cached) and full images for every referenced image; returns (made, reused) thumbnails."""
+                   workers: int = 2, full_images: FullImages = "view") -> Published:
+    """Thumbnails (cached) and full-size images (by ``full_images``) for every referenced image."""
     unique = {i.sha256: i for i in images}
     thumbs_out = site_assets / "thumbs"
     full_out = site_assets / "full"
     for folder in (cache_dir, thumbs_out, full_out):
         folder.mkdir(parents=True, exist_ok=True)
     missing = [i for i in unique.values() if not (cache_dir / f"{i.sha256}.webp").exists()]
+    full: dict[str, str] = {}
+    for ref in unique.values():
+        name = full_name(ref, images_dir / f"{ref.sha256}.{ref.ext}", full_images)
+        if name is not None:
+            full[ref.sha256] = name
+    views = [r for r in unique.values() if full.get(r.sha256, "").endswith(".view.webp")
+             and not (cache_dir / full[r.sha256]).exists()]
 
     def convert(ref: ImageRef) -> None:
         make_thumbnail(images_dir / f"{ref.sha256}.{ref.ext}", cache_dir / f"{ref.sha256}.webp")
 
-    if missing:
+    def view(ref: ImageRef) -> None:
+        make_view_copy(images_dir / f"{ref.sha256}.{ref.ext}", cache_dir / full[ref.sha256])
+
+    if missing or views:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(convert, missing))
+            list(pool.map(view, views))
     for ref in unique.values():
         place(cache_dir / f"{ref.sha256}.webp", thumbs_out / f"{ref.sha256}.webp")
-        place(images_dir / f"{ref.sha256}.{ref.ext}", full_out / f"{ref.sha256}.{ref.ext}")
-    return len(missing), len(unique) - len(missing)
+        name = full.get(ref.sha256)
+        if name is not None:
+            source = cache_dir / name if name.endswith(".view.webp") else images_dir / name
+            place(source, full_out / name)
+    return Published(len(missing), len(unique) - len(missing), len(views), full)
