@@ -142,7 +142,7 @@ def start_run(db_path: Path, challenges: Sequence[Challenge], targets: Sequence[
     items = plan_items(challenges, targets, options)
     run_id = run_id or new_run_id()
     with Store.open(db_path) as store:
-        lock = locks_for(store.path).acquire(run_id)
+        lock = locks_for(store).acquire(run_id)
         try:
             store_references(store, challenges)
             run_store.create_run(
@@ -208,7 +208,7 @@ def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[T
     Refuses (:class:`~harness.errors.RunLockedError`) while another live process holds the run."""
     with Store.open(db_path) as store:
         info = run_store.get_run(store, run_id)
-        lock = locks_for(store.path).acquire(info.id)
+        lock = locks_for(store).acquire(info.id)
         try:
             options = RunOptions.from_config(info.config)
             challenges = thaw_challenges(store, run_store.run_challenges(store, info.id))

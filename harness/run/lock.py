@@ -25,10 +25,13 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import RunLockedError
 from harness.store.core import store_write_error
+
+if TYPE_CHECKING:
+    from harness.store.core import Store
 
 ACQUIRE_PATIENCE_S = 1.0
 """How long :meth:`FileRunLocks.acquire` retries a busy lock: a reader checking liveness holds a shared lock
@@ -205,6 +208,7 @@ class FileRunLocks(RunLocks):
             os.close(fd)
 
 
-def locks_for(db: Path) -> RunLocks:
-    """The run locks of the store at ``db`` (today always a SQLite file, so file locks beside it)."""
-    return FileRunLocks(db)
+def locks_for(store: Store) -> RunLocks:
+    """The run locks of ``store``: file locks beside a SQLite store (the only kind today; a server database
+    would return its advisory locks here)."""
+    return FileRunLocks(store.path)

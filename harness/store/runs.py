@@ -280,7 +280,7 @@ def _run_info(store: Store, row: Any, counts: dict[str, tuple[int, int]]) -> Run
     if status == "running":
         from harness.run.lock import locks_for
 
-        locks = locks_for(store.path)
+        locks = locks_for(store)
         holder = locks.holder(row["id"])
         if holder is not None:
             held_by = holder.describe()
