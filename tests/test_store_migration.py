@@ -109,3 +109,19 @@ def test_a_run_from_the_first_release_lists_stats_and_resumes(tmp_path: Path) ->
     assert provider_table(frame)
     listed = CliRunner().invoke(cli, ["stats", run_id, "--json", "--db", str(db)])
     assert listed.exit_code == 0, listed.output
+
+
+def test_a_first_release_store_reads_without_being_written(tmp_path: Path) -> None:
+    """Reading commands open stores read-only: an old store reads as if migrated, and stays as it was."""
+    db = tmp_path / "harness.db"
+    shutil.copy(FIXTURE, db)
+    before = db.read_bytes()
+    with Store.open(db, readonly=True) as store:
+        (info,) = run_store.list_runs(store)
+        frame = run_store.attempts_frame(store, [info.id])
+    assert info.clock_version == 1 and info.status == "finished"
+    assert frame["time_to_image_ms"].isna().all() and frame["size_as_asked"].isna().all()
+    assert provider_table(frame)
+    listed = CliRunner().invoke(cli, ["runs", "--db", str(db)])
+    assert listed.exit_code == 0 and info.id in listed.output
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["harness.db"]
