@@ -228,14 +228,15 @@ def _check_version(conn: sqlite3.Connection, db: Path) -> None:
         raise StoreError(
             f"{db} has store schema {row[0]}, newer than this harness understands ({SCHEMA_VERSION}); upgrade"
         )
-    if int(row[0]) < SCHEMA_VERSION:
-        _shim_missing_columns(conn)
+    _shim_missing_columns(conn)
 
 
 def _shim_missing_columns(conn: sqlite3.Connection) -> None:
     """Let a read-only connection read an older store as if it were migrated, without writing to it: a
     temporary view per table that lacks columns adds them with their declared default (or NULL). Unqualified
-    names find the ``temp`` schema first, so every query of the package reads the view."""
+    names find the ``temp`` schema first, so every query of the package reads the view. Checked on every
+    read-only open, not only for older schema versions: a store written earlier under the same version may
+    lack a column added since (the migration adds it on the next write)."""
     statements = [st for st in _schema_statements() if st.lstrip().upper().startswith("CREATE TABLE")]
     for table, columns in _declared_columns(statements).items():
         present = {r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")}
