@@ -256,6 +256,31 @@ def _check_format(fmt: str) -> None:
         _too_big(max(numbers), "a format width")
 
 
+def _text_size(value: Any, limit: int = MAX_PROMPT_CHARS) -> int:
+    """A lower bound on ``len(str(value))`` that stops counting past ``limit``: nested lists that share one
+    big list (``[x] * 99999``) cost 10**10 characters to print but only ``limit`` steps to refuse here."""
+    pending = [value]
+    size = 0
+    while pending and size <= limit:
+        item = pending.pop()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, list | tuple | set | frozenset):
+            size += 2 + max(len(item) - 1, 0) * 2
+            pending.extend(itertools.islice(iter(item), limit + 1))
+        elif isinstance(item, dict):
+            size += 2 + len(item) * 4
+            pending.extend(itertools.islice(itertools.chain.from_iterable(item.items()), 2 * limit + 2))
+        else:
+            size += 1
+    return size
+
+
+def _check_text(value: Any, what: str) -> None:
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        _too_big(_text_size(value), what)
+
+
 def _sized(value: Any) -> int | None:
     return len(value) if isinstance(value, str | list | tuple) else None
 
@@ -275,6 +300,7 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
         _too_big(len(left) + len(right), "a concatenation")
     elif operator == "%" and isinstance(left, str):
         _check_format(left)
+        _check_text(right, "a formatted value")
 
 
 def _check_arguments(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
@@ -284,6 +310,14 @@ def _check_arguments(name: str, value: Any, args: tuple[Any, ...], kwargs: Mappi
         _too_big(max(numbers), f"{name}() with {max(numbers)}")
     if name in ("format", "format_map") and isinstance(value, str):
         _check_format(value)
+        for argument in (*args, *kwargs.values()):
+            _check_text(argument, "a formatted value")
+    if name in ("string", "pprint", "tojson", "e", "escape", "forceescape", "safe", "urlencode", "center",
+                "indent", "wordwrap", "truncate", "title", "upper", "lower", "capitalize", "trim", "replace",
+                "format"):
+        _check_text(value, f"{name}() of a large value")
+    if name == "sum" and isinstance(value, list | tuple) and any(isinstance(v, list | tuple) for v in value):
+        _too_big(sum(len(v) for v in value if isinstance(v, list | tuple)), "a sum of lists")
     if name == "replace" and isinstance(value, str) and len(args) >= 2:
         old, new = str(args[0]), str(args[1])
         hits = value.count(old) if old else len(value) + 1
@@ -306,7 +340,12 @@ def _bounded_items(items: Any) -> list[Any]:
 
 
 def _check_join(separator: str, items: list[Any]) -> None:
-    _too_big(len(separator) * max(len(items) - 1, 0) + sum(len(str(i)) for i in items), "a join")
+    total = len(separator) * max(len(items) - 1, 0)
+    for item in items:
+        if total > MAX_PROMPT_CHARS:
+            break
+        total += _text_size(item, MAX_PROMPT_CHARS - total)
+    _too_big(total, "a join")
 
 
 def _budgeted_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -330,9 +369,18 @@ def _budgeted_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _budgeted_concat(parts: Iterable[Any]) -> str:
     """The ``~`` operator, refusing a result over the budget before building it."""
-    texts = [str(p) for p in parts]
-    _too_big(sum(len(t) for t in texts), "a ~ concatenation")
-    return "".join(texts)
+    items = list(parts)
+    total = 0
+    for item in items:
+        total += _text_size(item, MAX_PROMPT_CHARS - total)
+        _too_big(total, "a ~ concatenation")
+    return "".join(str(p) for p in items)
+
+
+def _bounded_output(value: Any) -> Any:
+    """Jinja's ``finalize``: every ``{{ value }}`` is checked before it is turned into text."""
+    _check_text(value, "printing a value")
+    return value
 
 
 class _BudgetedCodeGenerator(jinja2.compiler.CodeGenerator):
@@ -356,7 +404,8 @@ class _BudgetedEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment):
     budgeted_concat = staticmethod(_budgeted_concat)
 
     def __init__(self) -> None:
-        super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                         finalize=_bounded_output)
         self.filters = {name: _budgeted_filter(name, f) for name, f in self.filters.items()}
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:

@@ -153,6 +153,11 @@ def test_starter_suite_is_valid_under_the_containment_rule() -> None:
     "{% set x = 'A' * 99999 %}{% set y = x ~ x %}{% set z = y ~ y %}{{ z }}",
     "{{ [1] | batch(1000000000, 'x') | list }}",
     "{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}",
+    "{% set x = range(99999) | list %}{% set y = [x] * 99999 %}{{ y }}",
+    "{% set x = range(99999) | list %}{% set y = [x] * 99999 %}{{ y | join(',') }}",
+    "{% set x = range(99999) | list %}{% set y = [x] * 99999 %}{{ y | sum(start=[]) | length }}",
+    "{% set x = range(99999) | list %}{% set y = [x] * 99999 %}{{ '{}'.format(y) }}",
+    "{{ 1 / 0 }}",
 ])
 def test_templates_over_budget_are_listed_problems_quickly(tmp_path: Path, template: str) -> None:
     """Today nested ranges run for minutes and 'A'*3000000000 raises MemoryError; each is now a problem on
