@@ -278,6 +278,11 @@ class BodyReader:
         call.t_last_byte = arrived(call)
 
 
+ACCEPT_ENCODING = "gzip, deflate"
+"""The encodings :class:`BodyReader` decodes; sent on every request, so a client with httpx's optional
+brotli/zstd decoders installed does not invite encodings the bounded reader would pass through undecoded."""
+
+
 def _intended_ms(headers: httpx.Headers) -> float | None:
     value = headers.get(SANDBOX_INTENDED_HEADER)
     if value is None:
@@ -396,6 +401,7 @@ class TimedHttp:
 
     def _build(self, method: str, url: str, label: str, kwargs: dict[str, Any]) -> tuple[httpx.Request, CallTiming]:
         request = self.client.build_request(method, url, **kwargs)
+        request.headers["accept-encoding"] = ACCEPT_ENCODING
         call = CallTiming(label=label, method=method, url=_strip_query(request.url), t_start=now_ns())
         request.extensions["trace"] = _Trace(call)
         call.bytes_sent = int(request.headers.get("content-length", 0))
