@@ -99,6 +99,12 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
         console.print(f"warning: {pool.skipped_missing} output(s) left out: image file missing from the store")
     for reason, count in pool.skipped_formats.items():
         console.print(f"warning: {count} output(s) left out: {reason}")
+    if config.forwarded_allow_ips:
+        console.print(f"client addresses: X-Forwarded-For believed from {', '.join(config.forwarded_allow_ips)} only")
+    if config.reveal_memory != "voter+address":
+        console.print(f"warning: --reveal-memory {config.reveal_memory}: a voter can be shown outputs whose makers "
+                      "an earlier vote revealed to it " + ("with a fresh cookie" if config.reveal_memory == "voter"
+                                                            else "(load tests only)"))
     if config.secret is None:
         console.print(f"secret: random for this process (set {SECRET_ENV} to keep pairs and voter ids across "
                       "restarts)")
