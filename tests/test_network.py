@@ -586,3 +586,19 @@ def test_a_gzip_bomb_target_fails_its_requests_and_the_other_target_of_the_run_f
     assert set(by_target["bomb@local"]["error_kind"]) == {"bad_output"}
     assert by_target["honest@local"]["ok"].astype(bool).all() and len(by_target["honest@local"]) == 3
     assert growth < 300 << 20, f"peak RSS grew {growth >> 20} MiB"
+
+
+def test_requests_ask_only_for_encodings_the_bounded_reader_decodes() -> None:
+    seen: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(image_answer())
+        await writer.drain()
+
+    async def go() -> AttemptOutcome:
+        async with raw_server(answer) as base:
+            return await attempt(base)
+
+    assert asyncio.run(go()).error is None
+    assert b"\r\naccept-encoding: gzip, deflate\r\n" in seen[0].lower()

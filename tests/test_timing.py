@@ -8,17 +8,23 @@ harness recorded receiving them, for one request and for 200 in flight.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
+import zlib
+from collections.abc import AsyncIterator
 
 import httpx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.http_pool import ClientPool
-from harness.providers.base import GenerationRequest
+from harness.providers.base import GenerationRequest, ProviderError
 from harness.providers.openai_images import OpenAIImagesProvider
 from harness.run import AttemptOutcome, perform_attempt
-from harness.timing import quiet_heap
+from harness.sse import split_lines
+from harness.timing import BodyReader, CallTiming, ResponseLimits, TimedStream, now_ns, quiet_heap
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="shared CLOCK_MONOTONIC across processes is Linux")
 
@@ -117,3 +123,67 @@ def test_latency_ends_at_the_last_byte_and_the_harness_work_is_client_time(delay
     assert clock.client_ms > 1.0, "decoding a 2 MB PNG took no time: it must have been on the clock"
     assert outcome.t_end == call.t_last_byte and outcome.t_latency_start == call.t_conn
     assert 0 <= clock.ttfb_ms <= clock.latency_ms
+
+
+def chunked_response(raw: bytes, cuts: list[int], encoding: str | None) -> httpx.Response:
+    """A streaming response whose raw body arrives cut at ``cuts``."""
+    points = sorted({c % (len(raw) + 1) for c in cuts} | {0, len(raw)})
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for a, b in itertools.pairwise(points):
+            yield raw[a:b]
+
+    headers = {"content-encoding": encoding} if encoding else {}
+    return httpx.Response(200, headers=headers, content=pieces())
+
+
+def encode(body: bytes, encoding: str | None) -> bytes:
+    for layer in (encoding or "").split(","):
+        layer = layer.strip()
+        if layer in ("gzip", "deflate"):
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31 if layer == "gzip" else 15)
+            body = packer.compress(body) + packer.flush()
+    return body
+
+
+ENCODINGS = st.sampled_from([None, "gzip", "deflate", "gzip, gzip", "deflate, gzip"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=5000), st.lists(st.integers(0, 10_000), max_size=8), ENCODINGS, st.integers(1, 6000))
+def test_a_body_decodes_whole_in_any_chunking_or_fails_at_its_limit(body: bytes, cuts: list[int],
+                                                                     encoding: str | None, limit: int) -> None:
+    response = chunked_response(encode(body, encoding), cuts, encoding)
+    call = CallTiming(label="generate", method="GET", url="http://x", t_start=now_ns())
+    reader = BodyReader(response, call, ResponseLimits(max_body_bytes=limit), limit, "the body")
+
+    async def read() -> bytes:
+        return b"".join([piece async for piece in reader.chunks()])
+
+    if len(body) <= limit:
+        assert asyncio.run(read()) == body
+        assert call.bytes_received == len(body) and call.t_last_byte is not None
+    else:
+        with pytest.raises(ProviderError) as caught:
+            asyncio.run(read())
+        assert caught.value.provider_code == "response_too_large"
+        assert call.bytes_received <= limit
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["data: a", "data: ünï", ": keep", "event: x", "", "id: 7", "data: " + "z" * 300]),
+                max_size=30), st.sampled_from(["\n", "\r\n", "\r"]), st.lists(st.integers(0, 10_000), max_size=10))
+def test_stream_lines_are_the_same_however_the_bytes_are_cut(lines: list[str], newline: str,
+                                                             cuts: list[int]) -> None:
+    """Every terminated line, then an unterminated tail if any: a CR or CRLF split across chunks (or a
+    multi-byte character) never makes an extra or a broken line."""
+    text = newline.join(lines)
+    response = chunked_response(text.encode(), cuts, None)
+    stream = TimedStream(response, CallTiming(label="generate", method="GET", url="http://x", t_start=now_ns()))
+
+    async def read() -> list[str]:
+        return [line async for line in stream.aiter_lines()]
+
+    expected = split_lines(text)
+    got = asyncio.run(read())
+    assert got == (expected[:-1] if expected[-1] == "" else expected)
