@@ -150,7 +150,7 @@ class FileRunLocks(RunLocks):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
-                raise store_write_error(exc, path) from None
+                raise store_write_error(exc, self.db) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -176,7 +176,7 @@ class FileRunLocks(RunLocks):
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                     os.close(fd)
-                    raise store_write_error(exc, path) from None
+                    raise store_write_error(exc, self.db) from None
             _HELD_FDS.add(fd)
             return _FileLock(fd, path, holder)
 
