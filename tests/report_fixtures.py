@@ -6,6 +6,7 @@ import hashlib
 import io
 import random
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -26,6 +27,24 @@ def small_png(seed: int, size: int = 96) -> bytes:
     return out.getvalue()
 
 
+def photo_png(seed: int, width: int = 1024, height: int = 768) -> bytes:
+    """A PNG that compresses like a photograph: smooth, never repeating, so lossless PNG stays large (~400 kB
+    at 1024 x 768) while a lossy WebP of it is small."""
+    import numpy as np
+
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3))
+    for c in range(3):
+        for _ in range(6):
+            a, b, phase = rng.uniform(0.002, 0.03), rng.uniform(0.002, 0.03), rng.uniform(0, 6)
+            img[..., c] += np.sin(a * x + b * y + phase)
+    pixels = ((img - img.min()) / (img.max() - img.min()) * 255).astype("uint8")
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
 def clock(latency: float, ttfb: float) -> AttemptClock:
     return AttemptClock(conn_ms=0.2, req_sent_ms=0.5, hdr_ms=ttfb + 0.5, first_byte_ms=ttfb + 0.6,
                         last_byte_ms=latency - 1, ttfb_ms=ttfb, first_byte_ttfb_ms=ttfb + 0.1, latency_ms=latency,
@@ -37,12 +56,15 @@ def clock(latency: float, ttfb: float) -> AttemptClock:
 def build_store(db: Path, *, challenges: int, targets: int, samples: int, success: float = 0.9,
                 prompt: str = "A watercolor fox reading a newspaper", error_message: str = "upstream failure",
                 run_id: str = "20260101T000000Z-fix0", image_px: int = 96, seed: int = 0,
-                first_sample_ok: bool = False) -> str:
+                first_sample_ok: bool = False, target_names: list[str] | None = None, photos: bool = False,
+                label: str | None = "fixture") -> str:
     """A finished sandbox-looking run with ``challenges x targets x samples`` attempts; the first sample of
-    each (challenge, target) gets its own image when it succeeds."""
+    each (challenge, target) gets its own image when it succeeds (``photos``: photo-like 1024 x 768 PNGs).
+    ``target_names`` replaces the generated ``model-i@provider-j`` names (and ``targets``)."""
     rng = random.Random(seed)
-    target_names = [f"model-{t % max(1, targets // 2)}@provider-{t}" for t in range(targets)]
-    frozen_challenges = [{
+    target_names = target_names or [f"model-{t % max(1, targets // 2)}@provider-{t}" for t in range(targets)]
+    targets = len(target_names)
+    frozen_challenges: list[dict[str, Any]] = [{
         "id": f"c{c}", "version": 1, "title": f"Challenge {c}", "category": ("portraiture", "typography")[c % 2],
         "kind": "text-to-image", "prompts": {"default": f"{prompt} #{c}"}, "templates": {}, "params": {},
         "references": [], "mask": None, "captions": None, "tags": [], "source_file": "fixture.yaml",
@@ -53,7 +75,7 @@ def build_store(db: Path, *, challenges: int, targets: int, samples: int, succes
                       for n in target_names]
     with Store.open(db) as store:
         run_store.create_run(store, run_id=run_id, created_at="2026-01-01T00:00:00.000+00:00",
-                             harness_version="test", sandbox=True, time_scale=0.01, label="fixture",
+                             harness_version="test", sandbox=True, time_scale=0.01, label=label,
                              planned=challenges * targets * samples,
                              config={"timeout_s": 300.0, "samples": samples}, challenges=frozen_challenges,
                              targets=frozen_targets)
@@ -66,17 +88,19 @@ def build_store(db: Path, *, challenges: int, targets: int, samples: int, succes
                     latency = rng.lognormvariate(8.9, 0.3)
                     outputs: list[OutputRecord] = []
                     if ok and s == 0:
-                        data = small_png(image_index, image_px)
+                        data = photo_png(image_index + 1000 * seed) if photos else small_png(image_index, image_px)
+                        width, height = (1024, 768) if photos else (image_px, image_px)
                         image_index += 1
                         sha = store.put_image(data, "png")
-                        outputs = [OutputRecord(0, sha, "png", image_px, image_px, len(data))]
+                        outputs = [OutputRecord(0, sha, "png", width, height, len(data))]
                     batch.append(AttemptRecord(
                         run_id=run_id, key=RequestKey(f"c{c}", "default", name, s), model=name.split("@")[0],
                         provider=name.split("@")[1], protocol="openai-images", attempt=1, final=True, ok=ok,
                         started_at=1_767_225_600 + c * 10 + s, sched_ms=0.0, start_ms=0.0,
                         clock=clock(latency, latency * 0.9), error_kind=None if ok else "server_error",
                         http_status=200 if ok else 500, error_message=None if ok else error_message,
-                        n_images=1 if ok else 0, width=image_px if ok else None, height=image_px if ok else None,
+                        n_images=1 if ok else 0, width=(1024 if photos else image_px) if ok else None,
+                        height=(768 if photos else image_px) if ok else None,
                         cost_usd=0.04 if ok else 0.0, cost_source="per_image" if ok else "none", billed=ok,
                         outputs=outputs))
                     if len(batch) >= 5000:

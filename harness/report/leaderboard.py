@@ -43,7 +43,7 @@ def _method(options: RatingOptions) -> str:
     return f"Bradley–Terry MLE on the Elo scale ({ties[options.ties]}), {ci} 95 % intervals"
 
 
-def _best_for(battles: pd.DataFrame, options: RatingOptions) -> list[dict[str, Any]]:
+def best_for_entries(battles: pd.DataFrame, options: RatingOptions) -> list[dict[str, Any]]:
     """Per category and challenge kind, the top-rated model on that group's own board, with its own votes
     there (not the group's total) and whether the intervals single it out.
 
@@ -99,7 +99,7 @@ def leaderboard_section(store: Store, run_ids: Sequence[str], *, by: str = "mode
         "votes": board.n_votes,
         "rows": board.to_records(),
         "has_elo": True,
-        "best_for": _best_for(battles, opts),
+        "best_for": best_for_entries(battles, opts),
         "matchups": [{"challenge": str(r["group"]), "model": str(r["model"]), "opponent": str(r["opponent"]),
                       "votes": int(r["votes"]), "win": r["win_pct"] / 100, "loss": r["loss_pct"] / 100,
                       "tie": r["tie_pct"] / 100} for r in top.to_dict("records")],

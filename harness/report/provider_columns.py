@@ -35,13 +35,14 @@ class Cell:
 
 @dataclass(frozen=True)
 class Column:
-    """A column of the page's table: heading, the row fields it reads (the first one describes it), whether
-    it sorts numerically, and how a row becomes a cell."""
+    """A column of the page's table: heading, the row fields it reads (the first one describes it), how a
+    row becomes a cell, whether it sorts numerically and whether its text may wrap (figures never do)."""
 
     header: str
     fields: tuple[str, ...]
     render: Callable[[ProviderRow], Cell]
     numeric: bool = True
+    wrap: bool = False
     shown_when: Callable[[Sequence[ProviderRow]], bool] = lambda rows: True
 
     @property
@@ -112,7 +113,7 @@ def _size(row: ProviderRow) -> Cell:
 def _cost(row: ProviderRow) -> Cell:
     note = f"total {fmt_usd(row.cost_total_usd)}" if row.cost_total_usd else None
     if row.billed_failures:
-        note = f"{note}; {row.billed_failures} billed failure(s)"
+        note = f"{note}, {row.billed_failures} billed fail."
     return Cell(fmt_usd(row.cost_per_image_usd), _finite(row.cost_per_image_usd), note=note)
 
 
@@ -127,8 +128,8 @@ def _fidelity(row: ProviderRow) -> Cell:
     pct = _finite(row.fidelity_deviation_pct)
     text = f"{dev:+,.0f} ms" + ("" if pct is None else f" ({pct:+.1f}%)")
     return Cell(text, pct if pct is not None else dev,
-                note=f"intended p50 {fmt_ms(row.fidelity_intended_p50_ms)} ms, n {row.fidelity_n}"
-                     + ("" if row.fidelity_faithful else "; beyond 5 %: this machine, not the profile"),
+                ci=f"of {fmt_ms(row.fidelity_intended_p50_ms)} ms, n {row.fidelity_n}",
+                note=None if row.fidelity_faithful else "beyond 5 %: measures this machine, not the profile",
                 warn=row.fidelity_faithful is False)
 
 
@@ -140,8 +141,8 @@ def _errors(row: ProviderRow) -> Cell:
 def _phases(row: ProviderRow) -> Cell:
     if row.queue_p50_ms is None:
         return Cell("—", None)
-    text = (f"submit {fmt_ms(row.submit_p50_ms)} · queue {fmt_ms(row.queue_p50_ms)} · run {fmt_ms(row.run_p50_ms)}"
-            f" · fetch {fmt_ms(row.fetch_p50_ms)} · download {fmt_ms(row.download_p50_ms)}")
+    text = (f"submit {fmt_ms(row.submit_p50_ms)}, queue {fmt_ms(row.queue_p50_ms)}, run {fmt_ms(row.run_p50_ms)}, "
+            f"fetch {fmt_ms(row.fetch_p50_ms)}, download {fmt_ms(row.download_p50_ms)}")
     note = f"±{fmt_ms(row.poll_interval_ms)} poll" if row.poll_interval_ms else None
     return Cell(text, _finite(row.queue_p50_ms), note=note)
 
@@ -179,9 +180,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("sandbox fidelity (measured − intended p50)",
            ("fidelity_deviation_p50_ms", "fidelity_deviation_pct", "fidelity_intended_p50_ms", "fidelity_n",
             "fidelity_faithful"), _fidelity, shown_when=_measured("fidelity_deviation_p50_ms", "fidelity_n")),
-    Column("errors", ("errors",), _errors, numeric=True),
+    Column("errors", ("errors",), _errors, wrap=True),
     Column("queue phases (p50 ms)", ("queue_p50_ms", "submit_p50_ms", "run_p50_ms", "fetch_p50_ms",
-                                     "download_p50_ms", "poll_interval_ms"), _phases,
+                                     "download_p50_ms", "poll_interval_ms"), _phases, wrap=True,
            shown_when=_any("queue_p50_ms")),
 )
 """The figures the page's table shows, in order (after target, model, provider)."""

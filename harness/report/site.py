@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from harness.report import charts
 from harness.report.collect import ReportData
@@ -77,11 +78,20 @@ class SiteResult:
     size: SiteSize | None = None
 
 
+def breakable(text: str) -> markupsafe.Markup:
+    """``text`` escaped, with a line-break opportunity before each "@" and "[" (target names wrap between
+    model, provider and run rather than mid-word)."""
+    escaped = markupsafe.escape(text)
+    return markupsafe.Markup(escaped.replace("@", markupsafe.Markup("<wbr>@")).replace(
+        " [", markupsafe.Markup(" <wbr>[")))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(pct=fmt_pct, ms=fmt_ms, usd=fmt_usd, human_bytes=human_bytes, preview=preview)
+    env.globals.update(pct=fmt_pct, ms=fmt_ms, usd=fmt_usd, human_bytes=human_bytes, preview=preview,
+                       breakable=breakable)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False}
     return env
 

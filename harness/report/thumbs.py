@@ -9,7 +9,8 @@ links to as "full size" follows a :data:`FullImages` policy:
 
 * ``view`` (default): lossless originals larger than :data:`VIEW_MIN_BYTES` become a WebP at their own
   resolution, quality :data:`VIEW_QUALITY` (about a fifth of the PNG's bytes, cached like thumbnails);
-  JPEG/WebP originals (already lossy) and small files are linked as they are. The originals stay in the store
+  JPEG/WebP originals (already lossy), small files and any whose WebP would not be smaller are linked as
+  they are, so no full-size file is larger than its original. The originals stay in the store
   (``harness export``).
 * ``original``: the providers' bytes, unchanged.
 * ``none``: thumbnails only; tiles do not link anywhere.
@@ -137,7 +138,12 @@ def publish_images(images: Iterable[ImageRef], images_dir: Path, cache_dir: Path
     for ref in unique.values():
         place(cache_dir / f"{ref.sha256}.webp", thumbs_out / f"{ref.sha256}.webp")
         name = full.get(ref.sha256)
-        if name is not None:
-            source = cache_dir / name if name.endswith(".view.webp") else images_dir / name
-            place(source, full_out / name)
+        if name is None:
+            continue
+        original = images_dir / f"{ref.sha256}.{ref.ext}"
+        source = cache_dir / name if name.endswith(".view.webp") else original
+        if source != original and source.stat().st_size >= original.stat().st_size:
+            name = full[ref.sha256] = original.name
+            source = original
+        place(source, full_out / name)
     return Published(len(missing), len(unique) - len(missing), len(views), full)
