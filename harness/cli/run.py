@@ -79,7 +79,8 @@ class ProgressObserver(RunObserver):
             self._progress.update(self._task, advance=1, ok=self.ok, failed=self.failed)
         elif time.monotonic() - self._last_line > 5 or self.done == self.total:
             self._last_line = time.monotonic()
-            self.console.print(f"  {self.done}/{self.total} done, {self.ok} ok, {self.failed} failed")
+            not_sent = f", {self.not_sent} not sent" if self.not_sent else ""
+            self.console.print(f"  {self.done}/{self.total} done, {self.ok} ok, {self.failed} failed{not_sent}")
 
     def on_target_stopped(self, target: str, reason: str) -> None:
         self.console.print(f"{target} {reason}; sending it nothing more", markup=False)
