@@ -535,8 +535,9 @@ def summarize(
     completed = marks.get("completed")
     fetched = marks.get("fetched")
     is_queue = queued is not None
-    download_start = downloads[0].t_start if downloads else None
-    download_end = downloads[-1].t_last_byte if downloads else None
+    download_start = min(c.t_start for c in downloads) if downloads else None
+    download_ends = [c.t_last_byte for c in downloads if c.t_last_byte is not None]
+    download_end = max(download_ends) if download_ends and len(download_ends) == len(downloads) else None
     intended = [c.intended_ms for c in calls if c.intended_ms is not None]
     latency = _ms(end, origin) if answered else _ms(end, t_start)
     with_connect = _ms(end, t0) if answered else latency

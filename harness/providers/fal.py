@@ -67,6 +67,7 @@ from harness.providers.base import (
 )
 from harness.providers.common import (
     download_image,
+    gather_all,
     image_data_url,
     json_or_none,
     option_choice,
@@ -516,7 +517,7 @@ class FalProvider(Provider):
             text = f": {trim(description, 200)}" if description else ""
             raise ProviderError(ErrorKind.NO_IMAGE, f"output has no images{text}", http_status=response.status_code,
                                 request_id=request_id)
-        images = [await self._image(http, item, i) for i, item in enumerate(items)]
+        images = await gather_all([self._image(http, item, i) for i, item in enumerate(items)])
         return GenerationResult(images=images, request_id=request_id, expected_size=expected, billable_units=units,
                                 provider_timings=timings, text=description)
 

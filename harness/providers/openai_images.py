@@ -33,6 +33,7 @@ from harness.providers.base import (
 from harness.providers.common import (
     decode_b64_image,
     download_image,
+    gather_all,
     json_or_none,
     parse_retry_after,
     status_kind,
@@ -168,15 +169,19 @@ class OpenAIImagesProvider(Provider):
             raise ProviderError(ErrorKind.BAD_OUTPUT, "response is not an Images API JSON object with `data`",
                                 http_status=response.status_code, request_id=request_id)
         fmt = body.get("output_format")
-        images: list[OutputImage] = []
-        for i, item in enumerate(body["data"]):
+        items = body["data"]
+        for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise ProviderError(ErrorKind.BAD_OUTPUT, f"data[{i}] is not an object", request_id=request_id)
+        downloads = iter(await gather_all([self._download(http, str(item["url"])) for item in items
+                                           if not item.get("b64_json") and item.get("url")]))
+        images: list[OutputImage] = []
+        for i, item in enumerate(items):
             if item.get("b64_json"):
                 images.append(decode_b64_image(item["b64_json"], f"image/{fmt}" if fmt else None,
                                                what=f"data[{i}].b64_json"))
             elif item.get("url"):
-                images.append(await self._download(http, str(item["url"])))
+                images.append(next(downloads))
         if not images:
             raise ProviderError(ErrorKind.NO_IMAGE, "200 response without any image", request_id=request_id,
                                 http_status=response.status_code, billed=True, usage=_usage(body.get("usage")))

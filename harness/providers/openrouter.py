@@ -366,16 +366,14 @@ class OpenRouterProvider(Provider):
         return answer
 
     async def _images(self, answer: Answer, http: TimedHttp) -> list[OutputImage]:
-        images: list[OutputImage] = []
         for i, url in enumerate(answer.image_urls):
-            if url.startswith("data:"):
-                images.append(decode_data_url(url, what=f"images[{i}].image_url.url"))
-            elif url.startswith(("https://", "http://")):
-                images.append(await self._download(http, url))
-            else:
+            if not url.startswith(("data:", "https://", "http://")):
                 raise ProviderError(ErrorKind.BAD_OUTPUT, f"images[{i}].image_url.url is neither a data nor an "
                                                           f"http(s) URL: {url[:40]!r}")
-        return images
+        downloads = iter(await gather_all([self._download(http, url) for url in answer.image_urls
+                                           if not url.startswith("data:")]))
+        return [decode_data_url(url, what=f"images[{i}].image_url.url") if url.startswith("data:") else next(downloads)
+                for i, url in enumerate(answer.image_urls)]
 
     async def _download(self, http: TimedHttp, url: str) -> OutputImage:
         return await download_image(http, url, self.policy, what="image")

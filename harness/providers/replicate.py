@@ -292,14 +292,14 @@ class ReplicateProvider(Provider):
         expected = expected_size(model, inputs[0])
         predictions = await gather_all([self._predict(url, {**extra, "input": inp}, http, request.n if len(inputs) == 1
                                                    else 1) for inp in inputs])
-        images: list[OutputImage] = []
+        files: list[str] = []
         for prediction, status in predictions:
             urls = output_urls(prediction.get("output"))
             if not urls:
                 raise ProviderError(ErrorKind.NO_IMAGE, "prediction succeeded without any output file",
                                     http_status=status, request_id=str(prediction.get("id")), billed=True)
-            for i, file_url in enumerate(urls):
-                images.append(await self._download(http, file_url, i))
+            files.extend(urls)
+        images = await gather_all([self._download(http, url, i) for i, url in enumerate(files)])
         timings = [provider_timings(p) for p, _ in predictions]
         merged = timings[0] if len(timings) == 1 else {
             "predictions": timings,
