@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,6 +38,17 @@ from harness.envfile import key_value
 from harness.errors import ConfigError
 from harness.origins import OriginPolicy
 from harness.providers.base import ChallengeKind
+
+PriceUnit = Literal["image", "megapixel", "token", "second", "billable_unit", "provider_reported"]
+"""What a target's list price is counted in (``price_unit``)."""
+
+PRICE_FIELD_OF_UNIT: dict[str, str] = {
+    "image": "price_per_image_usd", "megapixel": "price_per_megapixel_usd", "token": "price_output_per_mtok_usd",
+    "second": "price_per_second_usd", "billable_unit": "price_per_unit_usd",
+}
+"""The named price field that carries each unit's price (``provider_reported`` has none of its own)."""
+
+_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
 
 SANDBOX_KEY = "sandbox-key"
 """The key sent to the embedded sandbox servers (they accept any non-empty key but ``invalid``)."""
@@ -61,7 +73,32 @@ class Target(BaseModel):
     price_per_second_usd: float | None = Field(default=None, ge=0)
     price_per_unit_usd: float | None = Field(default=None, ge=0)
     use_provider_cost: bool = False
+    price_usd: float | None = Field(
+        default=None, ge=0, description="a price in `price_unit` (a user file's generic way to give one)")
+    price_unit: PriceUnit | None = Field(default=None, description="what the list price counts")
+    price_per_image_tiers_usd: dict[str, float] = Field(
+        default_factory=dict, description="per-image price by resolution tier (0.5K, 1K, 2K, 4K), where the "
+        "provider charges by tier; a tier it does not list is counted at the dearest listed one")
+    output_tokens_per_image: dict[str, int] = Field(
+        default_factory=dict, description="image output tokens the provider documents per image, keyed by "
+        "tier (\"1K\") or quality/size (\"medium/1024x1024\")")
+    megapixel_rounding: Literal["exact", "ceil"] = Field(
+        default="exact", description="ceil: each image is billed as whole megapixels of 1024x1024 pixels, rounded up (fal FLUX)")
+    default_size: str | None = Field(
+        default=None, description="WxH the provider produces when a request names no size (for bounds)")
+    max_output_tokens: int | None = Field(
+        default=None, ge=1, description="most output tokens one request may be billed for (spend bound)")
+    input_tokens_per_reference: int | None = Field(
+        default=None, ge=0, description="most input tokens one reference image may be billed as (spend bound)")
+    max_request_usd: float | None = Field(
+        default=None, gt=0, description="ceiling on what one request may cost (spend bound), USD")
     price_source: str | None = None
+    price_url: str | None = Field(default=None, description="the provider's public page the price was read from")
+    price_as_of: str | None = Field(default=None, description="YYYY-MM-DD (or YYYY-MM) the price was true on")
+    price_as_of_kind: Literal["page_date", "quoted", "copy_read", "unverified"] | None = Field(
+        default=None, description="page_date: the page's own date; quoted: the date a dated copy quoting the "
+        "page checked it; copy_read: the page carries no date, the day a stored copy of it was read; "
+        "unverified: the page could not be read on that day, the price is the one known before")
     rpm: float | None = Field(default=None, gt=0, description="published requests-per-minute limit")
     concurrency: int | None = Field(default=None, ge=1, description="published concurrent-request limit")
     limits_source: str | None = None
@@ -85,6 +122,25 @@ class Target(BaseModel):
     def _defaults(self) -> Target:
         if not self.model_name:
             object.__setattr__(self, "model_name", self.model)
+        if self.price_usd is not None:
+            if self.price_unit is None:
+                raise ValueError(f"price_usd {self.price_usd:g} has no price_unit; say what it counts "
+                                 f"({', '.join(PRICE_FIELD_OF_UNIT)})")
+            named = PRICE_FIELD_OF_UNIT.get(self.price_unit)
+            if named is None:
+                raise ValueError(f"price_usd cannot be given per {self.price_unit}")
+            if getattr(self, named) not in (None, self.price_usd):
+                raise ValueError(f"price_usd {self.price_usd:g} disagrees with {named} {getattr(self, named):g}")
+            object.__setattr__(self, named, self.price_usd)
+        if self.price_unit is not None:
+            named = PRICE_FIELD_OF_UNIT.get(self.price_unit)
+            if named is not None and getattr(self, named) is None and not (
+                    self.price_unit == "image" and self.price_per_image_tiers_usd):
+                raise ValueError(f"price_unit {self.price_unit} needs {named} (or price_usd)")
+            if self.price_unit == "provider_reported" and not self.use_provider_cost:
+                raise ValueError("price_unit provider_reported needs use_provider_cost: true")
+        if self.price_as_of is not None and not _DATE.match(self.price_as_of):
+            raise ValueError(f"price_as_of {self.price_as_of!r} is not a date such as 2026-12-05")
         return self
 
     @field_validator("credential_origins", mode="before")

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from harness.cli._common import EXIT_CHECK_FAILED, handle_errors, out_console, print_json
 from harness.envfile import key_value
+from harness.pricing import list_price
 from harness.targets import load_targets, select
 
 
@@ -28,15 +29,18 @@ def list_cmd(targets_file: Path | None, patterns: tuple[str, ...], as_json: bool
     if as_json:
         print_json([t.frozen() for t in chosen])
         return
-    table = Table("name", "model", "provider", "protocol", "key variable", "price", "limits")
+    table = Table("name", "protocol", "key variable", "price (USD)", "unit", "price as of", "limits")
     for t in chosen:
-        price = next((f"{label} {value:g}" for label, value in (
-            ("$/image", t.price_per_image_usd), ("$/Mtok out", t.price_output_per_mtok_usd),
-            ("$/MP", t.price_per_megapixel_usd), ("$/s", t.price_per_second_usd)) if value is not None), "—")
+        price = list_price(t)
+        as_of = f"{price.as_of} ({price.as_of_kind})" if price.as_of else "—"
         limits = ", ".join(x for x in (f"{t.rpm:g} rpm" if t.rpm else "",
                                        f"{t.concurrency} concurrent" if t.concurrency else "") if x) or "—"
-        table.add_row(t.name, t.model_name, t.provider, t.protocol, " | ".join(t.api_key_env), price, limits)
+        table.add_row(t.name, t.protocol, " | ".join(t.api_key_env), price.text, price.unit or "—", as_of, limits)
     out_console().print(table)
+    pages = sorted({t.price_url for t in chosen if t.price_url})
+    if pages:
+        out_console().print("Prices from: " + ", ".join(pages) + ". Unverified prices could not be checked "
+                            "against the provider's page on that date; see docs/prices.md.")
 
 
 @targets.command("check")
