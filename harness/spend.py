@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ from harness.pricing import (
     tier_of_size,
 )
 from harness.providers.base import GenerationRequest
+from harness.run.items import WorkItem, build_request
+from harness.run.options import RunOptions
 from harness.targets import Target
 
 NANO = 1_000_000_000
@@ -217,6 +220,16 @@ class TargetPlan:
     shapes: Sequence[RequestShape]
 
 
+def plans_for(items: Sequence[WorkItem], targets: Sequence[Target], options: RunOptions) -> list[TargetPlan]:
+    """The run's requests grouped by target, as the shapes their spend bounds and estimate are computed from."""
+    shapes: dict[str, list[RequestShape]] = {t.name: [] for t in targets}
+    by_name = {t.name: t for t in targets}
+    for item in items:
+        target = by_name[item.key.target]
+        shapes[target.name].append(shape_of(build_request(item, target, options)))
+    return [TargetPlan(by_name[name], found) for name, found in shapes.items() if found]
+
+
 def check_caps(plans: Iterable[TargetPlan], caps: SpendCaps) -> dict[str, float]:
     """The largest bound of one request per target; raises :class:`ConfigError` naming the option when a cap is
     below one request's bound, and :class:`UnboundedPrice` naming the target when a token-priced target has no
@@ -372,3 +385,67 @@ def format_totals(totals: SpendTotals, caps: SpendCaps | None = None) -> str:
     if totals.overrun_usd > 0:
         lines.append(f"  (providers reported ${totals.overrun_usd:.4f} more than the targets' per-request ceilings)")
     return "Spend (computed by the harness from list prices):\n" + "\n".join(lines)
+
+
+# ---- the seam a run uses --------------------------------------------------------------------------------------
+
+TIMEOUT_COST_SOURCE = "timeout_bound"
+"""``cost_source`` of a timed-out attempt counted at its bound."""
+
+
+@dataclass
+class SpendGuard:
+    """What a run's dispatcher calls around every attempt it sends: :meth:`admit` before (None: do not send,
+    the target is stopped by the cap, :attr:`stopped` has the reason) and :meth:`settle` after, with the
+    attempt's record. Without caps it only counts, so every run can print its spend."""
+
+    ledger: SpendLedger
+    stopped: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_run(cls, caps: SpendCaps, already_spent: Mapping[str, float] | None = None) -> SpendGuard:
+        return cls(SpendLedger(caps, already_spent or {}))
+
+    def bound(self, target: Target, request: GenerationRequest) -> float:
+        """The request's bound; 0 when the run has no cap and the target's price cannot be bounded (nothing to
+        hold it against; :func:`check_caps` refuses such targets before a capped run starts)."""
+        try:
+            return request_bound(target, shape_of(request))
+        except UnboundedPrice:
+            if self.ledger.caps.any:
+                raise
+            return 0.0
+
+    async def admit(self, target: Target, request: GenerationRequest) -> Reservation | None:
+        if target.name in self.stopped:
+            return None
+        bound = self.bound(target, request)
+        held = await self.ledger.reserve(target.name, bound)
+        if held is None:
+            self.stopped[target.name] = not_sent_reason(target.name, bound, self.ledger)
+        return held
+
+    def settle(self, reservation: Reservation, cost_usd: float, *, timed_out: bool) -> float:
+        """End the attempt's reservation; returns the cost counted (the bound for a timed-out attempt)."""
+        if timed_out and reservation.bound_nano > to_nano(cost_usd, up=True):
+            self.ledger.settle_at_bound(reservation)
+            return reservation.bound_usd
+        self.ledger.settle(reservation, cost_usd)
+        return cost_usd
+
+    def totals(self) -> SpendTotals:
+        return self.ledger.totals()
+
+
+def spent_by_target(conn: sqlite3.Connection, run_id: str) -> dict[str, float]:
+    """What a stored run has spent so far per target, USD (the sum of its attempts' computed costs); a resume
+    starts its ledger from it."""
+    rows = conn.execute("SELECT target, COALESCE(SUM(cost_usd), 0) FROM attempts WHERE run_id=? GROUP BY target",
+                        (run_id,)).fetchall()
+    return {str(r[0]): float(r[1]) for r in rows}
+
+
+def spend_by_run(conn: sqlite3.Connection) -> dict[str, float]:
+    """Total computed spend of every stored run, USD (for ``harness runs``)."""
+    rows = conn.execute("SELECT run_id, COALESCE(SUM(cost_usd), 0) FROM attempts GROUP BY run_id").fetchall()
+    return {str(r[0]): float(r[1]) for r in rows}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from harness.providers.base import GenerationRequest, InputImage
 from harness.spend import (
     SPEND_CAP_REASON,
     SpendCaps,
+    SpendGuard,
     SpendLedger,
     TargetPlan,
     check_caps,
@@ -24,6 +26,8 @@ from harness.spend import (
     format_totals,
     not_sent_reason,
     shape_of,
+    spend_by_run,
+    spent_by_target,
     to_nano,
 )
 from harness.targets import Target, load_targets
@@ -246,3 +250,45 @@ def test_the_not_sent_reason_names_the_spend_cap() -> None:
     ledger = SpendLedger(SpendCaps(run_usd=1.0, per_target_usd=0.5))
     reason = not_sent_reason("a", 0.04, ledger)
     assert reason.startswith(SPEND_CAP_REASON) and "$0.0400" in reason and "of $1" in reason
+
+
+def test_the_guard_stops_a_target_by_name_and_counts_timeouts_at_their_bound() -> None:
+    async def scenario() -> tuple[list[float], dict[str, str], float]:
+        guard = SpendGuard.for_run(SpendCaps(run_usd=0.30))
+        pro = CATALOG["gemini-3-pro-image-preview@google"]
+        request = GenerationRequest(model_id="m", prompt="a cat", size="1K")
+        counted = []
+        first = await guard.admit(pro, request)
+        assert first is not None
+        counted.append(guard.settle(first, 0.0, timed_out=True))  # the provider may still bill it
+        second = await guard.admit(pro, request)
+        assert second is not None
+        counted.append(guard.settle(second, 0.134, timed_out=False))
+        assert await guard.admit(pro, request) is None  # 0.268 spent + 0.134 > 0.30
+        return counted, guard.stopped, guard.totals().total_usd
+
+    counted, stopped, total = asyncio.run(scenario())
+    assert counted == [pytest.approx(0.134), 0.134]
+    assert total == pytest.approx(0.268)
+    assert stopped["gemini-3-pro-image-preview@google"].startswith(SPEND_CAP_REASON)
+
+
+def test_without_a_cap_the_guard_only_counts() -> None:
+    async def scenario() -> float:
+        guard = SpendGuard.for_run(SpendCaps())
+        bare = target("tokens-only", price_output_per_mtok_usd=30.0)
+        held = await guard.admit(bare, GenerationRequest(model_id="m", prompt="x"))
+        assert held is not None
+        guard.settle(held, 0.02, timed_out=False)
+        return guard.totals().total_usd
+
+    assert asyncio.run(scenario()) == pytest.approx(0.02)
+
+
+def test_what_a_stored_run_spent_is_read_per_target() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE attempts (run_id TEXT, target TEXT, cost_usd REAL)")
+    conn.executemany("INSERT INTO attempts VALUES (?, ?, ?)",
+                     [("r1", "a", 0.039), ("r1", "a", 0.039), ("r1", "b", 0.0), ("r2", "a", 1.0)])
+    assert spent_by_target(conn, "r1") == {"a": pytest.approx(0.078), "b": 0.0}
+    assert spend_by_run(conn) == {"r1": pytest.approx(0.078), "r2": 1.0}
