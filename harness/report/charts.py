@@ -76,10 +76,35 @@ def short(text: str, limit: int = TICK_CHARS) -> str:
     return text[: (keep + 1) // 2] + "…" + text[len(text) - keep // 2:]
 
 
+def _tick_text(value: float) -> str:
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+
+
+def log_ticks(values: Sequence[float]) -> tuple[list[float], list[str]]:
+    """Tick positions for a log axis over ``values`` that stay apart on a phone: per decade 1-2-5 over up to
+    1.5 decades (1-1.5-2-3-5-7 under 0.7), 1-3 up to 3 decades, powers of ten beyond."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if not positive:
+        return [], []
+    low, high = min(positive), max(positive)
+    decades = math.log10(high / low) if high > low else 0.0
+    mantissas = ((1, 1.5, 2, 3, 5, 7) if decades < 0.7 else (1, 2, 5) if decades <= 1.5 else (1, 3)
+                 if decades <= 3 else (1,))
+    ticks = [m * 10.0**k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+             for m in mantissas]
+    inside = [t for t in ticks if low / 1.05 <= t <= high * 1.05]
+    if len(inside) < 2:
+        below = max((t for t in ticks if t < low), default=low)
+        above = min((t for t in ticks if t > high), default=high)
+        inside = sorted({below, *inside, above})
+    return inside, [_tick_text(t) for t in inside]
+
+
 def ecdf(curves: Mapping[str, Sequence[float]], title: str, x_label: str,
          colors: Mapping[str, Mapping[str, str]] | None = None) -> Figure:
     """Empirical CDF per target (curves are sorted values or evenly spaced quantiles), log x axis."""
     colors = colors or target_colors(list(curves))
+    ticks, labels = log_ticks([v for values in curves.values() for v in values])
     data = []
     for name, values in curves.items():
         n = len(values)
@@ -91,7 +116,8 @@ def ecdf(curves: Mapping[str, Sequence[float]], title: str, x_label: str,
                      "hovertemplate": f"%{{fullData.name}}<br>%{{x:,.0f}} {x_label}: %{{y:.0%}}<extra></extra>"})
     return {"data": data, "shared_legend": True,
             "layout": _layout(title, f"{x_label} (log scale)", "share ≤ x",
-                              xaxis={"type": "log"}, yaxis={"range": [0, 1.02], "tickformat": ".0%"})}
+                              xaxis={"type": "log", "tickvals": ticks, "ticktext": labels},
+                              yaxis={"range": [0, 1.02], "tickformat": ".0%"})}
 
 
 def success_over_time(series: Mapping[str, Sequence[tuple[str, float, int]]],
@@ -147,7 +173,8 @@ def merge_points(points: Sequence[Mapping[str, Any]], x_key: str, log_x: bool = 
     merged: list[dict[str, Any]] = []
     for p in sorted(usable, key=lambda p: (str(p["model"]), pos(p))):
         last = merged[-1] if merged else None
-        if last is not None and last["model"] == p["model"] and pos(p) - last["_pos"][-1] < MERGE_SHARE * span:
+        gap = pos(p) - last["_pos"][-1] if last is not None else math.inf
+        if last is not None and last["model"] == p["model"] and (gap <= MERGE_SHARE * span or gap <= _EPS * abs(pos(p))):
             last["_pos"].append(pos(p))
             last["providers"].append(str(p["provider"]))
             last["labels"].append(f"{p['label']}: {float(p[x_key]):.4g}")
@@ -159,6 +186,9 @@ def merge_points(points: Sequence[Mapping[str, Any]], x_key: str, log_x: bool = 
         m["x"] = 10 ** centre if log_x else centre
     return merged
 
+
+_EPS = 1e-9
+"""Relative difference below which two x values are the same number (float noise of a division)."""
 
 POSITIONS = ("top center", "bottom center", "middle right", "middle left")
 
@@ -205,7 +235,16 @@ def rating_scatter(points: Sequence[Mapping[str, Any]], x_key: str, title: str, 
             "cliponaxis": False,
             "hovertemplate": "%{customdata}<br>rating %{y:.0f}<extra></extra>",
         })
-    xaxis: dict[str, Any] = {"type": "log"} if log_x else {}
+    xaxis: dict[str, Any] = {"nticks": 6}
+    if log_x:
+        ticks, labels = log_ticks([p["x"] for p in merged])
+        xaxis = {"type": "log", "tickvals": ticks, "ticktext": labels}
+    xs = [p["x"] for p in merged]
+    if xs and max(xs) - min(xs) <= _EPS * max(abs(x) for x in xs):
+        # One x for every point (one price for all): plotly cannot scale an empty range; give it ±25 %.
+        x = xs[0] or 1.0
+        xaxis["range"] = ([math.log10(abs(x) * 0.75), math.log10(abs(x) * 1.25)] if log_x
+                          else [x - 0.25 * abs(x), x + 0.25 * abs(x)])
     rows = math.ceil(len(models) / 2)
     return {"data": data, "layout": _layout(
         title, x_label, "rating (95 % interval)", height=PLOT_HEIGHT + 40 + 20 * rows, xaxis=xaxis,
@@ -215,18 +254,19 @@ def rating_scatter(points: Sequence[Mapping[str, Any]], x_key: str, title: str, 
 
 
 def heatmap(models: Sequence[str], matrix: Sequence[Sequence[float | None]], title: str) -> Figure:
-    """Row model's win rate against column model, each cell labelled with its percentage."""
+    """Row model's win rate against column model, each cell labelled with its percentage. Models are in
+    rating order; rows are named "1 model", columns by that number only, so the columns need no rotated
+    labels on a phone (the hover names both models). The cells carry the numbers, so no colour bar."""
     z = [list(r) for r in matrix]
     text = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f}%" for v in row]
             for row in z]
-    ticks = [short(m, 24) for m in models]
-    height = 170 + 34 * len(models)
+    numbers = [str(i + 1) for i in range(len(models))]
+    rows = [f"{i + 1} {short(m, 24)}" for i, m in enumerate(models)]
+    height = 150 + 32 * len(models)
     return {"data": [{"type": "heatmap", "x": list(models), "y": list(models), "z": z, "text": text,
-                      "texttemplate": "%{text}", "textfont": {"size": 12},
+                      "texttemplate": "%{text}", "textfont": {"size": 11},
                       "zmin": 0, "zmax": 1, "colorscale": "RdBu", "reversescale": False, "xgap": 1, "ygap": 1,
-                      "colorbar": {"thickness": 10, "tickformat": ".0%", "len": 0.9},
-                      "hovertemplate": "%{y} beats %{x}: %{z:.0%}<extra></extra>"}],
-            "layout": _layout(title, "opponent", "model", height=height,
-                              yaxis={"autorange": "reversed", "tickvals": list(models), "ticktext": ticks},
-                              xaxis={"tickangle": -35, "tickvals": list(models), "ticktext": ticks,
-                                     "side": "bottom"})}
+                      "showscale": False, "hovertemplate": "%{y} beats %{x}: %{z:.0%}<extra></extra>"}],
+            "layout": _layout(title, "opponent (by rank)", "", height=height,
+                              yaxis={"autorange": "reversed", "tickvals": list(models), "ticktext": rows},
+                              xaxis={"tickvals": list(models), "ticktext": numbers, "side": "bottom"})}
