@@ -8,7 +8,9 @@ Readable at a glance, at 1366 px and on a 390 px phone:
 * The per-target charts (latency, TTFB, success over time) draw no legend inside the panel: one HTML legend
   above them names every target with a fixed colour (:func:`target_colors`), wraps with the page, and hides or
   shows a target in all of them at once. The plot area keeps its height whatever the number of targets.
-* Every axis takes the margin its tick labels and title need (``automargin``), titles sit clear of ticks.
+* A chart's title is the page's heading above its panel (``layout.meta.title``), never inside the figure
+  where a legend could run into it; every axis takes the margin its tick labels and title need
+  (``automargin``), and a legend outside the plot pushes the margin rather than covering the plot.
 * Failures by class are horizontal bars, one row per target, so long target names never collide.
 * Rating scatters give each model a colour and a marker shape (a small legend above), label each point with
   its provider(s), and draw targets that fall on the very same point as one marker ("×4" in its label), so
@@ -33,6 +35,9 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "triangle-
            "hexagon")
 ERROR_COLORS = {"server_error": "#d62728", "rate_limited": "#ff7f0e", "timeout": "#9467bd",
                 "connection": "#8c564b", "refused": "#e377c2", "no_image": "#7f7f7f", "not_sent": "#bcbd22"}
+NARROW_PX = 520
+"""Panels narrower than this (a phone) apply a figure's ``layout.meta.narrow`` overrides: plotly relayout keys
+under ``layout`` and restyle keys under ``style`` (shorter tick labels, smaller cell text)."""
 PLOT_HEIGHT = 320
 """Height (px) of a line chart's panel; its legend lives outside it."""
 TICK_CHARS = 30
@@ -42,12 +47,12 @@ _FONT = {"family": "system-ui, sans-serif", "size": 12}
 
 
 def _layout(title: str, x: str, y: str, *, height: int = PLOT_HEIGHT, xaxis: Mapping[str, Any] | None = None,
-            yaxis: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+            yaxis: Mapping[str, Any] | None = None, narrow: Mapping[str, Any] | None = None,
+            **extra: Any) -> dict[str, Any]:
     axis = {"automargin": True, "title": {"standoff": 8}}
     return {
-        "title": {"text": title, "x": 0.01, "xanchor": "left", "y": 1, "yref": "container", "yanchor": "top",
-                  "pad": {"t": 10}, "font": {"size": 14}},
-        "margin": {"l": 8, "r": 12, "t": 36, "b": 8},
+        "meta": {"title": title, "narrow": dict(narrow or {})},
+        "margin": {"l": 8, "r": 12, "t": 12, "b": 8},
         "autosize": True, "height": height, "showlegend": False, "font": _FONT, "hovermode": "closest",
         "xaxis": {**axis, **(xaxis or {}), "title": {"text": x, "standoff": 8}},
         "yaxis": {**axis, **(yaxis or {}), "title": {"text": y, "standoff": 8}},
@@ -68,10 +73,13 @@ def _style(colors: Mapping[str, Mapping[str, str]], name: str) -> dict[str, str]
 
 
 def short(text: str, limit: int = TICK_CHARS) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis in the middle (both ends of a target name say
-    something: the model and the provider)."""
+    """``text`` cut to ``limit`` characters. A target label (``model@provider [run]``) loses the end of its
+    model name, so provider and run stay readable; other text loses its middle."""
     if len(text) <= limit:
         return text
+    model, at, rest = text.partition("@")
+    if at and len(rest) + 1 <= limit - 9:
+        return model[: limit - len(rest) - 2] + "…@" + rest
     keep = limit - 1
     return text[: (keep + 1) // 2] + "…" + text[len(text) - keep // 2:]
 
@@ -82,7 +90,8 @@ def _tick_text(value: float) -> str:
 
 def log_ticks(values: Sequence[float]) -> tuple[list[float], list[str]]:
     """Tick positions for a log axis over ``values`` that stay apart on a phone: per decade 1-2-5 over up to
-    1.5 decades (1-1.5-2-3-5-7 under 0.7), 1-3 up to 3 decades, powers of ten beyond."""
+    1.5 decades (1-1.5-2-3-5-7 under 0.7), 1-3 up to 3 decades, powers of ten beyond. Empty when fewer than
+    three would fall in the range (a narrow range): :func:`log_axis` then leaves four ticks to plotly."""
     positive = [v for v in values if v > 0 and math.isfinite(v)]
     if not positive:
         return [], []
@@ -93,18 +102,21 @@ def log_ticks(values: Sequence[float]) -> tuple[list[float], list[str]]:
     ticks = [m * 10.0**k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
              for m in mantissas]
     inside = [t for t in ticks if low / 1.05 <= t <= high * 1.05]
-    if len(inside) < 2:
-        below = max((t for t in ticks if t < low), default=low)
-        above = min((t for t in ticks if t > high), default=high)
-        inside = sorted({below, *inside, above})
+    if len(inside) < 3:
+        return [], []
     return inside, [_tick_text(t) for t in inside]
+
+
+def log_axis(values: Sequence[float]) -> dict[str, Any]:
+    """A log x axis over ``values`` with :func:`log_ticks` (or at most four of plotly's own)."""
+    ticks, labels = log_ticks(values)
+    return {"type": "log", "tickvals": ticks, "ticktext": labels} if ticks else {"type": "log", "nticks": 4}
 
 
 def ecdf(curves: Mapping[str, Sequence[float]], title: str, x_label: str,
          colors: Mapping[str, Mapping[str, str]] | None = None) -> Figure:
     """Empirical CDF per target (curves are sorted values or evenly spaced quantiles), log x axis."""
     colors = colors or target_colors(list(curves))
-    ticks, labels = log_ticks([v for values in curves.values() for v in values])
     data = []
     for name, values in curves.items():
         n = len(values)
@@ -116,7 +128,7 @@ def ecdf(curves: Mapping[str, Sequence[float]], title: str, x_label: str,
                      "hovertemplate": f"%{{fullData.name}}<br>%{{x:,.0f}} {x_label}: %{{y:.0%}}<extra></extra>"})
     return {"data": data, "shared_legend": True,
             "layout": _layout(title, f"{x_label} (log scale)", "share ≤ x",
-                              xaxis={"type": "log", "tickvals": ticks, "ticktext": labels},
+                              xaxis=log_axis([v for values in curves.values() for v in values]),
                               yaxis={"range": [0, 1.02], "tickformat": ".0%"})}
 
 
@@ -142,12 +154,13 @@ def error_mix(errors: Mapping[str, Mapping[str, int]]) -> Figure:
              "x": [errors[t].get(kind, 0) for t in targets],
              "marker": {"color": ERROR_COLORS.get(kind, PALETTE[i % len(PALETTE)])},
              "hovertemplate": "%{y}: %{x} %{fullData.name}<extra></extra>"} for i, kind in enumerate(kinds)]
-    height = 110 + 26 * len(targets) + 22 * math.ceil(len(kinds) / 3)
+    height = 90 + 26 * len(targets) + 22 * math.ceil(len(kinds) / 2)
+    narrow = {"layout": {"yaxis.ticktext": [short(t, 20) for t in targets], "yaxis.tickfont.size": 10}}
     return {"data": data, "layout": _layout(
-        "Failures by class", "failed requests", "", height=height, barmode="stack", showlegend=True,
+        "Failures by class", "failed requests", "", height=height, barmode="stack", showlegend=True, narrow=narrow,
         legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 11}},
         yaxis={"autorange": "reversed", "tickvals": targets, "ticktext": ticks, "tickfont": {"size": 11}},
-        xaxis={"rangemode": "tozero"}, margin={"l": 8, "r": 12, "t": 60, "b": 8})}
+        xaxis={"rangemode": "tozero"})}
 
 
 def _spread(values: Sequence[float], log: bool) -> float:
@@ -222,7 +235,8 @@ def rating_scatter(points: Sequence[Mapping[str, Any]], x_key: str, title: str, 
         data.append({
             "type": "scatter", "mode": "markers+text", "name": model, "legendgroup": model,
             "x": [p["x"] for p, _ in mine], "y": [p["rating"] for p, _ in mine],
-            "text": [", ".join(p["providers"]) + (f" ×{len(p['providers'])}" if len(p["providers"]) > 1 else "")
+            "text": [", ".join(dict.fromkeys(p["providers"])) + (f" ×{len(p['providers'])}"
+                                                                    if len(p["providers"]) > 1 else "")
                      for p, _ in mine],
             "textposition": [pos for _, pos in mine], "textfont": {"size": 10},
             "customdata": ["<br>".join(p["labels"]) for p, _ in mine],
@@ -235,22 +249,19 @@ def rating_scatter(points: Sequence[Mapping[str, Any]], x_key: str, title: str, 
             "cliponaxis": False,
             "hovertemplate": "%{customdata}<br>rating %{y:.0f}<extra></extra>",
         })
-    xaxis: dict[str, Any] = {"nticks": 6}
-    if log_x:
-        ticks, labels = log_ticks([p["x"] for p in merged])
-        xaxis = {"type": "log", "tickvals": ticks, "ticktext": labels}
+    xaxis: dict[str, Any] = log_axis([p["x"] for p in merged]) if log_x else {"nticks": 6}
     xs = [p["x"] for p in merged]
     if xs and max(xs) - min(xs) <= _EPS * max(abs(x) for x in xs):
         # One x for every point (one price for all): plotly cannot scale an empty range; give it ±25 %.
         x = xs[0] or 1.0
         xaxis["range"] = ([math.log10(abs(x) * 0.75), math.log10(abs(x) * 1.25)] if log_x
                           else [x - 0.25 * abs(x), x + 0.25 * abs(x)])
-    rows = math.ceil(len(models) / 2)
+    rows = math.ceil(len(models) / 2) + 1
     return {"data": data, "layout": _layout(
-        title, x_label, "rating (95 % interval)", height=PLOT_HEIGHT + 40 + 20 * rows, xaxis=xaxis,
+        title, x_label, "rating (95 % interval)", height=PLOT_HEIGHT + 22 * rows, xaxis=xaxis,
         showlegend=True, legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 11},
                                  "itemsizing": "constant"},
-        margin={"l": 8, "r": 24, "t": 40 + 20 * rows, "b": 8})}
+        margin={"l": 8, "r": 24, "t": 12, "b": 8})}
 
 
 def heatmap(models: Sequence[str], matrix: Sequence[Sequence[float | None]], title: str) -> Figure:
@@ -262,11 +273,15 @@ def heatmap(models: Sequence[str], matrix: Sequence[Sequence[float | None]], tit
             for row in z]
     numbers = [str(i + 1) for i in range(len(models))]
     rows = [f"{i + 1} {short(m, 24)}" for i, m in enumerate(models)]
+    narrow = {"layout": {"yaxis.ticktext": [f"{i + 1} {m if len(m) <= 15 else m[:14] + '…'}"
+                                            for i, m in enumerate(models)],
+                         "yaxis.tickfont.size": 10},
+              "style": {"textfont.size": 9 if len(models) > 4 else 10}}
     height = 150 + 32 * len(models)
     return {"data": [{"type": "heatmap", "x": list(models), "y": list(models), "z": z, "text": text,
                       "texttemplate": "%{text}", "textfont": {"size": 11},
                       "zmin": 0, "zmax": 1, "colorscale": "RdBu", "reversescale": False, "xgap": 1, "ygap": 1,
                       "showscale": False, "hovertemplate": "%{y} beats %{x}: %{z:.0%}<extra></extra>"}],
-            "layout": _layout(title, "opponent (by rank)", "", height=height,
+            "layout": _layout(title, "opponent (by rank)", "", height=height, narrow=narrow,
                               yaxis={"autorange": "reversed", "tickvals": list(models), "ticktext": rows},
                               xaxis={"tickvals": list(models), "ticktext": numbers, "side": "bottom"})}

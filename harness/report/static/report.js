@@ -9,7 +9,13 @@
     if (spec && window.Plotly) {
       // The panel keeps the figure's height: on a resize plotly sizes an autosized figure from its panel.
       if (spec.layout && spec.layout.height) { div.style.height = spec.layout.height + "px"; }
-      window.Plotly.newPlot(div, spec.data, spec.layout, { responsive: true, displaylogo: false });
+      window.Plotly.newPlot(div, spec.data, spec.layout, { responsive: true, displaylogo: false, displayModeBar: false });
+      // On a phone a figure may shorten its tick labels and shrink its cell text (layout.meta.narrow).
+      var narrow = spec.layout && spec.layout.meta && spec.layout.meta.narrow;
+      if (narrow && div.clientWidth < 520) {
+        if (narrow.style) { window.Plotly.restyle(div, narrow.style); }
+        if (narrow.layout) { window.Plotly.relayout(div, narrow.layout); }
+      }
       if (spec.shared_legend) { shared.push(div); }
     }
   });
