@@ -103,8 +103,10 @@ def test_bad_times_missing_files_and_unknown_types_are_clear(tmp_path: Path) -> 
         read_battles(path)
     with pytest.raises(BattleError, match="not found"):
         read_battles(tmp_path / "absent.csv")
+    parquet = tmp_path / "votes.parquet"
+    parquet.write_bytes(b"PAR1\x15\x04\x15\x10")
     with pytest.raises(BattleError, match=r"unknown vote file type '\.parquet'"):
-        read_battles(tmp_path / "votes.parquet")
+        read_battles(parquet)
 
 
 def test_in_memory_frames_are_checked_by_row() -> None:

@@ -93,7 +93,7 @@ def test_export_filters_by_source_category_and_names_targets_on_request(db: Path
                              "--source", "arena", "--category", "photo")
     rows = list(csv.DictReader(io.StringIO(stdout)))
     assert code == 0 and rows
-    assert all("@" in r["model_a"] and r["category"] == "photo" and r["schema_version"] == "1" for r in rows)
+    assert all("@" in r["model_a"] and r["category"] == "photo" and r["schema_version"] == "2" for r in rows)
     assert {r["winner"] for r in rows} <= set(WINNERS)
     assert [float(r["tstamp"]) for r in rows] == sorted(float(r["tstamp"]) for r in rows)
 
@@ -103,22 +103,23 @@ def test_bad_battle_files_are_refused_naming_file_line_and_field(tmp_path: Path,
     bad.write_text("model_a,model_b,winner,tstamp\na,b,model_a,\na,b,draw,\n,b,tie,\na,b,tie,yesterday\n")
     code, _, err = invoke("votes", "import", str(bad), "--db", str(db))
     assert code == 2
-    assert "bad.csv line 3: winner 'draw' is not one of" in err
-    assert "bad.csv line 4: model_a is missing" in err
-    assert "bad.csv line 5: tstamp 'yesterday'" in err
+    assert "bad.csv: line 3: field 'winner' is 'draw'; use one of" in err
+    assert "bad.csv: line 4: field 'model_a' is empty" in err
+    assert "bad.csv: line 5: field 'tstamp' is 'yesterday'" in err
     no_header = tmp_path / "nh.csv"
     no_header.write_text("a,b,model_a\n")
-    assert "header lacks model_b, winner" in invoke("votes", "import", str(no_header), "--db", str(db))[2]
+    assert "missing columns 'model_b', 'winner' (found 'a', 'b', 'model_a')" in invoke(
+        "votes", "import", str(no_header), "--db", str(db))[2]
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"model_a": "a", "model_b": "b", "winner": "tie"}\n{oops\n[1]\n')
     err = invoke("votes", "import", str(broken), "--db", str(db))[2]
-    assert "broken.jsonl line 2: not valid JSON" in err
+    assert "broken.jsonl: line 2: not valid JSON" in err
     future = tmp_path / "future.jsonl"
     future.write_text('{"model_a": "a", "model_b": "b", "winner": "tie", "schema_version": 9}\n')
     assert "newer than this harness" in invoke("votes", "import", str(future), "--db", str(db))[2]
     unknown = tmp_path / "votes.txt"
     unknown.write_text("")
-    assert "pass --format csv or jsonl" in invoke("votes", "import", str(unknown), "--db", str(db))[2]
+    assert "pass --format csv, jsonl or json" in invoke("votes", "import", str(unknown), "--db", str(db))[2]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM votes").fetchone() == (12,)  # nothing half-imported
 

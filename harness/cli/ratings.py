@@ -12,12 +12,11 @@ from rich.table import Table
 
 from harness.cli._common import db_option, err_console, handle_errors, out_console, print_json
 from harness.errors import ConfigError
-from harness.ratings import Leaderboard, RatingOptions, leaderboard, read_battles, validate_battles
+from harness.ratings import Leaderboard, RatingOptions, leaderboard
+from harness.ratings.battles import load_battles
 from harness.ratings.bradley_terry import TIE_MODES
 from harness.ratings.intervals import CI_METHODS, DEFAULT_ROUNDS
 from harness.ratings.leaderboard import DEFAULT_MIN_VOTES, METHODS
-from harness.store import Store
-from harness.store.votes import battles_frame
 
 
 def parse_anchor(text: str | None) -> tuple[str, float] | None:
@@ -38,24 +37,19 @@ def parse_anchor(text: str | None) -> tuple[str, float] | None:
 
 def load_votes(votes: Path | None, db: Path, by: str | None, category: str | None,
                run_ids: tuple[str, ...], sources: tuple[str, ...]) -> pd.DataFrame:
-    """Votes in battle format from ``votes`` (a file) or from the store at ``db``, filtered by category."""
+    """Votes in battle format from ``votes`` (a file) or from the store at ``db``, filtered by category
+    (:func:`harness.ratings.battles.load_battles`); refuses store-only options with a file."""
     if votes is not None:
         for flag, value in (("--by", by), ("--run", run_ids), ("--source", sources)):
             if value:
                 raise ConfigError(f"{flag} applies to votes from the store; a vote file names its own models")
-        frame = read_battles(votes)
-        if category is not None:
-            frame = frame[frame["category"].astype(object) == category].reset_index(drop=True)
-        return frame
-    with Store.open(db, readonly=True) as store:
-        frame = battles_frame(store, by=by or "model", category=category, run_ids=list(run_ids) or None,
-                              sources=list(sources) or None)
-    return validate_battles(frame, f"votes in {db}")
+    return load_battles(votes, db, by=by, category=category, run_ids=run_ids, sources=sources)
 
 
 @click.command()
 @click.option("--votes", "votes", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Read votes from a CSV/JSONL/JSON file in battle format instead of the store.")
+              help="Read votes from a battle file instead of the store: CSV, JSON Lines or a JSON array "
+                   "(FastChat's clean_battle files read unchanged).")
 @db_option
 @click.option("--by", "by", type=click.Choice(["model", "target"]), default=None,
               help="Rate models (default) or targets (model@provider); store votes only.")

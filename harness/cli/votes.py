@@ -1,4 +1,4 @@
-"""``harness votes export|import``: votes as battle files (CSV or JSON Lines)."""
+"""``harness votes export|import``: votes as battle files (CSV, JSON Lines or a JSON array)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def votes() -> None:
 @db_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File to write (default: standard output).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default=None,
-              help="Default: from --out's extension, else jsonl.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "json"]), default=None,
+              help="Default: from --out's extension (.csv, .jsonl, .json: a JSON array), else jsonl.")
 @click.option("--by", type=click.Choice(["model", "target"]), default="model", show_default=True,
               help="Name contenders by model, or by target (model@provider).")
 @click.option("--run", "runs", multiple=True, metavar="RUN_ID", help="Only votes on outputs of these runs.")
@@ -31,7 +31,8 @@ def votes() -> None:
 @handle_errors
 def export(db: Path, out: Path | None, fmt: str | None, by: str, runs: tuple[str, ...], category: str | None,
            sources: tuple[str, ...]) -> None:
-    """Write votes oldest first; model_a is the image shown on the left."""
+    """Write votes oldest first; model_a is the image shown on the left. Columns: FastChat's model_a,
+    model_b, winner, judge, anony, tstamp, then category, kind, challenge, schema_version."""
     from harness.arena.battlefile import format_for, write_battles
     from harness.store import Store
     from harness.store import runs as run_store
@@ -55,18 +56,26 @@ def export(db: Path, out: Path | None, fmt: str | None, by: str, runs: tuple[str
 @votes.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default=None,
-              help="Default: from the file's extension.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "json"]), default=None,
+              help="Default: from the file's content ([ a JSON array, { JSON Lines) and extension.")
 @handle_errors
 def import_(file: Path, db: Path, fmt: str | None) -> None:
     """Add the votes of a battle file (rows already imported are skipped; nothing is replaced).
 
-    Prints {"read", "new", "already_present"} as JSON."""
-    from harness.arena.battlefile import read_battles
+    Reads CSV, JSON Lines and JSON arrays, FastChat's clean_battle files included. Prints
+    {"read", "new", "already_present"} as JSON."""
+    from harness.arena.battlefile import table_votes
+    from harness.battles import read_battle_file
     from harness.store import Store
     from harness.store.votes import insert_votes
 
-    parsed = read_battles(file, fmt, now=time.time())
+    table = read_battle_file(file, fmt)
+    parsed = table_votes(table, now=time.time())
+    named = int((table.anony == 0).sum())
+    if named:
+        err_console().print(f"note: {named} of {len(table)} vote(s) are marked anony=false (the voter knew the "
+                            "models); the store keeps no such flag, and an export marks every vote anonymous",
+                            markup=False)
     with Store.open(db) as store:
         added = insert_votes(store, parsed)
     print_json({"read": len(parsed), "new": added, "already_present": len(parsed) - added})
