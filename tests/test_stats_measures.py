@@ -118,10 +118,11 @@ def test_a_first_release_store_shows_its_table_and_says_what_it_never_recorded(t
     db = tmp_path / "harness.db"
     shutil.copy(FIXTURE, db)
     (run_id,) = [r[0] for r in sqlite3.connect(db).execute("SELECT id FROM runs")]
+    before = db.read_bytes()
     with Store.open(db, readonly=True) as store:
-        readable = stored_attempt_columns(store)
-        assert "time_to_image_ms" not in readable, "not migrated yet: read-only opening changes nothing"
+        assert "time_to_image_ms" in stored_attempt_columns(store), "read-only stores show new columns as nulls"
         old = run_store.attempts_frame(store, [run_id], columns=stats_frame_columns(store, ("target",)))
+    assert db.read_bytes() == before, "a read-only opening changes nothing on disk"
     assert provider_rows(old)[0].withheld["time_to_image_p50_ms"] == NOT_RECORDED
     Store.open(db).close()  # any write opening migrates: the new columns arrive as nulls
     runner = CliRunner()

@@ -22,13 +22,13 @@ from rich.progress import (
 from harness.challenges import Challenge
 from harness.challenges import load as load_challenges
 from harness.cli._common import db_option, err_console, handle_errors, plain_output, print_json
-from harness.cli.tables import print_stats_table
+from harness.cli.tables import print_run_stats
 from harness.errors import ConfigError, ExitCode, HarnessError
 from harness.records import NOT_SENT, AttemptRecord
 from harness.run import RunObserver, RunOptions, RunResult, resume_run, start_run, unsupported_pairs
 from harness.run.options import DEFAULT_DEAD_TARGET_AFTER
-from harness.stats import provider_table
-from harness.stats.source import effective_timeout_ms
+from harness.stats.source import run_stats
+from harness.stats.table import rows_json
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import Credential, Target, load_targets, resolve_keys, select
@@ -188,13 +188,12 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
                             f"`harness run --resume {_interrupted_id(db, resume_id)}`", markup=False)
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     with Store.open(db, readonly=True) as store:
-        info = run_store.get_run(store, result.run_id)
-        rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
+        summary = run_stats(store, run_store.get_run(store, result.run_id))
     if as_json:
-        print_json({"run_id": result.run_id, "status": result.status, "rows": rows,
+        print_json({"run_id": result.run_id, "status": result.status, "rows": rows_json(summary.rows),
                     "stopped_targets": result.stopped_targets, "not_sent": result.not_sent})
     else:
-        print_stats_table(rows, title=f"run {result.run_id} ({result.status})")
+        print_run_stats(summary, title=f"run {result.run_id} ({result.status})")
         click.echo(result.run_id)
     if result.stopped_targets:
         for target, reason in result.stopped_targets.items():

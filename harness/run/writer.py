@@ -9,9 +9,7 @@ progress printing (``RunObserver.on_attempt``, called after ``put``) and everyth
 from __future__ import annotations
 
 import queue
-import sys
 import threading
-import traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,7 +76,6 @@ class StoreWriter:
                     self.committed += len(batch)
         except BaseException as exc:
             self.error = exc
-            traceback.print_exc(file=sys.stderr)
         finally:
             store.close()
 

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.records import NOT_SENT
+
 Array = np.ndarray[Any, Any]
 
 KEY_COLUMNS = ("run_id", "challenge_id", "variant", "target", "sample")
@@ -48,7 +50,6 @@ TOLERANCE_MS = 1e-6
 """Slack for the invariant check: clock values are differences of integer nanoseconds."""
 
 RATE_LIMITED = "rate_limited"
-NOT_SENT = "not_sent"
 """``error_kind`` of a request recorded as never sent (no HTTP call was made)."""
 CATEGORIZE_ROWS = 50_000
 """From this many attempts on, text columns become categoricals: grouping and slicing then move integer
