@@ -83,8 +83,9 @@ def pixel_size(size: str | None) -> tuple[int, int] | None:
 
 
 def tier_of_size(size: str | None) -> str | None:
-    """The resolution tier a size falls in: a tier name as given, else the smallest tier whose long edge
-    reaches the pixel size's long edge (a 1376x768 image is 1K, 2048x2048 is 2K); None when unknown."""
+    """The resolution tier a size falls in: a tier name as given, else the smallest tier whose nominal area
+    (its edge squared, with 10% room) holds the pixel size's area. Tiers go by area because Google's grids keep
+    about the same pixels at every ratio: 1376x768 (16:9) and 1024x1024 are both 1K, 2752x1536 is 2K."""
     if not size:
         return None
     for name, _ in TIERS:
@@ -93,19 +94,35 @@ def tier_of_size(size: str | None) -> str | None:
     px = pixel_size(size)
     if px is None:
         return None
-    edge = max(px)
-    return next((name for name, reach in TIERS if edge <= reach * 1.05), TIERS[-1][0])
+    area = px[0] * px[1]
+    return next((name for name, edge in TIERS if area <= edge * edge * 1.1), TIERS[-1][0])
+
+
+def request_tier(target: Target, shape: RequestShape) -> str | None:
+    """The tier a request will be made at: from its size, else the target's ``image_size``/``resolution``
+    option, else the provider's default tier (``default_tier``); None when none of these says."""
+    tier = tier_of_size(shape.size)
+    if tier is None:
+        option = target.options.get("image_size") or target.options.get("resolution")
+        tier = tier_of_size(str(option)) if option else None
+    return tier or target.default_tier
 
 
 def image_price(target: Target, tier: str | None) -> float:
-    """USD for one image at ``tier``: the tier's listed price; an unlisted or unknown tier counts at the
-    dearest listed tier (never under-counted); no tiers: the flat per-image price."""
+    """USD for one image at ``tier``: the tier's listed price; a tier the provider does not list counts at the
+    next listed tier up (the dearest when none is above it); an unknown tier at the dearest (never
+    under-counted); no tiers: the flat per-image price."""
     tiers = target.price_per_image_tiers_usd
-    if tiers:
-        if tier is not None and tier in tiers:
-            return tiers[tier]
-        return max(tiers.values())
-    return target.price_per_image_usd or 0.0
+    if not tiers:
+        return target.price_per_image_usd or 0.0
+    if tier is not None and tier in tiers:
+        return tiers[tier]
+    order = [name for name, _ in TIERS]
+    if tier in order:
+        above = [tiers[name] for name in order[order.index(tier):] if name in tiers]
+        if above:
+            return above[0]
+    return max(tiers.values())
 
 
 def billed_megapixels(target: Target, width: int, height: int) -> float:
@@ -193,7 +210,7 @@ def _output_tokens_cap(target: Target, shape: RequestShape) -> int | None:
         return None
     quality = str(target.options.get("quality", "")).lower()
     keys = [k for k in table if not quality or "/" not in k or k.split("/", 1)[0] == quality] or list(table)
-    tier = tier_of_size(shape.size)
+    tier = request_tier(target, shape)
     exact = [k for k in keys if k.split("/")[-1] in {shape.size or "", tier or ""}]
     per_image = max(table[k] for k in (exact or keys))
     return per_image * shape.images
@@ -202,8 +219,9 @@ def _output_tokens_cap(target: Target, shape: RequestShape) -> int | None:
 def request_bound(target: Target, shape: RequestShape) -> float:
     """Most the harness will count one request of ``shape`` as costing, in USD, computed before it is sent.
 
-    Per image: the tier's price (an unknown tier: the dearest) x images. Per megapixel: the requested (or the
-    provider's default) size in billed megapixels x price x images. Tokens or a provider-reported cost: the
+    Per image: the price of the request's tier (:func:`request_tier`; unknown: the dearest) x images. Per
+    megapixel: the requested pixel size (else the target's ``default_size``, the largest the provider makes when
+    a request names only a ratio) in billed megapixels x price x images. Tokens or a provider-reported cost: the
     target's ``max_request_usd`` when set, else its output-token cap (``max_output_tokens``, or the documented
     tokens per image for the tier and quality) at the output price plus the prompt's bytes (a token is at least
     one byte) and each reference's ``input_tokens_per_reference`` at the dearest input price. Raises
@@ -213,7 +231,7 @@ def request_bound(target: Target, shape: RequestShape) -> float:
     if target.max_request_usd is not None and unit in ("token", "provider_reported", "second", "billable_unit"):
         return target.max_request_usd
     if unit == "image":
-        return image_price(target, tier_of_size(shape.size)) * shape.images
+        return image_price(target, request_tier(target, shape)) * shape.images
     if unit == "megapixel":
         px = pixel_size(shape.size) or pixel_size(target.default_size)
         if px is None:

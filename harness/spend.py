@@ -19,6 +19,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError
 from harness.pricing import (
@@ -27,12 +28,14 @@ from harness.pricing import (
     image_price,
     price_unit_of,
     request_bound,
-    tier_of_size,
+    request_tier,
 )
 from harness.providers.base import GenerationRequest
-from harness.run.items import WorkItem, build_request
-from harness.run.options import RunOptions
 from harness.targets import Target
+
+if TYPE_CHECKING:
+    from harness.run.items import WorkItem
+    from harness.run.options import RunOptions
 
 NANO = 1_000_000_000
 """Nano-dollars per USD."""
@@ -222,6 +225,8 @@ class TargetPlan:
 
 def plans_for(items: Sequence[WorkItem], targets: Sequence[Target], options: RunOptions) -> list[TargetPlan]:
     """The run's requests grouped by target, as the shapes their spend bounds and estimate are computed from."""
+    from harness.run.items import build_request  # the run imports this module for its caps
+
     shapes: dict[str, list[RequestShape]] = {t.name: [] for t in targets}
     by_name = {t.name: t for t in targets}
     for item in items:
@@ -256,11 +261,7 @@ def expected_request_cost(target: Target, shape: RequestShape) -> float:
     cost's list-price fallback; else its bound."""
     unit = price_unit_of(target)
     if unit == "image":
-        tiers = target.price_per_image_tiers_usd
-        tier = tier_of_size(shape.size)
-        if tiers and (tier is None or tier not in tiers) and target.price_per_image_usd is not None:
-            return target.price_per_image_usd * shape.images
-        return image_price(target, tier) * shape.images
+        return image_price(target, request_tier(target, shape)) * shape.images
     if unit == "provider_reported" and target.price_per_image_usd is not None:
         return target.price_per_image_usd * shape.images
     if unit == "token" and target.output_tokens_per_image:
@@ -301,14 +302,15 @@ class Estimate:
 
 
 def estimate(plans: Sequence[TargetPlan], *, retries: int, concurrency: int, rpm: float | None = None,
-             success_rate: float = 0.95, latency_s: float = 20.0) -> Estimate:
+             respect_limits: bool = True, success_rate: float = 0.95, latency_s: float = 20.0) -> Estimate:
     """Requests, cost range and wall time of a run before anything is sent.
 
     Low: every request succeeds at its first attempt at its expected cost. Likely: each attempt succeeds with
     probability ``success_rate``, failures are retried up to ``retries`` times and cost nothing. High: every
     attempt fails late, is retried ``retries`` times and each is billed at its bound. Wall time: each target
     sends at most ``min(run concurrency, its published concurrency)`` at once, each taking ``latency_s``, and no
-    faster than its published (or the run's) requests per minute; targets run side by side.
+    faster than the run's ``rpm``, else its published requests per minute; targets run side by side. Without
+    ``respect_limits`` (``--ignore-limits``) published limits are not applied, as in the run itself.
     """
     if not 0 < success_rate <= 1:
         raise ConfigError(f"success rate must be in (0, 1], not {success_rate}")
@@ -326,12 +328,13 @@ def estimate(plans: Sequence[TargetPlan], *, retries: int, concurrency: int, rpm
         known = price_unit_of(t) is not None
         low = sum(expected) if known else None
         likely = low * p_success if low is not None else None
-        in_flight = min(concurrency, t.concurrency or concurrency)
-        pace = t.rpm or rpm
+        published_concurrency = t.concurrency if respect_limits else None
+        in_flight = min(concurrency, published_concurrency or concurrency)
+        pace = rpm if rpm is not None else (t.rpm if respect_limits else None)
         by_concurrency = n * attempts_likely * latency_s / in_flight
         by_rate = n * attempts_likely * 60.0 / pace if pace else 0.0
         limit = (f"{pace:g} rpm" if pace and by_rate >= by_concurrency else
-                 f"{t.concurrency} concurrent" if t.concurrency and t.concurrency < concurrency else
+                 f"{published_concurrency} concurrent" if in_flight < concurrency else
                  f"run concurrency {concurrency}")
         rows.append(TargetEstimate(t.name, n, low, likely, high, max(by_concurrency, by_rate), limit))
 

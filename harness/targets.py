@@ -85,7 +85,9 @@ class Target(BaseModel):
     megapixel_rounding: Literal["exact", "ceil"] = Field(
         default="exact", description="ceil: each image is billed as whole megapixels of 1024x1024 pixels, rounded up (fal FLUX)")
     default_size: str | None = Field(
-        default=None, description="WxH the provider produces when a request names no size (for bounds)")
+        default=None, description="largest WxH the provider makes when a request names only a ratio (for bounds)")
+    default_tier: str | None = Field(
+        default=None, description="resolution tier (1K …) the provider makes when a request names none")
     max_output_tokens: int | None = Field(
         default=None, ge=1, description="most output tokens one request may be billed for (spend bound)")
     input_tokens_per_reference: int | None = Field(

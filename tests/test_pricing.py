@@ -41,10 +41,20 @@ def test_gemini_3_pro_charges_4k_images_at_the_4k_tier() -> None:
     assert request_bound(pro, RequestShape(size="1K")) == pytest.approx(0.134)
 
 
-def test_an_unknown_tier_is_bounded_at_the_dearest_tier() -> None:
+def test_an_unlisted_tier_counts_at_the_next_listed_tier_up() -> None:
     flash = CATALOG["gemini-3.1-flash-image-preview@google"]
-    assert request_bound(flash, RequestShape(size=None)) == pytest.approx(0.151)
     assert request_bound(flash, RequestShape(size="2K")) == pytest.approx(0.151)  # 2K not in the stored copy
+    pro = CATALOG["gemini-3-pro-image-preview@google"]
+    assert cost(pro, [(512, 512)]) == pytest.approx(0.134)  # no 0.5K tier: the 1K price
+
+
+def test_a_request_naming_no_size_is_bounded_at_the_providers_default_tier() -> None:
+    flash = CATALOG["gemini-3.1-flash-image-preview@google"]  # Google makes 1K unless asked otherwise
+    assert request_bound(flash, RequestShape(size=None)) == pytest.approx(0.067)
+    asked = flash.model_copy(update={"options": {"image_size": "4K"}})
+    assert request_bound(asked, RequestShape(size=None)) == pytest.approx(0.151)
+    nameless = flash.model_copy(update={"default_tier": None})
+    assert request_bound(nameless, RequestShape(size=None)) == pytest.approx(0.151)  # unknown: the dearest
 
 
 def test_fal_flux_bills_whole_megapixels_rounded_up() -> None:
@@ -53,7 +63,7 @@ def test_fal_flux_bills_whole_megapixels_rounded_up() -> None:
     assert billed_megapixels(flux, 1024, 1024) == 1
     assert billed_megapixels(flux, 1536, 1024) == 2
     assert cost(flux, [(1536, 1024)]) == pytest.approx(0.05)
-    assert request_bound(flux, RequestShape(size=None)) == pytest.approx(0.025)  # default 1024x768
+    assert request_bound(flux, RequestShape(size=None)) == pytest.approx(0.025)  # at most 1024x1024 by ratio
 
 
 def test_openai_bound_follows_quality_and_size_token_counts() -> None:
@@ -109,7 +119,8 @@ def test_the_bound_never_undercounts_what_a_tiered_image_costs(w: int, h: int) -
         t = CATALOG[name]
         size = f"{w}x{h}"
         assert cost(t, [(w, h)]) <= request_bound(t, RequestShape(size=size)) + 1e-12
-        assert cost(t, [(w, h)]) <= request_bound(t, RequestShape(size=None)) + 1e-12
+        nameless = t.model_copy(update={"default_tier": None})
+        assert cost(t, [(w, h)]) <= request_bound(nameless, RequestShape(size=None)) + 1e-12
 
 
 @settings(deadline=None)
@@ -121,7 +132,8 @@ def test_the_megapixel_bound_equals_the_cost_of_the_size_asked(w: int, h: int) -
 
 def test_tiers_from_pixel_sizes() -> None:
     assert tier_of_size("512x512") == "0.5K"
-    assert tier_of_size("1376x768") == "2K"
+    assert tier_of_size("1376x768") == "1K"
+    assert tier_of_size("2752x1536") == "2K"
     assert tier_of_size("1024x1024") == "1K"
     assert tier_of_size("4096x4096") == "4K"
     assert tier_of_size("4k") == "4K"
