@@ -79,7 +79,7 @@ def _records(records: list[Any], where: list[str], source: str) -> RawBattles:
 def _json_lines(text: str, source: str) -> RawBattles:
     records: list[Any] = []
     where: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -99,8 +99,9 @@ class BattleTable:
             columns.update({name: self.text(name).categorical() for name in TEXT_FIELDS})
         else:
             lookup = np.array(list(self.models), dtype=object)
-            columns = {"model_a": lookup[self.model_a], "model_b": lookup[self.model_b],
-                       "winner": np.array(WINNERS, dtype=object)[self.winner]}
-            columns.update({name: self.text(name).objects() for name in TEXT_FIELDS})
+            columns = {"model_a": pd.Series(lookup[self.model_a], dtype=object),
+                       "model_b": pd.Series(lookup[self.model_b], dtype=object),
+                       "winner": pd.Series(np.array(WINNERS, dtype=object)[self.winner], dtype=object)}
+            columns.update({name: pd.Series(self.text(name).objects(), dtype=object) for name in TEXT_FIELDS})
         columns["tstamp"] = self.tstamp
         return pd.DataFrame(columns)

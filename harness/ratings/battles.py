@@ -176,10 +176,10 @@ def model_codes(battles: pd.DataFrame, models: Sequence[str] | None = None
         if models is None:
             used = np.bincount(codes_a[codes_a >= 0], minlength=len(categories)) > 0
             used |= np.bincount(codes_b[codes_b >= 0], minlength=len(categories)) > 0
-            uniques_a = uniques_b = categories[used]
-            index = np.cumsum(used) - 1
-            codes_a = np.where(codes_a >= 0, index[codes_a], -1)
-            codes_b = np.where(codes_b >= 0, index[codes_b], -1)
+            if not used.all():
+                uniques_a = uniques_b = categories[used]
+                index = np.append(np.cumsum(used) - 1, -1)
+                codes_a, codes_b = index[codes_a], index[codes_b]
     else:
         codes_a, uniques_a = pd.factorize(battles["model_a"])
         codes_b, uniques_b = pd.factorize(battles["model_b"])
@@ -189,6 +189,8 @@ def model_codes(battles: pd.DataFrame, models: Sequence[str] | None = None
 
     def mapped(codes: np.ndarray[Any, Any], uniques: Any) -> np.ndarray[Any, Any]:
         remap = np.array([position.get(str(u), -1) for u in uniques] + [-1], dtype=np.intp)
+        if np.array_equal(remap[:-1], np.arange(len(remap) - 1)):
+            return np.asarray(codes, dtype=np.intp)
         return np.asarray(remap[codes], dtype=np.intp)
 
     return tuple(names), mapped(codes_a, uniques_a), mapped(codes_b, uniques_b)
@@ -235,17 +237,17 @@ def aggregate_codes(names: Sequence[str], a: np.ndarray[Any, Any], b: np.ndarray
     if same.any():
         a, b, w = a[~same], b[~same], w[~same]
     if not fixed:
-        present = np.bincount(np.concatenate([a, b]), minlength=len(names)) > 0
+        present = (np.bincount(a, minlength=len(names)) + np.bincount(b, minlength=len(names))) > 0
         if not present.all():
             index = np.cumsum(present) - 1
             a, b = index[a], index[b]
             names = tuple(n for n, keep in zip(names, present, strict=True) if keep)
     m = len(names)
-    flip = a > b
-    lo = np.where(flip, b, a)
-    hi = np.where(flip, a, b)
-    rel = np.where(flip & (w < 2), 1 - w, w)
-    key = (lo.astype(np.int64) * m + hi) * 4 + rel
+    wide = np.int64 if m * m * 4 >= 2**31 else np.int32
+    lo = np.minimum(a, b).astype(wide)
+    hi = np.maximum(a, b).astype(wide)
+    rel = w.astype(wide) ^ ((a > b) & (w < 2)).astype(wide)
+    key = (lo * m + hi) * 4 + rel
     if m * m * 4 <= _DENSE_LIMIT:
         cells = np.bincount(key, minlength=m * m * 4).reshape(m * m, 4).astype(np.float64)
         pair_keys = np.flatnonzero(cells.sum(axis=1))
