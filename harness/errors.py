@@ -31,7 +31,9 @@ class ExitCode(enum.IntEnum):
     """The store could not be written (disk full, read-only media, I/O error). What was committed is kept
     and the run can be resumed once the store is writable."""
     SPEND_CAP = 6
-    """Reserved: a run stopped at its spending cap."""
+    """``run`` finished, but a spend cap (``--max-spend``, ``--max-spend-per-target``) stopped at least one
+    target before its next request could pass the cap; its remaining requests are recorded as not sent. A dead
+    target in the same run exits 3 instead."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention). Committed attempts are kept;
     ``run --resume RUN_ID`` finishes the run."""

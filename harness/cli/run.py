@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -22,13 +23,15 @@ from rich.progress import (
 from harness.challenges import Challenge
 from harness.challenges import load as load_challenges
 from harness.cli._common import db_option, err_console, handle_errors, plain_output, print_json
-from harness.cli.tables import print_run_stats
+from harness.cli.tables import print_stats_table
 from harness.errors import ConfigError, ExitCode, HarnessError
 from harness.records import NOT_SENT, AttemptRecord
 from harness.run import RunObserver, RunOptions, RunResult, resume_run, start_run, unsupported_pairs
+from harness.run.items import plan_items
 from harness.run.options import DEFAULT_DEAD_TARGET_AFTER
-from harness.stats.source import run_stats
-from harness.stats.table import rows_json
+from harness.spend import SpendCaps, check_caps, estimate, format_estimate, format_totals, plans_for
+from harness.stats import provider_table
+from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import Credential, Target, load_targets, resolve_keys, select
@@ -162,6 +165,15 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
 @click.option("--strict-size", is_flag=True,
               help="Count an image of another size than requested as a failed request (default: a success, "
                    "shown as 'size as asked').")
+@click.option("--max-spend", "max_spend", type=float, metavar="USD",
+              help="Never spend more than this on the run (as the harness computes cost); targets whose next "
+              "request could pass it are stopped and their rest recorded as not sent (exit 6).")
+@click.option("--max-spend-per-target", "max_spend_per_target", type=float, metavar="USD",
+              help="Never spend more than this on any one target in the run.")
+@click.option("--dry-run", is_flag=True,
+              help="Print requests, estimated cost range and wall time per target, then exit; nothing is sent.")
+@click.option("--yes", "-y", "assume_yes", is_flag=True,
+              help="Do not ask before an uncapped run against real keys (non-interactive use never asks).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run id and its provider table as JSON.")
 @db_option
 @handle_errors
@@ -170,37 +182,59 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         ignore_limits: bool, variants: tuple[str, ...], shard: str | None, sandbox: bool, time_scale: float,
         sandbox_profile: Path | None, faults: bool, seed: int, label: str | None, resume_id: str | None,
         http2: bool, dead_target_after: int, max_response_mb: float, max_image_megapixels: float,
-        strict_size: bool, as_json: bool, db: Path) -> None:
+        strict_size: bool, max_spend: float | None, max_spend_per_target: float | None, dry_run: bool,
+        assume_yes: bool, as_json: bool, db: Path) -> None:
     """Run challenges against targets and record every attempt in the store.
 
     Exit status (docs/exit-codes.md): 0 every request has a final attempt, 3 a target was stopped as dead,
-    4 the run is held by another process, 5 the store could not be written, 130 interrupted (Ctrl-C or
-    SIGTERM; finish with --resume), 2 a usage or configuration error."""
+    6 a spend cap stopped a target, 4 the run is held by another process, 5 the store could not be written,
+    130 interrupted (Ctrl-C or SIGTERM; finish with --resume), 2 a usage or configuration error."""
     observer = ProgressObserver()
+    caps = SpendCaps(run_usd=max_spend, per_target_usd=max_spend_per_target)
     try:
         result = _run_or_resume(observer, challenges_path, targets_file, target_patterns, samples, concurrency,
                                 timeout_s, retries, stream, rpm, ignore_limits, variants, shard, sandbox,
                                 time_scale, sandbox_profile, faults, seed, label, resume_id, http2,
                                 dead_target_after, strict_size, db,
-                                _limits(max_response_mb, max_image_megapixels))
+                                _limits(max_response_mb, max_image_megapixels), caps, dry_run, assume_yes)
     except KeyboardInterrupt:
         err_console().print("interrupted: what was recorded is kept; finish it with "
                             f"`harness run --resume {_interrupted_id(db, resume_id)}`", markup=False)
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+    if result is None:  # --dry-run
+        return
     with Store.open(db, readonly=True) as store:
-        summary = run_stats(store, run_store.get_run(store, result.run_id))
+        info = run_store.get_run(store, result.run_id)
+        rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
+    spend = result.spend
     if as_json:
-        print_json({"run_id": result.run_id, "status": result.status, "rows": rows_json(summary.rows),
-                    "stopped_targets": result.stopped_targets, "not_sent": result.not_sent})
+        print_json({"run_id": result.run_id, "status": result.status, "rows": rows,
+                    "stopped_targets": result.stopped_targets, "not_sent": result.not_sent,
+                    "spend": None if spend is None else {"per_target_usd": spend.per_target_usd,
+                                                         "total_usd": spend.total_usd,
+                                                         "overrun_usd": spend.overrun_usd}})
     else:
-        print_run_stats(summary, title=f"run {result.run_id} ({result.status})")
+        print_stats_table(rows, title=f"run {result.run_id} ({result.status})")
         click.echo(result.run_id)
-    if result.stopped_targets:
-        for target, reason in result.stopped_targets.items():
-            err_console().print(f"{target} {reason.removeprefix(f'not sent: {target} ')}", markup=False)
+    if spend is not None:
+        err_console().print(format_totals(spend, RunOptions.from_config(info.config).spend_caps), markup=False)
+    dead = {t: r for t, r in result.stopped_targets.items() if t not in result.spend_capped}
+    for target, reason in result.stopped_targets.items():
+        err_console().print(f"{target} {reason.removeprefix(f'not sent: {target} ')}", markup=False)
+    if dead:
         err_console().print(f"{result.not_sent} request(s) not sent to {len(result.stopped_targets)} stopped "
                             "target(s); fix them (key, model name) and start a new run", markup=False)
         raise SystemExit(int(ExitCode.DEAD_TARGET))
+    if result.spend_capped:
+        err_console().print(f"{result.not_sent} request(s) not sent: the spend cap stopped "
+                            f"{', '.join(result.spend_capped)}; raise --max-spend in a new run to send them",
+                            markup=False)
+        raise SystemExit(int(ExitCode.SPEND_CAP))
+
+
+def _interactive() -> bool:
+    """Whether a person can answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
 
 
 def _limits(max_response_mb: float, max_image_megapixels: float) -> ResponseLimits:
@@ -225,7 +259,8 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
                    stream: bool | None, rpm: float | None, ignore_limits: bool, variants: tuple[str, ...],
                    shard: str | None, sandbox: bool, time_scale: float, sandbox_profile: Path | None, faults: bool,
                    seed: int, label: str | None, resume_id: str | None, http2: bool, dead_target_after: int,
-                   strict_size: bool, db: Path, limits: ResponseLimits) -> RunResult:
+                   strict_size: bool, db: Path, limits: ResponseLimits, caps: SpendCaps, dry_run: bool,
+                   assume_yes: bool) -> RunResult | None:
     if resume_id:
         return resume_run(db, resume_id, credentials_for, observer)
     else:
@@ -236,14 +271,31 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
                 raise ConfigError("--http2 needs the h2 package: pip install 'httpx[http2]'")
         challenges = load_challenges(challenges_path)
         targets = select(load_targets(targets_file), target_patterns)
-        credentials = resolve_keys(targets, sandbox=sandbox)
-        report_unsupported(challenges, targets)
         options = RunOptions(
             samples=samples, concurrency=concurrency, timeout_s=timeout_s, retries=retries, stream=stream, rpm=rpm,
             respect_limits=not ignore_limits, variants=variants, shard=_shard(shard), sandbox=sandbox,
             time_scale=time_scale, sandbox_profile=str(sandbox_profile) if sandbox_profile else None,
             sandbox_faults=faults, seed=seed, label=label, http2=http2, dead_target_after=dead_target_after,
-            strict_size=strict_size, limits=limits,
+            strict_size=strict_size, limits=limits, max_spend_usd=caps.run_usd,
+            max_spend_per_target_usd=caps.per_target_usd,
         )
+        report_unsupported(challenges, targets)
+        credentials = {} if dry_run else resolve_keys(targets, sandbox=sandbox)
+        plans = plans_for(plan_items(challenges, targets, options), targets, options)
+        if caps.any:
+            check_caps(plans, caps)
+        if dry_run or (not sandbox and not caps.any):
+            est = estimate(plans, retries=retries, concurrency=concurrency, rpm=rpm, respect_limits=not ignore_limits)
+            err_console().print(("Dry run: nothing is sent.\n" if dry_run else "Estimate (no --max-spend):\n")
+                                + format_estimate(est), markup=False)
+            if dry_run:
+                return None
+            if not assume_yes and _interactive():
+                total = sum(r.requests for r in est.rows)
+                at_most = "an unknown amount" if est.high_usd is None else f"at most ${est.high_usd:,.2f}"
+                if not click.confirm(f"Send {total} requests to real providers ({at_most})?", default=False,
+                                     err=True):
+                    raise ConfigError("not confirmed: nothing was sent (use --max-spend to cap the run, or "
+                                      "--yes to skip this question)")
         return start_run(db, challenges, targets, credentials, options, challenges_path=str(challenges_path),
                          targets_file=str(targets_file) if targets_file else None, observer=observer)

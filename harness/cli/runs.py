@@ -10,6 +10,7 @@ from rich.table import Table
 
 from harness.cli._common import db_option, handle_errors, out_console, print_json
 from harness.records import RunInfo
+from harness.spend import spend_by_run
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -19,20 +20,21 @@ from harness.store import runs as run_store
 @db_option
 @handle_errors
 def runs(as_json: bool, db: Path) -> None:
-    """List runs (id, status, requests done/planned, sandbox or real).
+    """List runs (id, status, requests done/planned, sandbox or real, spend in USD as the harness computes it).
 
     A run whose process died or was stopped shows ``interrupted`` with when it last did something; finish it
     with ``harness run --resume RUN_ID``. A ``running`` run names the process executing it."""
     with Store.open(db, readonly=True) as store:
         found = run_store.list_runs(store)
+        spend = spend_by_run(store.conn)
     if as_json:
-        print_json([asdict(r) for r in found])
+        print_json([{**asdict(r), "spend_usd": spend.get(r.id, 0.0)} for r in found])
         return
-    table = Table("id", "created (UTC)", "status", "requests", "attempts", "mode", "label")
+    table = Table("id", "created (UTC)", "status", "requests", "attempts", "mode", "spend (USD)", "label")
     for r in found:
         mode = f"sandbox x{r.time_scale:g}" if r.sandbox else "live"
         table.add_row(r.id, r.created_at, _status(r), f"{r.requests_done}/{r.requests_planned}", str(r.attempts),
-                      mode, r.label or "")
+                      mode, f"{spend.get(r.id, 0.0):.4f}", r.label or "")
     out_console().print(table)
 
 

@@ -26,7 +26,7 @@ import httpx
 
 from harness.errors import HarnessError
 from harness.http_pool import ClientPool
-from harness.providers.base import GenerationRequest, Provider, ProviderError
+from harness.providers.base import ErrorKind, GenerationRequest, Provider, ProviderError
 from harness.providers.registry import get_protocol
 from harness.records import NOT_SENT, AttemptRecord, FinalOutcome
 from harness.redaction import Redactor
@@ -34,6 +34,7 @@ from harness.run.attempt import AttemptContext, AttemptOutcome, attempt_record, 
 from harness.run.items import WorkItem, build_request
 from harness.run.options import MAX_RETRY_WAIT_S, RunObserver, RunOptions
 from harness.run.writer import StoreWriter
+from harness.spend import TIMEOUT_COST_SOURCE, SpendCaps, SpendGuard, SpendTotals
 from harness.store.core import store_write_error
 from harness.targets import Credential, Target
 from harness.timing import AttemptClock, now_ns
@@ -125,6 +126,10 @@ class RunResult:
     requests: int
     stopped_targets: dict[str, str] = field(default_factory=dict)
     not_sent: int = 0
+    spend: SpendTotals | None = None
+    """What the run has spent, per target and overall (this process and earlier ones of the same run)."""
+    spend_capped: dict[str, str] = field(default_factory=dict)
+    """The targets a spend cap stopped, with the reason (also in ``stopped_targets``)."""
 
 
 def _unsent_clock() -> AttemptClock:
@@ -158,6 +163,8 @@ class Runner:
     options: RunOptions
     observer: RunObserver = field(default_factory=RunObserver)
     images_dir: Path | None = None
+    spend: SpendGuard = field(default_factory=lambda: SpendGuard.for_run(SpendCaps()))
+    """Admits each attempt under the run's spend caps and counts what it cost (see :mod:`harness.spend`)."""
 
     async def execute(self, run_id: str, items: Sequence[WorkItem], targets: Sequence[Target],
                       credentials: dict[str, Credential], base_urls: dict[str, str], already_done: int,
@@ -235,8 +242,9 @@ class Runner:
                 writer.close()
             self.observer.on_finish(run_id, status)
         stopped = {name: rt.stop_reason for name, rt in runtimes.items() if rt.stop_reason is not None}
+        capped = {name: reason for name, reason in stopped.items() if name in self.spend.stopped}
         return RunResult(run_id, status, counter[0], len(items), stopped,
-                         sum(rt.not_sent for rt in runtimes.values()))
+                         sum(rt.not_sent for rt in runtimes.values()), self.spend.totals(), capped)
 
     async def _dispatch(self, group: asyncio.TaskGroup, run_id: str, rt: _TargetRuntime, todo: list[WorkItem],
                         writer: StoreWriter, t0: int, counter: list[int]) -> None:
@@ -270,6 +278,13 @@ class Runner:
         counter[0] += 1
         self.observer.on_attempt(record)
 
+    def _stop_for_spend(self, rt: _TargetRuntime) -> None:
+        """Stop ``rt``'s target: its next request could take the run past a spend cap."""
+        if rt.stop_reason is None:
+            rt.stop_reason = self.spend.stopped[rt.target.name]
+            rt.stopped.set()
+            self.observer.on_target_stopped(rt.target.name, rt.stop_reason)
+
     def _observe_final(self, rt: _TargetRuntime, record: AttemptRecord) -> None:
         if rt.stop_reason is not None:
             return
@@ -299,10 +314,23 @@ class Runner:
                 if rt.stopped.is_set():
                     self._not_sent(run_id, item, attempt, rt, writer, t0, sched_ns, counter)
                     return
-                async with rt.pool.lease() as client:
-                    outcome, record = await self._attempt(run_id, item, rt, client, request, attempt, t0, sched_ns,
-                                                          wait_ms)
+                reservation = await self.spend.admit(rt.target, request)
+                if reservation is None:
+                    self._stop_for_spend(rt)
+                    self._not_sent(run_id, item, attempt, rt, writer, t0, sched_ns, counter)
+                    return
+                try:
+                    async with rt.pool.lease() as client:
+                        outcome, record = await self._attempt(run_id, item, rt, client, request, attempt, t0,
+                                                              sched_ns, wait_ms)
+                except BaseException:
+                    self.spend.settle(reservation, 0.0, timed_out=True)  # it may have been sent: its bound
+                    raise
                 error = outcome.error
+                counted = self.spend.settle(reservation, record.cost_usd,
+                                            timed_out=error is not None and error.kind is ErrorKind.TIMEOUT)
+                if counted != record.cost_usd:
+                    record.cost_usd, record.cost_source = counted, TIMEOUT_COST_SOURCE
                 if first_ns is None:
                     first_ns = outcome.t_start
                 retry = (error is not None and error.kind.retryable and attempt <= self.options.retries

@@ -24,6 +24,7 @@ from harness.run.execute import HISTORY_PER_TARGET, Runner, RunResult, retry_wai
 from harness.run.items import WorkItem, plan_items, unsupported_pairs
 from harness.run.lock import locks_for
 from harness.run.options import CONFIG_VERSION, RunObserver, RunOptions
+from harness.spend import SpendGuard, check_caps, plans_for, spent_by_target
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.core import store_write_error
@@ -140,6 +141,8 @@ def start_run(db_path: Path, challenges: Sequence[Challenge], targets: Sequence[
     """Create a run in the store and execute it (blocking). The run is locked by this process from before
     it exists until it ends (see :mod:`harness.run.lock`)."""
     items = plan_items(challenges, targets, options)
+    if options.spend_caps.any:
+        check_caps(plans_for(items, targets, options), options.spend_caps)
     run_id = run_id or new_run_id()
     with Store.open(db_path) as store:
         lock = locks_for(store).acquire(run_id)
@@ -179,8 +182,10 @@ def _record_status(db_path: Path, run_id: str, status: str, *, quiet: bool) -> N
 
 def _execute(db_path: Path, images_dir: Path, run_id: str, items: Sequence[WorkItem], targets: Sequence[Target],
              credentials: dict[str, Credential], options: RunOptions, observer: RunObserver | None,
-             already_done: int, history: Mapping[str, Sequence[FinalOutcome]] | None = None) -> RunResult:
-    runner = Runner(db_path, options, observer or RunObserver(), images_dir)
+             already_done: int, history: Mapping[str, Sequence[FinalOutcome]] | None = None,
+             already_spent: Mapping[str, float] | None = None) -> RunResult:
+    runner = Runner(db_path, options, observer or RunObserver(), images_dir,
+                    SpendGuard.for_run(options.spend_caps, already_spent))
     status = "failed"
     try:
         with _sigterm_as_interrupt(), _maybe_sandbox(options) as sandbox:
@@ -215,6 +220,7 @@ def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[T
             targets = [thaw_target(t) for t in run_store.run_targets(store, info.id)]
             done, unfinished = run_store.request_progress(store, info.id)
             history = run_store.first_finals(store, info.id, HISTORY_PER_TARGET)
+            already_spent = spent_by_target(store.conn, info.id)
             images_dir = store.images_dir
             credentials = credentials_for(targets, options.sandbox)
             planned = plan_items(challenges, targets, options)
@@ -228,7 +234,7 @@ def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[T
             raise
     with lock:
         return _execute(db_path, images_dir, info.id, todo, targets, credentials, options, observer,
-                        already_done=len(done), history=history)
+                        already_done=len(done), history=history, already_spent=already_spent)
 
 
 def _continued(item: WorkItem, progress: run_store.UnfinishedRequest | None, options: RunOptions) -> WorkItem:

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.records import AttemptRecord
+from harness.spend import SpendCaps
 from harness.timing import DEFAULT_LIMITS, ResponseLimits
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -16,9 +17,11 @@ MAX_RETRY_WAIT_S = 120.0
 DEFAULT_DEAD_TARGET_AFTER = 5
 """A target whose first this-many final attempts fail alike with a client error is stopped (0: never)."""
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 """Version of the stored run configuration (``runs.config_json``). 1: the first release; 2: adds
-``dead_target_after``, ``strict_size`` and ``limits``. Older configurations read with today's defaults for what they lack."""
+``dead_target_after``, ``strict_size`` and ``limits``; 3: adds the spend caps ``max_spend_usd`` and
+``max_spend_per_target_usd`` (an older harness must not resume a capped run and ignore its cap). Older
+configurations read with today's defaults for what they lack."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,14 @@ class RunOptions:
     limits: ResponseLimits = DEFAULT_LIMITS
     """Bounds on what one attempt may receive (body bytes, compression ratio, stream size and length, image
     pixels); a hit fails that attempt, never the run."""
+    max_spend_usd: float | None = None
+    """The run never spends more than this (USD, as the harness computes cost); None: no cap."""
+    max_spend_per_target_usd: float | None = None
+    """No target spends more than this (USD) in the run; None: no cap."""
+
+    @property
+    def spend_caps(self) -> SpendCaps:
+        return SpendCaps(run_usd=self.max_spend_usd, per_target_usd=self.max_spend_per_target_usd)
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale if self.sandbox else seconds
