@@ -1,20 +1,29 @@
-"""``harness stats RUN_ID``: the provider performance table of a run."""
+"""``harness stats RUN_ID``: the provider performance table of a run, its goodput against an objective, and
+the per-model view (``--by model``) that ranks the providers of each model."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import click
 
 from harness.cli._common import db_option, handle_errors, print_json
-from harness.cli.tables import print_run_stats, print_scores_table
+from harness.cli.tables import print_model_views, print_run_stats, print_scores_table
 from harness.errors import ConfigError
+from harness.records import RunInfo
 from harness.scoring.summary import summarise_scores, summary_columns, summary_records
-from harness.stats.source import run_stats
-from harness.stats.table import BY_ALIASES, ProviderRow, resolve_by, rows_json
+from harness.stats.bymodel import RANK_BY, ModelView, RankBy, model_views
+from harness.stats.fidelity import fidelity_rows, fidelity_warning
+from harness.stats.goodput import DEFAULT_MEASURE, MEASURES, Measure, parse_slo
+from harness.stats.source import RunStats, effective_timeout_ms, stats_frame_columns
+from harness.stats.table import BY_ALIASES, ProviderRow, provider_rows, resolve_by, rows_json
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.scores import latest_scorer, scores_frame
+
+MODEL_VIEW = "model"
+"""``--by model`` asks for the per-model view rather than a split of the provider table."""
 
 
 def parse_by(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -26,32 +35,82 @@ def parse_by(values: tuple[str, ...]) -> tuple[str, ...]:
         raise ConfigError(f"--by: {exc}") from None
 
 
+def wants_model_view(values: tuple[str, ...]) -> bool:
+    """Whether ``--by`` asks for the per-model view; ``--by model`` with other splits is an error."""
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if MODEL_VIEW not in names:
+        return False
+    if set(names) != {MODEL_VIEW}:
+        raise ConfigError("--by model ranks each model's providers and cannot be combined with other splits "
+                          f"({', '.join(n for n in names if n != MODEL_VIEW)})")
+    return True
+
+
+def _slo(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_slo(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _run_stats(store: Store, info: RunInfo, columns: tuple[str, ...], slo_ms: float | None,
+               measure: Measure) -> RunStats:
+    """:func:`harness.stats.source.run_stats` with the goodput columns against ``slo_ms``."""
+    frame = run_store.attempts_frame(store, [info.id], columns=stats_frame_columns(store, columns))
+    rows = provider_rows(frame, columns, timeout_ms=effective_timeout_ms(info), slo_ms=slo_ms,
+                         goodput_measure=measure)
+    warning = None
+    if info.sandbox and info.time_scale and "intended_ms" in frame.columns:
+        warning = fidelity_warning(fidelity_rows(frame), float(info.time_scale))
+    return RunStats(info, rows, warning)
+
+
 @click.command()
 @click.argument("run_id", required=False)
 @click.option("--by", "by", multiple=True, metavar="NAME",
-              help=f"Also split rows by {', '.join(n for n in BY_ALIASES if n not in ('target', 'challenge_id', 'run_id'))}"
-                   " (repeatable or comma-separated).")
+              help=f"Also split rows by {', '.join(n for n in BY_ALIASES if n not in ('target', 'challenge_id', 'run_id', 'model'))}"
+                   " (repeatable or comma-separated). --by model instead ranks the providers of each model "
+                   "served by two or more, with the differences the data support.")
+@click.option("--rank-by", type=click.Choice(list(RANK_BY)), default="p50", show_default=True,
+              help="With --by model: the figure providers are ranked on.")
+@click.option("--slo", "slo_ms", callback=_slo, metavar="DURATION",
+              help="Latency objective for goodput, the share of requests that succeeded within it "
+                   "(10s, 1500ms, 2.5s); failures count as misses.")
+@click.option("--slo-measure", type=click.Choice(list(MEASURES)), default=DEFAULT_MEASURE, show_default=True,
+              help="The time compared with --slo: time to image (retries and waits included) or provider latency.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list (each row with schema_version).")
 @click.option("--wide", is_flag=True, help="One table with every column and full names, however wide the terminal.")
-@click.option("--schema", "schema", is_flag=True, help="Print the JSON schema of a --json row and exit.")
+@click.option("--schema", "schema", is_flag=True,
+              help="Print the JSON schema of a --json row (of a model view with --by model) and exit.")
 @db_option
 @handle_errors
-def stats(run_id: str | None, by: tuple[str, ...], as_json: bool, wide: bool, schema: bool, db: Path) -> None:
+def stats(run_id: str | None, by: tuple[str, ...], rank_by: str, slo_ms: float | None, slo_measure: str,
+          as_json: bool, wide: bool, schema: bool, db: Path) -> None:
     """Per target: success with Wilson intervals, latency percentiles with order-statistic intervals,
-    failure-inclusive p95, TTFB, time to image, size as asked, queue phases, throughput and cost per image.
+    failure-inclusive p95, TTFB, time to image, size as asked, queue phases, throughput and cost per image;
+    with --slo, goodput with its Wilson interval.
 
     Tables never cut a name or a price: when the terminal is too narrow for one table, the columns are split
     over several tables, long target names are shortened to their unique part (… marks what is left out),
     and below that each row is printed as a block."""
+    by_model = wants_model_view(by)
+    measure = cast(Measure, slo_measure)
     if schema:
-        print_json(ProviderRow.json_schema())
+        print_json(ModelView.json_schema() if by_model else ProviderRow.json_schema())
         return
     if run_id is None:
         raise click.UsageError("Missing argument 'RUN_ID'.")
+    if by_model:
+        _model_view(run_id, cast(RankBy, rank_by), slo_ms, measure, as_json, wide, db)
+        return
+    if rank_by != "p50":
+        raise ConfigError("--rank-by applies to --by model only")
     columns = parse_by(by)
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, run_id)
-        result = run_stats(store, info, columns)
+        result = _run_stats(store, info, columns, slo_ms, measure)
         scorer = latest_scorer(store, [info.id])
         scores = scores_frame(store, [info.id], scorer=scorer) if scorer else None
     rows = result.rows
@@ -65,3 +124,16 @@ def stats(run_id: str | None, by: tuple[str, ...], as_json: bool, wide: bool, sc
         print_scores_table(summary_records(summarise_scores(scores, by=columns) if scores is not None
                                            and columns != ("target",) else summary),
                            title=f"CLIP scores ({scorer}); mean and 95 % interval")
+
+
+def _model_view(run_id: str, rank_by: RankBy, slo_ms: float | None, measure: Measure, as_json: bool, wide: bool,
+                db: Path) -> None:
+    with Store.open(db, readonly=True) as store:
+        info = run_store.get_run(store, run_id)
+        frame = run_store.attempts_frame(store, [info.id], columns=stats_frame_columns(store, ("target",)))
+    views = model_views(frame, rank_by=rank_by, timeout_ms=effective_timeout_ms(info), slo_ms=slo_ms,
+                        goodput_measure=measure)
+    if as_json:
+        print_json([v.to_json() for v in views])
+        return
+    print_model_views(views, title=f"run {info.id}", wide=wide)

@@ -29,6 +29,8 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.cli._common import out_console
+from harness.stats.bymodel import ModelProvider, ModelView
+from harness.stats.goodput import format_slo
 from harness.stats.source import RunStats
 from harness.stats.table import NOT_RECORDED, ProviderRow
 
@@ -274,6 +276,24 @@ def _success_cell(row: ProviderRow) -> str:
     return fmt_pct(row.success_rate) + ci
 
 
+def _goodput_cell(row: ProviderRow) -> str:
+    if row.goodput is None:
+        return WITHHELD if "goodput" in row.withheld else "—"
+    low, high = row.goodput_ci_low, row.goodput_ci_high
+    ci = f" ({fmt_pct(low)}–{fmt_pct(high)})" if low is not None and high is not None else ""
+    return fmt_pct(row.goodput) + ci
+
+
+def goodput_header(rows: Sequence[ProviderRow]) -> str:
+    """The goodput column's header: the objective and the time measured (``goodput ≤ 10 s\n(time to
+    image, 95% CI)``)."""
+    judged = next((r for r in rows if r.slo_ms is not None), None)
+    if judged is None or judged.slo_ms is None:
+        return "goodput"
+    measure = (judged.goodput_measure or "").replace("_", " ")
+    return f"goodput ≤ {format_slo(judged.slo_ms)}\n({measure}, 95% CI)"
+
+
 def _size_cell(row: ProviderRow) -> str:
     if row.size_as_asked is None:
         return WITHHELD if "size_as_asked" in row.withheld else "—"
@@ -321,6 +341,7 @@ def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
         (Column("n", REQUESTS), lambda r: str(r.n)),
         (Column("not sent", REQUESTS), lambda r: str(r.not_sent)),
         (Column("success\n(95% CI)", REQUESTS), _success_cell),
+        (Column(goodput_header(rows), REQUESTS, "goodput"), _goodput_cell),
         (Column("1st try", REQUESTS), lambda r: fmt_pct(r.first_attempt_success_rate)),
         (Column("429s", REQUESTS), lambda r: fmt_pct(r.rate_limited_share)),
         (Column("size as\nasked", REQUESTS, "size_as_asked"), _size_cell),
@@ -342,7 +363,7 @@ def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
         (Column("deviation\np95", FIDELITY), lambda r: _signed_ms(r.fidelity_deviation_p95_ms)),
         (Column("n", FIDELITY), lambda r: str(r.fidelity_n)),
     ]
-    shown = {"not sent": has("not_sent"), "size as\nasked": has("size_as_asked_n"),
+    shown = {"not sent": has("not_sent"), goodput_header(rows): any(r.slo_ms is not None for r in rows), "size as\nasked": has("size_as_asked_n"),
              "time to image\np50 (95% CI)": has("time_to_image_n"), "time to\nimage p95": has("time_to_image_n"),
              "latency with\nconnect p50": has("latency_with_connect_n"), "client\np50": has("client_n")}
     return [(c, cell) for c, cell in columns
@@ -489,3 +510,110 @@ def print_scores_table(records: Sequence[dict[str, Any]], title: str, *, console
 
 _SCORE_FIELDS = {"scorer", "metric", "higher_is_better", "n_images", "n_prompts", "mean", "low", "high",
                  "truncated_share"}
+
+
+# --- one model, every provider ------------------------------------------------------------------------------
+
+def _interval_ms(entry: ModelProvider, field: str) -> str:
+    if field in entry.withheld:
+        return WITHHELD
+    value = getattr(entry, field)
+    if value is None:
+        return "—"
+    stem = field.removesuffix("_ms")
+    low, high = getattr(entry, f"{stem}_ci_low_ms"), getattr(entry, f"{stem}_ci_high_ms")
+    return fmt_ms(value) + (f" ({fmt_ms(low)}–{fmt_ms(high)})" if low is not None and high is not None else "")
+
+
+def _interval_pct(value: float | None, low: float | None, high: float | None, withheld: bool = False) -> str:
+    if value is None:
+        return WITHHELD if withheld else "—"
+    return fmt_pct(value) + (f" ({fmt_pct(low)}–{fmt_pct(high)})" if low is not None and high is not None else "")
+
+
+def _cost_cell(entry: ModelProvider) -> str:
+    low, high = entry.cost_per_image_ci_low_usd, entry.cost_per_image_ci_high_usd
+    ci = f" ({fmt_usd(low)}–{fmt_usd(high)})" if low is not None and high is not None and math.isfinite(high) \
+        else ""
+    return fmt_usd(entry.cost_per_image_usd) + ci
+
+
+def model_sheet(view: ModelView, title: str | None = None) -> Sheet:
+    """The providers of one model in rank order as a :class:`Sheet` (what :func:`print_model_views` prints)."""
+    section, latency = "requests and cost", "latency (ms)"
+    columns: list[tuple[Column, Callable[[ModelProvider], str]]] = [
+        (Column("rank", section), lambda e: "—" if e.rank is None else str(e.rank)),
+        (Column("n", section), lambda e: str(e.n)),
+        (Column("success\n(95% CI)", section),
+         lambda e: _interval_pct(e.success_rate, e.success_ci_low, e.success_ci_high)),
+    ]
+    judged = next((e for e in view.providers if e.slo_ms is not None), None)
+    if judged is not None and judged.slo_ms is not None:
+        columns.append((Column(f"goodput ≤ {format_slo(judged.slo_ms)}\n(95% CI)", section, "goodput"),
+                        lambda e: _interval_pct(e.goodput, e.goodput_ci_low, e.goodput_ci_high,
+                                                "goodput" in e.withheld)))
+    columns += [
+        (Column("$/image\n(95% CI)", section), _cost_cell),
+        (Column("p50\n(95% CI)", latency, "p50_ms"), lambda e: _interval_ms(e, "p50_ms")),
+        (Column("p95\n(95% CI)", latency, "p95_ms"), lambda e: _interval_ms(e, "p95_ms")),
+        (Column("TTFB p50\n(95% CI)", latency, "ttfb_p50_ms"), lambda e: _interval_ms(e, "ttfb_p50_ms")),
+    ]
+    if any(e.time_to_image_p50_ms is not None for e in view.providers):
+        columns.append((Column("time to image\np50 (95% CI)", latency, "time_to_image_p50_ms"),
+                        lambda e: _interval_ms(e, "time_to_image_p50_ms")))
+    heading = f"{view.model} — ranked by {view.ranked_on}"
+    sheet = Sheet(f"{title}: {heading}" if title else heading, ("provider",), tuple(c for c, _ in columns))
+    sheet.rows = [((e.label,), tuple(cell(e) for _, cell in columns)) for e in view.providers]
+    return sheet
+
+
+_VIEW_FIELDS = ("p50_ms", "p95_ms", "ttfb_p50_ms", "time_to_image_p50_ms", "goodput")
+
+
+def _print_view_withheld(view: ModelView, console: Console) -> None:
+    """One line per reason a figure of the model's table is withheld, naming the providers it concerns."""
+    notes: dict[tuple[str, str], list[str]] = {}
+    for entry in view.providers:
+        for column, reason in entry.withheld.items():
+            if column not in _VIEW_FIELDS:
+                continue
+            match = _NEEDED.search(reason)
+            needs = (f"needs at least {match.group(1)} values for a distribution-free 95 % interval" if match
+                     else reason)
+            notes.setdefault((column.removesuffix("_ms").replace("_", " "), needs), []).append(entry.label)
+    for (column, needs), labels in notes.items():
+        console.print(f"  {WITHHELD} {column}: {needs} ({', '.join(labels)})", markup=False, soft_wrap=False)
+
+
+def print_model_views(views: Sequence[ModelView], title: str | None = None, *, console: Console | None = None,
+                      wide: bool = False) -> None:
+    """Per model served by two or more providers: its providers in rank order, then a line per difference the
+    data support and how many pairs show none; then the models with one provider, a line each; then the
+    methods."""
+    console = console or out_console()
+    ranked = [v for v in views if v.note is None]
+    if not ranked:
+        console.print("no model is served by two or more providers in this run: nothing to rank", markup=False,
+                      soft_wrap=False)
+    for view in ranked:
+        print_sheet(model_sheet(view, title), console, wide=wide)
+        for difference in view.supported:
+            console.print(f"  {difference.statement}", markup=False, soft_wrap=False)
+        for metric in dict.fromkeys(d.metric for d in view.differences):
+            pairs = [d for d in view.differences if d.metric == metric]
+            tested = [d for d in pairs if d.test is not None]
+            quiet = len(tested) - sum(d.supported for d in tested)
+            name = metric.replace("_", " ")
+            if quiet:
+                console.print(f"  {name}: {quiet} of {len(pairs)} pair(s) show no difference the data support",
+                              markup=False, soft_wrap=False)
+            for d in pairs:
+                if d.test is None:
+                    console.print(f"  {name}: not tested: {d.reason}", markup=False, soft_wrap=False)
+        _print_view_withheld(view, console)
+    for view in views:
+        if view.note is not None:
+            console.print(f"{view.model}: {view.note}", markup=False, soft_wrap=False)
+    if ranked:
+        for figure, method in ranked[0].methods.items():
+            console.print(f"method, {figure.replace('_', ' ')}: {method}", markup=False, soft_wrap=False)

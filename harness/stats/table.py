@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.stats.fidelity import FidelityRow, fidelity_rows
+from harness.stats.goodput import DEFAULT_MEASURE, Measure, goodput_counts, goodput_of
 from harness.stats.intervals import CONFIDENCE, quantile_interval, wilson
 from harness.stats.requests import OPTIONAL_COLUMNS, PHASE_COLUMNS, logical_requests
 
@@ -167,6 +168,19 @@ class ProviderRow(BaseModel):
     fetch_p50_ms: float | None = _ms("queue APIs: fetch phase median")
     download_p50_ms: float | None = _ms("queue APIs: download phase median")
     poll_interval_ms: float | None = _ms("queue APIs: the status poll interval that bounds the phases' precision")
+
+    slo_ms: float | None = Field(None, description="the latency objective goodput is measured against (ms; "
+                                                   "`harness stats --slo`); null when none was set")
+    goodput_measure: Literal["time_to_image", "latency"] | None = Field(
+        None, description="the time compared with the objective: time_to_image (first attempt's start to the "
+                          "final image, retries and waits included) or latency (provider time)")
+    goodput_n: int | None = Field(None, description="requests judged against the objective: every failure and "
+                                                    "every success with the measured time")
+    goodput_hits: int | None = Field(None, description="requests that succeeded within the objective")
+    goodput: float | None = Field(None, description="goodput_hits / goodput_n: share of requests that succeeded "
+                                                    "within slo_ms (failures count as misses)")
+    goodput_ci_low: float | None = Field(None, description="Wilson 95 % interval of goodput, lower end")
+    goodput_ci_high: float | None = Field(None, description="Wilson 95 % interval of goodput, upper end")
 
     images: int = Field(description="successful images")
     window_s: float | None = Field(description="last request end − first request scheduled, wall clock (s)")
@@ -346,6 +360,16 @@ def _fidelity(row: dict[str, Any], fidelity: FidelityRow | None, unrecorded: fro
                fidelity_faithful=fidelity.faithful)
 
 
+def _goodput(row: dict[str, Any], group: pd.DataFrame, slo_ms: float, measure: Measure,
+             confidence: float) -> None:
+    """The goodput columns against ``slo_ms`` (``group`` holds sent requests only)."""
+    result = goodput_of(goodput_counts(group, slo_ms, measure), row["target"], slo_ms, measure, confidence)
+    row.update(slo_ms=slo_ms, goodput_measure=measure, goodput_n=result.n, goodput_hits=result.hits,
+               goodput=result.share, goodput_ci_low=result.low, goodput_ci_high=result.high)
+    if result.withheld:
+        row["withheld"]["goodput"] = result.withheld
+
+
 def _error_counts(kinds: pd.Series) -> dict[str, int]:
     """Failed requests per error class, sorted by class name (classes without failures left out)."""
     counts = kinds.astype(object).fillna("unknown").value_counts()
@@ -363,11 +387,13 @@ def _ratio(num: float, den: float) -> float | None:
 
 def group_row(group: pd.DataFrame, keys: Mapping[str, Any], *, timeout_ms: float | None = None,
               confidence: float = CONFIDENCE, unrecorded: frozenset[str] | None = None,
-              fidelity: FidelityRow | None = None) -> ProviderRow:
+              fidelity: FidelityRow | None = None, slo_ms: float | None = None,
+              goodput_measure: Measure = DEFAULT_MEASURE) -> ProviderRow:
     """The table row of one group of logical requests (a frame from :func:`logical_requests`).
 
     ``unrecorded``: the optional columns the whole run lacks (:func:`unrecorded_columns`; default: this
-    group's own); ``fidelity``: the sandbox fidelity of the group's target (sandbox runs)."""
+    group's own); ``fidelity``: the sandbox fidelity of the group's target (sandbox runs); ``slo_ms``: the
+    latency objective of the goodput columns (:mod:`harness.stats.goodput`; none without it)."""
     unrecorded = unrecorded_columns(group) if unrecorded is None else unrecorded
     labels = {"target": _label(group, "target"), "model": _label(group, "model"),
               "provider": _label(group, "provider")}
@@ -399,6 +425,8 @@ def group_row(group: pd.DataFrame, keys: Mapping[str, Any], *, timeout_ms: float
     _new_measures(row, group, ok_mask, confidence, unrecorded)
     _fidelity(row, fidelity, unrecorded)
     _phases(row, group, ok_mask, confidence)
+    if slo_ms is not None:
+        _goodput(row, group, slo_ms, goodput_measure, confidence)
     images = int(group["n_images"].to_numpy()[ok_mask].sum())
     window_s = float(group["ready_at"].max() - group["sched_at"].min()) if n else math.nan
     has_window = math.isfinite(window_s) and window_s > 0
@@ -424,10 +452,12 @@ def resolve_by(by: Sequence[str]) -> tuple[str, ...]:
 
 
 def provider_rows(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, timeout_ms: float | None = None,
-                  confidence: float = CONFIDENCE) -> list[ProviderRow]:
+                  confidence: float = CONFIDENCE, slo_ms: float | None = None,
+                  goodput_measure: Measure = DEFAULT_MEASURE) -> list[ProviderRow]:
     """One typed row per ``by`` group (default: per target) of the attempts of one or more runs.
 
-    ``timeout_ms`` is the run's effective per-attempt timeout, needed for the failure-inclusive p95.
+    ``timeout_ms`` is the run's effective per-attempt timeout, needed for the failure-inclusive p95;
+    ``slo_ms`` a latency objective (ms) for the goodput columns, measured by ``goodput_measure``.
     """
     if attempts.empty:
         return []
@@ -445,11 +475,14 @@ def provider_rows(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, ti
                    for c, v in zip(columns, key_tuple, strict=True)}
         target = _label(group, "target")
         rows.append(group_row(group, key_map, timeout_ms=timeout_ms, confidence=confidence,
-                              unrecorded=unrecorded, fidelity=fidelity.get(target)))
+                              unrecorded=unrecorded, fidelity=fidelity.get(target), slo_ms=slo_ms,
+                              goodput_measure=goodput_measure))
     return rows
 
 
 def provider_table(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, timeout_ms: float | None = None,
-                   confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
+                   confidence: float = CONFIDENCE, slo_ms: float | None = None,
+                   goodput_measure: Measure = DEFAULT_MEASURE) -> list[dict[str, Any]]:
     """:func:`provider_rows` in dict form (:meth:`ProviderRow.to_dict`), for readers that take rows as dicts."""
-    return [r.to_dict() for r in provider_rows(attempts, by, timeout_ms=timeout_ms, confidence=confidence)]
+    return [r.to_dict() for r in provider_rows(attempts, by, timeout_ms=timeout_ms, confidence=confidence,
+                                               slo_ms=slo_ms, goodput_measure=goodput_measure)]
