@@ -171,11 +171,20 @@ class Target(BaseModel):
         return self.kinds is None or kind in self.kinds
 
     def frozen(self) -> dict[str, Any]:
-        """JSON-able snapshot stored with a run (keys are never part of a target)."""
+        """JSON-able snapshot stored with a run (keys are never part of a target). It stores the canonical
+        model name as ``model`` and the id sent to the provider as ``model_id``; :meth:`from_frozen` reads it."""
         data = self.model_dump(mode="json")
         data["model"] = self.model_name
         data["model_id"] = self.model
         return data
+
+    @classmethod
+    def from_frozen(cls, frozen: Mapping[str, Any]) -> Target:
+        """The target of a stored snapshot (:meth:`frozen`'s inverse). Snapshots stored by an older harness
+        (without ``model_id``, or without fields added since) read with today's defaults."""
+        data = {k: v for k, v in frozen.items() if k != "model_id"}
+        data["model"], data["model_name"] = frozen.get("model_id", frozen["model"]), frozen["model"]
+        return cls.model_validate(data)
 
 
 MAX_TARGETS_FILE_BYTES = 16 << 20

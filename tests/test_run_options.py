@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,7 @@ from harness.run.lifecycle import thaw_target
 from harness.run.options import CONFIG_VERSION
 from harness.targets import load_targets
 from harness.timing import ResponseLimits
+from tests.conftest import photo_like
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 options = st.builds(
@@ -31,6 +33,8 @@ options = st.builds(
     label=st.none() | names, http2=st.booleans(), dead_target_after=st.integers(0, 20), strict_size=st.booleans(),
     limits=st.builds(ResponseLimits, max_body_bytes=st.integers(1, 2**40), max_image_pixels=st.integers(1, 2**30),
                      max_stream_s=st.floats(0.001, 1e5, allow_nan=False)),
+    max_spend_usd=st.none() | st.floats(0.01, 1e4, allow_nan=False),
+    max_spend_per_target_usd=st.none() | st.floats(0.01, 1e4, allow_nan=False),
 )
 
 
@@ -56,6 +60,7 @@ def test_a_first_release_configuration_reads_with_todays_defaults() -> None:
     opts = RunOptions.from_config(first_release)
     assert opts.retries == 2 and opts.shard == (1, 4) and opts.variants == ("default",)
     assert opts.dead_target_after == RunOptions().dead_target_after and opts.strict_size is False
+    assert opts.max_spend_usd is None and not opts.spend_caps.any  # runs from before spend caps had none
 
 
 def test_a_configuration_from_a_newer_harness_is_refused() -> None:
@@ -69,3 +74,32 @@ def test_targets_keep_their_names_through_storage() -> None:
         assert thaw_target(stored) == target
     gateway = next(iter(load_targets(None).values())).model_copy(update={"model": "vendor/model-v2", "model_name": "model"})
     assert thaw_target(gateway.frozen()) == gateway
+
+
+def test_a_stored_target_reads_back_through_from_frozen() -> None:
+    from harness.targets import Target
+
+    for target in load_targets(None).values():
+        assert Target.from_frozen(json.loads(json.dumps(target.frozen()))) == target
+    old = {k: v for k, v in next(iter(load_targets(None).values())).frozen().items()
+           if k not in ("model_id", "price_unit", "price_url", "price_as_of", "price_as_of_kind")}
+    assert Target.from_frozen(old).price_unit is None  # a snapshot from before prices had units still reads
+
+
+def test_run_passes_allow_outside_refs_to_the_suite_loader(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    (tmp_path / "shared.png").write_bytes(photo_like((64, 64)))
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "suite.yaml").write_text("challenges:\n  - id: e\n    title: E\n    category: product\n    kind: edit\n"
+                                      "    prompt: Make it blue\n    references: [../shared.png]\n")
+    args = ["run", "--challenges", str(suite), "--target", "flux-dev@replicate", "--dry-run",
+            "--db", str(tmp_path / "h.db")]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "--allow-outside-refs" in refused.output
+    allowed = CliRunner().invoke(cli, [*args, "--allow-outside-refs"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "Dry run: nothing is sent." in allowed.output and "flux-dev@replicate" in allowed.output

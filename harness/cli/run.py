@@ -23,6 +23,7 @@ from rich.progress import (
 from harness.challenges import Challenge
 from harness.challenges import load as load_challenges
 from harness.cli._common import db_option, err_console, handle_errors, plain_output, print_json
+from harness.cli.challenges import OUTSIDE_REFS
 from harness.cli.tables import print_stats_table
 from harness.errors import ConfigError, ExitCode, HarnessError
 from harness.records import NOT_SENT, AttemptRecord
@@ -174,6 +175,7 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
               help="Print requests, estimated cost range and wall time per target, then exit; nothing is sent.")
 @click.option("--yes", "-y", "assume_yes", is_flag=True,
               help="Do not ask before an uncapped run against real keys (non-interactive use never asks).")
+@OUTSIDE_REFS
 @click.option("--json", "as_json", is_flag=True, help="Print the run id and its provider table as JSON.")
 @db_option
 @handle_errors
@@ -183,7 +185,7 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         sandbox_profile: Path | None, faults: bool, seed: int, label: str | None, resume_id: str | None,
         http2: bool, dead_target_after: int, max_response_mb: float, max_image_megapixels: float,
         strict_size: bool, max_spend: float | None, max_spend_per_target: float | None, dry_run: bool,
-        assume_yes: bool, as_json: bool, db: Path) -> None:
+        assume_yes: bool, allow_outside_refs: bool, as_json: bool, db: Path) -> None:
     """Run challenges against targets and record every attempt in the store.
 
     Exit status (docs/exit-codes.md): 0 every request has a final attempt, 3 a target was stopped as dead,
@@ -196,7 +198,8 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
                                 timeout_s, retries, stream, rpm, ignore_limits, variants, shard, sandbox,
                                 time_scale, sandbox_profile, faults, seed, label, resume_id, http2,
                                 dead_target_after, strict_size, db,
-                                _limits(max_response_mb, max_image_megapixels), caps, dry_run, assume_yes)
+                                _limits(max_response_mb, max_image_megapixels), caps, dry_run, assume_yes,
+                                allow_outside_refs)
     except KeyboardInterrupt:
         err_console().print("interrupted: what was recorded is kept; finish it with "
                             f"`harness run --resume {_interrupted_id(db, resume_id)}`", markup=False)
@@ -260,7 +263,7 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
                    shard: str | None, sandbox: bool, time_scale: float, sandbox_profile: Path | None, faults: bool,
                    seed: int, label: str | None, resume_id: str | None, http2: bool, dead_target_after: int,
                    strict_size: bool, db: Path, limits: ResponseLimits, caps: SpendCaps, dry_run: bool,
-                   assume_yes: bool) -> RunResult | None:
+                   assume_yes: bool, allow_outside_refs: bool) -> RunResult | None:
     if resume_id:
         return resume_run(db, resume_id, credentials_for, observer)
     else:
@@ -269,7 +272,7 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
 
             if importlib.util.find_spec("h2") is None:
                 raise ConfigError("--http2 needs the h2 package: pip install 'httpx[http2]'")
-        challenges = load_challenges(challenges_path)
+        challenges = load_challenges(challenges_path, allow_outside_refs=allow_outside_refs)
         targets = select(load_targets(targets_file), target_patterns)
         options = RunOptions(
             samples=samples, concurrency=concurrency, timeout_s=timeout_s, retries=retries, stream=stream, rpm=rpm,

@@ -111,12 +111,8 @@ def _maybe_sandbox(options: RunOptions) -> Any:
 
 
 def thaw_target(frozen: dict[str, Any]) -> Target:
-    """The :class:`Target` of a stored snapshot (:meth:`Target.frozen` stores the canonical model name as
-    ``model`` and the id sent to the provider as ``model_id``; this is the inverse, the only other place
-    that knows it)."""
-    data = {k: v for k, v in frozen.items() if k != "model_id"}
-    data["model"], data["model_name"] = frozen.get("model_id", frozen["model"]), frozen["model"]
-    return Target.model_validate(data)
+    """The :class:`Target` of a stored snapshot (see :meth:`Target.from_frozen`)."""
+    return Target.from_frozen(frozen)
 
 
 @contextlib.contextmanager
