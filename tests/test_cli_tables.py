@@ -49,7 +49,8 @@ def catalog_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Pro
         frame = run_store.attempts_frame(store, [run_id], columns=stats_frame_columns(store, ("target",)))
     timeout = effective_timeout_ms(info)
     return {"target": provider_rows(frame, timeout_ms=timeout),
-            "kind": provider_rows(frame, ("target", "kind"), timeout_ms=timeout)}
+            "kind": provider_rows(frame, ("target", "kind"), timeout_ms=timeout),
+            "goodput": provider_rows(frame, timeout_ms=timeout, slo_ms=1500.0)}
 
 
 def render(width: int, print_to: object, *args: object, **kwargs: object) -> str:
@@ -173,3 +174,18 @@ def test_every_column_names_a_field_of_the_typed_row(catalog_rows: dict[str, lis
     sheet = stats_sheet(catalog_rows["target"])
     assert {c.field for c in sheet.columns if c.field} <= set(ProviderRow.model_fields)
     assert len(sheet.columns) > 10
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_goodput_and_its_objective_print_whole_beside_every_target(
+        catalog_rows: dict[str, list[ProviderRow]], width: int) -> None:
+    rows = catalog_rows["goodput"]
+    output = render(width, print_stats_table, rows, title="run")
+    assert_readable(output, [r.target for r in rows], width,
+                    prices=[fmt_usd(r.cost_per_image_usd) for r in rows if r.cost_per_image_usd is not None])
+    flat = " ".join(output.split())
+    assert "goodput ≤ 1.5 s" in flat
+    for r in rows:
+        assert r.goodput is not None and r.goodput_ci_low is not None and r.goodput_ci_high is not None
+        cell = f"{100 * r.goodput:.1f}% ({100 * r.goodput_ci_low:.1f}%–{100 * r.goodput_ci_high:.1f}%)"
+        assert cell in output, f"goodput cell {cell} cut at width {width}"

@@ -265,3 +265,18 @@ def test_a_sandbox_run_reports_fidelity_per_target_and_warns_only_when_a_target_
                     "run", console=Console(file=buffer, width=120))
     assert "sandbox fidelity" in buffer.getvalue()
     assert "warning: this machine cannot simulate scale 0.05 faithfully" in buffer.getvalue()
+
+
+def test_goodput_columns_follow_the_schema_and_keep_the_schema_version(steady_run: tuple[Path, str]) -> None:
+    import jsonschema_rs
+
+    db, run_id = steady_run
+    runner = CliRunner()
+    validator = jsonschema_rs.validator_for(json.loads(runner.invoke(cli, ["stats", "--schema"]).output))
+    rows = json.loads(runner.invoke(cli, ["stats", run_id, "--slo", "10s", "--json", "--db", str(db)]).output)
+    for r in rows:
+        validator.validate(r)
+        assert r["schema_version"] == ROW_SCHEMA_VERSION == 1, "added keys keep the version"
+        assert r["slo_ms"] == 10_000.0 and r["goodput_n"] == r["n"]
+        assert r["goodput_ci_low"] <= r["goodput"] <= r["goodput_ci_high"]
+    assert not validator.is_valid({**rows[0], "goodput_measure": "wall"}), "the measure is one of two names"
