@@ -181,3 +181,15 @@ def test_on_a_terminal_an_uncapped_real_run_asks_first(tmp_path: Path, tiny_suit
         assert "not confirmed: nothing was sent" in result.output
         assert not db.exists() or not attempts(db)
     assert ("Send 5 requests to real providers (at most $0.20)?" in result.output) == (not assume_yes)
+
+
+def test_a_per_target_cap_holds_for_each_target(tmp_path: Path, tiny_suite: Path) -> None:
+    proc = harness(tmp_path, tiny_suite, "--target", "flux-dev@replicate", "--sandbox", "--time-scale", "0.01",
+                   "--samples", "3", "--concurrency", "4", "--max-spend-per-target", "0.10", "--json")
+    assert proc.returncode == 6, proc.stderr
+    rows = attempts(tmp_path / "r" / "harness.db")
+    for name in (TARGET, "flux-dev@replicate"):
+        spent = sum(r["cost_usd"] for r in rows if r["target"] == name)
+        assert 0 < spent <= 0.10, (name, spent)
+        assert any(r["error_kind"] == NOT_SENT for r in rows if r["target"] == name)
+    assert set(json.loads(proc.stdout)["stopped_targets"]) == {TARGET, "flux-dev@replicate"}
