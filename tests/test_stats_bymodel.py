@@ -263,3 +263,27 @@ def test_the_model_table_keeps_every_provider_and_price_whole(
     for label in ("@google", "@replicate"):
         assert re.search(rf"(^|[│ ]){re.escape(label)}($|[│ ])", out, re.M), f"{label} cut at {width}:\n{out}"
     assert "$0.0390" in out and "…" not in out
+
+
+def test_with_an_objective_providers_rank_by_goodput_and_its_differences_are_tested(
+        attempts: tuple[pd.DataFrame, float | None]) -> None:
+    """At 120 ms, between the two medians, the fast flaky provider meets the objective more often than the
+    slow reliable one, which meets it almost never; at one minute the order flips to the success rates."""
+    frame, timeout = attempts
+    tight = views_by_model(model_views(frame, rank_by="goodput", slo_ms=120.0, timeout_ms=timeout))[MODEL]
+    assert tight.ranked_on.startswith("goodput within 120 ms")
+    assert [p.target for p in tight.providers] == [FAST, SLOW]
+    goodput = next(d for d in tight.differences if d.metric == "goodput")
+    assert goodput.supported and goodput.better == FAST
+    assert goodput.statement.startswith("@google more often within the objective than @replicate: goodput +")
+    loose = views_by_model(model_views(frame, rank_by="goodput", slo_ms=60_000.0, timeout_ms=timeout))[MODEL]
+    assert [p.target for p in loose.providers] == [SLOW, FAST]
+    assert [p.goodput for p in loose.providers] == [p.success_rate for p in loose.providers]
+
+
+def test_ranking_by_goodput_without_an_objective_is_refused(run: tuple[Path, str]) -> None:
+    db, run_id = run
+    with pytest.raises(ValueError, match="needs an objective"):
+        model_views(pd.DataFrame([attempt(0)]), rank_by="goodput")
+    result = CliRunner().invoke(cli, ["stats", run_id, "--by", "model", "--rank-by", "goodput", "--db", str(db)])
+    assert result.exit_code == 2 and "--rank-by goodput needs --slo" in result.output

@@ -103,6 +103,8 @@ def stats(run_id: str | None, by: tuple[str, ...], rank_by: str, slo_ms: float |
     if run_id is None:
         raise click.UsageError("Missing argument 'RUN_ID'.")
     if by_model:
+        if rank_by == "goodput" and slo_ms is None:
+            raise ConfigError("--rank-by goodput needs --slo (the objective goodput is measured against)")
         _model_view(run_id, cast(RankBy, rank_by), slo_ms, measure, as_json, wide, db)
         return
     if rank_by != "p50":

@@ -12,8 +12,9 @@ data support:
   95 % interval of the median ratio (faster / slower − 1) lies below 0, so the statement is about medians and
   not only about the distributions' order. Pairs where a side has fewer than 6 successful requests (the p50's
   own minimum) are not tested;
-* **success**: Newcombe's hybrid score interval of the difference of the rates, its dual p-value
-  (:func:`harness.stats.pairwise.newcombe_p`), Holm-adjusted across the model's pairs.
+* **success** (and **goodput** when an objective is set): Newcombe's hybrid score interval of the difference
+  of the rates, its dual p-value (:func:`harness.stats.pairwise.newcombe_p`), Holm-adjusted across the
+  model's pairs.
 
 Holm (step-down Bonferroni) controls the family-wise error rate per model and metric, as ``compare``'s
 Bonferroni does, and never finds less. Cost per image is ranked and shown with its interval but not tested.
@@ -33,7 +34,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.stats.bootstrap import DEFAULT_RESAMPLES
-from harness.stats.goodput import DEFAULT_MEASURE, Measure
+from harness.stats.goodput import DEFAULT_MEASURE, Measure, format_slo
 from harness.stats.intervals import CONFIDENCE, min_n_for_quantile
 from harness.stats.pairwise import holm, newcombe_p, ratio_interval
 from harness.stats.requests import logical_requests
@@ -43,30 +44,32 @@ from harness.stats.twosample import quantile_shift, rate_shift
 MODEL_VIEW_SCHEMA_VERSION: Final = 1
 """Version of a model view's JSON form (``harness stats RUN --by model --json``)."""
 
-RankBy = Literal["p50", "success", "cost", "ttfb", "time_to_image"]
+RankBy = Literal["p50", "success", "cost", "ttfb", "time_to_image", "goodput"]
 RANK_BY: Final[dict[str, tuple[str, bool, str]]] = {
     "p50": ("p50_ms", False, "latency p50 (fastest first)"),
     "success": ("success_rate", True, "success rate (most reliable first)"),
     "cost": ("cost_per_image_usd", False, "cost per successful image (cheapest first)"),
     "ttfb": ("ttfb_p50_ms", False, "TTFB p50 (first byte soonest first)"),
     "time_to_image": ("time_to_image_p50_ms", False, "time to image p50 (fastest first)"),
+    "goodput": ("goodput", True, "goodput within {slo} (most often within first)"),
 }
 """``--rank-by`` names: the row field ranked on, whether higher is better, and how the title says it."""
 
 TIE: Final = 1e-9
 """Relative difference below which two figures tie (sums of the same price differ in their last bits)."""
 
-Metric = Literal["latency_p50", "success_rate", "ttfb_p50", "time_to_image_p50"]
+Metric = Literal["latency_p50", "success_rate", "goodput", "ttfb_p50", "time_to_image_p50"]
 _SAMPLE_COLUMNS: Final[dict[str, str]] = {"latency_p50": "latency_ms", "ttfb_p50": "ttfb_ms",
                                           "time_to_image_p50": "time_to_image_ms"}
 _METRIC_WORDS: Final[dict[str, tuple[str, str]]] = {
     "latency_p50": ("faster than", "p50"), "ttfb_p50": ("first byte sooner than", "TTFB p50"),
     "time_to_image_p50": ("image sooner than", "time to image p50"),
     "success_rate": ("more reliable than", "success"),
+    "goodput": ("more often within the objective than", "goodput"),
 }
 LATENCY_METHOD: Final = ("Mann–Whitney U, Holm-adjusted across the model's pairs; stated when the adjusted p < "
                          "{alpha:g} and the percentile-bootstrap 95 % interval of the median ratio excludes 0")
-SUCCESS_METHOD: Final = ("Newcombe hybrid score interval of the difference, dual p-value Holm-adjusted across "
+SUCCESS_METHOD: Final = ("Newcombe's hybrid score interval of the difference, dual p-value Holm-adjusted across "
                          "the model's pairs; stated when the adjusted p < {alpha:g}")
 COST_METHOD: Final = "percentile bootstrap over requests of Σ cost / Σ images (shown, not tested)"
 
@@ -252,29 +255,38 @@ def _latency_pairs(metric: Metric, requests: dict[str, pd.DataFrame], labels: di
     return [d for d in out if d is not None]
 
 
-def _success_pairs(rows: dict[str, ProviderRow], labels: dict[str, str], targets: list[str],
-                   alpha: float) -> list[PairwiseDifference]:
+def _counts(row: ProviderRow, metric: Metric) -> tuple[int, int]:
+    """``(successes, trials)`` of a proportion metric: success, or goodput against the objective."""
+    if metric == "goodput":
+        return (row.goodput_hits or 0, row.goodput_n or 0) if row.goodput is not None else (0, 0)
+    return row.successes, row.n
+
+
+def _rate_pairs(metric: Metric, rows: dict[str, ProviderRow], labels: dict[str, str], targets: list[str],
+                alpha: float) -> list[PairwiseDifference]:
     out: list[PairwiseDifference | None] = []
     tested: list[tuple[int, str, str, float]] = []
     for a, b in combinations(targets, 2):
-        ra, rb = rows[a], rows[b]
-        if min(ra.n, rb.n) == 0:
-            out.append(PairwiseDifference(metric="success_rate", better=a, worse=b, n_better=ra.n, n_worse=rb.n,
-                                          change_kind="points", reason="a side sent no request"))
+        (ka, na), (kb, nb) = _counts(rows[a], metric), _counts(rows[b], metric)
+        if min(na, nb) == 0:
+            why = "a side sent no request" if metric == "success_rate" else "a side's goodput is withheld"
+            out.append(PairwiseDifference(metric=metric, better=a, worse=b, n_better=na, n_worse=nb,
+                                          change_kind="points", reason=why))
             continue
-        better, worse = (a, b) if ra.successes * rb.n >= rb.successes * ra.n else (b, a)
-        rw, rbt = rows[worse], rows[better]
-        tested.append((len(out), better, worse, newcombe_p(rw.successes, rw.n, rbt.successes, rbt.n)))
+        better, worse = (a, b) if ka * nb >= kb * na else (b, a)
+        (kw, nw), (kbt, nbt) = _counts(rows[worse], metric), _counts(rows[better], metric)
+        tested.append((len(out), better, worse, newcombe_p(kw, nw, kbt, nbt)))
         out.append(None)
     adjusted = holm([t[3] for t in tested])
+    words, figure = _METRIC_WORDS[metric]
     for (i, better, worse, p), p_adj in zip(tested, adjusted, strict=True):
-        rw, rbt = rows[worse], rows[better]
-        diff = rate_shift(rw.successes, rw.n, rbt.successes, rbt.n).difference
+        (kw, nw), (kbt, nbt) = _counts(rows[worse], metric), _counts(rows[better], metric)
+        diff = rate_shift(kw, nw, kbt, nbt).difference
         supported = p_adj < alpha and diff.estimate > 0
-        statement = (f"{labels[better]} more reliable than {labels[worse]}: success {_points(diff.estimate)} points "
+        statement = (f"{labels[better]} {words} {labels[worse]}: {figure} {_points(diff.estimate)} points "
                      f"[{_points(diff.low)}, {_points(diff.high)}], Holm-adjusted {_p(p_adj)}")
         out[i] = PairwiseDifference(
-            metric="success_rate", better=better, worse=worse, n_better=rbt.n, n_worse=rw.n, change_kind="points",
+            metric=metric, better=better, worse=worse, n_better=nbt, n_worse=nw, change_kind="points",
             estimate=diff.estimate, ci_low=diff.low, ci_high=diff.high, test="Newcombe", p_value=p,
             p_adjusted=p_adj, supported=supported, statement=statement)
     return [d for d in out if d is not None]
@@ -294,6 +306,8 @@ def model_views(attempts: pd.DataFrame, *, rank_by: RankBy = "p50", timeout_ms: 
     pairwise statements per model and metric; the bootstraps are seeded by ``seed``."""
     if rank_by not in RANK_BY:
         raise ValueError(f"cannot rank by {rank_by!r}; choose from {', '.join(RANK_BY)}")
+    if rank_by == "goodput" and slo_ms is None:
+        raise ValueError("ranking by goodput needs an objective (slo_ms; --slo on the command line)")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     if attempts.empty:
@@ -304,10 +318,14 @@ def model_views(attempts: pd.DataFrame, *, rank_by: RankBy = "p50", timeout_ms: 
     per_target = {str(t): g for t, g in requests.groupby("target", sort=True, observed=True)}
     empty = requests.iloc[0:0]
     metrics: list[Metric] = ["latency_p50", "success_rate"]
+    if slo_ms is not None:
+        metrics.append("goodput")
     if rank_by in ("ttfb", "time_to_image"):
         metrics.append("ttfb_p50" if rank_by == "ttfb" else "time_to_image_p50")
-    methods: dict[str, str] = {m: (SUCCESS_METHOD if m == "success_rate" else LATENCY_METHOD).format(alpha=alpha) for m in metrics}
+    methods: dict[str, str] = {m: (LATENCY_METHOD if m in _SAMPLE_COLUMNS else SUCCESS_METHOD).format(alpha=alpha)
+                               for m in metrics}
     methods["cost_per_image"] = COST_METHOD
+    ranked_on = RANK_BY[rank_by][2].format(slo=format_slo(slo_ms) if slo_ms is not None else "")
     by_model: dict[str, list[ProviderRow]] = {}
     for row in rows:
         by_model.setdefault(row.model, []).append(row)
@@ -317,8 +335,8 @@ def model_views(attempts: pd.DataFrame, *, rank_by: RankBy = "p50", timeout_ms: 
         labels = _labels(members)
         costs = {r.target: _cost_interval(per_target.get(r.target, empty), resamples, _seed(seed, "cost", r.target))
                  for r in members}
-        head = dict(model=model, rank_by=rank_by, ranked_on=RANK_BY[rank_by][2], alpha=alpha, resamples=resamples,
-                    seed=seed, methods=methods)
+        head = dict(model=model, rank_by=rank_by, ranked_on=ranked_on, alpha=alpha, resamples=resamples, seed=seed,
+                    methods=methods)
         if len(members) < 2:
             only = members[0]
             views.append(ModelView(
@@ -330,8 +348,8 @@ def model_views(attempts: pd.DataFrame, *, rank_by: RankBy = "p50", timeout_ms: 
         row_of = {r.target: r for r in members}
         differences: list[PairwiseDifference] = []
         for metric in metrics:
-            if metric == "success_rate":
-                differences.extend(_success_pairs(row_of, labels, order, alpha))
+            if metric not in _SAMPLE_COLUMNS:
+                differences.extend(_rate_pairs(metric, row_of, labels, order, alpha))
             else:
                 differences.extend(_latency_pairs(metric, {t: per_target.get(t, empty) for t in order}, labels,
                                                   order, alpha, resamples, seed))
