@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from markupsafe import escape
 from PIL import Image
 
 from harness.cli import cli
@@ -19,7 +20,7 @@ from harness.report import build_report, human_bytes
 from harness.report.charts import merge_points, rating_scatter
 from harness.report.gallery import PREVIEW_CHARS
 from harness.report.leaderboard import best_for_entries
-from harness.report.provider_columns import COLUMNS, FIELDS
+from harness.report.provider_columns import COLUMNS, FIELDS, NOT_FIGURES
 from harness.report.site import PLOTLY_JS
 from harness.stats.table import GROUP_FIELDS, ProviderRow
 from tests.report_fixtures import build_store
@@ -56,6 +57,10 @@ def test_two_runs_of_the_same_targets_report_side_by_side(tmp_path: Path) -> Non
     charts = charts_of(html)
     assert {t["name"] for t in charts["latency"]["data"]} <= {r["label"] for r in rows}
     assert len(charts["latency"]["data"]) == 4
+    success = charts["success"]
+    assert all(isinstance(x, (int, float)) and x >= 0 for trace in success["data"] for x in trace["x"]), \
+        "runs on different days share one axis: seconds since each run's first request"
+    assert success["layout"]["xaxis"]["title"]["text"].startswith("seconds since")
     assert html.count('class="tile"') == 3 * 2 * 2, "each challenge shows both runs' tiles"
     assert len(re.findall(r'data-target="flux-dev@fal \[monday\]"', html)) >= 3
 
@@ -86,7 +91,13 @@ def test_provider_table_columns_are_row_fields_and_show_the_newer_figures(tmp_pa
     html = build_report(db, [run_id], tmp_path / "site").index.read_text(encoding="utf-8")
     table = html[html.index('id="provider-table"'):html.index("</table>", html.index('id="provider-table"'))]
     assert "time to image p50 ms" not in table, "the fixture run recorded no time to image: no empty column"
-    assert f'title="{FIELDS["success_rate"].description}"' in table
+    assert f'title="{escape(FIELDS["success_rate"].description or "")}"' in table
+    shown = {c.fields[0] for c in COLUMNS if f'title="{escape(c.description)}"' in table}
+    for name, info in ProviderRow.model_fields.items():
+        if name in NOT_FIGURES:
+            continue
+        assert (f'title="{escape(info.description or "")}"' in table if name in shown else f"<code>{name}</code>" in html), \
+            f"row field {name} is neither a column nor in the list of every figure"
     row = exported(tmp_path / "site")[0]
     assert set(ProviderRow.model_fields) - {"schema_version", *GROUP_FIELDS} <= set(row), \
         "exports carry every row field"

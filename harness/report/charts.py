@@ -132,16 +132,20 @@ def ecdf(curves: Mapping[str, Sequence[float]], title: str, x_label: str,
                               yaxis={"range": [0, 1.02], "tickformat": ".0%"})}
 
 
-def success_over_time(series: Mapping[str, Sequence[tuple[str, float, int]]],
+def success_over_time(series: Mapping[str, Sequence[tuple[str | float, float, int]]],
                       colors: Mapping[str, Mapping[str, str]] | None = None) -> Figure:
+    """Success rate per time bin and target; bins are UTC times (one run) or seconds since each run's first
+    request (several runs)."""
     colors = colors or target_colors(list(series))
+    elapsed = any(isinstance(s[0], (int, float)) for points in series.values() for s in points)
     data = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": [s[0] for s in points],
              "y": [s[1] for s in points], "customdata": [s[2] for s in points],
              "line": _style(colors, name), "marker": {"size": 5},
              "hovertemplate": "%{fullData.name}<br>%{x}<br>%{y:.0%} of %{customdata}<extra></extra>"}
             for name, points in series.items() if points]
     return {"data": data, "shared_legend": True,
-            "layout": _layout("Success rate over time", "time (UTC)", "success rate",
+            "layout": _layout("Success rate over time",
+                              "seconds since the run's first request" if elapsed else "time (UTC)", "success rate",
                               yaxis={"range": [0, 1.05], "tickformat": ".0%"}, xaxis={"nticks": 5})}
 
 

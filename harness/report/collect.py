@@ -94,7 +94,7 @@ class ReportData:
     provider_rows: list[ProviderRow]
     latency_curves: dict[str, list[float]]
     ttfb_curves: dict[str, list[float]]
-    success_over_time: dict[str, list[tuple[str, float, int]]]
+    success_over_time: dict[str, list[tuple[str | float, float, int]]]
     error_mix: dict[str, dict[str, int]]
     gallery: list[GalleryItem]
     leaderboard: dict[str, Any] | None
@@ -151,20 +151,28 @@ def _label_column(frame: pd.DataFrame, runs: list[RunInfo]) -> pd.Series:
     return target + " [" + frame["run_id"].astype(str).map(run_names(runs)) + "]"
 
 
-def _success_over_time(final: pd.DataFrame) -> dict[str, list[tuple[str, float, int]]]:
+def _success_over_time(final: pd.DataFrame, elapsed: bool = False) -> dict[str, list[tuple[str | float, float, int]]]:
+    """Per target label, the success rate in :data:`TIME_BINS` bins of request start time: (bin start, rate,
+    requests). One run: bins over the run's window, labelled by UTC time. Several runs (``elapsed``): each
+    run's targets over that run's own window, labelled by seconds since its first request, so runs made on
+    different days share one axis."""
     if final.empty:
         return {}
-    start, end = float(final["started_at"].min()), float(final["started_at"].max())
-    edges = np.linspace(start, end + 1e-6, TIME_BINS + 1)
-    out: dict[str, list[tuple[str, float, int]]] = {}
-    for label, group in final.groupby("label", sort=False):
-        bins = np.digitize(group["started_at"].to_numpy(dtype=float), edges) - 1
-        series = []
-        for b in range(TIME_BINS):
-            in_bin = group["ok"].to_numpy()[bins == b]
-            if in_bin.size:
-                series.append((_iso(float(edges[b])) or "", float(in_bin.mean()), int(in_bin.size)))
-        out[str(label)] = series
+    out: dict[str, list[tuple[str | float, float, int]]] = {}
+    groups = final.groupby("run_id", sort=False, observed=True) if elapsed else [("", final)]
+    for _, run_final in groups:
+        start, end = float(run_final["started_at"].min()), float(run_final["started_at"].max())
+        edges = np.linspace(start, end + 1e-6, TIME_BINS + 1)
+        for label, group in run_final.groupby("label", sort=False):
+            bins = np.digitize(group["started_at"].to_numpy(dtype=float), edges) - 1
+            ok = group["ok"].to_numpy()
+            series: list[tuple[str | float, float, int]] = []
+            for b in range(TIME_BINS):
+                in_bin = ok[bins == b]
+                if in_bin.size:
+                    at: str | float = round(float(edges[b]) - start, 1) if elapsed else (_iso(float(edges[b])) or "")
+                    series.append((at, float(in_bin.mean()), int(in_bin.size)))
+            out[str(label)] = series
     return out
 
 
@@ -296,7 +304,7 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         runs=runs, versions=library_versions(), window=window, sandbox=any(r.sandbox for r in runs),
         simulated_votes=simulated_votes, provider_rows=rows, row_labels=labels, fidelity_warnings=warnings, latency_curves=latency, ttfb_curves=ttfb,
-        success_over_time=_success_over_time(final) if not final.empty else {}, error_mix=errors,
+        success_over_time=_success_over_time(final, elapsed=len(runs) > 1) if not final.empty else {}, error_mix=errors,
         gallery=_gallery(store, runs, final, outputs, scores) if runs and not attempts.empty else [],
         leaderboard=leaderboard, score_summary=_score_summary(scores), absent=absent,
     )

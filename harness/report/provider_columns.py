@@ -5,6 +5,10 @@ this module is imported, so a renamed or removed field fails loudly instead of p
 tooltip is the field's own description from the row schema. Columns whose figures no row has (queue phases
 without a queue API, sandbox fidelity outside the sandbox, a first-release run without time to image) are
 left out of the page, and a withheld figure shows "withheld" with the stats module's reason.
+
+Every other figure field of the row is listed below the table (:func:`all_figures`, collapsed): that list is
+derived from ``ProviderRow.model_fields`` alone, so a figure the stats module adds shows up in the report
+without a change here, and ``providers.json/.csv`` carry every field.
 """
 
 from __future__ import annotations
@@ -205,6 +209,52 @@ class Table:
 
     columns: list[Column]
     rows: list[tuple[str, ProviderRow, list[Cell]]]
+
+
+NOT_FIGURES = frozenset({"schema_version", "target", "model", "provider", "run_id", "challenge_id", "variant", "kind",
+                         "category", "withheld"})
+"""Row fields that are not figures of the target (its identity, the split, the withheld reasons)."""
+
+
+def _plain(name: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "—"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "—"
+    if isinstance(value, float):
+        if name.endswith("_ms"):
+            return fmt_ms(value)
+        if name.endswith("_usd"):
+            return fmt_usd(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class FigureRow:
+    """One field of :class:`ProviderRow` across the targets: its name, description and each row's value."""
+
+    name: str
+    description: str
+    values: list[str]
+
+
+def all_figures(rows: Sequence[ProviderRow], shown_columns: Sequence[Column]) -> list[FigureRow]:
+    """Every figure field of ``ProviderRow.model_fields`` that no column in ``shown_columns`` leads with, in
+    the row's own order, one value per row (a withheld value reads "withheld"). Derived from the schema: a
+    field the stats module adds appears here without a change to the report."""
+    shown = {c.fields[0] for c in shown_columns}
+    out = []
+    for name, info in FIELDS.items():
+        if name in NOT_FIGURES or name in shown:
+            continue
+        values = ["withheld" if name in r.withheld else _plain(name, getattr(r, name)) for r in rows]
+        out.append(FigureRow(name, info.description or name, values))
+    return out
 
 
 def provider_page_table(rows: Sequence[ProviderRow], labels: Sequence[str]) -> Table:

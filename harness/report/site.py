@@ -25,7 +25,14 @@ import markupsafe
 from harness.report import charts
 from harness.report.collect import ReportData
 from harness.report.gallery import GALLERY_PAGE_SIZE, gallery_filters, preview
-from harness.report.provider_columns import export_rows, fmt_ms, fmt_pct, fmt_usd, provider_page_table
+from harness.report.provider_columns import (
+    all_figures,
+    export_rows,
+    fmt_ms,
+    fmt_pct,
+    fmt_usd,
+    provider_page_table,
+)
 from harness.report.thumbs import FullImages, ImageRef, publish_images
 
 EXPORT_SCHEMA_VERSION = 1
@@ -269,7 +276,9 @@ def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path
     first = _first_page_thumbs(data)
     template = _environment().get_template("index.html")
     page_data = dataclasses.replace(data, leaderboard=_leaderboard_for_page(data.leaderboard))
-    context = {"data": page_data, "charts": _clean(specs), "table": provider_page_table(data.provider_rows, data.row_labels),
+    table = provider_page_table(data.provider_rows, data.row_labels)
+    context = {"data": page_data, "charts": _clean(specs), "table": table,
+               "figures": all_figures(data.provider_rows, table.columns),
                "legend": [(label, style) for label, style in colors.items()
                           if label in data.latency_curves or label in data.success_over_time],
                "filters": gallery_filters(data.gallery), "page_size": GALLERY_PAGE_SIZE,

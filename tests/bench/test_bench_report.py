@@ -2,6 +2,8 @@
 
 The first build makes 5,000 WebP thumbnails (≤ 512 px) from 640 px PNGs; the rebuild finds them in the
 content-addressed thumbnail cache. Peak memory is the Python heap's peak during the build (tracemalloc).
+The site's weight is what the report states about itself; the first view (page, scripts, the first gallery
+page's thumbnails) must not grow with the number of images beyond the page's own markup.
 """
 
 from __future__ import annotations
@@ -48,13 +50,22 @@ def test_report_for_100k_attempts_and_5000_images(benchmark: Any, big_store: tup
     figures["rebuild_s"] = time.perf_counter() - t
     html = again.index.read_text(encoding="utf-8")
     figures["index_kib"] = len(html.encode()) / 1024
+    assert again.size is not None
+    figures["site_mb"] = again.size.total / 1e6
+    figures["first_view_mb"] = again.size.first_view / 1e6
     images = len(re.findall(r'src="assets/thumbs/', html))
     benchmark.extra_info.update(figures, attempts=CHALLENGES * TARGETS * SAMPLES, images=images)
     print(f"\nreport for {CHALLENGES * TARGETS * SAMPLES:,} attempts / {images:,} images: first build "
           f"{figures['first_build_s']:.1f} s ({int(figures['thumbnails_made'])} thumbnails made), rebuild "
           f"{figures['rebuild_s']:.1f} s, Python heap peak {figures['peak_mib']:.0f} MiB, index.html "
-          f"{figures['index_kib']:.0f} KiB")
+          f"{figures['index_kib']:.0f} KiB; site {again.size.summary()}; first view "
+          f"{figures['first_view_mb']:.1f} MB")
     assert images == CHALLENGES * TARGETS
     assert again.thumbnails_made == 0
     assert "data:image" not in html
     assert figures["rebuild_s"] < figures["first_build_s"]
+    plotly = again.size.scripts
+    assert again.size.first_view - plotly <= again.size.page + 8 * TARGETS * 40_000, \
+        "the first view loads one gallery page of thumbnails, not all of them"
+    unique = len(set(re.findall(r'src="assets/thumbs/([0-9a-f]+)\.webp"', html)))
+    assert again.size.thumbnail_files == again.size.full_image_files == unique, "each image once"
