@@ -66,17 +66,10 @@ class Bench:
     db: Path
     suite: list[Challenge]
     servers: dict[str, SandboxServer]
-
-    def target(self, which: str) -> tuple[Target, dict[str, Credential]]:
-        """The bench target pointed at sandbox ``which`` (one name for both, so compare pairs them)."""
-        base = load_targets()["gpt-image-1@openai"]
-        url = get_protocol(base.protocol).sandbox_base_url(self.servers[which].root, base.options)
-        target = base.model_copy(update={"name": "dall-e-2@bench", "model": "dall-e-2", "base_url": url,
-                                         "allow_private_network": True})
-        return target, resolve_keys([target], sandbox=True)
+    targets: dict[str, tuple[Target, dict[str, Credential]]]
 
     def run(self, which: str, seed: int, requests: int = REQUESTS) -> str:
-        target, keys = self.target(which)
+        target, keys = self.targets[which]
         options = RunOptions(samples=requests // CHALLENGES, concurrency=CONCURRENCY, seed=seed,
                              respect_limits=False, label=f"bench-{which}")
         return start_run(self.db, self.suite, [target], keys, options).run_id
@@ -94,7 +87,14 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
                                    profiles=profiles(median)).start()
                for i, (name, median) in enumerate((("base", 2.0), ("slow", 3.0)))}
     try:
-        yield Bench(root, root / "harness.db", write_suite(root / "suite"), servers)
+        base = load_targets()["gpt-image-1@openai"]
+        targets = {}
+        for name, server in servers.items():
+            url = get_protocol(base.protocol).sandbox_base_url(server.root, base.options)
+            target = base.model_copy(update={"name": "dall-e-2@bench", "model": "dall-e-2", "base_url": url,
+                                             "allow_private_network": True})
+            targets[name] = (target, resolve_keys([target], sandbox=True))
+        yield Bench(root, root / "harness.db", write_suite(root / "suite"), servers, targets)
     finally:
         for server in servers.values():
             server.stop()
@@ -113,6 +113,7 @@ def upper_bound(alarms: int, n: int, confidence: float = 0.95) -> float:
     return 1.0 if alarms >= n else float(stats.beta.ppf(confidence, alarms + 1, n - alarms))
 
 
+@pytest.mark.timeout(900)
 def test_same_configuration_pairs_rarely_alarm_and_a_slower_profile_always_does(bench: Bench) -> None:
     started = time.monotonic()
     alarms = 0
