@@ -19,7 +19,7 @@ from rich.console import Console
 
 from harness.challenges import load
 from harness.cli import cli
-from harness.cli.tables import print_model_views
+from harness.cli.tables import cost_decimals, print_model_views
 from harness.run import RunOptions, start_run
 from harness.stats.bymodel import MODEL_VIEW_SCHEMA_VERSION, ModelView, model_views
 from harness.stats.intervals import newcombe
@@ -216,7 +216,7 @@ def test_stats_by_model_prints_each_models_providers_and_the_supported_lines(run
     result = CliRunner().invoke(cli, ["stats", run_id, "--by", "model", "--slo", "150ms", "--db", str(db)])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert f"{MODEL} — ranked by latency p50" in out
+    assert "ranked by latency p50 (fastest first)" in out and MODEL in out
     assert "@google faster than @replicate" in out and "@replicate more reliable than @google" in out
     assert "gpt-image-1: one provider (openai)" in out
     assert "method, latency p50: Mann–Whitney U, Holm-adjusted" in out and "Newcombe" in out
@@ -262,7 +262,13 @@ def test_the_model_table_keeps_every_provider_and_price_whole(
     out = buffer.getvalue()
     for label in ("@google", "@replicate"):
         assert re.search(rf"(^|[│ ]){re.escape(label)}($|[│ ])", out, re.M), f"{label} cut at {width}:\n{out}"
-    assert "$0.0390" in out and "…" not in out
+    ranked = views[0]
+    decimals = cost_decimals(p.cost_per_image_usd for p in ranked.providers)
+    prices = {f"${p.cost_per_image_usd:.{decimals}f}" for p in ranked.providers}
+    assert len(prices) == len({p.cost_per_image_usd for p in ranked.providers}), "different costs read differently"
+    for price in prices:
+        assert re.search(rf"(^|[│ ]){re.escape(price)}($|[│ ])", out, re.M), f"{price} cut at {width}:\n{out}"
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= width
 
 
 def test_with_an_objective_providers_rank_by_goodput_and_its_differences_are_tested(

@@ -531,16 +531,30 @@ def _interval_pct(value: float | None, low: float | None, high: float | None, wi
     return fmt_pct(value) + (f" ({fmt_pct(low)}–{fmt_pct(high)})" if low is not None and high is not None else "")
 
 
-def _cost_cell(entry: ModelProvider) -> str:
+def cost_decimals(values: Iterable[float | None]) -> int:
+    """Decimals (4 to 6) that show different costs differently: $0.03897 beside $0.03900, not $0.0390 twice."""
+    known = sorted({v for v in values if v is not None and math.isfinite(v)})
+    for decimals in range(4, 7):
+        if len({f"{v:.{decimals}f}" for v in known}) == len(known):
+            return decimals
+    return 6
+
+
+def _usd(value: float | None, decimals: int) -> str:
+    return "—" if value is None else f"${value:.{decimals}f}"
+
+
+def _cost_cell(entry: ModelProvider, decimals: int = 4) -> str:
     low, high = entry.cost_per_image_ci_low_usd, entry.cost_per_image_ci_high_usd
-    ci = f" ({fmt_usd(low)}–{fmt_usd(high)})" if low is not None and high is not None and math.isfinite(high) \
-        else ""
-    return fmt_usd(entry.cost_per_image_usd) + ci
+    ci = (f" ({_usd(low, decimals)}–{_usd(high, decimals)})"
+          if low is not None and high is not None and math.isfinite(high) else "")
+    return _usd(entry.cost_per_image_usd, decimals) + ci
 
 
 def model_sheet(view: ModelView, title: str | None = None) -> Sheet:
     """The providers of one model in rank order as a :class:`Sheet` (what :func:`print_model_views` prints)."""
     section, latency = "requests and cost", "latency (ms)"
+    decimals = cost_decimals(e.cost_per_image_usd for e in view.providers)
     columns: list[tuple[Column, Callable[[ModelProvider], str]]] = [
         (Column("rank", section), lambda e: "—" if e.rank is None else str(e.rank)),
         (Column("n", section), lambda e: str(e.n)),
@@ -553,7 +567,7 @@ def model_sheet(view: ModelView, title: str | None = None) -> Sheet:
                         lambda e: _interval_pct(e.goodput, e.goodput_ci_low, e.goodput_ci_high,
                                                 "goodput" in e.withheld)))
     columns += [
-        (Column("$/image\n(95% CI)", section), _cost_cell),
+        (Column("$/image\n(95% CI)", section), lambda e: _cost_cell(e, decimals)),
         (Column("p50\n(95% CI)", latency, "p50_ms"), lambda e: _interval_ms(e, "p50_ms")),
         (Column("p95\n(95% CI)", latency, "p95_ms"), lambda e: _interval_ms(e, "p95_ms")),
         (Column("TTFB p50\n(95% CI)", latency, "ttfb_p50_ms"), lambda e: _interval_ms(e, "ttfb_p50_ms")),
@@ -561,8 +575,7 @@ def model_sheet(view: ModelView, title: str | None = None) -> Sheet:
     if any(e.time_to_image_p50_ms is not None for e in view.providers):
         columns.append((Column("time to image\np50 (95% CI)", latency, "time_to_image_p50_ms"),
                         lambda e: _interval_ms(e, "time_to_image_p50_ms")))
-    heading = f"{view.model} — ranked by {view.ranked_on}"
-    sheet = Sheet(f"{title}: {heading}" if title else heading, ("provider",), tuple(c for c, _ in columns))
+    sheet = Sheet(f"{title}: {view.model}" if title else view.model, ("provider",), tuple(c for c, _ in columns))
     sheet.rows = [((e.label,), tuple(cell(e) for _, cell in columns)) for e in view.providers]
     return sheet
 
@@ -592,11 +605,14 @@ def print_model_views(views: Sequence[ModelView], title: str | None = None, *, c
     methods."""
     console = console or out_console()
     ranked = [v for v in views if v.note is None]
-    if not ranked:
+    if ranked:
+        console.print(f"{title + ': ' if title else ''}the providers of each model, ranked by {ranked[0].ranked_on}",
+                      markup=False, soft_wrap=False)
+    else:
         console.print("no model is served by two or more providers in this run: nothing to rank", markup=False,
                       soft_wrap=False)
     for view in ranked:
-        print_sheet(model_sheet(view, title), console, wide=wide)
+        print_sheet(model_sheet(view), console, wide=wide)
         for difference in view.supported:
             console.print(f"  {difference.statement}", markup=False, soft_wrap=False)
         for metric in dict.fromkeys(d.metric for d in view.differences):
