@@ -293,3 +293,21 @@ def test_ranking_by_goodput_without_an_objective_is_refused(run: tuple[Path, str
         model_views(pd.DataFrame([attempt(0)]), rank_by="goodput")
     result = CliRunner().invoke(cli, ["stats", run_id, "--by", "model", "--rank-by", "goodput", "--db", str(db)])
     assert result.exit_code == 2 and "--rank-by goodput needs --slo" in result.output
+
+
+def test_edge_cases_give_plain_json_numbers_never_nan_or_infinity() -> None:
+    """Identical latencies on both sides, a provider that never succeeds, free and billed failures."""
+    rows = ([attempt(i, target="m@a", provider="a", model="m", latency_ms=1000.0, cost_usd=0.0) for i in range(8)]
+            + [attempt(100 + i, target="m@b", provider="b", model="m", latency_ms=1000.0) for i in range(8)]
+            + [failed(200 + i, target="m@c", provider="c", model="m", cost_usd=0.04, billed=1) for i in range(8)]
+            + [attempt(300 + i, target="m@d", provider="d", model="m", cost_usd=0.04) for i in range(2)]
+            + [failed(310 + i, target="m@d", provider="d", model="m", cost_usd=0.04, billed=1) for i in range(6)])
+    for rank_by in ("p50", "cost", "success", "ttfb", "time_to_image"):
+        (view,) = model_views(pd.DataFrame(rows), rank_by=rank_by, slo_ms=2000.0, goodput_measure="latency",
+                              resamples=300)  # type: ignore[arg-type]
+        json.dumps(view.to_json(), allow_nan=False)
+        same = next(d for d in view.differences if d.metric == "latency_p50" and {d.better, d.worse} == {"m@a", "m@b"})
+        assert not same.supported
+        never = next(p for p in view.providers if p.target == "m@c")
+        assert never.cost_per_image_usd is None and never.p50_ms is None
+    assert [p.target for p in model_views(pd.DataFrame(rows), rank_by="cost")[0].providers][:2] == ["m@a", "m@b"]

@@ -198,9 +198,14 @@ def _ranks(rows: Sequence[ProviderRow], rank_by: str) -> list[tuple[int | None, 
 
 def _entry(rank: int | None, row: ProviderRow, label: str, cost_ci: tuple[float, float] | None) -> ModelProvider:
     keep = {k: getattr(row, k) for k in ModelProvider.model_fields if k in ProviderRow.model_fields}
-    return ModelProvider(**{**keep, "rank": rank, "label": label,
-                            "cost_per_image_ci_low_usd": cost_ci[0] if cost_ci else None,
-                            "cost_per_image_ci_high_usd": cost_ci[1] if cost_ci else None})
+    low, high = cost_ci if cost_ci else (None, None)
+    return ModelProvider(**{**keep, "rank": rank, "label": label, "cost_per_image_ci_low_usd": _finite(low),
+                            "cost_per_image_ci_high_usd": _finite(high)})
+
+
+def _finite(value: float | None) -> float | None:
+    """``None`` for a bound that is not a number (a resample without an image has no cost per image)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _pct(x: float) -> str:
@@ -239,7 +244,7 @@ def _latency_pairs(metric: Metric, requests: dict[str, pd.DataFrame], labels: di
                                seed=_seed(seed, metric, slower, faster))
         tested.append((len(out), (faster, slower, shift)))
         out.append(None)
-    adjusted = holm([t[1][2].mw_p for t in tested])
+    adjusted = holm([t[1][2].mw_p if math.isfinite(t[1][2].mw_p) else 1.0 for t in tested])
     words, figure = _METRIC_WORDS[metric]
     for (i, (faster, slower, shift)), p_adj in zip(tested, adjusted, strict=True):
         rel = shift.relative
@@ -251,7 +256,7 @@ def _latency_pairs(metric: Metric, requests: dict[str, pd.DataFrame], labels: di
             metric=metric, better=faster, worse=slower, n_better=shift.n_b, n_worse=shift.n_a,
             change_kind="relative", estimate=rel.estimate if finite else None,
             ci_low=rel.low if finite else None, ci_high=rel.high if finite else None, test="Mann-Whitney U",
-            p_value=shift.mw_p, p_adjusted=p_adj, supported=supported, statement=statement)
+            p_value=_finite(shift.mw_p), p_adjusted=p_adj, supported=supported, statement=statement)
     return [d for d in out if d is not None]
 
 
