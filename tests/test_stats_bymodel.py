@@ -304,7 +304,7 @@ def test_edge_cases_give_plain_json_numbers_never_nan_or_infinity() -> None:
             + [failed(310 + i, target="m@d", provider="d", model="m", cost_usd=0.04, billed=1) for i in range(6)])
     for rank_by in ("p50", "cost", "success", "ttfb", "time_to_image"):
         (view,) = model_views(pd.DataFrame(rows), rank_by=rank_by, slo_ms=2000.0, goodput_measure="latency",
-                              resamples=300)  # type: ignore[arg-type]
+                              resamples=300)
         json.dumps(view.to_json(), allow_nan=False)
         same = next(d for d in view.differences if d.metric == "latency_p50" and {d.better, d.worse} == {"m@a", "m@b"})
         assert not same.supported
