@@ -51,9 +51,9 @@ def votes_of(table: BattleTable) -> list[tuple[Any, ...]]:
     """Every vote of a table as plain values, for comparing readers and round trips."""
     frame = table.to_frame(categorical=False)
     tstamps = [None if np.isnan(t) else float(t) for t in frame["tstamp"]]
-    return [(*row, t, int(an)) for row, t, an in zip(
-        frame[["model_a", "model_b", "winner", "category", "kind", "challenge", "voter"]].itertuples(
-            index=False, name=None), tstamps, table.anony, strict=True)]
+    texts = frame[["model_a", "model_b", "winner", "category", "kind", "challenge", "voter"]].astype(object)
+    return [(*(None if pd.isna(v) else v for v in row), t, int(an)) for row, t, an in zip(
+        texts.itertuples(index=False, name=None), tstamps, table.anony, strict=True)]
 
 
 def both_readers(path: Path, fmt: str | None = None) -> BattleTable:

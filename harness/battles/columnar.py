@@ -114,14 +114,12 @@ def _json(data: bytes, source: str, multiline: bool) -> RawBattles | None:
     import pyarrow as pa
     import pyarrow.json as pjson
 
-    schema = _schema()
-    fields = [name for name in FIELDS if name in REQUIRED_FIELDS or b'"' + name.encode() + b'"' in data]
     try:
         table = pjson.read_json(pa.py_buffer(data), parse_options=pjson.ParseOptions(
-            explicit_schema=pa.schema([schema.field(name) for name in fields]),
-            unexpected_field_behavior="ignore", newlines_in_values=multiline))
+            explicit_schema=_schema(), unexpected_field_behavior="ignore", newlines_in_values=multiline))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
+    fields = [name for name in FIELDS if name in REQUIRED_FIELDS or table.column(name).null_count < table.num_rows]
     return _raw(table, source, None, False, {name: name for name in fields})
 
 

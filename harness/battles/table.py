@@ -87,8 +87,8 @@ class BattleTable:
         """The votes as a battle frame (:data:`harness.ratings.battles.BATTLE_COLUMNS`).
 
         ``categorical=True`` keeps the columns coded (pandas categoricals sharing one model list), which
-        the rating fit reads without touching a string; ``False`` gives object columns with None for
-        missing values, the shape of :func:`harness.store.votes.battles_frame`."""
+        the rating fit reads without touching a string; ``False`` gives text columns as pandas infers
+        them from the values (missing values are NA), the shape of :func:`harness.store.votes.battles_frame`."""
         names = pd.Index(list(self.models), dtype=object)
         if categorical:
             columns: dict[str, Any] = {
@@ -99,9 +99,8 @@ class BattleTable:
             columns.update({name: self.text(name).categorical() for name in TEXT_FIELDS})
         else:
             lookup = np.array(list(self.models), dtype=object)
-            columns = {"model_a": pd.Series(lookup[self.model_a], dtype=object),
-                       "model_b": pd.Series(lookup[self.model_b], dtype=object),
+            columns = {"model_a": pd.Series(lookup[self.model_a]), "model_b": pd.Series(lookup[self.model_b]),
                        "winner": pd.Series(np.array(WINNERS, dtype=object)[self.winner], dtype=object)}
-            columns.update({name: pd.Series(self.text(name).objects(), dtype=object) for name in TEXT_FIELDS})
+            columns.update({name: pd.Series(self.text(name).objects()) for name in TEXT_FIELDS})
         columns["tstamp"] = self.tstamp
         return pd.DataFrame(columns)

@@ -1,4 +1,4 @@
-"""Rating speed on an arena-sized vote log: one million votes over 100 models.
+"""Rating speed on an arena-sized vote log: one million votes over 100 models, and 1.67 M battle files.
 
 Goals (issue 5): Bradley–Terry fit well under a second with sandwich intervals included (aggregation from
 the raw vote frame included too); 1,000 bootstrap rounds in seconds on 2 cores. Compared in the same run
@@ -6,11 +6,18 @@ with a straightforward per-vote logistic-regression fit (scipy L-BFGS on one row
 sklearn-based arena code), and bootstrap replicates with FastChat-style L-BFGS refits of the resampled
 counts (and, for information, full Newton refits). Figures
 land in ``extra_info`` and are printed; the asserts compare ratios measured in the same run.
+
+Goals (issue 13): from opening a battle file of 1.67 M votes (the size of Chatbot Arena's public battle
+log; synthesised here, never downloaded) to the fitted board with intervals — what ``harness ratings
+--votes`` does after its imports — under 1.5 s for CSV and 2 s for JSON Lines with the columnar (pyarrow)
+reader, printed every round beside the plain reader (the csv/json modules) on the same file.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +26,8 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
-from harness.ratings import PairCounts, aggregate, fit, sandwich_intervals
+from harness.battles import read_battle_file
+from harness.ratings import PairCounts, RatingOptions, aggregate, fit, leaderboard, sandwich_intervals
 from harness.ratings.bradley_terry import INITIAL_RATING, RATING_SCALE
 from harness.ratings.intervals import bootstrap_intervals, resampled_cells
 
@@ -142,3 +150,68 @@ def test_thousand_bootstrap_rounds_on_a_million_votes(benchmark: Any, million_vo
     assert boot.degenerate_rounds == 0
     assert abs(width_ratio - 1.0) < 0.1
     assert ratio >= 1.5
+
+
+ARENA_VOTES = 1_670_000
+GOALS_S = {"csv": 1.5, "jsonl": 2.0}
+
+
+@pytest.fixture(scope="module")
+def arena_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """1.67 M battles between random pairs of 100 models with fixed strengths, in FastChat's columns
+    (``model_a, model_b, winner, judge, anony, tstamp``; 200,000 distinct judges; times in order), written
+    as CSV and as JSON Lines."""
+    rng = np.random.default_rng(13)
+    strength = rng.normal(0.0, 150.0, N_MODELS) / RATING_SCALE
+    a = rng.integers(N_MODELS, size=ARENA_VOTES)
+    b = (a + rng.integers(1, N_MODELS, size=ARENA_VOTES)) % N_MODELS
+    tie = rng.random(ARENA_VOTES) < 0.1
+    winner = np.where(tie, np.where(rng.random(ARENA_VOTES) < 1 / 3, 3, 2),
+                      np.where(rng.random(ARENA_VOTES) < expit(strength[a] - strength[b]), 0, 1))
+    names = np.array([f"model-{i:03d}" for i in range(N_MODELS)], dtype=object)
+    labels = np.array(["model_a", "model_b", "tie", "tie (bothbad)"], dtype=object)
+    judges = np.array([f"arena_user_{i:06x}" for i in range(200_000)], dtype=object)
+    frame = pd.DataFrame({
+        "model_a": names[a], "model_b": names[b], "winner": labels[winner],
+        "judge": judges[rng.integers(len(judges), size=ARENA_VOTES)], "anony": True,
+        "tstamp": np.round(1.7e9 + np.sort(rng.random(ARENA_VOTES)) * 3e7, 3),
+    })
+    folder = tmp_path_factory.mktemp("arena")
+    paths = {"csv": folder / "battles.csv", "jsonl": folder / "battles.jsonl"}
+    frame.to_csv(paths["csv"], index=False)
+    frame.to_json(paths["jsonl"], orient="records", lines=True)
+    return paths
+
+
+def _file_to_board(path: Path, engine: str) -> Callable[[], Any]:
+    def run() -> Any:
+        started = time.perf_counter()
+        board = leaderboard(read_battle_file(path, engine=engine).to_frame(), RatingOptions())  # type: ignore[arg-type]
+        print(f"  {path.suffix[1:]} {engine}: {time.perf_counter() - started:.2f} s", flush=True)
+        return board
+
+    return run
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_battle_file_to_board_at_arena_scale(benchmark: Any, arena_files: dict[str, Path], fmt: str) -> None:
+    path = arena_files[fmt]
+    print(f"\n1.67 M battles / 100 models, {fmt} ({path.stat().st_size / 1e6:.0f} MB), file to board:")
+    board = benchmark.pedantic(_file_to_board(path, "auto"), rounds=5, iterations=1, warmup_rounds=1)
+    columnar_s = float(benchmark.stats.stats.median)
+    best_s = float(benchmark.stats.stats.min)
+    plain_times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        plain_board = _file_to_board(path, "plain")()
+        plain_times.append(time.perf_counter() - started)
+    plain_s = float(np.median(plain_times))
+    ratio = plain_s / columnar_s
+    benchmark.extra_info.update(columnar_median_s=columnar_s, columnar_best_s=best_s, plain_median_s=plain_s,
+                                ratio=ratio, goal_s=GOALS_S[fmt], votes=board.n_votes)
+    print(f"{fmt}: columnar median {columnar_s:.2f} s (best {best_s:.2f} s, goal < {GOALS_S[fmt]} s); "
+          f"plain reader {plain_s:.2f} s; ratio {ratio:.1f}x")
+    assert board.n_votes == plain_board.n_votes == ARENA_VOTES
+    assert board.ratings() == pytest.approx(plain_board.ratings(), abs=1e-9)
+    assert ratio >= 3.0
+    assert best_s < GOALS_S[fmt]
