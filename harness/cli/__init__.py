@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "report": "harness.cli.report:report",
     "demo": "harness.cli.demo:demo",
     "store": "harness.cli.store:store",
+    "sweep": "harness.cli.sweep:sweep",
 }
 
 
