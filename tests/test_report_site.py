@@ -258,3 +258,18 @@ def test_targets_on_one_spot_become_one_labelled_marker(log_x: bool) -> None:
     assert any(t.endswith("×4") for t in texts)
     symbols = {trace["marker"]["symbol"] for trace in figure["data"]}
     assert len(symbols) == 2, "each model its own marker shape"
+
+
+def test_images_missing_from_the_store_or_unreadable_become_tiles_that_say_so(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    run_id = build_store(db, challenges=3, targets=2, samples=1, success=1.0)
+    pngs = sorted((tmp_path / "images").rglob("*.png"))
+    pngs[0].unlink()
+    pngs[1].write_bytes(b"not a png [bold]at all[/]")
+    result = CliRunner().invoke(cli, ["report", run_id, "--db", str(db), "--out", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    assert "2 image(s) could not be shown" in result.output and "Traceback" not in result.output
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert html.count("image unavailable") == 2
+    assert f"images/{pngs[0].name} is not in the store" in html and f"images/{pngs[1].name} cannot be read" in html
+    assert len(list((tmp_path / "site" / "assets" / "thumbs").iterdir())) == len(pngs) - 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from harness.cli._common import db_option, err_console, handle_errors
 from harness.report import FULL_IMAGE_POLICIES, build_report, human_bytes
@@ -31,6 +32,10 @@ def report(run_ids: tuple[str, ...], out: Path | None, title: str | None, rate_b
                           "none" if full_images == "none" else "view")
     err_console().print(f"report written ({result.thumbnails_made} new thumbnail(s), {result.thumbnails_reused} "
                         "reused)")
+    if result.unavailable:
+        first = next(iter(result.unavailable.values()))
+        err_console().print(f"[yellow]warning:[/] {len(result.unavailable)} image(s) could not be shown (e.g. "
+                            f"{escape(first)}); their tiles say so", highlight=False)
     if result.size is not None:
         err_console().print(f"site size: {result.size.summary()}; first view {human_bytes(result.size.first_view)}")
     click.echo(str(result.index.resolve()))

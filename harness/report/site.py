@@ -77,12 +77,15 @@ def human_bytes(n: int) -> str:
 
 @dataclass(frozen=True)
 class SiteResult:
-    """Where the site went and what building it did (thumbnails made vs reused from the cache), and its size."""
+    """Where the site went and what building it did (thumbnails made vs reused from the cache), its size, and
+    the images it could not show."""
 
     index: Path
     thumbnails_made: int
     thumbnails_reused: int
     size: SiteSize | None = None
+    unavailable: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Images the page could not show (sha256 → why: missing from the store, unreadable)."""
 
 
 def breakable(text: str) -> markupsafe.Markup:
@@ -262,7 +265,7 @@ def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path
     if not plotly_target.exists() or plotly_target.stat().st_size != source.stat().st_size:
         shutil.copyfile(source, plotly_target)
     published = publish_images(_images(data), images_dir, thumbs_cache, assets, full_images=full_images)
-    keep = {f"thumbs/{sha}.webp" for sha in {r.sha256 for r in _images(data)}}
+    keep = {f"thumbs/{sha}.webp" for sha in {r.sha256 for r in _images(data)} - set(published.unavailable)}
     keep |= {f"full/{name}" for name in published.full.values()}
     _prune(assets, keep)
     colors = charts.target_colors(data.row_labels)
@@ -282,7 +285,7 @@ def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path
                "legend": [(label, style) for label, style in colors.items()
                           if label in data.latency_curves or label in data.success_over_time],
                "filters": gallery_filters(data.gallery), "page_size": GALLERY_PAGE_SIZE,
-               "full": published.full, "full_images": full_images}
+               "full": published.full, "full_images": full_images, "unavailable": published.unavailable}
     index = out / "index.html"
     size = measure(out, first)
     for _ in range(3):
@@ -291,4 +294,4 @@ def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path
         if measured == size:
             break
         size = measured
-    return SiteResult(index, published.thumbnails_made, published.thumbnails_reused, size)
+    return SiteResult(index, published.thumbnails_made, published.thumbnails_reused, size, published.unavailable)

@@ -25,7 +25,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -99,51 +99,77 @@ def full_name(ref: ImageRef, source: Path, policy: FullImages) -> str | None:
 
 @dataclass(frozen=True)
 class Published:
-    """What :func:`publish_images` did: thumbnails made and reused, view copies made, and per image the file
-    name of its full-size image in ``assets/full`` (absent under the ``none`` policy)."""
+    """What :func:`publish_images` did: thumbnails made and reused, view copies made, per image the file
+    name of its full-size image in ``assets/full`` (absent under the ``none`` policy), and the images that
+    could not be shown with the reason (a file missing from the store or unreadable)."""
 
     thumbnails_made: int
     thumbnails_reused: int
     views_made: int
     full: dict[str, str]
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+_UNREADABLE = (OSError, ValueError, Image.DecompressionBombError)
 
 
 def publish_images(images: Iterable[ImageRef], images_dir: Path, cache_dir: Path, site_assets: Path,
                    workers: int = 2, full_images: FullImages = "view") -> Published:
-    """Thumbnails (cached) and full-size images (by ``full_images``) for every referenced image."""
+    """Thumbnails (cached) and full-size images (by ``full_images``) for every referenced image. An image
+    whose file is missing or unreadable is reported in ``unavailable``, never an error: the rest of the
+    report still builds."""
     unique = {i.sha256: i for i in images}
     thumbs_out = site_assets / "thumbs"
     full_out = site_assets / "full"
     for folder in (cache_dir, thumbs_out, full_out):
         folder.mkdir(parents=True, exist_ok=True)
+
+    def source(ref: ImageRef) -> Path:
+        return images_dir / f"{ref.sha256}.{ref.ext}"
+
+    unavailable = {ref.sha256: f"images/{ref.sha256}.{ref.ext} is not in the store" for ref in unique.values()
+                   if not source(ref).is_file()}
     missing = [i for i in unique.values() if not (cache_dir / f"{i.sha256}.webp").exists()]
     full: dict[str, str] = {}
     for ref in unique.values():
-        name = full_name(ref, images_dir / f"{ref.sha256}.{ref.ext}", full_images)
-        if name is not None:
-            full[ref.sha256] = name
+        if ref.sha256 not in unavailable:
+            name = full_name(ref, source(ref), full_images)
+            if name is not None:
+                full[ref.sha256] = name
     views = [r for r in unique.values() if full.get(r.sha256, "").endswith(".view.webp")
              and not (cache_dir / full[r.sha256]).exists()]
 
-    def convert(ref: ImageRef) -> None:
-        make_thumbnail(images_dir / f"{ref.sha256}.{ref.ext}", cache_dir / f"{ref.sha256}.webp")
+    def convert(ref: ImageRef) -> tuple[str, str] | None:
+        try:
+            make_thumbnail(source(ref), cache_dir / f"{ref.sha256}.webp")
+        except _UNREADABLE as exc:
+            return ref.sha256, f"images/{ref.sha256}.{ref.ext} cannot be read ({type(exc).__name__}: {exc})"
+        return None
 
     def view(ref: ImageRef) -> None:
-        make_view_copy(images_dir / f"{ref.sha256}.{ref.ext}", cache_dir / full[ref.sha256])
+        try:
+            make_view_copy(source(ref), cache_dir / full[ref.sha256])
+        except _UNREADABLE:
+            full[ref.sha256] = source(ref).name
 
-    if missing or views:
+    todo = [r for r in missing if r.sha256 not in unavailable]
+    if todo or views:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(convert, missing))
+            unavailable.update(p for p in pool.map(convert, todo) if p is not None)
             list(pool.map(view, views))
     for ref in unique.values():
+        if ref.sha256 in unavailable:
+            full.pop(ref.sha256, None)
+            continue
         place(cache_dir / f"{ref.sha256}.webp", thumbs_out / f"{ref.sha256}.webp")
         name = full.get(ref.sha256)
         if name is None:
             continue
-        original = images_dir / f"{ref.sha256}.{ref.ext}"
-        source = cache_dir / name if name.endswith(".view.webp") else original
-        if source != original and source.stat().st_size >= original.stat().st_size:
+        original = source(ref)
+        placed = cache_dir / name if name.endswith(".view.webp") else original
+        if placed != original and placed.stat().st_size >= original.stat().st_size:
             name = full[ref.sha256] = original.name
-            source = original
-        place(source, full_out / name)
-    return Published(len(missing), len(unique) - len(missing), len(views), full)
+            placed = original
+        place(placed, full_out / name)
+    made = len(todo) - sum(1 for r in todo if r.sha256 in unavailable)
+    return Published(made, len(unique) - len(missing), len(views), full, unavailable)
