@@ -11,13 +11,11 @@ import click
 from harness.cli._common import db_option, handle_errors, print_json
 from harness.cli.tables import print_model_views, print_run_stats, print_scores_table
 from harness.errors import ConfigError
-from harness.records import RunInfo
 from harness.scoring.summary import summarise_scores, summary_columns, summary_records
 from harness.stats.bymodel import RANK_BY, ModelView, RankBy, model_views
-from harness.stats.fidelity import fidelity_rows, fidelity_warning
 from harness.stats.goodput import DEFAULT_MEASURE, MEASURES, Measure, parse_slo
-from harness.stats.source import RunStats, effective_timeout_ms, stats_frame_columns
-from harness.stats.table import BY_ALIASES, ProviderRow, provider_rows, resolve_by, rows_json
+from harness.stats.source import effective_timeout_ms, run_stats, stats_frame_columns
+from harness.stats.table import BY_ALIASES, ProviderRow, resolve_by, rows_json
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.scores import latest_scorer, scores_frame
@@ -53,18 +51,6 @@ def _slo(ctx: click.Context, param: click.Parameter, value: str | None) -> float
         return parse_slo(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-
-
-def _run_stats(store: Store, info: RunInfo, columns: tuple[str, ...], slo_ms: float | None,
-               measure: Measure) -> RunStats:
-    """:func:`harness.stats.source.run_stats` with the goodput columns against ``slo_ms``."""
-    frame = run_store.attempts_frame(store, [info.id], columns=stats_frame_columns(store, columns))
-    rows = provider_rows(frame, columns, timeout_ms=effective_timeout_ms(info), slo_ms=slo_ms,
-                         goodput_measure=measure)
-    warning = None
-    if info.sandbox and info.time_scale and "intended_ms" in frame.columns:
-        warning = fidelity_warning(fidelity_rows(frame), float(info.time_scale))
-    return RunStats(info, rows, warning)
 
 
 @click.command()
@@ -112,7 +98,7 @@ def stats(run_id: str | None, by: tuple[str, ...], rank_by: str, slo_ms: float |
     columns = parse_by(by)
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, run_id)
-        result = _run_stats(store, info, columns, slo_ms, measure)
+        result = run_stats(store, info, columns, slo_ms=slo_ms, goodput_measure=measure)
         scorer = latest_scorer(store, [info.id])
         scores = scores_frame(store, [info.id], scorer=scorer) if scorer else None
     rows = result.rows

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.records import RunInfo
 from harness.stats.fidelity import fidelity_rows, fidelity_warning
+from harness.stats.goodput import DEFAULT_MEASURE, Measure
 from harness.stats.requests import stats_columns
 from harness.stats.table import ProviderRow, provider_rows
 from harness.store import Store
@@ -58,11 +59,14 @@ class RunStats:
     fidelity_warning: str | None = None
 
 
-def run_stats(store: Store, info: RunInfo, by: Sequence[str] = ("target",)) -> RunStats:
+def run_stats(store: Store, info: RunInfo, by: Sequence[str] = ("target",), *, slo_ms: float | None = None,
+              goodput_measure: Measure = DEFAULT_MEASURE) -> RunStats:
     """The provider table of the stored run ``info`` split ``by`` attempt columns (resolved ``--by`` names),
-    what ``harness stats`` and the summary at the end of ``harness run`` print."""
+    what ``harness stats`` and the summary at the end of ``harness run`` print; with ``slo_ms``, goodput
+    against that objective (ms) measured on ``goodput_measure``."""
     frame = run_store.attempts_frame(store, [info.id], columns=stats_frame_columns(store, by))
-    rows = provider_rows(frame, by, timeout_ms=effective_timeout_ms(info))
+    rows = provider_rows(frame, by, timeout_ms=effective_timeout_ms(info), slo_ms=slo_ms,
+                         goodput_measure=goodput_measure)
     warning = None
     if info.sandbox and info.time_scale and "intended_ms" in frame.columns:
         warning = fidelity_warning(fidelity_rows(frame), float(info.time_scale))
