@@ -235,3 +235,13 @@ def test_a_stored_run_is_judged_against_the_profiles_it_ran_with(tmp_path: Path)
     assert default.rows[0].profile_p50_ms == pytest.approx(200.0, rel=0.05)
     gone = fidelity_for_run(run_info(True, {"sandbox_profile": str(tmp_path / "gone.yaml")}), attempts, [target])
     assert gone is not None and gone.warning is not None and "default profiles" in gone.warning
+
+
+def test_an_image_served_by_url_repeats_its_generations_intended_delay(sandbox: SandboxServer) -> None:
+    answer = httpx.post(sandbox.root + "/openai/v1/images/generations", timeout=30,
+                        json={"model": "dall-e-2", "prompt": "a lighthouse", "size": "256x256"},
+                        headers={"Authorization": "Bearer sandbox-key"})
+    assert answer.status_code == 200
+    image = httpx.get(answer.json()["data"][0]["url"], timeout=30)
+    assert image.status_code == 200
+    assert float(image.headers[INTENDED_HEADER]) == float(answer.headers[INTENDED_HEADER]) > 0

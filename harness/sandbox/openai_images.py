@@ -26,6 +26,7 @@ from harness.sandbox.simulation import (
     SimulatedProvider,
     abort_connection,
     body_seconds,
+    declare_intended,
     drip,
     hang_until_disconnected,
     truncated,
@@ -61,7 +62,8 @@ class OpenAIImagesServer:
 
     def __init__(self, sim: SimulatedProvider) -> None:
         self.sim = sim
-        self.files: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self.files: OrderedDict[str, tuple[bytes, str, float]] = OrderedDict()
+        """File name -> (bytes, media type, intended delay in ms of the generation that made it)."""
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -74,6 +76,7 @@ class OpenAIImagesServer:
         item = self.files.get(request.path_params["name"])
         if item is None:
             return Response("BlobNotFound", status_code=404, media_type="text/plain")
+        declare_intended(item[2])
         return Response(item[0], media_type=item[1])
 
     def _auth(self, request: Request, request_id: str) -> Response | None:
@@ -256,7 +259,7 @@ class OpenAIImagesServer:
                 raw = b"<html><body>upstream error</body></html>"
             if not wire.is_gpt_image(meta["model"]) and meta["response_format"] == "url":
                 name = f"img-{request_id}-{i}.{meta['fmt']}"
-                self.files[name] = (raw, f"image/{meta['fmt']}")
+                self.files[name] = (raw, f"image/{meta['fmt']}", self.sim.intended_ms(plan))
                 while len(self.files) > 512:
                     self.files.popitem(last=False)
                 url = str(request.url).split(wire.GENERATIONS_PATH)[0].split(wire.EDITS_PATH)[0]
