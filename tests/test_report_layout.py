@@ -188,6 +188,9 @@ def test_gallery_filters_and_pages_without_the_network(site: Path) -> None:
             page.locator("#gallery nav.pager").first.get_by_role("button", name="next ›").click()
             second = page.evaluate(f"() => ({visible})().map(a => a.querySelector('h3').textContent.trim())")
             assert len(second) == 8 and not set(second) & set(shown)
+            page.wait_for_function("Array.from(document.querySelectorAll("
+                                   "'#gallery-items article:not([hidden]) img')).slice(0, 3)"
+                                   ".every(i => i.complete && i.naturalWidth > 0)", timeout=20_000)
             loaded = [u for u in requests if "/assets/thumbs/" in u]
             assert 0 < len(loaded) <= 2 * 8 * 11, "only shown pages' thumbnails are fetched"
 
