@@ -3,7 +3,7 @@
 Shape of the section (what the template and the ``leaderboard.json`` export read): ``method``, ``votes``,
 ``rows`` (the ratings' rows: model, rating, ci_low, ci_high, votes, wins, ties, losses, rank_best,
 rank_worst, elo, provisional …), ``best_for`` (the top model of each category and challenge kind with its
-win rate), ``matchups`` (head-to-head per challenge, most-voted first, each pair once, from the
+own votes and win rate there, and ``supported``: whether its interval singles it out), ``matchups`` (head-to-head per challenge, most-voted first, each pair once, from the
 higher-rated model's side), ``win_matrix`` (observed win rates,
 row beats column, models in rating order), ``notes``.
 """

@@ -42,7 +42,7 @@ FULL_IMAGE_POLICIES: tuple[FullImages, ...] = ("view", "original", "none")
 VIEW_QUALITY = 90
 VIEW_METHOD = 4
 VIEW_MIN_BYTES = 64 * 1024
-"""Lossless originals up to this size are linked as they are (re-encoding them would save little: a few kB each)."""
+"""Lossless originals up to this size (bytes) are linked as they are: re-encoding saves a few kB each."""
 LOSSY = frozenset({"jpg", "jpeg", "webp", "avif"})
 
 
