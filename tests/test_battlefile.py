@@ -4,9 +4,11 @@ columnar reader and the plain reader agree on every file — the same votes, or 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,15 @@ def both_readers(path: Path, fmt: str | None = None) -> BattleTable:
     assert votes_of(fast) == votes_of(plain)
     assert fast.models == plain.models
     return fast
+
+
+@contextlib.contextmanager
+def arrow(installed: bool) -> Iterator[None]:
+    """As if pyarrow were (not) installed: without it, CSV goes through pandas' C parser."""
+    with pytest.MonkeyPatch.context() as patch:
+        if not installed:
+            patch.setattr(columnar_module, "available", lambda: False)
+        yield
 
 
 @pytest.fixture
@@ -200,12 +211,12 @@ def test_errors_name_file_line_and_field_for_every_bad_row(tmp_path: Path) -> No
         both_readers(many)
 
 
-def test_the_plain_reader_takes_over_without_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_pyarrow_csv_goes_through_pandas_and_json_through_the_plain_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "votes.csv"
     path.write_text("model_a,model_b,winner,judge,tstamp\nA,B,tie,u1,1.5\nB,A,model_b,,\n", encoding="utf-8")
     with_arrow = votes_of(read_battle_file(path))
     monkeypatch.setattr(columnar_module, "available", lambda: False)
-    assert columnar_module.read_columnar(path.read_bytes(), "csv", str(path)) is None
+    assert columnar_module.read_columnar(path.read_bytes(), "jsonl", str(path)) is None
     assert votes_of(read_battle_file(path)) == with_arrow == [
         ("A", "B", "tie", None, None, None, "u1", 1.5, -1), ("B", "A", "model_b", None, None, None, None, None, -1)]
 
@@ -221,15 +232,17 @@ battle = st.fixed_dictionaries({
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=st.lists(battle, max_size=12), fmt=st.sampled_from(["csv", "jsonl", "json"]))
-def test_any_valid_battles_round_trip_through_every_format(rows: list[dict[str, Any]], fmt: str) -> None:
+@given(rows=st.lists(battle, max_size=12), fmt=st.sampled_from(["csv", "jsonl", "json"]), pyarrow=st.booleans())
+def test_any_valid_battles_round_trip_through_every_format(rows: list[dict[str, Any]], fmt: str,
+                                                           pyarrow: bool) -> None:
     frame = pd.DataFrame(rows, columns=["model_a", "model_b", "winner", "category", "kind", "challenge", "voter",
                                         "anony", "tstamp"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"b.{fmt}"
         with path.open("w", encoding="utf-8", newline="") as handle:
             assert write_battles(frame, handle, fmt) == len(rows)  # type: ignore[arg-type]
-        table = both_readers(path)
+        with arrow(pyarrow):
+            table = both_readers(path)
     expected = [(r["model_a"], r["model_b"], r["winner"], r["category"], r["kind"], r["challenge"], r["voter"],
                  r["tstamp"], 1 if r["anony"] is None else int(r["anony"])) for r in rows]
     assert votes_of(table) == expected
@@ -251,8 +264,8 @@ fields = st.sampled_from(["model_a", "model_b", "winner", "judge", "voter", "tst
     st.lists(st.dictionaries(fields, garbage_cells, max_size=6), max_size=5).map(lambda rows: json.dumps(rows)),
     st.lists(st.lists(st.text(alphabet='ab,"\n =+-\'t', max_size=6), max_size=4), max_size=5).map(
         lambda rows: "model_a,model_b,winner,tstamp\n" + "\n".join(",".join(r) for r in rows)),
-), suffix=st.sampled_from([".csv", ".json", ".jsonl", ".dat"]))
-def test_garbage_gives_a_clear_error_never_a_traceback(content: bytes | str, suffix: str) -> None:
+), suffix=st.sampled_from([".csv", ".json", ".jsonl", ".dat"]), pyarrow=st.booleans())
+def test_garbage_gives_a_clear_error_never_a_traceback(content: bytes | str, suffix: str, pyarrow: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"votes{suffix}"
         if isinstance(content, str):
@@ -260,7 +273,8 @@ def test_garbage_gives_a_clear_error_never_a_traceback(content: bytes | str, suf
         else:
             path.write_bytes(content)
         try:
-            table = both_readers(path)
+            with arrow(pyarrow):
+                table = both_readers(path)
         except BattleFileError as exc:
             assert str(path) in str(exc)
             return

@@ -6,19 +6,22 @@ reads (others are skipped), and a JSON array through the same reader once its to
 removed: in JSON a line break cannot occur inside a string, so a ``}`` and ``,`` just before one are the end
 of an item and its separator — and the item count must then match, or the file goes to the plain reader.
 
-Anything unusual (a type the schema does not expect, a short row, bad UTF-8, an ISO-8601 time in JSON)
-makes :func:`read_columnar` return None, and the plain reader, the reference, reads the file instead.
+Without pyarrow, CSV goes through pandas' C parser (pandas is a core dependency) and JSON through the
+plain reader. Anything unusual (a type the schema does not expect, a short row, bad UTF-8, an ISO-8601
+time in JSON) makes :func:`read_columnar` return None, and the plain reader, the reference, reads the file
+instead; so does any file in which a rule finds a bad row, so that the error names its line.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 from typing import Any
 
 import numpy as np
 
 from harness.battles.detect import _NON_SPACE, Shape
-from harness.battles.plain import FIELDS
+from harness.battles.plain import FIELDS, csv_tstamp
 from harness.battles.table import REQUIRED_FIELDS
 from harness.battles.validate import NULL, Coded, Numbers, RawBattles, RawColumn
 
@@ -133,10 +136,37 @@ def _array_as_lines(data: bytes) -> tuple[bytes, int] | None:
     return body.replace(b"},\r\n", b"}\r\n").replace(b"},\n", b"}\n"), separators
 
 
-def read_columnar(data: bytes, shape: Shape, source: str) -> RawBattles | None:
-    """The cells of ``data`` read by pyarrow, or None when pyarrow is absent or declines the file."""
-    if not available() or _NON_SPACE.search(data) is None:
+def _csv_pandas(data: bytes, source: str) -> RawBattles | None:
+    """CSV through pandas' C parser (pandas is a core dependency): the fast path without pyarrow."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=object, keep_default_na=False, na_filter=False,
+                            skip_blank_lines=True, encoding="utf-8", engine="c")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
         return None
+    header = tuple(str(name).strip() for name in frame.columns)
+    if len(set(header)) != len(header):
+        return None
+    columns: dict[str, RawColumn] = {}
+    for raw_name, name in zip(frame.columns, header, strict=True):
+        if name in FIELDS:
+            values = frame[raw_name].to_numpy(dtype=object)
+            if name == "tstamp":
+                columns[name] = csv_tstamp(values)
+            else:
+                codes, uniques = pd.factorize(values, use_na_sentinel=True)
+                columns[name] = Coded(np.asarray(codes, dtype=np.int32), list(uniques))
+    return RawBattles(len(frame), columns, lambda i: f"{source}: row {i}", source, header, csv=True)
+
+
+def read_columnar(data: bytes, shape: Shape, source: str) -> RawBattles | None:
+    """The cells of ``data`` read in columns — by pyarrow, or for CSV without pyarrow by pandas' C parser —
+    or None when the file is declined (and without pyarrow, for JSON)."""
+    if _NON_SPACE.search(data) is None:
+        return None
+    if not available():
+        return _csv_pandas(data, source) if shape == "csv" else None
     if shape == "csv":
         return _csv(data, source)
     if shape == "jsonl":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ FIELDS = ("model_a", "model_b", "winner", "category", "kind", "challenge", "vote
 """Every field a battle file may carry that the harness reads; others are ignored."""
 
 
-def _coded_text(cells: list[str | None]) -> Coded:
+def _coded_text(cells: Sequence[Any]) -> Coded:
     codes, uniques = pd.factorize(np.array(cells, dtype=object), use_na_sentinel=True)
     return Coded(np.asarray(codes, dtype=np.int32), list(uniques))
 
@@ -100,36 +101,66 @@ def _json_array(text: str, source: str) -> RawBattles:
     return _records(data, [f"{source}: item {i}" for i in range(len(data))], source)
 
 
+def _row_lines(text: str) -> list[int]:
+    """The line on which each data row starts (blank lines skipped, quoted line breaks counted): worked out
+    only when a message has to name a line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next(reader, None)
+    lines: list[int] = []
+    start = reader.line_num + 1
+    for row in reader:
+        if not _blank(row):
+            lines.append(start)
+        start = reader.line_num + 1
+    return lines
+
+
+def _blank(row: list[str]) -> bool:
+    return not row or (len(row) == 1 and not row[0].strip())
+
+
+def csv_tstamp(cells: Sequence[str | None]) -> RawColumn:
+    """Unix seconds in C (``float()`` on every cell) when every cell is a number or empty; else the cells,
+    for the per-value rules."""
+    values = np.array(cells, dtype=object)
+    null = (values == "") | pd.isna(values)
+    try:
+        numbers = np.where(null, "0", values).astype(np.float64)
+    except (ValueError, TypeError):
+        return _coded_text(cells)
+    return Numbers(numbers, np.asarray(null, dtype=bool))
+
+
 def _csv(text: str, source: str) -> RawBattles:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [name.strip() for name in next(reader)]
+        rows = [row for row in reader if len(row) > 1 or (row and row[0].strip())]
     except StopIteration:
         raise BattleFileError(f"{source}: empty file, expected a header with model_a, model_b, winner") from None
     except csv.Error as exc:
-        raise BattleFileError(f"{source}: line 1: not a readable CSV header ({exc})") from None
+        raise BattleFileError(f"{source}: line {reader.line_num}: not readable CSV ({exc})") from None
     check_header(header, source)
-    wanted = [(name, header.index(name)) for name in FIELDS if name in header]
-    cells: list[list[str | None]] = [[] for _ in wanted]
     lines: list[int] = []
-    start = reader.line_num + 1
-    try:
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                start = reader.line_num + 1
-                continue
-            if len(row) > len(header):
-                raise BattleFileError(f"{source}: line {start}: {len(row)} cells where the header has "
-                                      f"{len(header)}")
-            for column, (_, position) in zip(cells, wanted, strict=True):
-                column.append(row[position] if position < len(row) else None)
-            lines.append(start)
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise BattleFileError(f"{source}: line {start}: not readable CSV ({exc})") from None
-    raw = {name: _coded_text(column) for (name, _), column in zip(wanted, cells, strict=True)}
-    return RawBattles(len(lines), dict(raw), lambda i: f"{source}: line {lines[i]}", source, tuple(header),
-                      csv=True)
+
+    def where(i: int) -> str:
+        if not lines:
+            lines.extend(_row_lines(text))
+        return f"{source}: line {lines[i]}"
+
+    width = len(header)
+    if set(map(len, rows)) - {width}:
+        for i, row in enumerate(rows):
+            if len(row) > width:
+                raise BattleFileError(f"{where(i)}: {len(row)} cells where the header has {width}")
+        rows = [row + [None] * (width - len(row)) for row in rows]  # type: ignore[list-item]
+    raw: dict[str, RawColumn] = {}
+    for name in FIELDS:
+        if name in header:
+            position = header.index(name)
+            cells = [row[position] for row in rows]
+            raw[name] = csv_tstamp(cells) if name == "tstamp" else _coded_text(cells)
+    return RawBattles(len(rows), raw, where, source, tuple(header), csv=True)
 
 
 def read_plain(text: str, shape: Shape, source: str) -> RawBattles:
