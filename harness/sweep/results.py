@@ -10,7 +10,8 @@ exact (Garwood) interval of that count divided by the window. Completions of a c
 than a Poisson process, so the interval is conservative (wider than needed).
 
 The knee (:func:`find_knee`) is read from point estimates, in level order: the last level before the first one
-that either (a) raises throughput by less than ``min_gain`` over the best lower level (throughput stops rising)
+that either (a) raises throughput by less than ``min_gain`` over the level below it, or not at all (throughput
+stops rising; the levels below all rose, so the one below is the best so far)
 or (b) has any attempt answered 429 (rate limiting begins).
 """
 
@@ -216,31 +217,27 @@ def find_knee(levels: Sequence[SweepLevel], min_gain: float) -> Knee:
     done = [lv for lv in levels if lv.finished and lv.n > 0]
     if not done:
         return Knee(level=None, cause="none", statement="no level has finished yet: no knee to read")
-    best: SweepLevel | None = None
     for i, lv in enumerate(done):
+        below = done[i - 1] if i > 0 else None
         limited = lv.rate_limited > 0
-        saturated = best is not None and _tput(lv) < (1 + min_gain) * _tput(best)
+        saturated = below is not None and not (_tput(lv) >= (1 + min_gain) * _tput(below) and _tput(lv) > _tput(below))
         if not (limited or saturated):
-            if best is None or _tput(lv) > _tput(best):
-                best = lv
             continue
-        previous = done[i - 1] if i > 0 else None
         parts = []
-        if saturated and best is not None:
-            gain = _tput(lv) / _tput(best) - 1 if _tput(best) > 0 else math.inf
+        if saturated and below is not None:
+            gain = _tput(lv) / _tput(below) - 1 if _tput(below) > 0 else math.inf
             parts.append(f"throughput stops rising at {lv.name}: {_fmt(_tput(lv))} images/s, "
-                         f"{gain:+.0%} on {best.name}'s {_fmt(_tput(best))} (a level must add {min_gain:.0%})")
+                         f"{gain:+.0%} on {below.name}'s {_fmt(_tput(below))} (a level must add {min_gain:.0%})")
         if limited:
             parts.append(f"429s begin at {lv.name}: {lv.rate_limited} of {lv.attempts} attempts "
                          f"({lv.rate_limited_share or 0:.0%})")
         cause: Literal["saturated", "rate_limited", "both"] = (
             "both" if limited and saturated else "rate_limited" if limited else "saturated")
-        if previous is None:
+        if below is None:
             return Knee(level=None, cause=cause,
                         statement=f"no knee within the levels: {'; '.join(parts)}, the lowest level; sweep lower")
-        knee = best if saturated and best is not None else previous
-        return Knee(level=knee.level, cause=cause,
-                    statement=f"knee at {knee.name} ({_fmt(_tput(knee))} images/s): {'; '.join(parts)}")
+        return Knee(level=below.level, cause=cause,
+                    statement=f"knee at {below.name} ({_fmt(_tput(below))} images/s): {'; '.join(parts)}")
     top = done[-1]
     return Knee(level=None, cause="none",
                 statement=f"no knee within the levels: throughput still rose at {top.name} "
