@@ -7,7 +7,7 @@ mapping with a ``challenges:`` list). Fields (``challenges/README.md`` is the us
     version: 1                      # bump when the challenge changes meaningfully
     title: Vintage cafe logo
     category: typography            # see CATEGORIES
-    kind: text-to-image             # text-to-image | edit | compose | inpaint
+    kind: text-to-image             # text-to-image | edit | compose | inpaint | multi-turn
     prompt: 'Logo for "{{ name }}" ...'   # Jinja2 template, the "default" variant
     variables: {name: Caffè Florian}
     variants: {terse: 'Logo, "{{ name }}"'}   # alternative templates (prompt-template regression tests)
@@ -16,6 +16,19 @@ mapping with a ``challenges:`` list). Fields (``challenges/README.md`` is the us
     params: {aspect_ratio: "1:1", size: 1K, seed: 42, n: 1}
     captions: {source: a cup of coffee, target: a cup of tea}   # optional, for directional CLIP
     tags: [logo, text-rendering]
+
+A ``multi-turn`` challenge has no ``prompt``: an optional starting image set (``references``) and an ordered
+list of ``turns``, each a template with its own ``variants``, optional extra ``references`` sent with that
+turn, and ``preserve`` (what the turn must keep: metadata for judges and scores, not sent)::
+
+    kind: multi-turn
+    references: [../assets/camera.png]
+    turns:
+      - prompt: Give the man a warm, genuine smile.
+        variants: {terse: Make him smile.}
+        preserve: [face identity, camera, background]
+      - prompt: Now put a red knitted scarf on him.
+        references: [../assets/scarf.png]
 
 Validation never stops at the first problem: :func:`validate` reports every problem of every file, each
 with the file, the field (``challenges[3].params.aspect_ratio``) and the reason, so one run of
@@ -54,7 +67,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -94,8 +107,27 @@ REFERENCE_COUNTS: dict[ChallengeKind, tuple[int, int]] = {
     ChallengeKind.EDIT: (1, 16),
     ChallengeKind.COMPOSE: (2, 16),
     ChallengeKind.INPAINT: (1, 1),
+    ChallengeKind.MULTI_TURN: (0, 14),
 }
 """Fewest and most reference images each kind takes (16 is the most any supported API accepts)."""
+MAX_TURNS = 16
+"""Most turns a multi-turn challenge may have; the seeds' refinement sessions use 2 to 5."""
+MAX_CONVERSATION_IMAGES = 14
+"""Most images one turn of a conversation may hold, its history's images (starting set, every earlier turn's
+extra references and the model's earlier answers) included: Gemini 3 image models take up to 14 reference
+images (https://ai.google.dev/gemini-api/docs/image-generation), the most of the multi-turn protocols."""
+MAX_INLINE_REQUEST_BYTES = 20 * 1000 * 1000
+"""Gemini's limit on a request with inline images: "the total request size ... is limited to 20MB"
+(https://ai.google.dev/gemini-api/docs/image-understanding). Every turn resends the whole history, so a
+conversation grows toward it turn by turn."""
+OUTPUT_BYTES_PER_PIXEL = 3.0
+"""Estimated bytes of one answer image per pixel when a conversation's request size is checked: 24-bit RGB
+uncompressed, an upper bound for a PNG photograph (PNG of camera-like content compresses to about half)."""
+DEFAULT_OUTPUT_TIER_SIDE = 1024
+"""Long side of the answer assumed when a multi-turn challenge names no ``size``: the 1K tier, the default
+of every Gemini image model (https://ai.google.dev/gemini-api/docs/image-generation)."""
+TIER_SIDES = {"512": 512, "0.5K": 512, "1K": 1024, "2K": 2048, "4K": 4096}
+"""Long side of each resolution tier, for estimating the answer images of a conversation."""
 MAX_FILE_BYTES = 1024 * 1024
 """Largest challenge (YAML) file read: a suite of hundreds of challenges fits in a few hundred KB."""
 MAX_YAML_ALIASES = 100
@@ -170,6 +202,17 @@ class Captions(BaseModel):
     target: str
 
 
+class TurnSpec(BaseModel):
+    """One turn of a multi-turn challenge as written in YAML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str
+    variants: dict[str, str] = Field(default_factory=dict)
+    references: list[str] = Field(default_factory=list)
+    preserve: list[str] = Field(default_factory=list)
+
+
 class ChallengeSpec(BaseModel):
     """A challenge as written in YAML, before its templates are rendered and its files read."""
 
@@ -180,7 +223,8 @@ class ChallengeSpec(BaseModel):
     title: str
     category: str
     kind: ChallengeKind
-    prompt: str
+    prompt: str | None = None
+    turns: list[TurnSpec] | None = None
     variables: dict[str, str | int | float | bool] = Field(default_factory=dict)
     variants: dict[str, str] = Field(default_factory=dict)
     references: list[str] = Field(default_factory=list)
@@ -191,8 +235,28 @@ class ChallengeSpec(BaseModel):
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One validated turn of a multi-turn challenge: its rendered prompt per variant (a variant the turn does
+    not define uses its ``default``), the images sent with it (the first turn's include the starting set), and
+    what it must preserve."""
+
+    prompts: dict[str, str]
+    references: tuple[InputImage, ...]
+    preserve: tuple[str, ...] = ()
+    templates: dict[str, str] = field(default_factory=dict)
+
+    def frozen(self) -> dict[str, Any]:
+        return {"prompts": self.prompts, "templates": self.templates, "preserve": list(self.preserve),
+                "references": [r.sha256 for r in self.references]}
+
+
+@dataclass(frozen=True)
 class Challenge:
-    """A validated challenge with rendered prompts (one per variant) and loaded images."""
+    """A validated challenge with rendered prompts (one per variant) and loaded images.
+
+    A multi-turn challenge has its ``turns``; its ``references`` are every image the conversation sends from
+    the suite (starting set first, then each turn's new ones), and ``prompts[v]`` is its turns' prompts, one
+    numbered line each, for showing and scoring the final image."""
 
     id: str
     version: int
@@ -208,6 +272,7 @@ class Challenge:
     source_file: str
     content_hash: str
     templates: dict[str, str] = field(default_factory=dict)
+    turns: tuple[Turn, ...] = ()
 
     def frozen(self) -> dict[str, Any]:
         """The JSON-able snapshot stored with a run (image bytes live in the image store, by hash)."""
@@ -226,7 +291,23 @@ class Challenge:
             "tags": list(self.tags),
             "source_file": self.source_file,
             "content_hash": self.content_hash,
+            **({"turns": [t.frozen() for t in self.turns]} if self.turns else {}),
         }
+
+
+def thaw_turns(frozen: Mapping[str, Any], references: Sequence[InputImage]) -> tuple[Turn, ...]:
+    """The turns of a stored multi-turn challenge (:meth:`Challenge.frozen`), their images taken from the
+    challenge's own ``references`` by hash; ``()`` for any other challenge."""
+    by_hash = {r.sha256: r for r in references}
+    turns = []
+    for i, t in enumerate(frozen.get("turns") or ()):
+        missing = [sha for sha in t["references"] if sha not in by_hash]
+        if missing:
+            raise ConfigError(f"stored challenge {frozen.get('id')!r}: turn {i + 1} names image(s) "
+                              f"{', '.join(missing)} that are not among its references")
+        turns.append(Turn(prompts=dict(t["prompts"]), references=tuple(by_hash[sha] for sha in t["references"]),
+                          preserve=tuple(t.get("preserve") or ()), templates=dict(t.get("templates") or {})))
+    return tuple(turns)
 
 
 def _image_meta(img: InputImage) -> dict[str, Any]:
@@ -557,13 +638,16 @@ def _mask_problems(mask: InputImage) -> list[str]:
 
 
 def _content_hash(spec: ChallengeSpec, prompts: dict[str, str], images: list[InputImage],
-                  mask: InputImage | None) -> str:
-    payload = {
+                  mask: InputImage | None, turns: Sequence[Turn] = ()) -> str:
+    payload: dict[str, Any] = {
         "id": spec.id, "version": spec.version, "kind": spec.kind.value, "prompts": prompts,
         "params": spec.params.model_dump(), "references": [i.sha256 for i in images],
         "mask": mask.sha256 if mask else None,
         "captions": spec.captions.model_dump() if spec.captions else None,
     }
+    if turns:
+        payload["turns"] = [{"prompts": t.prompts, "references": [r.sha256 for r in t.references],
+                             "preserve": list(t.preserve)} for t in turns]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -605,6 +689,172 @@ def _reference_path(file: Path, ref: str, roots: tuple[Path, ...] | None) -> Pat
     return path
 
 
+def _check_variant_names(variants: Mapping[str, str], prefix: str, problem: Callable[[str, str], None]) -> None:
+    for name in variants:
+        if name == DEFAULT_VARIANT:
+            problem(f"{prefix}variants.{name}", f"{DEFAULT_VARIANT!r} is reserved for `prompt`")
+        elif not SLUG.match(name):
+            problem(f"{prefix}variants.{name}",
+                    "variant names must be slugs (lower-case letters, digits, '.', '_', '-')")
+
+
+def _render_all(templates: Mapping[str, str], variables: Mapping[str, Any], prefix: str,
+                problem: Callable[[str, str], None]) -> dict[str, str]:
+    """Every template rendered, keyed by variant; each failure is a problem at ``{prefix}prompt`` or
+    ``{prefix}variants.NAME`` and leaves that variant out."""
+    prompts: dict[str, str] = {}
+    for name, template in templates.items():
+        fld = prefix + ("prompt" if name == DEFAULT_VARIANT else f"variants.{name}")
+        try:
+            missing = sorted(_undeclared(template) - set(variables))
+            if missing:
+                problem(fld, f"template variable(s) undefined: {', '.join(missing)} (add them to `variables`)")
+                continue
+            text = render_template(template, variables)
+        except jinja2.TemplateSyntaxError as exc:
+            problem(fld, f"template syntax error on line {exc.lineno}: {exc.message}")
+            continue
+        except jinja2.TemplateError as exc:
+            problem(fld, f"template error: {exc}")
+            continue
+        except (RecursionError, MemoryError) as exc:
+            problem(fld, f"template too deeply nested or too large to parse ({type(exc).__name__})")
+            continue
+        except Exception as exc:  # a template's own failure (int('x'), 1/0, ...) is the user's problem to fix
+            problem(fld, f"template error: {type(exc).__name__}: {exc}")
+            continue
+        if not text:
+            problem(fld, "renders to an empty prompt")
+        prompts[name] = text
+    return prompts
+
+
+def _load_images(file: Path, refs: Sequence[str], prefix: str, roots: tuple[Path, ...] | None,
+                 problem: Callable[[str, str], None]) -> list[InputImage]:
+    images: list[InputImage] = []
+    for i, ref in enumerate(refs):
+        try:
+            images.append(read_image(_reference_path(file, ref, roots)))
+        except ValueError as exc:
+            problem(f"{prefix}references[{i}]", str(exc))
+    return images
+
+
+def output_side(size: str | None) -> int:
+    """Long side (px) of the largest answer a conversation turn can return for ``params.size``."""
+    if size and (side := TIER_SIDES.get(size.upper())) is not None:
+        return side
+    if size and "x" in size:
+        width, _, height = size.partition("x")
+        return max(int(width), int(height))
+    return DEFAULT_OUTPUT_TIER_SIDE
+
+
+def estimated_answer_bytes(params: Params) -> int:
+    """Upper estimate of one answer image's bytes (:data:`OUTPUT_BYTES_PER_PIXEL`) at ``params``' size and
+    aspect ratio (the long side is the tier's, the short side follows the ratio)."""
+    side = output_side(params.size)
+    ratio = 1.0
+    if params.aspect_ratio and not (params.size and "x" in params.size):
+        w, _, h = params.aspect_ratio.partition(":")
+        ratio = min(int(w), int(h)) / max(int(w), int(h))
+    elif params.size and "x" in params.size:
+        w, _, h = params.size.partition("x")
+        ratio = min(int(w), int(h)) / max(int(w), int(h))
+    return int(side * side * ratio * OUTPUT_BYTES_PER_PIXEL)
+
+
+def base64_size(n: int) -> int:
+    """Characters of ``n`` bytes in standard base64 (with padding)."""
+    return 4 * ((n + 2) // 3)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnLoad:
+    """What one turn of a conversation sends, history included: images and estimated request bytes."""
+
+    turn: int
+    images: int
+    request_bytes: int
+    answers_before: int
+
+
+def conversation_load(turn_images: Sequence[Sequence[InputImage]], prompt_chars: Sequence[int],
+                      answer_bytes: int) -> list[TurnLoad]:
+    """Per turn (1-based), the images its request holds and its estimated size in bytes: every earlier turn's
+    prompt and images again, the model's earlier answers (``answer_bytes`` each), all base64-encoded."""
+    loads = []
+    images = 0
+    sent = 0
+    for k, (refs, chars) in enumerate(zip(turn_images, prompt_chars, strict=True)):
+        images += len(refs) + (1 if k else 0)
+        sent += chars + sum(base64_size(len(r.data)) for r in refs) + (base64_size(answer_bytes) if k else 0)
+        loads.append(TurnLoad(k + 1, images, sent, k))
+    return loads
+
+
+def _check_turns(spec: ChallengeSpec, file: Path, where: str, start_images: list[InputImage],
+                 roots: tuple[Path, ...] | None, skip: frozenset[str],
+                 problem: Callable[[str, str], None]) -> tuple[list[Turn], dict[str, str], dict[str, str]]:
+    """The turns of a multi-turn challenge, every problem of them reported; returns the turns, the joined
+    prompts and the joined templates per variant."""
+    if spec.prompt is not None and "prompt" not in skip:
+        problem("prompt", "a multi-turn challenge has no top-level prompt: write each turn's prompt under `turns`")
+    if spec.variants:
+        problem("variants", "a multi-turn challenge has no top-level variants: give each turn its own "
+                            "`variants` (a turn without one sends its `prompt`)")
+    if "turns" in skip:
+        return [], {}, {}
+    specs = spec.turns or []
+    if not specs:
+        problem("turns", "a multi-turn challenge needs at least one turn (the list is empty or missing)")
+        return [], {}, {}
+    if len(specs) > MAX_TURNS:
+        problem("turns", f"{len(specs)} turns; at most {MAX_TURNS}")
+    if spec.params.n != 1:
+        problem("params.n", "a multi-turn challenge asks for one image per turn (n: 1): each turn continues "
+                            "from the previous answer")
+    names = list(dict.fromkeys(v for t in specs for v in t.variants))
+    rendered: list[dict[str, str]] = []
+    loaded: list[list[InputImage]] = []
+    for i, t in enumerate(specs):
+        prefix = f"turns[{i}]."
+        _check_variant_names(t.variants, prefix, problem)
+        templates = {DEFAULT_VARIANT: t.prompt, **t.variants}
+        rendered.append(_render_all(templates, spec.variables, prefix, problem) if "variables" not in skip else {})
+        loaded.append(_load_images(file, t.references, prefix, roots, problem))
+    turn_images = [[*start_images, *loaded[0]], *loaded[1:]]
+    prompt_chars = [max((len(p) for p in r.values()), default=0) for r in rendered]
+    for load in conversation_load(turn_images, prompt_chars, estimated_answer_bytes(spec.params)):
+        if load.images > MAX_CONVERSATION_IMAGES:
+            problem(f"turns[{load.turn - 1}]",
+                    f"turn {load.turn} would hold {load.images} images with its history (starting images, every "
+                    f"turn's references so far and {load.answers_before} earlier answer(s)); the most any "
+                    f"multi-turn protocol takes is {MAX_CONVERSATION_IMAGES}")
+            break
+    answer = estimated_answer_bytes(spec.params)
+    for load in conversation_load(turn_images, prompt_chars, answer):
+        if load.request_bytes > MAX_INLINE_REQUEST_BYTES:
+            problem(f"turns[{load.turn - 1}]",
+                    f"turn {load.turn}'s request would be about {load.request_bytes / 1e6:.1f} MB with its history "
+                    f"({load.answers_before} earlier answer(s) of up to {answer / 1e6:.1f} MB each at "
+                    f"{output_side(spec.params.size)} px, plus the references, base64-encoded), over Gemini's "
+                    f"{MAX_INLINE_REQUEST_BYTES / 1e6:.0f} MB inline request limit; use fewer turns, a smaller "
+                    "size or smaller references")
+            break
+    turns: list[Turn] = []
+    if all(DEFAULT_VARIANT in r and all(v in r for v in t.variants) for r, t in zip(rendered, specs, strict=True)):
+        for i, (t, r) in enumerate(zip(specs, rendered, strict=True)):
+            templates = {DEFAULT_VARIANT: t.prompt, **t.variants}
+            turns.append(Turn(prompts={v: r.get(v, r[DEFAULT_VARIANT]) for v in (DEFAULT_VARIANT, *names)},
+                              references=tuple(turn_images[i]), preserve=tuple(t.preserve),
+                              templates={v: templates.get(v, t.prompt) for v in (DEFAULT_VARIANT, *names)}))
+    joined = {v: "\n".join(f"{i + 1}. {t.prompts[v]}" for i, t in enumerate(turns)) for v in (DEFAULT_VARIANT, *names)}
+    joined_templates = {v: "\n".join(f"{i + 1}. {t.templates[v]}" for i, t in enumerate(turns))
+                        for v in (DEFAULT_VARIANT, *names)}
+    return turns, joined, joined_templates
+
+
 def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Problem],
                 skip: frozenset[str] = frozenset(), roots: tuple[Path, ...] | None = None) -> Challenge | None:
     """Validate one parsed challenge against its files; append problems; return it when valid.
@@ -623,39 +873,22 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
     if "category" not in skip and spec.category not in CATEGORIES:
         hint = _suggest(spec.category, CATEGORIES) or f"; known: {', '.join(CATEGORIES)}"
         problem("category", f"unknown category {spec.category!r}{hint}")
-    for name in spec.variants:
-        if name == DEFAULT_VARIANT:
-            problem(f"variants.{name}", f"{DEFAULT_VARIANT!r} is reserved for `prompt`")
-        elif not SLUG.match(name):
-            problem(f"variants.{name}", "variant names must be slugs (lower-case letters, digits, '.', '_', '-')")
-
-    templates = {DEFAULT_VARIANT: spec.prompt, **spec.variants}
+    multi = spec.kind == ChallengeKind.MULTI_TURN and "kind" not in skip
+    templates: dict[str, str] = {}
     prompts: dict[str, str] = {}
-    for name, template in templates.items():
-        fld = "prompt" if name == DEFAULT_VARIANT else f"variants.{name}"
-        if fld.split(".")[0] in skip or "variables" in skip:
-            continue
-        try:
-            missing = sorted(_undeclared(template) - set(spec.variables))
-            if missing:
-                problem(fld, f"template variable(s) undefined: {', '.join(missing)} (add them to `variables`)")
-                continue
-            text = render_template(template, spec.variables)
-        except jinja2.TemplateSyntaxError as exc:
-            problem(fld, f"template syntax error on line {exc.lineno}: {exc.message}")
-            continue
-        except jinja2.TemplateError as exc:
-            problem(fld, f"template error: {exc}")
-            continue
-        except (RecursionError, MemoryError) as exc:
-            problem(fld, f"template too deeply nested or too large to parse ({type(exc).__name__})")
-            continue
-        except Exception as exc:  # a template's own failure (int('x'), 1/0, ...) is the user's problem to fix
-            problem(fld, f"template error: {type(exc).__name__}: {exc}")
-            continue
-        if not text:
-            problem(fld, "renders to an empty prompt")
-        prompts[name] = text
+    if not multi:
+        _check_variant_names(spec.variants, "", problem)
+        if spec.turns is not None and "turns" not in skip and "kind" not in skip:
+            problem("turns", f"only 'multi-turn' challenges take turns, this one is {spec.kind.value!r}")
+        if spec.prompt is None:
+            if "prompt" not in skip and not ("kind" in skip and spec.turns is not None):
+                problem("prompt", "required field is missing")
+        else:
+            templates = {DEFAULT_VARIANT: spec.prompt, **spec.variants}
+            if "variables" not in skip:
+                active = {n: t for n, t in templates.items()
+                          if ("prompt" if n == DEFAULT_VARIANT else "variants") not in skip}
+                prompts = _render_all(active, spec.variables, "", problem)
 
     n_refs = len(spec.references)
     if "kind" not in skip and "references" not in skip:
@@ -670,12 +903,7 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
         if spec.kind != ChallengeKind.INPAINT and spec.mask is not None:
             problem("mask", f"only 'inpaint' challenges take a mask, this one is {spec.kind.value!r}")
 
-    images: list[InputImage] = []
-    for i, ref in enumerate(spec.references):
-        try:
-            images.append(read_image(_reference_path(file, ref, roots)))
-        except ValueError as exc:
-            problem(f"references[{i}]", str(exc))
+    images = _load_images(file, spec.references, "", roots, problem)
     mask: InputImage | None = None
     if spec.mask is not None and (spec.kind == ChallengeKind.INPAINT or "kind" in skip):
         try:
@@ -688,18 +916,27 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
             if images and (mask.width, mask.height) != (images[0].width, images[0].height):
                 problem("mask", f"mask is {mask.width}x{mask.height} but its image references[0] is "
                                 f"{images[0].width}x{images[0].height}; they must be the same size")
+    turns: list[Turn] = []
+    if multi:
+        turns, prompts, templates = _check_turns(spec, file, where, images, roots, skip, problem)
+        seen = {i.sha256 for i in images}
+        for turn in turns:
+            for ref in turn.references:
+                if ref.sha256 not in seen:
+                    seen.add(ref.sha256)
+                    images.append(ref)
     if len(problems) > start or skip:
         return None
     return Challenge(
         id=spec.id, version=spec.version, title=spec.title, category=spec.category, kind=spec.kind,
         prompts=prompts, params=spec.params, references=tuple(images), mask=mask, captions=spec.captions,
-        tags=tuple(spec.tags), source_file=fname, content_hash=_content_hash(spec, prompts, images, mask),
-        templates=templates,
+        tags=tuple(spec.tags), source_file=fname, content_hash=_content_hash(spec, prompts, images, mask, turns),
+        templates=templates, turns=tuple(turns),
     )
 
 
 _PLACEHOLDERS: dict[str, Any] = {
-    "id": "invalid", "title": "", "category": "other", "kind": ChallengeKind.TEXT_TO_IMAGE, "prompt": "",
+    "id": "invalid", "title": "", "category": "other", "kind": ChallengeKind.TEXT_TO_IMAGE,
 }
 
 
@@ -714,7 +951,7 @@ def _lenient(raw: Mapping[str, Any], bad: set[str]) -> ChallengeSpec | None:
         return None
 
 
-_MODEL_OF_FIELD: dict[str, type[BaseModel]] = {"params": Params, "captions": Captions}
+_MODEL_OF_FIELD: dict[str, type[BaseModel]] = {"params": Params, "captions": Captions, "turns": TurnSpec}
 
 
 def _pydantic_reason(err: Mapping[str, Any]) -> str:

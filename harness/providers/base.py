@@ -104,6 +104,12 @@ def redact_provider_error(exc: ProviderError, redactor: Redactor) -> None:
     exc.usage = redactor.value(exc.usage)
 
 
+def multi_turn_refusal(protocol: str) -> str:
+    """Why a target of ``protocol`` is not given multi-turn challenges (its adapter keeps no conversation)."""
+    return (f"protocol {protocol!r} cannot run multi-turn challenges yet: only the gemini and openrouter adapters "
+            "keep conversation state (the other protocols come in part 2)")
+
+
 class ChallengeKind(enum.StrEnum):
     """What a challenge asks of a model."""
 
@@ -111,6 +117,9 @@ class ChallengeKind(enum.StrEnum):
     EDIT = "edit"
     COMPOSE = "compose"
     INPAINT = "inpaint"
+    MULTI_TURN = "multi-turn"
+    """An ordered list of turns in one conversation: each turn's request carries the earlier turns (their
+    instructions and the model's own replies), see :class:`Exchange`."""
 
 
 class ProviderError(Exception):
@@ -164,6 +173,21 @@ class InputImage:
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """One earlier turn of a conversation, as a later turn's request resends it: what the user sent (the
+    turn's instruction and images) and the model's reply exactly as the provider returned it.
+
+    ``reply`` is the protocol's own message object, kept verbatim so that everything the provider asks to get
+    back unchanged comes back unchanged (Gemini's ``thoughtSignature`` on the parts of Gemini 3 image models,
+    https://ai.google.dev/gemini-api/docs/thought-signatures; OpenRouter's assistant ``images`` and
+    ``reasoning_details``, https://openrouter.ai/docs/features/multimodal/image-generation)."""
+
+    prompt: str
+    references: tuple[InputImage, ...]
+    reply: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One logical request: a resolved challenge prompt for one target.
 
@@ -183,6 +207,9 @@ class GenerationRequest:
     n: int = 1
     stream: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    history: tuple[Exchange, ...] = ()
+    """The conversation so far (multi-turn challenges), oldest first; empty for a single request. Only a
+    protocol whose adapter sets :attr:`Provider.multi_turn` accepts one."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +242,10 @@ class GenerationResult:
     provider_timings: dict[str, Any] = field(default_factory=dict)
     text: str | None = None
     finish_reason: str | None = None
+    reply: dict[str, Any] | None = None
+    """The model's message as the provider returned it (Gemini ``candidates[0].content``, OpenRouter
+    ``choices[0].message``; a stream's chunks merged into one), for the next turn of a conversation. Set by
+    adapters that take :attr:`GenerationRequest.history`."""
 
 
 class Provider(abc.ABC):
@@ -230,6 +261,10 @@ class Provider(abc.ABC):
 
     protocol: ClassVar[str]
     """Registry name, e.g. ``"openai-images"``."""
+
+    multi_turn: ClassVar[bool] = False
+    """Whether the adapter keeps conversation state (:attr:`GenerationRequest.history`,
+    :attr:`GenerationResult.reply`) and so can run multi-turn challenges."""
 
     credential_headers: ClassVar[tuple[str, ...]] = ("authorization",)
     """Header names that carry the key in this protocol (lower case); dropped on any redirect to an origin
@@ -270,6 +305,8 @@ class Provider(abc.ABC):
     async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         """Perform one logical request through ``http`` under this target's origin policy; raise
         :class:`ProviderError` on failure. Nothing returned or raised holds the key."""
+        if (request.history or request.kind == ChallengeKind.MULTI_TURN) and not self.multi_turn:
+            raise ProviderError(ErrorKind.INVALID_REQUEST, multi_turn_refusal(self.protocol))
         token = use_policy(self.policy)
         try:
             result = await self.exchange(request, http)

@@ -19,6 +19,12 @@ the multi-megabyte base64 body. For the streaming method TTFB is marked at the f
 text or (Gemini 3) a thought, usually long before the image; the first interim thought image, if any, is
 marked ``first_partial``. Neither is a time to the final image.
 
+Conversations (multi-turn challenges): every turn sends the whole ``contents`` history, each earlier user turn
+rebuilt exactly as it was sent and each model turn as Google returned it, part for part, including
+``thoughtSignature`` and ``thought`` parts ("return the entire response with all thought signatures";
+"signatures must be returned unchanged", https://ai.google.dev/gemini-api/docs/thought-signatures). A stream's
+chunks are merged into one model turn of all their parts, in order. ``n`` must be 1 in a conversation.
+
 Provider timings: Google's front end reports its own time for a unary request in ``Server-Timing: gfet4t7;
 dur=<ms>``; it is kept as ``provider_timings["server_timing_ms"]`` (a list when ``n > 1``).
 
@@ -36,6 +42,7 @@ from typing import Any
 from harness.providers.base import (
     ChallengeKind,
     ErrorKind,
+    Exchange,
     GenerationRequest,
     GenerationResult,
     InputImage,
@@ -120,6 +127,20 @@ def request_parts(request: GenerationRequest) -> list[dict[str, Any]]:
     return parts
 
 
+def user_content(prompt: str, references: Sequence[InputImage]) -> dict[str, Any]:
+    """A user turn of a conversation: its instruction, then its images."""
+    return {"role": "user", "parts": [{"text": prompt}, *(_inline(ref) for ref in references)]}
+
+
+def history_contents(history: Sequence[Exchange]) -> list[dict[str, Any]]:
+    """The ``contents`` of the earlier turns: each user turn as sent, each model turn verbatim."""
+    contents: list[dict[str, Any]] = []
+    for turn in history:
+        contents.append(user_content(turn.prompt, turn.references))
+        contents.append(dict(turn.reply))
+    return contents
+
+
 def _inline(image: InputImage) -> dict[str, Any]:
     return {"inlineData": {"mimeType": image.mime, "data": b64(image.data)}}
 
@@ -139,7 +160,8 @@ def build_body(request: GenerationRequest, options: Mapping[str, Any], seed: int
     for name in GENERATION_OPTIONS:
         if name in options:
             config[name] = options[name]
-    body: dict[str, Any] = {"contents": [{"role": "user", "parts": request_parts(request)}],
+    body: dict[str, Any] = {"contents": [*history_contents(request.history),
+                                         {"role": "user", "parts": request_parts(request)}],
                             "generationConfig": config}
     if "safetySettings" in options:
         body["safetySettings"] = options["safetySettings"]
@@ -272,6 +294,9 @@ class Answer:
     response_id: str | None = None
     candidates: int = 0
     server_timing_ms: float | None = None
+    parts: list[Any] = field(default_factory=list)
+    """Every part of ``candidates[0].content`` as received (thoughts and signatures included), in order."""
+    role: str | None = None
 
     def add(self, chunk: Mapping[str, Any], where: str, http: TimedHttp | None = None) -> None:
         """Merge one ``GenerateContentResponse`` (a streamed chunk or the whole body)."""
@@ -295,6 +320,10 @@ class Answer:
             self.finish_message = cand.get("finishMessage")
         content = cand.get("content")
         parts = content.get("parts") if isinstance(content, Mapping) else None
+        if isinstance(content, Mapping) and content.get("role"):
+            self.role = str(content["role"])
+        if isinstance(parts, list):
+            self.parts.extend(parts)
         for i, part in enumerate(parts if isinstance(parts, list) else []):
             if not isinstance(part, Mapping):
                 continue
@@ -367,6 +396,7 @@ class GeminiProvider(Provider):
 
     protocol = "gemini"
     credential_headers = (wire.API_KEY_HEADER,)
+    multi_turn = True
 
     @classmethod
     def sandbox_base_url(cls, sandbox_root: str, options: Mapping[str, Any]) -> str:
@@ -384,11 +414,15 @@ class GeminiProvider(Provider):
         expected = wire.pixel_size(model, ratio, tier) if ratio else None
         url = self._url(model, request.stream)
         headers = {wire.API_KEY_HEADER: self.api_key}
+        if request.kind == ChallengeKind.MULTI_TURN and request.n != 1:
+            raise ProviderError(ErrorKind.INVALID_REQUEST, "a conversation turn asks for exactly one image (n=1)")
         seeds = [None if request.seed is None else request.seed + i for i in range(request.n)]
         bodies = [build_body(request, options, seed, ratio, tier) for seed in seeds]
         answers = await gather_all([self._one(url, body, headers, request.stream, http) for body in bodies])
         images, usage = _merge(answers)
         first = answers[0]
+        reply = ({"role": first.role or "model", "parts": first.parts}
+                 if request.kind == ChallengeKind.MULTI_TURN else None)
         texts = [t for a in answers for t in a.texts]
         timings = [a.server_timing_ms for a in answers if a.server_timing_ms is not None]
         provider_timings: dict[str, Any] = {}
@@ -396,7 +430,7 @@ class GeminiProvider(Provider):
             provider_timings["server_timing_ms"] = timings[0] if len(timings) == 1 else timings
         return GenerationResult(images=images, request_id=first.response_id, expected_size=expected, usage=usage,
                                 provider_timings=provider_timings, text="".join(texts) or None,
-                                finish_reason=first.finish_reason)
+                                finish_reason=first.finish_reason, reply=reply)
 
     async def _one(self, url: str, body: dict[str, Any], headers: dict[str, str], stream: bool,
                    http: TimedHttp) -> Answer:

@@ -15,6 +15,12 @@
   are classified by the code embedded in the body, also when it arrives inside an HTTP 200 or as a stream
   chunk after the response started (then the attempt's HTTP status stays 200).
 
+Conversations (multi-turn challenges): every turn sends the whole message history, each earlier user message
+rebuilt exactly as it was sent and each assistant message as the API returned it (``content``, ``images`` with
+their data URLs, ``reasoning_details`` and any other field, https://openrouter.ai/docs/features/multimodal/image-generation
+and https://openrouter.ai/docs/use-cases/reasoning-tokens#preserving-reasoning-blocks). A stream's deltas are
+merged into one assistant message: texts joined, images and reasoning details in order. ``n`` must be 1.
+
 What TTFB means here: without streaming the headers come when the whole answer is ready, so TTFB is close to
 the generation time. With ``stream: true`` OpenRouter answers 200 at once and sends ``: OPENROUTER PROCESSING``
 comments while it waits; those are not a first byte of the answer, so TTFB is marked at the first ``data:``
@@ -24,15 +30,17 @@ chunk (usually the model's opening text; the image follows whole in a later chun
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.providers.base import (
     ChallengeKind,
     ErrorKind,
+    Exchange,
     GenerationRequest,
     GenerationResult,
+    InputImage,
     OutputImage,
     Provider,
     ProviderError,
@@ -79,6 +87,24 @@ def sizing(request: GenerationRequest, default_size: str | None) -> tuple[str | 
     return request.aspect_ratio, tier, None
 
 
+def user_message(prompt: str, references: Sequence[InputImage]) -> dict[str, Any]:
+    """A user message of a conversation: the instruction alone, or followed by its images as data URLs."""
+    if not references:
+        return {"role": "user", "content": prompt}
+    return {"role": "user", "content": [{"type": "text", "text": prompt},
+                                        *({"type": "image_url", "image_url": {"url": data_url(ref.data, ref.mime)}}
+                                          for ref in references)]}
+
+
+def history_messages(history: Sequence[Exchange]) -> list[dict[str, Any]]:
+    """The messages of the earlier turns: each user message as sent, each assistant message verbatim."""
+    messages: list[dict[str, Any]] = []
+    for turn in history:
+        messages.append(user_message(turn.prompt, turn.references))
+        messages.append(dict(turn.reply))
+    return messages
+
+
 def build_body(request: GenerationRequest, options: Mapping[str, Any], seed: int | None, ratio: str | None,
                tier: str | None) -> dict[str, Any]:
     content: str | list[dict[str, Any]] = request.prompt
@@ -92,7 +118,7 @@ def build_body(request: GenerationRequest, options: Mapping[str, Any], seed: int
         content = parts
     body: dict[str, Any] = {
         "model": request.model_id,
-        "messages": [{"role": "user", "content": content}],
+        "messages": [*history_messages(request.history), {"role": "user", "content": content}],
         "modalities": list(options.get("modalities", default_modalities(request.model_id))),
     }
     config: dict[str, Any] = dict(options.get("image_config", {}))
@@ -209,6 +235,24 @@ class Answer:
     native_finish_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     generation_id: str | None = None
+    message: dict[str, Any] | None = None
+    """The assistant message as returned (a stream's deltas merged), for the next turn of a conversation."""
+
+    def keep(self, message: Mapping[str, Any], delta: bool) -> None:
+        """Keep ``message`` verbatim; a delta's text is appended and its lists extended."""
+        if not delta or self.message is None:
+            self.message = {"role": "assistant", **message} if delta else dict(message)
+            if delta and not isinstance(self.message.get("content"), str):
+                self.message["content"] = ""
+            return
+        for key, value in message.items():
+            held = self.message.get(key)
+            if key == "content" and isinstance(value, str):
+                self.message["content"] = (held if isinstance(held, str) else "") + value
+            elif isinstance(value, list) and isinstance(held, list):
+                self.message[key] = [*held, *value]
+            elif value is not None or key not in self.message:
+                self.message[key] = value
 
     def add_message(self, message: Mapping[str, Any], where: str) -> None:
         images = message.get("images")
@@ -271,6 +315,7 @@ class OpenRouterProvider(Provider):
     """Adapter for OpenRouter's ``/api/v1/chat/completions`` with image output."""
 
     protocol = "openrouter"
+    multi_turn = True
 
     @classmethod
     def sandbox_base_url(cls, sandbox_root: str, options: Mapping[str, Any]) -> str:
@@ -286,6 +331,8 @@ class OpenRouterProvider(Provider):
     async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         options = {**self.options, **request.options}
         ratio, tier, expected = sizing(request, options.get("image_size"))
+        if request.kind == ChallengeKind.MULTI_TURN and request.n != 1:
+            raise ProviderError(ErrorKind.INVALID_REQUEST, "a conversation turn asks for exactly one image (n=1)")
         seeds = [None if request.seed is None else request.seed + i for i in range(request.n)]
         bodies = [build_body(request, options, seed, ratio, tier) for seed in seeds]
         url = self.base_url + wire.COMPLETIONS_PATH
@@ -300,7 +347,8 @@ class OpenRouterProvider(Provider):
         return GenerationResult(images=images, request_id=first.generation_id, expected_size=expected, usage=usage,
                                 provider_cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
                                 text="".join(t for a in answers for t in a.texts) or None,
-                                finish_reason=first.native_finish_reason or first.finish_reason)
+                                finish_reason=first.native_finish_reason or first.finish_reason,
+                                reply=first.message if request.kind == ChallengeKind.MULTI_TURN else None)
 
     async def _one(self, url: str, body: dict[str, Any], stream: bool, http: TimedHttp) -> Answer:
         if stream:
@@ -336,6 +384,7 @@ class OpenRouterProvider(Provider):
         message = choice.get("message") if "message" in choice else choice.get("delta")
         if isinstance(message, Mapping):
             answer.add_message(message, f"{where}.choices[0]")
+            answer.keep(message, delta="message" not in choice)
         answer.add_choice(choice)
 
     async def _stream(self, url: str, body: dict[str, Any], http: TimedHttp) -> Answer:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import re
 import sqlite3
 import time
@@ -24,17 +26,31 @@ from pathlib import Path
 
 import httpx
 
+from harness.challenges import Challenge
 from harness.errors import HarnessError
 from harness.http_pool import ClientPool
-from harness.providers.base import ErrorKind, GenerationRequest, Provider, ProviderError
+from harness.providers.base import ErrorKind, Exchange, GenerationRequest, Provider, ProviderError
 from harness.providers.registry import get_protocol
-from harness.records import NOT_SENT, AttemptRecord, FinalOutcome
+from harness.records import NOT_SENT, AttemptRecord, FinalOutcome, RequestKey
 from harness.redaction import Redactor
 from harness.run.attempt import AttemptContext, AttemptOutcome, attempt_record, perform_attempt
-from harness.run.items import WorkItem, build_request
+from harness.run.items import WorkItem, build_request, build_turn_request
 from harness.run.options import MAX_RETRY_WAIT_S, RunObserver, RunOptions
+from harness.run.sequence import (
+    SEQUENCE_KEY,
+    Conversation,
+    TurnMark,
+    image_reader,
+    is_conversation,
+    pack_reply_async,
+    resume_conversation,
+    stored_attempts,
+    turns_of,
+)
 from harness.run.writer import StoreWriter
 from harness.spend import TIMEOUT_COST_SOURCE, SpendCaps, SpendGuard, SpendTotals
+from harness.store import Store
+from harness.store import runs as run_store
 from harness.store.core import store_write_error
 from harness.targets import Credential, Target
 from harness.timing import AttemptClock, now_ns
@@ -116,6 +132,16 @@ class _TargetRuntime:
 
 
 @dataclass
+class _Step:
+    """A conversation turn being sent: its 1-based index, the number of turns, and (once it ended) the attempt
+    number the next turn starts at."""
+
+    turn: int
+    turns: int
+    next_attempt: int = 0
+
+
+@dataclass
 class RunResult:
     """How a run (or one resume of it) ended. ``stopped_targets`` maps each target stopped as dead to the
     reason; ``not_sent`` counts the requests recorded as not sent because of it."""
@@ -165,6 +191,8 @@ class Runner:
     images_dir: Path | None = None
     spend: SpendGuard = field(default_factory=lambda: SpendGuard.for_run(SpendCaps()))
     """Admits each attempt under the run's spend caps and counts what it cost (see :mod:`harness.spend`)."""
+    _conversations: dict[RequestKey, Conversation] = field(default_factory=dict, init=False, repr=False)
+    """Resumed conversations, where each stands (loaded from the store before anything is sent)."""
 
     async def execute(self, run_id: str, items: Sequence[WorkItem], targets: Sequence[Target],
                       credentials: dict[str, Credential], base_urls: dict[str, str], already_done: int,
@@ -177,6 +205,7 @@ class Runner:
         A store write failure stops the run at once (nothing more is sent that could not be recorded) and
         is raised as :class:`~harness.errors.StoreWriteError`."""
         opts = self.options
+        items = self._prepare_conversations(run_id, items)
         runtimes: dict[str, _TargetRuntime] = {}
         timeout = httpx.Timeout(connect=opts.connect_timeout_s, read=opts.scaled(opts.timeout_s),
                                 write=opts.scaled(opts.timeout_s), pool=None)
@@ -246,6 +275,42 @@ class Runner:
         return RunResult(run_id, status, counter[0], len(items), stopped,
                          sum(rt.not_sent for rt in runtimes.values()), self.spend.totals(), capped)
 
+    def _prepare_conversations(self, run_id: str, items: Sequence[WorkItem]) -> list[WorkItem]:
+        """Multi-turn items ready to send: their challenge's turns (rebuilt from the stored snapshot when it
+        was thawed without them) and, for a resumed conversation, where it stands (its completed turns'
+        replies read back from the store), so it continues from its last completed turn."""
+        talks = [i for i in items if is_conversation(i.challenge)]
+        missing = any(not i.challenge.turns for i in talks)
+        resumed = {i.key for i in talks if i.first_attempt > 1}
+        if not missing and not resumed:
+            return list(items)
+        out: list[WorkItem] = []
+        with Store.open(self.db_path, readonly=True) as store:
+            frozen = {str(c["id"]): c for c in run_store.run_challenges(store, run_id)} if missing else {}
+            fixed: dict[str, Challenge] = {}
+            for item in items:
+                if is_conversation(item.challenge) and not item.challenge.turns:
+                    challenge = fixed.get(item.challenge.id)
+                    if challenge is None:
+                        turns = turns_of(item.challenge, frozen.get(item.challenge.id))
+                        challenge = fixed[item.challenge.id] = dataclasses.replace(item.challenge, turns=turns)
+                    item = dataclasses.replace(item, challenge=challenge)
+                out.append(item)
+            if resumed:
+                frame = run_store.attempts_frame(
+                    store, [run_id], columns=["challenge_id", "variant", "target", "sample", "attempt", "ok",
+                                              "provider_timings_json"], with_challenge=False)
+                rows = []
+                for row in frame.itertuples(index=False):
+                    key = RequestKey(str(row.challenge_id), str(row.variant), str(row.target), int(row.sample))
+                    if key in resumed:
+                        rows.append((key, int(row.attempt), bool(row.ok), row.provider_timings_json))
+                read = image_reader(store.image_path)
+                for key, attempts in stored_attempts(rows).items():
+                    item = next(i for i in out if i.key == key)
+                    self._conversations[key] = resume_conversation(item.challenge.turns, key.variant, attempts, read)
+        return out
+
     async def _dispatch(self, group: asyncio.TaskGroup, run_id: str, rt: _TargetRuntime, todo: list[WorkItem],
                         writer: StoreWriter, t0: int, counter: list[int]) -> None:
         for i, item in enumerate(todo):
@@ -298,10 +363,11 @@ class Runner:
                        sched_ns: int, counter: list[int]) -> None:
         holding = True
         try:
-            request = build_request(item, rt.target, self.options)
-            attempt = item.first_attempt
+            conversation = self._conversations.get(item.key) if is_conversation(item.challenge) else None
             wait_ms: float | None = None
-            if item.not_before is not None and (delay := item.not_before - time.time()) > 0:
+            continuing = conversation is not None and bool(conversation.history) and not conversation.retrying
+            if (item.not_before is not None and not continuing
+                    and (delay := item.not_before - time.time()) > 0):
                 rt.semaphore.release()
                 holding = False
                 with contextlib.suppress(TimeoutError):
@@ -309,54 +375,110 @@ class Runner:
                 await rt.semaphore.acquire()
                 holding = True
                 wait_ms = delay * 1000.0
-            first_ns: int | None = None
-            while True:
-                if rt.stopped.is_set():
-                    self._not_sent(run_id, item, attempt, rt, writer, t0, sched_ns, counter)
-                    return
-                reservation = await self.spend.admit(rt.target, request)
-                if reservation is None:
-                    self._stop_for_spend(rt)
-                    self._not_sent(run_id, item, attempt, rt, writer, t0, sched_ns, counter)
-                    return
-                try:
-                    async with rt.pool.lease() as client:
-                        outcome, record = await self._attempt(run_id, item, rt, client, request, attempt, t0,
-                                                              sched_ns, wait_ms)
-                except BaseException:
-                    self.spend.settle(reservation, 0.0, timed_out=True)  # it may have been sent: its bound
-                    raise
-                error = outcome.error
-                counted = self.spend.settle(reservation, record.cost_usd,
-                                            timed_out=error is not None and error.kind is ErrorKind.TIMEOUT)
-                if counted != record.cost_usd:
-                    record.cost_usd, record.cost_source = counted, TIMEOUT_COST_SOURCE
-                if first_ns is None:
-                    first_ns = outcome.t_start
-                retry = (error is not None and error.kind.retryable and attempt <= self.options.retries
-                         and not rt.stopped.is_set())
-                record.final = not retry
-                if record.final:
-                    if item.first_started_at is not None:
-                        before_ms = (record.started_at - item.first_started_at) * 1000.0
-                    else:
-                        before_ms = (outcome.t_start - first_ns) / 1e6
-                    record.time_to_image_ms = max(before_ms, 0.0) + _span_ms(outcome)
-                writer.put(record)
-                counter[0] += 1
-                self.observer.on_attempt(record)
-                if record.final:
-                    self._observe_final(rt, record)
-                    return
-                assert error is not None
-                wait_s = self.options.scaled(retry_wait_s(error, attempt))
-                wait_ms = wait_s * 1000.0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(rt.stopped.wait(), timeout=wait_s)
-                attempt += 1
+            if is_conversation(item.challenge):
+                await self._conversation(run_id, item, rt, writer, t0, sched_ns, counter, wait_ms,
+                                         conversation or Conversation(item.challenge.turns))
+                return
+            request = build_request(item, rt.target, self.options)
+            await self._turn(run_id, item, rt, writer, t0, sched_ns, counter, request, item.first_attempt, wait_ms,
+                             None)
         finally:
             if holding:
                 rt.semaphore.release()
+
+    async def _conversation(self, run_id: str, item: WorkItem, rt: _TargetRuntime, writer: StoreWriter, t0: int,
+                            sched_ns: int, counter: list[int], wait_ms: float | None,
+                            conversation: Conversation) -> None:
+        """Send a multi-turn challenge's turns in order, each with the conversation so far; the first turn
+        that fails for good ends it (see :mod:`harness.run.sequence`)."""
+        attempt = item.first_attempt
+        first_ns: list[int | None] = [None]
+        turns = conversation.turns
+        while not conversation.done:
+            index = conversation.next_turn
+            request = build_turn_request(item, rt.target, self.options, index, conversation.history)
+            step = _Step(index + 1, len(turns))
+            outcome = await self._turn(run_id, item, rt, writer, t0, sched_ns, counter, request, attempt, wait_ms,
+                                       step, first_ns)
+            if outcome is None or outcome.error is not None or outcome.result is None:
+                return
+            reply = outcome.result.reply or {}
+            conversation.history.append(Exchange(request.prompt, request.references, reply))
+            attempt = step.next_attempt
+            wait_ms = None
+
+    async def _turn(self, run_id: str, item: WorkItem, rt: _TargetRuntime, writer: StoreWriter, t0: int,
+                    sched_ns: int, counter: list[int], request: GenerationRequest, attempt: int,
+                    wait_ms: float | None, step: _Step | None,
+                    first_ns_box: list[int | None] | None = None) -> AttemptOutcome | None:
+        """Perform one request (a single challenge, or one turn of a conversation) with its retries and record
+        every attempt; returns the outcome of its last attempt, or ``None`` when it was not sent.
+
+        A conversation's attempt is final only when it ends the conversation: the last turn's answer, or a
+        turn that failed with no retry left. ``first_ns_box`` carries the conversation's first start across
+        its turns, so time to image on the final attempt spans every turn."""
+        first_box: list[int | None] = first_ns_box if first_ns_box is not None else [None]
+        while True:
+            if rt.stopped.is_set():
+                self._not_sent(run_id, item, attempt, rt, writer, t0, sched_ns, counter)
+                return None
+            reservation = await self.spend.admit(rt.target, request)
+            if reservation is None:
+                self._stop_for_spend(rt)
+                self._not_sent(run_id, item, attempt, rt, writer, t0, sched_ns, counter)
+                return None
+            try:
+                async with rt.pool.lease() as client:
+                    outcome, record = await self._attempt(run_id, item, rt, client, request, attempt, t0,
+                                                          sched_ns, wait_ms)
+            except BaseException:
+                self.spend.settle(reservation, 0.0, timed_out=True)  # it may have been sent: its bound
+                raise
+            error = outcome.error
+            counted = self.spend.settle(reservation, record.cost_usd,
+                                        timed_out=error is not None and error.kind is ErrorKind.TIMEOUT)
+            if counted != record.cost_usd:
+                record.cost_usd, record.cost_source = counted, TIMEOUT_COST_SOURCE
+            if first_box[0] is None:
+                first_box[0] = outcome.t_start
+            retry = (error is not None and error.kind.retryable and attempt <= self.options.retries
+                     and not rt.stopped.is_set())
+            record.final = not retry
+            if step is not None:
+                record.final = not retry and (error is not None or step.turn == step.turns)
+                await self._mark_turn(record, outcome, step, turn_final=not retry)
+            if record.final:
+                if item.first_started_at is not None:
+                    before_ms = (record.started_at - item.first_started_at) * 1000.0
+                else:
+                    before_ms = (outcome.t_start - (first_box[0] or outcome.t_start)) / 1e6
+                record.time_to_image_ms = max(before_ms, 0.0) + _span_ms(outcome)
+            writer.put(record)
+            counter[0] += 1
+            self.observer.on_attempt(record)
+            if record.final:
+                self._observe_final(rt, record)
+            if not retry:
+                if step is not None:
+                    step.next_attempt = attempt + 1
+                return outcome
+            assert error is not None
+            wait_s = self.options.scaled(retry_wait_s(error, attempt))
+            wait_ms = wait_s * 1000.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rt.stopped.wait(), timeout=wait_s)
+            attempt += 1
+
+    @staticmethod
+    async def _mark_turn(record: AttemptRecord, outcome: AttemptOutcome, step: _Step, *, turn_final: bool) -> None:
+        """Record the attempt's place in its conversation and, for a completed turn, the model's reply with
+        its images by hash (the store keeps their bytes)."""
+        reply = None
+        if outcome.error is None and outcome.result is not None and outcome.result.reply is not None:
+            stored = [hashlib.sha256(image.data).hexdigest() for image in outcome.images]
+            reply = await pack_reply_async(outcome.result.reply, stored)
+        mark = TurnMark(step.turn, step.turns, turn_final, reply)
+        record.provider_timings = {**record.provider_timings, SEQUENCE_KEY: mark.to_json()}
 
     async def _attempt(self, run_id: str, item: WorkItem, rt: _TargetRuntime, client: httpx.AsyncClient,
                        request: GenerationRequest, attempt: int, t0: int, sched_ns: int,

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from harness.challenges import Challenge, Params
 from harness.errors import ConfigError
-from harness.providers.base import GenerationRequest
+from harness.providers.base import ChallengeKind, Exchange, GenerationRequest, multi_turn_refusal
+from harness.providers.registry import get_protocol
 from harness.records import RequestKey
 from harness.run.options import RunOptions
 from harness.targets import Target
@@ -38,20 +39,35 @@ def _shard_of(key: RequestKey, count: int) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) % count
 
 
+def refusal(challenge: Challenge, target: Target) -> str | None:
+    """Why ``target`` is not given ``challenge``, or ``None`` when it takes it: a kind the target does not
+    take, or a multi-turn challenge on a protocol that keeps no conversation (see
+    :func:`harness.providers.base.multi_turn_refusal`)."""
+    if not target.supports(challenge.kind):
+        return f"{target.name} does not take {challenge.kind.value} challenges"
+    if challenge.kind == ChallengeKind.MULTI_TURN and not get_protocol(target.protocol).multi_turn:
+        return f"{target.name}: {multi_turn_refusal(target.protocol)}"
+    return None
+
+
 def unsupported_pairs(challenges: Sequence[Challenge], targets: Sequence[Target]) -> list[tuple[str, str]]:
-    """(challenge id, target name) pairs skipped because the target cannot do the challenge's kind."""
-    return [(c.id, t.name) for c in challenges for t in targets if not t.supports(c.kind)]
+    """(challenge id, target name) pairs skipped because the target cannot do the challenge (:func:`refusal`)."""
+    return [(c.id, t.name) for c in challenges for t in targets if refusal(c, t) is not None]
 
 
 def plan_items(challenges: Sequence[Challenge], targets: Sequence[Target], options: RunOptions) -> list[WorkItem]:
     """Every (challenge, variant, target, sample) of the run, filtered by variants, shard and the kinds each
     target supports (see :func:`unsupported_pairs`)."""
     items: list[WorkItem] = []
+    refused: list[str] = []
     for challenge in challenges:
         variants = [v for v in challenge.prompts if not options.variants or v in options.variants]
         for variant in variants:
             for target in targets:
-                if not target.supports(challenge.kind):
+                reason = refusal(challenge, target)
+                if reason is not None:
+                    if challenge.kind == ChallengeKind.MULTI_TURN and target.supports(challenge.kind):
+                        refused.append(reason)
                     continue
                 for sample in range(options.samples):
                     key = RequestKey(challenge.id, variant, target.name, sample)
@@ -60,6 +76,8 @@ def plan_items(challenges: Sequence[Challenge], targets: Sequence[Target], optio
                     items.append(WorkItem(key, challenge, target))
     if options.variants and not items:
         raise ConfigError(f"no challenge has variant(s) {', '.join(options.variants)}")
+    if not items and refused:
+        raise ConfigError("no request to send: " + "; ".join(dict.fromkeys(refused)))
     return items
 
 
@@ -75,3 +93,17 @@ def build_request(item: WorkItem, target: Target, options: RunOptions) -> Genera
     )
 
 
+
+
+def build_turn_request(item: WorkItem, target: Target, options: RunOptions, turn: int,
+                       history: Sequence[Exchange]) -> GenerationRequest:
+    """The request of turn ``turn`` (0-based) of a multi-turn work item: the turn's prompt for the item's
+    variant and its images, after ``history`` (the earlier turns' exchanges). Every turn uses the item's seed."""
+    ch = item.challenge
+    step = ch.turns[turn]
+    base = build_request(item, target, options)
+    return GenerationRequest(
+        model_id=base.model_id, prompt=step.prompts[item.key.variant], kind=ChallengeKind.MULTI_TURN,
+        references=step.references, aspect_ratio=base.aspect_ratio, size=base.size, seed=base.seed, n=1,
+        stream=base.stream, history=tuple(history),
+    )
