@@ -169,3 +169,40 @@ def delay_server() -> Iterator[str]:
     yield root
     proc.terminate()
     proc.wait(timeout=10)
+
+
+# --- PostgreSQL: a throwaway cluster for the store's contract tests (see tests/pg.py) ---------------------
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """A throwaway PostgreSQL cluster for the whole session. Skips (with the reason) where the server binaries
+    or psycopg are absent; fails instead when ``HARNESS_REQUIRE_POSTGRES=1`` (CI)."""
+    from tests import pg
+
+    reason = pg.unavailable()
+    if reason is not None:
+        if pg.required():
+            pytest.fail(f"{pg.REQUIRE_ENV}=1 but PostgreSQL cannot be started: {reason}")
+        pytest.skip(f"PostgreSQL tests skipped: {reason} (install Debian's postgresql package to run them)")
+    cluster = pg.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: object, tmp_path: Path) -> str:
+    """A store URL naming a fresh, empty schema of the throwaway cluster, images in a temporary folder."""
+    from tests import pg
+
+    assert isinstance(pg_cluster, pg.Cluster)
+    schema = f"s_{os.urandom(6).hex()}"
+    pg_cluster.admin(f"CREATE SCHEMA {schema}")
+    return pg_cluster.url("postgres", options=f"-c search_path={schema}", images=str(tmp_path / "pg-images"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The location of a fresh store on each backend: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store" / "harness.db")
+    return str(request.getfixturevalue("pg_url"))

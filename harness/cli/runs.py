@@ -10,7 +10,6 @@ from rich.table import Table
 
 from harness.cli._common import db_option, handle_errors, out_console, print_json
 from harness.records import RunInfo
-from harness.spend import spend_by_run
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -26,7 +25,7 @@ def runs(as_json: bool, db: Path) -> None:
     with ``harness run --resume RUN_ID``. A ``running`` run names the process executing it."""
     with Store.open(db, readonly=True) as store:
         found = run_store.list_runs(store)
-        spend = spend_by_run(store.conn)
+        spend = run_store.spend_by_run(store)
     if as_json:
         print_json([{**asdict(r), "spend_usd": spend.get(r.id, 0.0)} for r in found])
         return

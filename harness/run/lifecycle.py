@@ -24,7 +24,7 @@ from harness.run.execute import HISTORY_PER_TARGET, Runner, RunResult, retry_wai
 from harness.run.items import WorkItem, plan_items, unsupported_pairs
 from harness.run.lock import locks_for
 from harness.run.options import CONFIG_VERSION, RunObserver, RunOptions
-from harness.spend import SpendGuard, check_caps, plans_for, spent_by_target
+from harness.spend import SpendGuard, check_caps, plans_for
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.core import store_write_error
@@ -216,7 +216,7 @@ def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[T
             targets = [thaw_target(t) for t in run_store.run_targets(store, info.id)]
             done, unfinished = run_store.request_progress(store, info.id)
             history = run_store.first_finals(store, info.id, HISTORY_PER_TARGET)
-            already_spent = spent_by_target(store.conn, info.id)
+            already_spent = run_store.spend_by_target(store, info.id)
             images_dir = store.images_dir
             credentials = credentials_for(targets, options.sandbox)
             planned = plan_items(challenges, targets, options)

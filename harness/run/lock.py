@@ -7,9 +7,11 @@ can.
 
 :class:`RunLocks` is the interface a store backend provides. The SQLite store uses :class:`FileRunLocks`:
 one file ``<db>.run-<id>.lock`` beside the database, locked with ``flock(2)``, which the kernel releases when
-the last descriptor closes, including on ``kill -9``. A PostgreSQL store would implement the same interface
-with a session advisory lock (``pg_try_advisory_lock(hashtext(run_id))`` on a connection kept for the run;
-the holder read from ``pg_locks`` joined with ``pg_stat_activity``), released when the session ends.
+the last descriptor closes, including on ``kill -9``. A PostgreSQL store uses :class:`AdvisoryRunLocks`: a
+session advisory lock (``pg_try_advisory_lock``) taken on a connection dedicated to the run, which the server
+releases when that session ends: when the process exits or dies, its socket closes and the server ends the
+session (see https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS). Runs on several
+hosts therefore exclude each other through the one database.
 """
 
 from __future__ import annotations
@@ -208,7 +210,96 @@ class FileRunLocks(RunLocks):
             os.close(fd)
 
 
+_ADVISORY_CLASS = 0x68726E72
+"""First key of the harness's run locks (``"hrnr"``); the second is 31 bits of the run id's SHA-256. The
+holder's row in ``meta`` names the run, so a collision of the second key can only make a run wait, never
+let two processes run one run."""
+
+
+def _advisory_key(run_id: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+class _AdvisoryLock(HeldRunLock):
+    def __init__(self, conn: Any, key: int, holder: LockHolder) -> None:
+        self._conn: Any = conn
+        self._key = key
+        self.holder = holder
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        _HELD_FDS.discard(conn.raw.fileno())
+        with contextlib.suppress(Exception):
+            conn.execute("SELECT pg_advisory_unlock(?, ?)", (_ADVISORY_CLASS, self._key))  # at once, not when
+        with contextlib.suppress(Exception):                                                # the server notices
+            conn.close()  # ending the session releases its advisory locks in any case
+
+
+class AdvisoryRunLocks(RunLocks):
+    """Session advisory locks in the store's PostgreSQL database; the holder (pid, host, since) is written to
+    ``meta`` under ``run_lock:<run id>`` when the lock is taken, and is live while the lock is granted."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _granted(self, run_id: str) -> bool:
+        row = self.store.conn.execute(
+            "SELECT 1 FROM pg_locks WHERE locktype='advisory' AND granted AND objsubid=2"
+            " AND database=(SELECT oid FROM pg_database WHERE datname=current_database())"
+            " AND classid::bigint=? AND objid::bigint=?", (_ADVISORY_CLASS, _advisory_key(run_id))).fetchone()
+        return row is not None
+
+    def acquire(self, run_id: str) -> HeldRunLock:
+        from harness.store.backends.postgres import connect
+
+        assert self.store.location is not None
+        conn = connect(self.store.location, application_name=f"harness run {run_id}"[:63])
+        deadline = time.monotonic() + ACQUIRE_PATIENCE_S
+        while True:
+            got = conn.execute("SELECT pg_try_advisory_lock(?, ?)", (_ADVISORY_CLASS, _advisory_key(run_id))).fetchone()
+            if got[0]:
+                break
+            if time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            conn.close()
+            held = self.last_holder(run_id)
+            who = held.describe() if held else "another process"
+            raise RunLockedError(f"run {run_id} is being run by {who}; wait for it to end or stop it, "
+                                 f"then `harness run --resume {run_id}`")
+        holder = LockHolder(pid=os.getpid(), host=socket.gethostname(), since=time.time())
+        try:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                         (f"run_lock:{run_id}", json.dumps(asdict(holder))))
+        except BaseException:
+            conn.close()
+            raise
+        _HELD_FDS.add(conn.raw.fileno())
+        return _AdvisoryLock(conn, _advisory_key(run_id), holder)
+
+    def holder(self, run_id: str) -> LockHolder | None:
+        if not self._granted(run_id):
+            return None
+        return self.last_holder(run_id) or LockHolder(pid=0, host="?", since=0.0)
+
+    def last_holder(self, run_id: str) -> LockHolder | None:
+        row = self.store.conn.execute("SELECT value FROM meta WHERE key=?", (f"run_lock:{run_id}",)).fetchone()
+        if row is None:
+            return None
+        try:
+            data: dict[str, Any] = json.loads(row[0])
+            return LockHolder(pid=int(data["pid"]), host=str(data["host"]), since=float(data["since"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
 def locks_for(store: Store) -> RunLocks:
-    """The run locks of ``store``: file locks beside a SQLite store (the only kind today; a server database
-    would return its advisory locks here)."""
+    """The run locks of ``store``: file locks beside a SQLite file, advisory locks in a PostgreSQL database."""
+    if store.location is not None:
+        return AdvisoryRunLocks(store)
+    assert isinstance(store.path, Path)
     return FileRunLocks(store.path)

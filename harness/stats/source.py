@@ -34,8 +34,7 @@ def effective_timeout_ms(info: RunInfo) -> float | None:
 def stored_attempt_columns(store: Store) -> list[str]:
     """Attempt columns this store has and the frame reader knows. A store written by an older release and
     opened read-only has not gained the newer columns yet; reading those would fail."""
-    cursor = store.conn.execute("SELECT * FROM attempts LIMIT 0")
-    present = {d[0] for d in cursor.description}
+    present = set(run_store.attempt_columns(store))
     return [c for c in run_store.ATTEMPT_FRAME_COLUMNS if c in present]
 
 

@@ -50,7 +50,8 @@ def address_identity(store: Store, address: str) -> str:
     row = store.conn.execute("SELECT salt FROM arena_salt WHERE id=1").fetchone()
     if row is None:
         with store.transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO arena_salt (id, salt) VALUES (1, ?)", (secrets.token_hex(16),))
+            conn.execute("INSERT INTO arena_salt (id, salt) VALUES (1, ?) ON CONFLICT DO NOTHING",
+                         (secrets.token_hex(16),))
         row = store.conn.execute("SELECT salt FROM arena_salt WHERE id=1").fetchone()
     digest = hashlib.sha256(f"{row[0]}\x00{address}".encode()).hexdigest()[:32]
     return f"ip:{digest}"
@@ -59,7 +60,7 @@ def address_identity(store: Store, address: str) -> str:
 def remember_revealed(store: Store, identities: Sequence[str], shas: Sequence[str], at: float) -> None:
     """Note that ``shas`` were revealed to every one of ``identities`` (Unix seconds ``at``)."""
     with store.transaction() as conn:
-        conn.executemany("INSERT OR IGNORE INTO arena_seen (identity, sha256, seen_at) VALUES (?, ?, ?)",
+        conn.executemany("INSERT INTO arena_seen (identity, sha256, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                          [(i, s, at) for i in identities for s in shas])
 
 
@@ -106,5 +107,6 @@ def output_hashes(store: Store) -> dict[str, int]:
 
 def save_output_hashes(store: Store, hashes: Iterable[tuple[str, int]]) -> None:
     with store.transaction() as conn:
-        conn.executemany("INSERT OR REPLACE INTO arena_output_hashes (sha256, dhash) VALUES (?, ?)",
+        conn.executemany("INSERT INTO arena_output_hashes (sha256, dhash) VALUES (?, ?)"
+                         " ON CONFLICT (sha256) DO UPDATE SET dhash=excluded.dhash",
                          [(s, _signed(h)) for s, h in hashes])

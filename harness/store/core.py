@@ -1,6 +1,11 @@
-"""The SQLite store: one file in WAL mode plus content-addressed images beside it.
+"""The store: runs, attempts, votes and scores in SQLite (default) or PostgreSQL, images in a folder.
 
-Layout (default ``results/``)::
+:meth:`Store.open` takes a location (:mod:`harness.store.url`): a SQLite file (a path or ``sqlite:///PATH``)
+or ``postgresql://user:pass@host:port/db`` (images in the folder ``?images=DIR`` names). Above this package
+nothing knows which: the store's modules write their SQL once (:mod:`harness.store.dialect` lists the
+differences) and :class:`Store` hands them a connection that speaks it.
+
+SQLite layout (default ``results/``)::
 
     results/harness.db            runs, challenges and targets of each run, attempts, outputs, votes, scores
     results/images/<sha256>.<ext> every reference and output image, named by the SHA-256 of its bytes
@@ -14,17 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import importlib
 import os
 import pkgutil
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError, StoreWriteError
+from harness.store.dialect import POSTGRES, SQLITE, Dialect
+from harness.store.images import ImageFolder
+from harness.store.url import DEFAULT_DB, PostgresLocation, StoreUrlError, parse_location, redact_url
 
 SCHEMA_VERSION = 2
 """Version of the store's table layout; every change to it bumps this number.
@@ -37,11 +44,15 @@ that an older store lacks (``ALTER TABLE ... ADD COLUMN``), so a column added la
 carry a ``DEFAULT``. A store whose version is newer than the code's is refused, never written.
 """
 
-DEFAULT_DB = Path("results") / "harness.db"
+__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Store", "StoreError", "StoreUrlError"]
+
+Connection = Any
+"""A ``sqlite3.Connection`` or a :class:`~harness.store.postgres.PgConnection`: both take the store's SQL
+(``?`` placeholders) and give rows readable by index and by column name."""
 
 
 class StoreError(HarnessError):
-    """The store file cannot be opened or was written by an incompatible version."""
+    """The store cannot be opened or was written by an incompatible version."""
 
 
 def _schema_statements() -> list[str]:
@@ -55,25 +66,55 @@ def _schema_statements() -> list[str]:
 
 
 class Store:
-    """A connection to one store file. Not shared between threads: open one per thread.
+    """A connection to one store. Not shared between threads: open one per thread.
 
-    ``images_dir`` defaults to ``images/`` next to the database file.
-    """
+    ``path`` is the SQLite file, or the PostgreSQL URL with its password hidden (what messages name);
+    ``images`` the image folder (``images/`` next to a SQLite file by default)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, images_dir: Path) -> None:
+    def __init__(self, conn: Connection, path: Path | str, images_dir: Path, *, dialect: Dialect = SQLITE,
+                 location: PostgresLocation | None = None) -> None:
         self.conn = conn
         self.path = path
-        self.images_dir = images_dir
+        self.images = ImageFolder(images_dir)
+        self.dialect = dialect
+        self.location = location
+
+    @property
+    def images_dir(self) -> Path:
+        return self.images.root
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, images_dir: Path | None = None,
              readonly: bool = False) -> Store:
-        """Open (creating when absent, unless ``readonly``) the store at ``path``.
+        """Open (creating when absent, unless ``readonly``) the store at ``path``: a file path,
+        ``sqlite:///PATH`` or ``postgresql://...`` (see :mod:`harness.store.url`).
 
-        Errors are one :class:`StoreError` each: not a store, a schema newer than this code, a read-only
-        store opened for writing (:class:`~harness.errors.StoreWriteError`), a full disk. A store on read-only
-        media opens for reading."""
-        db = Path(path) if path is not None else DEFAULT_DB
+        Errors are one :class:`StoreError` each: a location that names no store, not a store, a schema newer
+        than this code, a read-only store opened for writing (:class:`~harness.errors.StoreWriteError`), a
+        full disk; for PostgreSQL also a server that cannot be reached, wrong credentials and a database of
+        another application, each before anything is written. A store on read-only media opens for reading."""
+        location = parse_location(path, images_dir)
+        if isinstance(location, PostgresLocation):
+            return cls._open_postgres(location, readonly)
+        return cls._open_sqlite(location.path, location.images, readonly)
+
+    @classmethod
+    def _open_postgres(cls, location: PostgresLocation, readonly: bool) -> Store:
+        try:
+            from harness.store.backends import postgres
+        except ImportError as exc:
+            raise StoreError(f"the store {location.display} is PostgreSQL, which needs the psycopg driver "
+                             f"({exc}): pip install 'harness[postgres]'") from None
+        conn = postgres.connect(location)
+        try:
+            postgres.check_and_migrate(conn, location, readonly=readonly)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, location.display, location.images, dialect=POSTGRES, location=location)
+
+    @classmethod
+    def _open_sqlite(cls, db: Path, images_dir: Path | None, readonly: bool) -> Store:
         if readonly:
             if not db.exists():
                 raise StoreError(f"store {db} does not exist (pass --db PATH or run `harness run` first)")
@@ -103,8 +144,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        store = cls(conn, db, images_dir or db.parent / "images")
-        return store
+        return cls(conn, db, images_dir or db.parent / "images")
 
     def close(self) -> None:
         self.conn.close()
@@ -116,10 +156,12 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """A write transaction, committed on success and rolled back on error (whole: SQLite may already have
-        rolled it back itself, e.g. on a full disk, and the original error is what the caller sees)."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        rolled it back itself, e.g. on a full disk, and the original error is what the caller sees). SQLite
+        takes its one writer's lock at once (``BEGIN IMMEDIATE``); PostgreSQL locks the rows a statement
+        writes, so a read-check-write must be one conditional statement (see ``votes.cast_vote``)."""
+        self.conn.execute(self.dialect.begin)
         try:
             yield self.conn
             self.conn.execute("COMMIT")
@@ -127,19 +169,21 @@ class Store:
             _rollback(self.conn)
             raise
 
+    def has_table(self, name: str) -> bool:
+        """Whether the store's database has table ``name`` (an older store may lack later tables)."""
+        if self.dialect.is_sqlite:
+            row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+            return row is not None
+        from harness.store.backends.postgres import table_names
+
+        return name in table_names(self.conn)
+
     def image_path(self, sha256: str, ext: str) -> Path:
-        return self.images_dir / f"{sha256}.{ext}"
+        return self.images.path(sha256, ext)
 
     def put_image(self, data: bytes, ext: str, sha256: str | None = None) -> str:
         """Write image bytes under their SHA-256 (once; the write is atomic). Returns the hash."""
-        digest = sha256 or hashlib.sha256(data).hexdigest()
-        target = self.image_path(digest, ext)
-        if not target.exists():
-            self.images_dir.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        return digest
+        return self.images.put(data, ext, sha256)
 
 
 _SQLITE_PERM = 3
@@ -159,13 +203,23 @@ def _code(exc: sqlite3.Error) -> int:
     return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
+def _rollback(conn: Connection) -> None:
     if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(Exception):
             conn.execute("ROLLBACK")
 
 
-def store_write_error(exc: BaseException, db: Path, run_id: str | None = None) -> StoreWriteError:
+def display_location(db: Path | str) -> str:
+    """How a message names the store ``db``: its path, or its URL without the password."""
+    text = os.fspath(db)
+    try:
+        location = parse_location(db)
+    except HarnessError:
+        return redact_url(text) if "://" in text else text
+    return location.display
+
+
+def store_write_error(exc: BaseException, db: Path | str, run_id: str | None = None) -> StoreWriteError:
     """One clear error for a failed write to the store at ``db`` (its database or image files), saying what
     happened, that what was committed is kept and, for a run (``run_id``), how to finish it."""
     if isinstance(exc, StoreWriteError):
@@ -183,7 +237,7 @@ def store_write_error(exc: BaseException, db: Path, run_id: str | None = None) -
         what = "the write failed"
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     then = (f"finish the run with `harness run --resume {run_id}`" if run_id else "try again")
-    return StoreWriteError(f"cannot write to the store {db}: {what} ({detail}). Nothing committed was lost; "
+    return StoreWriteError(f"cannot write to the store {display_location(db)}: {what} ({detail}). Nothing committed was lost; "
                            f"once the store can be written, {then}")
 
 

@@ -121,7 +121,10 @@ _ATTEMPT_COLUMNS = (
 its own list from it."""
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})"
+    " RETURNING id"
 )
+_INSERT_IMAGE = ("INSERT INTO images (sha256, ext, width, height, nbytes) VALUES (?, ?, ?, ?, ?)"
+                 " ON CONFLICT DO NOTHING")
 
 
 def create_run(
@@ -147,12 +150,14 @@ def create_run(
              json.dumps(config, sort_keys=True), CLOCK_VERSION),
         )
         conn.executemany(
-            "INSERT INTO run_challenges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO run_challenges (run_id, challenge_id, version, content_hash, kind, category, title,"
+            " challenge_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(run_id, c["id"], c["version"], c["content_hash"], c["kind"], c["category"], c["title"],
               json.dumps(c, sort_keys=True)) for c in challenges],
         )
         conn.executemany(
-            "INSERT INTO run_targets VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO run_targets (run_id, name, model, provider, protocol, target_json)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             [(run_id, t["name"], t["model"], t["provider"], t["protocol"], json.dumps(t, sort_keys=True))
              for t in targets],
         )
@@ -167,7 +172,7 @@ def set_run_status(store: Store, run_id: str, status: str, finished_at: str | No
 def record_images(store: Store, images: Iterable[tuple[str, str, int, int, int]]) -> None:
     """Register image metadata rows ``(sha256, ext, width, height, nbytes)``; duplicates are ignored."""
     with store.transaction() as conn:
-        conn.executemany("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?, ?)", list(images))
+        conn.executemany(_INSERT_IMAGE, list(images))
 
 
 def _attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
@@ -188,15 +193,14 @@ def insert_attempts(store: Store, attempts: Sequence[AttemptRecord]) -> None:
     """Persist attempts with their outputs in one transaction. Image files must already be written."""
     with store.transaction() as conn:
         for a in attempts:
-            cur = conn.execute(_INSERT_ATTEMPT, _attempt_row(a))
+            attempt_id = conn.execute(_INSERT_ATTEMPT, _attempt_row(a)).fetchone()[0]
             if a.outputs:
-                attempt_id = cur.lastrowid
                 conn.executemany(
-                    "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outputs (attempt_id, idx, sha256, ext, width, height) VALUES (?, ?, ?, ?, ?, ?)",
                     [(attempt_id, o.idx, o.sha256, o.ext, o.width, o.height) for o in a.outputs],
                 )
                 conn.executemany(
-                    "INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?, ?)",
+                    _INSERT_IMAGE,
                     [(o.sha256, o.ext, o.width, o.height, o.nbytes) for o in a.outputs],
                 )
 
@@ -251,7 +255,7 @@ def first_finals(store: Store, run_id: str, per_target: int) -> dict[str, list[F
     for row in store.conn.execute(
         "SELECT target, challenge_id, ok, error_kind, http_status, provider_code, error_message FROM ("
         " SELECT *, ROW_NUMBER() OVER (PARTITION BY target ORDER BY id) AS n FROM attempts"
-        " WHERE run_id=? AND final=1) WHERE n <= ? ORDER BY target, n",
+        " WHERE run_id=? AND final=1) AS f WHERE n <= ? ORDER BY target, n",
         (run_id, per_target),
     ):
         out.setdefault(row[0], []).append(FinalOutcome(row[1], bool(row[2]), row[3], row[4], row[5], row[6]))
@@ -303,7 +307,7 @@ def _run_info(store: Store, row: Any, counts: dict[str, tuple[int, int]]) -> Run
 def _counts(store: Store, run_id: str | None = None) -> dict[str, tuple[int, int]]:
     where, args = ("WHERE run_id=?", (run_id,)) if run_id else ("", ())
     return {
-        r[0]: (r[1], r[2])
+        r[0]: (int(r[1]), int(r[2] or 0))
         for r in store.conn.execute(
             f"SELECT run_id, COUNT(*), SUM(final) FROM attempts {where} GROUP BY run_id", args
         )
@@ -409,3 +413,23 @@ def outputs_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     )
     names = [d[0] for d in cur.description]
     return pd.DataFrame.from_records(cur.fetchall(), columns=names)
+
+
+def attempt_columns(store: Store) -> list[str]:
+    """The columns the store's ``attempts`` table has (an older store opened read-only may lack later ones)."""
+    cursor = store.conn.execute("SELECT * FROM attempts LIMIT 0")
+    return [str(d[0]) for d in cursor.description]
+
+
+def spend_by_target(store: Store, run_id: str) -> dict[str, float]:
+    """USD the harness computed for each target's attempts of ``run_id`` (every attempt, retries included)."""
+    rows = store.conn.execute(
+        "SELECT target, COALESCE(SUM(cost_usd), 0) FROM attempts WHERE run_id=? GROUP BY target", (run_id,)
+    ).fetchall()
+    return {str(r[0]): float(r[1]) for r in rows}
+
+
+def spend_by_run(store: Store) -> dict[str, float]:
+    """USD the harness computed for each run's attempts."""
+    rows = store.conn.execute("SELECT run_id, COALESCE(SUM(cost_usd), 0) FROM attempts GROUP BY run_id").fetchall()
+    return {str(r[0]): float(r[1]) for r in rows}

@@ -101,7 +101,9 @@ def register_scorer(store: Store, scorer: ScorerRow, created_at: str) -> None:
     """Record a scoring set-up (once; an existing id keeps its first ``created_at``)."""
     with store.transaction() as conn:
         conn.execute(
-            "INSERT OR IGNORE INTO scorers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO scorers (id, name, backbone, pretrained, weights_sha256, open_clip_version, preprocess,"
+            " precision, context_length, info_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (scorer.id, scorer.name, scorer.backbone, scorer.pretrained, scorer.weights_sha256,
              scorer.open_clip_version, scorer.preprocess, scorer.precision, scorer.context_length,
              json.dumps(scorer.info, sort_keys=True), created_at),
@@ -148,7 +150,8 @@ def put_embeddings(store: Store, scorer_id: str, kind: str, items: Sequence[tupl
     rows = [(scorer_id, kind, key, int(vec.size), np.ascontiguousarray(vec, dtype="<f4").tobytes())
             for key, vec in items]
     with store.transaction() as conn:
-        conn.executemany("INSERT OR IGNORE INTO clip_embeddings VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO clip_embeddings (scorer_id, kind, key, dim, vector) VALUES (?, ?, ?, ?, ?)"
+                         " ON CONFLICT DO NOTHING", rows)
 
 
 def insert_scores(store: Store, scorer_id: str, rows: Sequence[ScoreRow], scored_at: str,
@@ -159,8 +162,11 @@ def insert_scores(store: Store, scorer_id: str, rows: Sequence[ScoreRow], scored
     with store.transaction() as conn:
         conn.executemany("DELETE FROM clip_scores WHERE scorer_id=? AND attempt_id=? AND output_idx=?",
                          [(scorer_id, a, i) for a, i in replace_outputs])
+        conn.executemany("DELETE FROM clip_scores WHERE scorer_id=? AND attempt_id=? AND output_idx=? AND metric=?",
+                         [(scorer_id, r.attempt_id, r.output_idx, r.metric) for r in rows])
         conn.executemany(
-            "INSERT OR REPLACE INTO clip_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clip_scores (scorer_id, attempt_id, output_idx, image_sha, metric, value, higher_is_better,"
+            " truncated, prompt_tokens, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(scorer_id, r.attempt_id, r.output_idx, r.image_sha, r.metric, float(r.value), int(r.higher_is_better),
               None if r.truncated is None else int(r.truncated), r.prompt_tokens, scored_at) for r in rows],
         )
@@ -184,8 +190,7 @@ SCORE_FRAME_COLUMNS = (
 
 
 def _has_scores_table(store: Store) -> bool:
-    row = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='clip_scores'").fetchone()
-    return row is not None
+    return store.has_table("clip_scores")
 
 
 def latest_scorer(store: Store, run_ids: Sequence[str]) -> str | None:

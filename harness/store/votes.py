@@ -12,10 +12,9 @@ field's battle format (``model_a`` is the left output, ``model_b`` the right)::
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -129,7 +128,8 @@ _COLUMNS = (
     "right_target", "left_model", "right_model", "left_attempt_id", "right_attempt_id", "left_sha",
     "right_sha", "outcome", "voter", "source", "shown_at", "voted_at", "decision_ms",
 )
-_INSERT = f"INSERT OR IGNORE INTO votes ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = (f"INSERT INTO votes ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+           " ON CONFLICT DO NOTHING")
 
 
 def _row(v: Vote) -> tuple[object, ...]:
@@ -142,15 +142,14 @@ def insert_vote(store: Store, vote: Vote) -> bool:
     """Store one vote; False when its ``vote_uid`` or ``pair_id`` was already stored (nothing written)."""
     with store.transaction() as conn:
         cur = conn.execute(_INSERT, _row(vote))
-        return cur.rowcount == 1
+        return bool(cur.rowcount == 1)
 
 
 def insert_votes(store: Store, votes: Sequence[Vote]) -> int:
     """Store many votes in one transaction; returns how many were new."""
+    rows = [_row(v) for v in votes]
     with store.transaction() as conn:
-        before = conn.total_changes
-        conn.executemany(_INSERT, [_row(v) for v in votes])
-        return conn.total_changes - before
+        return sum(conn.execute(_INSERT, row).rowcount for row in rows)
 
 
 def count_votes(store: Store) -> int:
@@ -294,7 +293,7 @@ def served_image(store: Store, image_id: str) -> tuple[str, str, tuple[int, int]
     return str(row[0]), str(row[1]), canvas
 
 
-def _served_pair(row: sqlite3.Row) -> ServedPair:
+def _served_pair(row: Any) -> ServedPair:
     def side(s: str, run_column: str) -> ServedSide:
         return ServedSide(run_id=row[run_column], target=row[f"{s}_target"], model=row[f"{s}_model"],
                           provider=row[f"{s}_provider"], attempt_id=row[f"{s}_attempt_id"],
@@ -309,24 +308,30 @@ def _served_pair(row: sqlite3.Row) -> ServedPair:
 
 def cast_vote(store: Store, *, pair_id: str, voter: str, outcome: str, voted_at: float, vote_uid: str,
               client_ms: float | None = None) -> CastResult:
-    """Record ``voter``'s vote on a served pair, atomically: the pair is checked (exists, served to this
-    voter, still open, not expired), marked voted, and the vote inserted in one transaction, so a pair can
-    never yield two votes even under concurrent requests or several server processes."""
+    """Record ``voter``'s vote on a served pair, atomically: one conditional ``UPDATE`` consumes the pair
+    (exists, served to this voter, still open, not expired) and the vote is inserted in the same transaction,
+    so a pair can never yield two votes even under concurrent requests or several app servers on one
+    database (a second consumer's ``UPDATE`` waits for the first's row lock, then finds the pair voted).
+    When nothing was consumed, the pair is read to say why."""
     if outcome not in OUTCOMES:
         raise ValueError(f"vote outcome must be one of {OUTCOMES}, not {outcome!r}")
     with store.transaction() as conn:
-        row = conn.execute("SELECT * FROM arena_pairs WHERE pair_id=?", (pair_id,)).fetchone()
+        row = conn.execute(
+            f"UPDATE arena_pairs SET state='voted', voted_at=?, client_ms=? WHERE pair_id=? AND voter=?"
+            f" AND state='open' AND expires_at >= ? RETURNING {', '.join(_PAIR_COLUMNS)}",
+            (voted_at, client_ms, pair_id, voter, voted_at),
+        ).fetchone()
         if row is None:
-            return CastResult("unknown")
-        pair = _served_pair(row)
-        if row["voter"] != voter:
-            return CastResult("wrong_voter", pair)
-        if row["state"] != "open":
-            return CastResult("used", pair)
-        if voted_at > row["expires_at"]:
+            row = conn.execute("SELECT * FROM arena_pairs WHERE pair_id=?", (pair_id,)).fetchone()
+            if row is None:
+                return CastResult("unknown")
+            pair = _served_pair(row)
+            if row["voter"] != voter:
+                return CastResult("wrong_voter", pair)
+            if row["state"] != "open":
+                return CastResult("used", pair)
             return CastResult("expired", pair)
-        conn.execute("UPDATE arena_pairs SET state='voted', voted_at=?, client_ms=? WHERE pair_id=?",
-                     (voted_at, client_ms, pair_id))
+        pair = _served_pair(row)
         vote = Vote(
             vote_uid=vote_uid, pair_id=pair_id, left_target=pair.left.target, right_target=pair.right.target,
             left_model=pair.left.model, right_model=pair.right.model, outcome=outcome, voted_at=voted_at,

@@ -1,0 +1,2 @@
+"""Server database backends of the store, imported only when a store URL names one (their drivers are optional
+extras: ``pip install 'harness[postgres]'``)."""
