@@ -283,3 +283,29 @@ def test_an_unknown_target_or_sweep_is_a_clear_error(tmp_path: Path) -> None:
         pass
     nothing = invoke("--resume", "no-such-sweep", "--db", str(db))
     assert nothing.exit_code == ExitCode.USAGE and "no sweep 'no-such-sweep'" in nothing.stderr
+
+
+RATE_LIMITED = "openai:\n  latency: {median_s: 2.0, p95_s: 2.4}\n  faults: {}\n  rpm: 6\n"
+"""The OpenAI sandbox admits 6 requests per minute per key (a one-request bucket): faster rates get 429s."""
+
+
+def test_a_rate_sweep_climbs_until_the_providers_limit_answers_429(tmp_path: Path, tiny_suite: Path) -> None:
+    db = tmp_path / "harness.db"
+    result = invoke("--target", "gpt-image-1@openai", "--rpm", "3,12,48", "--requests-per-level", "6", "--sandbox",
+                    "--time-scale", "0.01", "--challenges", str(tiny_suite), "--db", str(db), "--json",
+                    "--sandbox-profile", str(_profile(tmp_path, RATE_LIMITED)))
+    data = sweep_json(result)
+    assert data["mode"] == "rpm" and [lv["level"] for lv in data["levels"]] == [3.0, 12.0]
+    slow, fast = data["levels"]
+    assert slow["rate_limited"] == 0 and fast["rate_limited_share"] > 0.1
+    assert data["knee"]["level"] == 3.0 and data["stop_cause"] == "rate_limited"
+    with sqlite3.connect(db) as conn:
+        configs = [json.loads(r[0]) for r in conn.execute("SELECT config_json FROM runs ORDER BY id")]
+    assert sorted(c["rpm"] for c in configs) == [3.0, 12.0]
+    assert all(c["respect_limits"] is False and c["retries"] == 0 for c in configs)
+
+
+def _profile(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rate-profile.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path

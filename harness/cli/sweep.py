@@ -92,6 +92,9 @@ def sweep_sheet(summary: SweepSummary) -> Sheet:
 
 def print_summary(summary: SweepSummary) -> None:
     print_sheet(sweep_sheet(summary))
+    for level in summary.levels:
+        if level.fidelity_warning:
+            err_console().print(f"warning: {level.name}: {level.fidelity_warning}", markup=False)
     click.echo(summary.knee.statement)
     if summary.stopped:
         click.echo(summary.stopped)
@@ -215,7 +218,7 @@ def _sweep(target_name: str | None, concurrency_levels: str | None, rpm_levels: 
             if not click.confirm(f"Send up to {total} requests to {targets[0].name} with no --max-spend?",
                                  default=False, err=True):
                 raise ConfigError("not confirmed: nothing was sent (use --max-spend to cap the sweep, or --yes)")
-        err_console().print(f"sweep {spec.sweep_id}: {targets[0].name}, {spec.mode} "
+        err_console().print(f"sweep {spec.sweep_id}: {targets[0].name}, {spec.mode} levels "
                             f"{', '.join(spec.level_name(v) for v in levels)}", markup=False)
     try:
         return run_sweep(db, spec, plan, credentials_for, observer=ProgressObserver, on_level=_level_line,

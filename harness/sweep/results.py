@@ -75,6 +75,9 @@ class SweepLevel(BaseModel):
     throughput_ci_high: float | None = Field(description="exact Poisson 95 % interval of the throughput, upper end")
     cost_usd: float = Field(description="what the level cost, failures included (USD, as the harness computes)")
     withheld: dict[str, str] = Field(description="{figure: reason} for every figure withheld")
+    fidelity_warning: str | None = Field(None, description="sandbox runs: set when this machine could not keep "
+                                                           "the sandbox's delays at its time scale (the level's "
+                                                           "figures then measure the machine, not the profile)")
 
     @property
     def finished(self) -> bool:
@@ -194,6 +197,7 @@ def level_of(store: Store, spec: SweepSpec, level: float, info: RunInfo) -> Swee
         p95_ci_low_ms=row.p95_ci_low_ms if row else None, p95_ci_high_ms=row.p95_ci_high_ms if row else None,
         images=images, window_s=window, throughput_per_s=throughput, throughput_ci_low=low,
         throughput_ci_high=high, cost_usd=row.cost_total_usd if row else 0.0, withheld=withheld,
+        fidelity_warning=stats.fidelity_warning,
     )
 
 
