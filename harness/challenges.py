@@ -803,6 +803,9 @@ def _check_turns(spec: ChallengeSpec, file: Path, where: str, start_images: list
     if spec.variants:
         problem("variants", "a multi-turn challenge has no top-level variants: give each turn its own "
                             "`variants` (a turn without one sends its `prompt`)")
+    if spec.params.n != 1 and "params" not in skip:
+        problem("params.n", "a multi-turn challenge asks for one image per turn (n: 1): each turn continues "
+                            "from the previous answer")
     if "turns" in skip:
         return [], {}, {}
     specs = spec.turns or []
@@ -811,9 +814,6 @@ def _check_turns(spec: ChallengeSpec, file: Path, where: str, start_images: list
         return [], {}, {}
     if len(specs) > MAX_TURNS:
         problem("turns", f"{len(specs)} turns; at most {MAX_TURNS}")
-    if spec.params.n != 1:
-        problem("params.n", "a multi-turn challenge asks for one image per turn (n: 1): each turn continues "
-                            "from the previous answer")
     names = list(dict.fromkeys(v for t in specs for v in t.variants))
     rendered: list[dict[str, str]] = []
     loaded: list[list[InputImage]] = []
