@@ -30,7 +30,39 @@ from harness.store.scrub import scrub
 
 @click.group()
 def store() -> None:
-    """Maintain the store: remove API keys written by earlier versions."""
+    """Maintain the store: copy it to another backend, remove API keys written by earlier versions."""
+
+
+@store.command("migrate")
+@click.option("--from", "source", required=True, metavar="URL",
+              help="Store to copy: a file path, sqlite:///PATH or postgresql://... (opened read-only).")
+@click.option("--to", "destination", required=True, metavar="URL",
+              help="Empty store to fill: a file path, sqlite:///PATH or postgresql://...[?images=DIR].")
+@click.option("--json", "as_json", is_flag=True, help="Per-table rows and hashes as JSON on stdout.")
+@handle_errors
+def migrate_cmd(source: str, destination: str, as_json: bool) -> None:
+    """Copy a store whole (every table, and the image files when the destination's folder is another), in
+    one transaction, committed only when every table's row count and content hash match the source's."""
+    from harness.store import Store
+    from harness.store.transfer import migrate
+
+    with Store.open(source, readonly=True) as src, Store.open(destination) as dst:
+        result = migrate(src, dst)
+    if as_json:
+        print_json({"source": result.source, "destination": result.destination, "verified": True,
+                    "tables": [{"table": t.table, "rows": t.rows, "sha256": t.sha256} for t in result.tables],
+                    "images_copied": result.images_copied, "images_missing": result.images_missing})
+        return
+    table = Table("table", "rows", "sha256 (source = destination)")
+    for t in result.tables:
+        table.add_row(t.table, str(t.rows), t.sha256[:16])
+    out_console().print(table)
+    console = err_console()
+    console.print(f"copied {result.source} to {result.destination}: {sum(t.rows for t in result.tables)} rows in "
+                  f"{len(result.tables)} tables verified; {result.images_copied} image file(s) copied", markup=False)
+    if result.images_missing:
+        console.print(f"note: {len(result.images_missing)} image file(s) named by the source were not in its image "
+                      f"folder (e.g. {result.images_missing[0]}); copy them by hand if you have them", markup=False)
 
 
 _ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$")
