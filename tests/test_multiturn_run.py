@@ -1,0 +1,143 @@
+"""Multi-turn challenges in a sandbox run: one attempt per turn with full clock points, a conversation succeeds
+only when every turn does, a failed turn ends it and says which, and a resume continues from the last completed
+turn with the stored replies, never from scratch."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.challenges import load
+from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult, ProviderError
+from harness.providers.gemini import GeminiProvider
+from harness.providers.openrouter import OpenRouterProvider
+from harness.run import RunOptions, resume_run, start_run
+from harness.targets import load_targets, resolve_keys, select
+from harness.timing import TimedHttp
+from tests.conftest import photo_like
+
+TARGETS = ["gemini-2.5-flash-image@google", "gemini-3-pro-image-preview@openrouter", "gemini-3-pro-image-preview@fal"]
+
+
+@pytest.fixture
+def talk_suite(tmp_path: Path) -> Path:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "start.png").write_bytes(photo_like((96, 64), 1))
+    (suite / "scarf.png").write_bytes(photo_like((80, 80), 2))
+    (suite / "talk.yaml").write_text("""
+id: smile-scarf-night
+title: Smile, scarf, night
+category: portraiture
+kind: multi-turn
+references: [start.png]
+turns:
+  - prompt: Make him smile
+    variants: {terse: Smile}
+  - prompt: Add this scarf
+    references: [scarf.png]
+  - prompt: Make it night
+params: {aspect_ratio: "1:1", seed: 42}
+""", encoding="utf-8")
+    return suite
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int, str]]]:
+    """Every request the Gemini and OpenRouter adapters send: (protocol, turns of history, prompt)."""
+    log: list[tuple[str, int, str]] = []
+    for cls in (GeminiProvider, OpenRouterProvider):
+        original = cls.exchange
+
+        async def exchange(self: Any, request: GenerationRequest, http: TimedHttp, _original: Any = original,
+                           ) -> GenerationResult:
+            log.append((self.protocol, len(request.history), request.prompt))
+            result: GenerationResult = await _original(self, request, http)
+            return result
+
+        monkeypatch.setattr(cls, "exchange", exchange)
+    yield log
+
+
+def run(tmp_path: Path, suite: Path, targets: list[str] = TARGETS) -> tuple[Path, str]:
+    db = tmp_path / "results" / "harness.db"
+    chosen = select(load_targets(), targets)
+    opts = RunOptions(sandbox=True, time_scale=0.005, sandbox_faults=False)
+    result = start_run(db, load(suite), chosen, resolve_keys(chosen, sandbox=True), opts)
+    return db, result.run_id
+
+
+def rows(db: Path, run_id: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        found = conn.execute("SELECT * FROM attempts WHERE run_id=? ORDER BY target, variant, attempt",
+                             (run_id,)).fetchall()
+    out = []
+    for r in found:
+        row = dict(r)
+        row["mark"] = json.loads(row["provider_timings_json"] or "{}").get("sequence")
+        out.append(row)
+    return out
+
+
+def test_each_turn_is_an_attempt_and_only_the_last_ends_the_conversation(
+        tmp_path: Path, talk_suite: Path, sent: list[tuple[str, int, str]]) -> None:
+    db, run_id = run(tmp_path, talk_suite)
+    attempts = rows(db, run_id)
+    assert {r["target"] for r in attempts} == set(TARGETS[:2]), "fal keeps no conversation and is not sent one"
+    for target in TARGETS[:2]:
+        for variant in ("default", "terse"):
+            talk = [r for r in attempts if (r["target"], r["variant"]) == (target, variant)]
+            assert [r["attempt"] for r in talk] == [1, 2, 3]
+            assert [r["mark"]["turn"] for r in talk] == [1, 2, 3] and all(r["ok"] for r in talk)
+            assert [r["final"] for r in talk] == [0, 0, 1]
+            assert all(r["latency_ms"] > 0 and r["ttfb_ms"] is not None for r in talk)
+            assert talk[0]["bytes_sent"] < talk[1]["bytes_sent"] < talk[2]["bytes_sent"]
+            assert talk[2]["time_to_image_ms"] >= sum(r["latency_ms"] for r in talk)
+            assert all(r["mark"]["reply"] is not None for r in talk)
+            assert "base64," not in talk[2]["provider_timings_json"]
+    assert sorted(h for _, h, _ in sent) == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_a_failed_turn_ends_the_conversation_and_says_at_which_turn(
+        tmp_path: Path, talk_suite: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = GeminiProvider.exchange
+
+    async def refuse_the_scarf(self: GeminiProvider, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+        if len(request.history) == 1:
+            raise ProviderError(ErrorKind.REFUSED, "output blocked (IMAGE_SAFETY)", http_status=200,
+                                provider_code="IMAGE_SAFETY")
+        return await original(self, request, http)
+
+    monkeypatch.setattr(GeminiProvider, "exchange", refuse_the_scarf)
+    db, run_id = run(tmp_path, talk_suite, TARGETS[:1])
+    talk = [r for r in rows(db, run_id) if r["variant"] == "default"]
+    assert [(r["attempt"], r["ok"], r["final"], r["mark"]["turn"]) for r in talk] == [(1, 1, 0, 1), (2, 0, 1, 2)]
+    assert talk[1]["error_kind"] == "refused" and talk[1]["mark"]["turn_final"]
+
+
+def test_resume_continues_a_conversation_from_its_last_completed_turn(
+        tmp_path: Path, talk_suite: Path, sent: list[tuple[str, int, str]]) -> None:
+    db, run_id = run(tmp_path, talk_suite, TARGETS[:2])
+    before = rows(db, run_id)
+    with sqlite3.connect(db) as conn:  # as if the process died after turn 1 of every conversation
+        conn.execute("DELETE FROM outputs WHERE attempt_id IN (SELECT id FROM attempts WHERE attempt > 1)")
+        conn.execute("DELETE FROM attempts WHERE attempt > 1")
+        conn.execute("UPDATE runs SET status='interrupted', finished_at=NULL")
+    sent.clear()
+
+    resume_run(db, run_id, lambda targets, sandbox: resolve_keys(targets, sandbox=sandbox))
+
+    assert sorted(h for _, h, _ in sent) == [1] * 4 + [2] * 4, "only turns 2 and 3 are sent again"
+    after = rows(db, run_id)
+    assert len(after) == len(before)
+    first_turns = [(r["target"], r["variant"], r["started_at"]) for r in before if r["attempt"] == 1]
+    assert [(r["target"], r["variant"], r["started_at"]) for r in after if r["attempt"] == 1] == first_turns
+    for r in after:
+        assert r["mark"]["turn"] == r["attempt"] and r["ok"]
+        assert r["final"] == (r["attempt"] == 3)
