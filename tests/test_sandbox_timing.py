@@ -152,6 +152,9 @@ def test_fidelity_is_measured_minus_intended_with_half_a_poll_allowed_for_queue_
     assert rows["b@fal"].allowance_ms == 10.0
     assert rows["b@fal"].deviation_p50_ms == pytest.approx(3.0, abs=2.0)
     assert all(r.faithful for r in rows.values())
+    for r in rows.values():
+        assert r.deviation_p50_low_ms is not None and r.deviation_p50_high_ms is not None
+        assert r.deviation_p50_low_ms <= r.deviation_p50_ms <= r.deviation_p50_high_ms
 
 
 def test_failed_attempts_and_runs_without_the_header_are_left_out() -> None:
@@ -159,6 +162,7 @@ def test_failed_attempts_and_runs_without_the_header_are_left_out() -> None:
     f.loc[1, "ok"] = 0
     (row,) = fidelity_rows(f)
     assert row.n == 1 and row.deviation_p50_ms == pytest.approx(1.0)
+    assert row.deviation_p50_low_ms is None, "one attempt cannot bound a median"
     assert fidelity_rows(f.drop(columns=["intended_ms"])) == []
 
 

@@ -63,7 +63,8 @@ class FidelityRow:
 
     ``n``: successful attempts that carry an intended delay. ``intended_p50_ms``/``measured_p50_ms``: medians
     of what the sandbox intended and what the client measured; ``allowance_ms``: mean poll-quantisation
-    allowance subtracted (0 for synchronous APIs); ``deviation_*``: of measured − intended − allowance;
+    allowance subtracted (0 for synchronous APIs); ``deviation_*``: of measured − intended − allowance, with
+    the distribution-free 95 % interval of the median deviation (``None`` below the 6 attempts it needs);
     ``faithful``: ``deviation_pct`` within :data:`MAX_DEVIATION_PCT`. ``profile_p50_ms``, ``ks_*``: against
     the profile's own distribution (``None`` without the run's targets or for an unknown protocol).
     """
@@ -77,6 +78,8 @@ class FidelityRow:
     deviation_p95_ms: float
     deviation_pct: float
     faithful: bool
+    deviation_p50_low_ms: float | None = None
+    deviation_p50_high_ms: float | None = None
     profile_p50_ms: float | None = None
     ks_n: int = 0
     ks_statistic: float | None = None
@@ -120,7 +123,7 @@ class FidelityReport:
         return all(c.agrees for c in self.rank_checks)
 
 
-def _allowance(frame: pd.DataFrame) -> Array:
+def poll_allowance_ms(frame: pd.DataFrame) -> Array:
     """Per attempt: half its poll interval when it polled a queued or running job, else 0 (see module)."""
     n = len(frame)
     poll = pd.to_numeric(frame["poll_interval_ms"], errors="coerce").fillna(0).to_numpy(float) \
@@ -149,16 +152,18 @@ def fidelity_rows(attempts: pd.DataFrame) -> list[FidelityRow]:
     for target, group in usable.groupby("target", observed=True, sort=True):
         measured = group["latency_ms"].to_numpy(float)
         intended = group["intended_ms"].to_numpy(float)
-        allowance = _allowance(group)
+        allowance = poll_allowance_ms(group)
         excess = measured - intended - allowance
         intended_p50 = float(np.median(intended))
         dev50 = float(np.median(excess))
         pct = 100 * dev50 / intended_p50 if intended_p50 > 0 else math.inf
+        interval = quantile_interval(excess, 0.5)
         rows.append(FidelityRow(
             target=str(target), n=int(measured.size), intended_p50_ms=intended_p50,
             measured_p50_ms=float(np.median(measured)), allowance_ms=float(np.mean(allowance)),
             deviation_p50_ms=dev50, deviation_p95_ms=float(np.percentile(excess, 95)), deviation_pct=pct,
-            faithful=abs(pct) <= MAX_DEVIATION_PCT))
+            faithful=abs(pct) <= MAX_DEVIATION_PCT, deviation_p50_low_ms=interval.low,
+            deviation_p50_high_ms=interval.high))
     return rows
 
 
@@ -262,7 +267,7 @@ def fidelity_report(attempts: pd.DataFrame, *, time_scale: float, targets: Seque
         p50 = float(np.median(draws)) * time_scale * 1000
         profile_p50[row.target] = p50
         group = usable[usable["target"] == row.target]
-        measured_s = (group["latency_ms"].to_numpy(float) - _allowance(group)) / 1000 / time_scale
+        measured_s = (group["latency_ms"].to_numpy(float) - poll_allowance_ms(group)) / 1000 / time_scale
         ks = sps.ks_2samp(measured_s, draws)
         out.append(FidelityRow(**{**row.__dict__, "profile_p50_ms": p50, "ks_n": int(measured_s.size),
                                   "ks_statistic": float(ks.statistic), "ks_p_value": float(ks.pvalue)}))
