@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from harness.challenges import load
+from harness.cli.stats import stats
 from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult, ProviderError
 from harness.providers.gemini import GeminiProvider
 from harness.providers.openrouter import OpenRouterProvider
@@ -102,6 +104,14 @@ def test_each_turn_is_an_attempt_and_only_the_last_ends_the_conversation(
             assert all(r["mark"]["reply"] is not None for r in talk)
             assert "base64," not in talk[2]["provider_timings_json"]
     assert sorted(h for _, h, _ in sent) == [0] * 4 + [1] * 4 + [2] * 4
+    shown = CliRunner().invoke(stats, [run_id, "--by", "turn", "--json", "--db", str(db)])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert sorted((r["target"], r["turn"], r["n"]) for r in data["turns"]) == sorted(
+        (t, k, 2) for t in TARGETS[:2] for k in (1, 2, 3))
+    assert {r["target"]: (r["n"], r["completed"]) for r in data["sequences"]} == {t: (2, 2) for t in TARGETS[:2]}
+    table = CliRunner().invoke(stats, [run_id, "--by", "turn", "--db", str(db)])
+    assert table.exit_code == 0 and "by conversation" in table.output
 
 
 def test_a_failed_turn_ends_the_conversation_and_says_at_which_turn(

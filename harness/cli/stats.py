@@ -16,12 +16,27 @@ from harness.stats.bymodel import RANK_BY, ModelView, RankBy, model_views
 from harness.stats.goodput import DEFAULT_MEASURE, MEASURES, Measure, parse_slo
 from harness.stats.source import effective_timeout_ms, run_stats, stats_frame_columns
 from harness.stats.table import BY_ALIASES, ProviderRow, resolve_by, rows_json
+from harness.stats.turns import COLUMNS as TURN_COLUMNS
+from harness.stats.turns import SequenceRow, TurnRow, print_turn_stats, turn_stats
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.scores import latest_scorer, scores_frame
 
 MODEL_VIEW = "model"
 """``--by model`` asks for the per-model view rather than a split of the provider table."""
+TURN_VIEW = "turn"
+"""``--by turn`` asks for the multi-turn view: success and latency by turn, and each target's conversations."""
+
+
+def wants_turn_view(values: tuple[str, ...]) -> bool:
+    """Whether ``--by`` asks for the multi-turn view; ``--by turn`` with other splits is an error."""
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if TURN_VIEW not in names:
+        return False
+    if set(names) != {TURN_VIEW}:
+        raise ConfigError("--by turn shows the multi-turn view and cannot be combined with other splits "
+                          f"({', '.join(n for n in names if n != TURN_VIEW)})")
+    return True
 
 
 def parse_by(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -58,7 +73,8 @@ def _slo(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 @click.option("--by", "by", multiple=True, metavar="NAME",
               help=f"Also split rows by {', '.join(n for n in BY_ALIASES if n not in ('target', 'challenge_id', 'run_id', 'model'))}"
                    " (repeatable or comma-separated). --by model instead ranks the providers of each model "
-                   "served by two or more, with the differences the data support.")
+                   "served by two or more, with the differences the data support; --by turn shows multi-turn "
+                   "challenges turn by turn and per conversation.")
 @click.option("--rank-by", type=click.Choice(list(RANK_BY)), default="p50", show_default=True,
               help="With --by model: the figure providers are ranked on.")
 @click.option("--slo", "slo_ms", callback=_slo, metavar="DURATION",
@@ -81,6 +97,14 @@ def stats(run_id: str | None, by: tuple[str, ...], rank_by: str, slo_ms: float |
     Tables never cut a name or a price: when the terminal is too narrow for one table, the columns are split
     over several tables, long target names are shortened to their unique part (… marks what is left out),
     and below that each row is printed as a block."""
+    if wants_turn_view(by):
+        if schema:
+            print_json({"turn": TurnRow.model_json_schema(), "sequence": SequenceRow.model_json_schema()})
+            return
+        if run_id is None:
+            raise click.UsageError("Missing argument 'RUN_ID'.")
+        _turn_view(run_id, as_json, db)
+        return
     by_model = wants_model_view(by)
     measure = cast(Measure, slo_measure)
     if schema:
@@ -125,3 +149,14 @@ def _model_view(run_id: str, rank_by: RankBy, slo_ms: float | None, measure: Mea
         print_json([v.to_json() for v in views])
         return
     print_model_views(views, title=f"run {info.id}", wide=wide)
+
+
+def _turn_view(run_id: str, as_json: bool, db: Path) -> None:
+    with Store.open(db, readonly=True) as store:
+        info = run_store.get_run(store, run_id)
+        frame = run_store.attempts_frame(store, [info.id], columns=list(TURN_COLUMNS), with_challenge=False)
+    result = turn_stats(frame)
+    if as_json:
+        print_json(result.to_json())
+        return
+    print_turn_stats(result, title=f"run {info.id}")
