@@ -151,3 +151,11 @@ def test_migrate_copies_image_files_into_the_servers_folder(tmp_path: Path, pg_c
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["images_copied"] == 1
     assert (images / f"{sha}.png").read_bytes() == b"not really a png"
+
+
+def test_derived_files_go_beside_the_images_and_scrub_names_its_limit(tmp_path: Path) -> None:
+    server = parse_location(f"postgresql://u:pw@h/db?images={tmp_path}/shared/images")
+    assert server.home == tmp_path / "shared"
+    assert parse_location(tmp_path / "r" / "harness.db").home == tmp_path / "r"
+    result = CliRunner().invoke(cli, ["store", "scrub", "--db", "postgresql://u:pw@h/db", "--key-env", "HOME"])
+    assert result.exit_code != 0 and "is PostgreSQL" in result.output and "pw@" not in result.output

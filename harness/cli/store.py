@@ -137,6 +137,12 @@ def scrub_cmd(db: Path, key_envs: tuple[str, ...], key_files: tuple[Path, ...], 
               as_json: bool) -> None:
     """Remove API keys (and their encodings) from a store, its exports and report folders; say how many were
     found per place."""
+    from harness.store.url import PostgresLocation, parse_location
+
+    if isinstance(location := parse_location(db), PostgresLocation):
+        raise ConfigError(f"harness store scrub rewrites a SQLite store file; {location.display} is PostgreSQL: copy it "
+                          "to a file (`harness store migrate --from URL --to scrub.db`), scrub that, and migrate it "
+                          "into a fresh database")
     redactor = Redactor.for_keys(_collect_keys(key_envs, key_files, known_keys, targets_file))
     if not db.is_file():
         raise ConfigError(f"store {db} not found")

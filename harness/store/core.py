@@ -83,6 +83,12 @@ class Store:
     def images_dir(self) -> Path:
         return self.images.root
 
+    @property
+    def home(self) -> Path:
+        """The folder derived files go in (exports, thumbnails, caches): the SQLite file's folder, or the one
+        holding a PostgreSQL store's image folder. Without opening a store: ``parse_location(db).home``."""
+        return self.location.home if self.location is not None else Path(self.path).parent
+
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, images_dir: Path | None = None,
              readonly: bool = False) -> Store:

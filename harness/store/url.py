@@ -41,6 +41,11 @@ class SqliteLocation:
     def display(self) -> str:
         return str(self.path)
 
+    @property
+    def home(self) -> Path:
+        """The folder derived files of this store go in (exports, thumbnails, the arena's cache)."""
+        return self.path.parent
+
 
 @dataclass(frozen=True)
 class PostgresLocation:
@@ -49,6 +54,11 @@ class PostgresLocation:
     images: Path
     display: str
     """The URL with its password replaced by ``***``: what messages and logs show."""
+
+    @property
+    def home(self) -> Path:
+        """The folder derived files of this store go in: the one holding its image folder."""
+        return self.images.parent
 
 
 StoreLocation = SqliteLocation | PostgresLocation
