@@ -216,3 +216,21 @@ def test_packing_then_unpacking_gives_back_any_reply(data: bytes, shape: str, te
         packed = pack_reply(reply, stored)
         assert unpack_reply(packed, lambda s, ext: data) == original
     assert reply == original
+
+
+async def test_a_hostile_provider_echoing_the_key_into_its_reply_never_gets_it_into_the_history() -> None:
+    key = "sk-or-v1-hostile-0123456789abcdef"
+
+    def echo(i: int) -> httpx.Response:
+        answer = openrouter_answer(i)
+        message = answer["choices"][0]["message"]
+        message["content"] = f"your key is {key}"
+        message["reasoning_details"][0]["data"] = key
+        return httpx.Response(200, json=answer)
+
+    recorded = Recorded(echo)
+    provider = OpenRouterProvider("https://openrouter.ai/api/v1", key)
+    history = await converse(provider, "google/gemini-3-pro-image-preview", ["one", "two"], recorded)
+    assert key not in json.dumps([dict(h.reply) for h in history])
+    assert key not in json.dumps(recorded.bodies[1]["messages"])
+    assert key not in json.dumps(pack_reply(history[0].reply, []))
