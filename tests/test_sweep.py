@@ -309,3 +309,19 @@ def _profile(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "rate-profile.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_a_target_that_rejects_the_key_stops_the_sweep_at_its_first_level(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("challenges:\n  - id: locked\n    title: Locked\n    category: illustration\n"
+                     "    kind: text-to-image\n    prompt: 'A fox [sandbox-fault:auth]'\n", encoding="utf-8")
+    db = tmp_path / "harness.db"
+    result = invoke("--target", FAL, "--concurrency", "1,2", "--requests-per-level", "8", "--sandbox",
+                    "--time-scale", "0.02", "--challenges", str(suite), "--db", str(db), "--json",
+                    *files(tmp_path, QUEUED))
+    assert result.exit_code == ExitCode.DEAD_TARGET, result.output
+    data = json.loads(result.stdout)
+    (only,) = data["levels"]
+    assert only["not_sent"] == 3 and only["n"] == 5 and only["successes"] == 0
+    assert data["stop_cause"] == "dead_target" and "HTTP 401" in data["stopped"]
+    assert run_ids(db) == [only["run_id"]]
