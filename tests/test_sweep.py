@@ -24,7 +24,7 @@ from harness.cli.sweep import sweep
 from harness.errors import ExitCode
 from harness.store import Store
 from harness.sweep import load_spec, run_sweep, summarize, sweep_levels
-from harness.sweep.results import SweepLevel
+from harness.sweep.results import SweepLevel, SweepSummary
 
 ENV = {**os.environ, "CI": "true"}
 FAL = "flux-dev@fal"
@@ -120,6 +120,7 @@ def test_the_knee_is_where_throughput_stops_rising_on_a_saturating_target(tmp_pa
                     "--time-scale", "0.1", "--challenges", str(tiny_suite), "--db", str(db), "--json",
                     *files(tmp_path, QUEUED))
     data = sweep_json(result)
+    assert SweepSummary.model_validate_json(result.stdout).model_dump(mode="json") == data, "typed and versioned"
     levels = {lv["level"]: lv for lv in data["levels"]}
     assert sorted(levels) == [1.0, 2.0, 4.0, 8.0] and data["stopped"] is None
     assert all(lv["rate_limited"] == 0 and lv["successes"] == 16 for lv in levels.values())
@@ -273,7 +274,7 @@ def test_bad_levels_are_refused_naming_the_option_and_nothing_is_sent(
 def test_an_unknown_target_or_sweep_is_a_clear_error(tmp_path: Path) -> None:
     db = tmp_path / "harness.db"
     unknown = invoke("--target", "flux-dv@fal", "--concurrency", "1,2", "--sandbox", "--db", str(db))
-    assert unknown.exit_code == ExitCode.USAGE and "unknown target 'flux-dv@fal'" in unknown.stderr
+    assert unknown.exit_code == ExitCode.USAGE and "--target: unknown target 'flux-dv@fal'" in unknown.stderr
     assert "Did you mean flux-dev@fal" in unknown.stderr
     several = invoke("--target", "*@fal", "--concurrency", "1,2", "--sandbox", "--db", str(db))
     assert several.exit_code == ExitCode.USAGE and "a sweep measures one" in several.stderr

@@ -195,7 +195,11 @@ def _sweep(target_name: str | None, concurrency_levels: str | None, rpm_levels: 
         mode, levels = _levels(concurrency_levels, rpm_levels)
         if not target_name:
             raise ConfigError("--target: name the one target to sweep")
-        targets = select(load_targets(targets_file), [target_name])
+        known = load_targets(targets_file)
+        try:
+            targets = select(known, [target_name])
+        except ConfigError as exc:
+            raise ConfigError(f"--target: {exc}") from None
         if len(targets) != 1:
             raise ConfigError(f"--target {target_name!r} matches {len(targets)} targets "
                               f"({', '.join(t.name for t in targets)}); a sweep measures one")
