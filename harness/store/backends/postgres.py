@@ -177,6 +177,15 @@ def column_names(conn: PgConnection, table: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def columns_by_table(conn: PgConnection) -> dict[str, set[str]]:
+    """Every table's columns in the current schema, in one query (opening a current store costs three)."""
+    present: dict[str, set[str]] = {}
+    for table, column in conn.execute("SELECT table_name, column_name FROM information_schema.columns"
+                                      " WHERE table_schema = current_schema()").fetchall():
+        present.setdefault(str(table), set()).add(str(column))
+    return present
+
+
 MIGRATION_LOCK = (0x68726E73, 0)
 """Advisory lock key (``"hrns"``, 0) that serialises migrations: several app servers starting at once."""
 
@@ -215,9 +224,10 @@ def check_and_migrate(conn: PgConnection, location: PostgresLocation, *, readonl
     if readonly:
         _shim_missing_columns(conn, declared)
         return
-    if found == SCHEMA_VERSION and all(
-            {name for name, _, _ in columns} <= set(column_names(conn, table)) for table, columns in declared.items()):
-        return
+    if found == SCHEMA_VERSION:
+        present = columns_by_table(conn)
+        if all({name for name, _, _ in columns} <= present.get(table, set()) for table, columns in declared.items()):
+            return
     conn.execute("BEGIN")
     try:
         conn.execute("SELECT pg_advisory_xact_lock(?, ?)", MIGRATION_LOCK)
@@ -226,9 +236,9 @@ def check_and_migrate(conn: PgConnection, location: PostgresLocation, *, readonl
         for statement in statements:
             conn.execute(postgres_ddl(statement))
         for table, columns in declared.items():
-            present = set(column_names(conn, table))
+            have = set(column_names(conn, table))
             for name, decl, default in columns:
-                if name not in present:
+                if name not in have:
                     default_sql = f" DEFAULT {default}" if default is not None else ""
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {postgres_type(decl)}{default_sql}")
         if found != SCHEMA_VERSION:
