@@ -182,6 +182,9 @@ def test_a_sweep_stopped_between_levels_continues_at_the_next_one(tmp_path: Path
     summary = run_sweep(db, wider, None, credentials_for)
     assert [lv.run_id for lv in summary.levels] == ["wide-c1", "wide-c2", "wide-c4"] and summary.complete
     assert attempt_rows(db, "wide-c1") == level_one, "the finished level was not run again"
+    before = {r: attempt_rows(db, r) for r in run_ids(db)}
+    again = run_sweep(db, wider, None, credentials_for)
+    assert again.complete and {r: attempt_rows(db, r) for r in run_ids(db)} == before, "a done sweep sends nothing"
 
 
 def wait_for_attempts(db: Path, proc: subprocess.Popen[str], run_id: str, count: int) -> None:
