@@ -182,7 +182,7 @@ def level_of(store: Store, spec: SweepSpec, level: float, info: RunInfo) -> Swee
     low, high = _poisson_rate(images, window) if window else (None, None)
     attempts = row.attempts if row is not None else 0
     share = row.rate_limited_share if row is not None else None
-    withheld = dict(row.withheld) if row is not None else {}
+    withheld = {k: v for k, v in row.withheld.items() if k in SweepLevel.model_fields} if row is not None else {}
     if window is None:
         withheld["throughput_per_s"] = "no request ended yet"
     return SweepLevel(
