@@ -153,9 +153,27 @@ def test_migrate_copies_image_files_into_the_servers_folder(tmp_path: Path, pg_c
     assert (images / f"{sha}.png").read_bytes() == b"not really a png"
 
 
-def test_derived_files_go_beside_the_images_and_scrub_names_its_limit(tmp_path: Path) -> None:
+def test_derived_files_go_beside_the_images(tmp_path: Path) -> None:
     server = parse_location(f"postgresql://u:pw@h/db?images={tmp_path}/shared/images")
     assert server.home == tmp_path / "shared"
     assert parse_location(tmp_path / "r" / "harness.db").home == tmp_path / "r"
-    result = CliRunner().invoke(cli, ["store", "scrub", "--db", "postgresql://u:pw@h/db", "--key-env", "HOME"])
-    assert result.exit_code != 0 and "is PostgreSQL" in result.output and "pw@" not in result.output
+
+
+def test_scrub_removes_a_key_from_a_postgresql_store(pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    from harness.store import votes
+
+    key = "sk-live-" + "Q7" * 20
+    monkeypatch.setenv("LEAKED_KEY", key)
+    monkeypatch.chdir(tmp_path)
+    with Store.open(pg_url) as store:
+        votes.insert_vote(store, votes.Vote("u1", "a", "b", "a", "b", "left", 1.0, "import", voter=f"Bearer {key}"))
+        votes.insert_vote(store, votes.Vote("u2", "a", "b", "a", "b", "tie", 2.0, "import", voter="clean"))
+    dry = CliRunner().invoke(cli, ["store", "scrub", "--db", pg_url, "--key-env", "LEAKED_KEY", "--dry-run", "--json"])
+    assert dry.exit_code == 1 and sum(json.loads(dry.stdout)["removed"].values()) == 1
+    done = CliRunner().invoke(cli, ["store", "scrub", "--db", pg_url, "--key-env", "LEAKED_KEY", "--json"])
+    assert done.exit_code == 0, done.output
+    assert sum(json.loads(done.stdout)["removed"].values()) == 1 and key not in done.output
+    with Store.open(pg_url, readonly=True) as store:
+        voters = [r[0] for r in store.conn.execute("SELECT voter FROM votes ORDER BY id")]
+    assert key not in voters[0] and voters[0].startswith("Bearer ") and voters[1] == "clean"

@@ -99,6 +99,15 @@ def test_attempts_read_back_as_frames_with_their_outputs(store_url: str) -> None
         assert store.conn.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 9
 
 
+def test_a_store_opened_read_only_refuses_writes(store_url: str) -> None:
+    with Store.open(store_url) as store:
+        new_run(store)
+    with Store.open(store_url, readonly=True) as store:
+        with pytest.raises(Exception, match=r"(?i)read.?only"):
+            runs.set_run_status(store, "r1", "finished")
+        assert runs.get_run(store, "r1").status == "interrupted"
+
+
 def test_a_duplicate_attempt_rolls_back_its_whole_batch(store_url: str) -> None:
     with Store.open(store_url) as store:
         new_run(store)

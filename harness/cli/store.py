@@ -139,26 +139,35 @@ def scrub_cmd(db: Path, key_envs: tuple[str, ...], key_files: tuple[Path, ...], 
     found per place."""
     from harness.store.url import PostgresLocation, parse_location
 
-    if isinstance(location := parse_location(db), PostgresLocation):
-        raise ConfigError(f"harness store scrub rewrites a SQLite store file; {location.display} is PostgreSQL: copy it "
-                          "to a file (`harness store migrate --from URL --to scrub.db`), scrub that, and migrate it "
-                          "into a fresh database")
+    location = parse_location(db)
+    server = isinstance(location, PostgresLocation)
     redactor = Redactor.for_keys(_collect_keys(key_envs, key_files, known_keys, targets_file))
-    if not db.is_file():
+    if not server and not db.is_file():
         raise ConfigError(f"store {db} not found")
-    folders = list(exports) or [p for p in [db.parent / "exports"] if p.is_dir()]
+    folders = list(exports) or [p for p in [location.home / "exports"] if p.is_dir()]
     folders += list(reports) or [p for p in [Path("reports")] if p.is_dir()]
     for folder in folders:
         if not folder.is_dir():
             raise ConfigError(f"{folder}: not a folder")
-    result = scrub(db, folders, redactor, dry_run=dry_run)
+    if server:
+        from harness.store import Store
+        from harness.store.scrub import ScrubReport, scrub_folder, scrub_images, scrub_server_store
+
+        result = ScrubReport()
+        with Store.open(db) as opened:
+            scrub_server_store(opened, redactor, result, dry_run=dry_run)
+            scrub_images(opened.images_dir, redactor, result)
+        for folder in folders:
+            scrub_folder(folder, redactor, result, dry_run=dry_run)
+    else:
+        result = scrub(db, folders, redactor, dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "keys": len(redactor.keys), "removed": result.removed,
-                    "remaining": result.remaining, "places_searched": [str(db), *map(str, folders)],
+                    "remaining": result.remaining, "places_searched": [location.display, *map(str, folders)],
                     "notes": result.notes})
     else:
         console = err_console()
-        console.print(f"searched {db}" + "".join(f", {f}" for f in folders) + f" for {len(redactor.keys)} key(s)")
+        console.print(f"searched {location.display}" + "".join(f", {f}" for f in folders) + f" for {len(redactor.keys)} key(s)")
         if result.removed or result.remaining:
             table = Table("place", "found" if dry_run else "removed", "left (cannot be edited)")
             for place in sorted({*result.removed, *result.remaining}):

@@ -23,8 +23,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.redaction import Redactor
+
+if TYPE_CHECKING:
+    from harness.store.core import Store
 
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".html", ".htm", ".js", ".mjs", ".css",
                            ".svg", ".md", ".txt", ".yaml", ".yml", ".xml", ".log"})
@@ -186,16 +190,83 @@ def _replace(path: Path, data: bytes) -> None:
         raise
 
 
+def scrub_server_store(store: Store, redactor: Redactor, report: ScrubReport, *, dry_run: bool = False) -> None:
+    """Remove the keys from every text and byte value of a PostgreSQL store, in one transaction (each update
+    in a savepoint, so a clash is counted and the rest goes on), then ``VACUUM FULL`` each changed table so
+    the old row versions do not linger in its files. Copies PostgreSQL keeps elsewhere (its write-ahead log,
+    replicas, backups) are beyond the store's reach: the report's notes say so."""
+    import psycopg
+
+    conn = store.conn
+    columns = conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND data_type IN ('text', 'bytea') ORDER BY table_name, ordinal_position").fetchall()
+    changed: set[str] = set()
+    conn.execute("BEGIN")
+    try:
+        for table, column in columns:
+            t, c = _quote(str(table)), _quote(str(column))
+            for (value,) in conn.execute(f"SELECT DISTINCT {c} FROM {t} WHERE {c} IS NOT NULL").fetchall():
+                new, n = _redacted(value, redactor, report, f"{store.path} {table}.{column}")
+                if not n:
+                    continue
+                rows = int(conn.execute(f"SELECT COUNT(*) FROM {t} WHERE {c} = ?", (value,)).fetchone()[0])
+                place = f"{store.path} {table}.{column}"
+                if dry_run:
+                    report.add(place, n * rows)
+                    continue
+                conn.execute("SAVEPOINT scrub")
+                try:
+                    conn.execute(f"UPDATE {t} SET {c} = ? WHERE {c} = ?", (new, value))
+                except psycopg.IntegrityError as exc:
+                    conn.execute("ROLLBACK TO SAVEPOINT scrub")
+                    report.add(place, n * rows, removable=False)
+                    report.notes.append(f"{place}: a redacted value clashes with another row ({exc}); delete that row")
+                    continue
+                conn.execute("RELEASE SAVEPOINT scrub")
+                report.add(place, n * rows)
+                changed.add(str(table))
+        conn.execute("ROLLBACK" if dry_run else "COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    for table in sorted(changed):
+        conn.execute(f"VACUUM FULL {_quote(table)}")
+    if changed:
+        report.notes.append(f"{store.path}: the old values may remain in PostgreSQL's write-ahead log, replicas and "
+                            "backups until those are rotated")
+
+
+def _redacted(value: Any, redactor: Redactor, report: ScrubReport, place: str) -> tuple[str | bytes, int]:
+    """``value`` without the keys and how many were removed (a binary value is only searched)."""
+    if isinstance(value, (bytes, memoryview)):
+        raw = bytes(value)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            if redactor.contains(raw):
+                report.add(place + " (binary)", 1, removable=False)
+            return raw, 0
+        new_text, n = redactor.text_counted(text)
+        return new_text.encode("utf-8"), n
+    return redactor.text_counted(str(value))
+
+
+def scrub_images(images: Path, redactor: Redactor, report: ScrubReport) -> None:
+    """Count keys found in image files (named by their hash, so they cannot be edited, only deleted)."""
+    if images.is_dir():
+        for path in sorted(p for p in images.iterdir() if p.is_file()):
+            if redactor.contains(path.read_bytes()):
+                report.add(str(path), 1, removable=False)
+
+
 def scrub(db: Path | None, folders: Iterable[Path], redactor: Redactor, *, dry_run: bool = False) -> ScrubReport:
     """Scrub a store (when given and present) and folders; the store's ``images`` folder is searched only."""
     report = ScrubReport()
     if db is not None:
         scrub_store(db, redactor, report, dry_run=dry_run)
-        images = db.parent / "images"
-        if images.is_dir():
-            for path in sorted(p for p in images.iterdir() if p.is_file()):
-                if redactor.contains(path.read_bytes()):
-                    report.add(str(path), 1, removable=False)
+        scrub_images(db.parent / "images", redactor, report)
     for folder in folders:
         scrub_folder(folder, redactor, report, dry_run=dry_run)
     return report

@@ -223,6 +223,7 @@ def check_and_migrate(conn: PgConnection, location: PostgresLocation, *, readonl
     declared = _declared_columns([s for s in statements if s.lstrip().upper().startswith("CREATE TABLE")])
     if readonly:
         _shim_missing_columns(conn, declared)
+        conn.execute("SET default_transaction_read_only = on")  # as SQLite's mode=ro: a write is refused
         return
     if found == SCHEMA_VERSION:
         present = columns_by_table(conn)
