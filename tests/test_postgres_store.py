@@ -177,3 +177,26 @@ def test_scrub_removes_a_key_from_a_postgresql_store(pg_url: str, monkeypatch: p
     with Store.open(pg_url, readonly=True) as store:
         voters = [r[0] for r in store.conn.execute("SELECT voter FROM votes ORDER BY id")]
     assert key not in voters[0] and voters[0].startswith("Bearer ") and voters[1] == "clean"
+
+
+def _pytest_without_server(require: bool) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != pg.REQUIRE_ENV}
+    env.update(PG_BINDIR="/nonexistent/postgresql/bin", PATH="/usr/bin:/bin")
+    if require:
+        env[pg.REQUIRE_ENV] = "1"
+    done = subprocess.run([sys.executable, "-m", "pytest", "tests/test_postgres_store.py", "-k", "wrong_credentials",
+                           "-p", "no:cacheprovider", "-rsE", "-q"], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).parent.parent, timeout=120)
+    return done.stdout + f"\nexit={done.returncode}"
+
+
+def test_without_a_server_the_tests_skip_visibly_and_ci_turns_that_into_a_failure() -> None:
+    skipped = _pytest_without_server(require=False)
+    assert "1 skipped" in skipped and "PostgreSQL server binaries (initdb, pg_ctl) not found" in skipped
+    assert "exit=0" in skipped
+    failed = _pytest_without_server(require=True)
+    assert "HARNESS_REQUIRE_POSTGRES=1 but PostgreSQL cannot be started" in failed and "exit=1" in failed
