@@ -66,10 +66,10 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int, str]]
     yield log
 
 
-def run(tmp_path: Path, suite: Path, targets: list[str] = TARGETS) -> tuple[Path, str]:
+def run(tmp_path: Path, suite: Path, targets: list[str] = TARGETS, **options: Any) -> tuple[Path, str]:
     db = tmp_path / "results" / "harness.db"
     chosen = select(load_targets(), targets)
-    opts = RunOptions(sandbox=True, time_scale=0.005, sandbox_faults=False)
+    opts = RunOptions(sandbox=True, time_scale=0.005, sandbox_faults=False, **options)
     result = start_run(db, load(suite), chosen, resolve_keys(chosen, sandbox=True), opts)
     return db, result.run_id
 
@@ -129,6 +129,23 @@ def test_a_failed_turn_ends_the_conversation_and_says_at_which_turn(
     talk = [r for r in rows(db, run_id) if r["variant"] == "default"]
     assert [(r["attempt"], r["ok"], r["final"], r["mark"]["turn"]) for r in talk] == [(1, 1, 0, 1), (2, 0, 1, 2)]
     assert talk[1]["error_kind"] == "refused" and talk[1]["mark"]["turn_final"]
+
+
+def test_each_turn_has_its_own_retry_budget(tmp_path: Path, talk_suite: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = GeminiProvider.exchange
+    failed: set[str] = set()
+
+    async def flaky_last_turn(self: GeminiProvider, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
+        if len(request.history) == 2 and request.prompt not in failed:
+            failed.add(request.prompt)
+            raise ProviderError(ErrorKind.SERVER_ERROR, "internal error", http_status=500, retry_after_s=0)
+        return await original(self, request, http)
+
+    monkeypatch.setattr(GeminiProvider, "exchange", flaky_last_turn)
+    db, run_id = run(tmp_path, talk_suite, TARGETS[:1], retries=1)
+    talk = [r for r in rows(db, run_id) if r["variant"] == "default"]
+    assert [(r["attempt"], r["ok"], r["final"], r["mark"]["turn"], r["mark"]["turn_final"]) for r in talk] == [
+        (1, 1, 0, 1, True), (2, 1, 0, 2, True), (3, 0, 0, 3, False), (4, 1, 1, 3, True)]
 
 
 def test_resume_continues_a_conversation_from_its_last_completed_turn(

@@ -133,11 +133,13 @@ class _TargetRuntime:
 
 @dataclass
 class _Step:
-    """A conversation turn being sent: its 1-based index, the number of turns, and (once it ended) the attempt
-    number the next turn starts at."""
+    """A conversation turn being sent: its 1-based index, the number of turns, where its retry budget starts,
+    and (once it ended) the attempt number the next turn starts at."""
 
     turn: int
     turns: int
+    first_attempt: int
+    """The attempt number of the turn's first attempt: a turn's retry budget counts from it."""
     next_attempt: int = 0
 
 
@@ -397,7 +399,8 @@ class Runner:
         while not conversation.done:
             index = conversation.next_turn
             request = build_turn_request(item, rt.target, self.options, index, conversation.history)
-            step = _Step(index + 1, len(turns))
+            step = _Step(index + 1, len(turns), conversation.turn_first_attempt or attempt)
+            conversation.turn_first_attempt = None
             outcome = await self._turn(run_id, item, rt, writer, t0, sched_ns, counter, request, attempt, wait_ms,
                                        step, first_ns)
             if outcome is None or outcome.error is not None or outcome.result is None:
@@ -441,7 +444,8 @@ class Runner:
                 record.cost_usd, record.cost_source = counted, TIMEOUT_COST_SOURCE
             if first_box[0] is None:
                 first_box[0] = outcome.t_start
-            retry = (error is not None and error.kind.retryable and attempt <= self.options.retries
+            tries = attempt - step.first_attempt + 1 if step is not None else attempt
+            retry = (error is not None and error.kind.retryable and tries <= self.options.retries
                      and not rt.stopped.is_set())
             record.final = not retry
             if step is not None:
@@ -463,7 +467,7 @@ class Runner:
                     step.next_attempt = attempt + 1
                 return outcome
             assert error is not None
-            wait_s = self.options.scaled(retry_wait_s(error, attempt))
+            wait_s = self.options.scaled(retry_wait_s(error, tries))
             wait_ms = wait_s * 1000.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(rt.stopped.wait(), timeout=wait_s)

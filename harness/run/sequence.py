@@ -172,6 +172,8 @@ class Conversation:
     turns: tuple[Turn, ...]
     history: list[Exchange] = field(default_factory=list)
     retrying: bool = False
+    turn_first_attempt: int | None = None
+    """When ``retrying``: the attempt number of the next turn's first attempt (its retry budget counts from it)."""
 
     @property
     def next_turn(self) -> int:
@@ -207,6 +209,8 @@ def resume_conversation(turns: Sequence[Turn], variant: str, attempts: Sequence[
                                                  unpack_reply(mark.reply, read)))
     last = ordered[-1] if ordered else None
     conversation.retrying = last is not None and not last.ok and last.mark.turn == conversation.next_turn + 1
+    if conversation.retrying:
+        conversation.turn_first_attempt = min(a.attempt for a in ordered if a.mark.turn == conversation.next_turn + 1)
     return conversation
 
 
