@@ -99,6 +99,17 @@ def test_attempts_read_back_as_frames_with_their_outputs(store_url: str) -> None
         assert store.conn.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 9
 
 
+def test_an_error_body_with_a_nul_character_is_still_recorded(store_url: str) -> None:
+    with Store.open(store_url) as store:
+        new_run(store)
+        failed = dataclasses.replace(attempt("r1", "c1", "a@p", 0, 1, final=True, ok=False, started=1.0),
+                                     error_message="bad\x00body 100%")
+        runs.insert_attempts(store, [failed])
+        (message,) = store.conn.execute("SELECT error_message FROM attempts").fetchone()
+        assert message.startswith("bad") and message.endswith("body 100%")
+        assert store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error_message LIKE 'bad%'").fetchone()[0] == 1
+
+
 def test_a_store_opened_read_only_refuses_writes(store_url: str) -> None:
     with Store.open(store_url) as store:
         new_run(store)

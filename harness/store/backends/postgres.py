@@ -111,8 +111,11 @@ def _reason(exc: BaseException) -> str:
 
 def _plain(params: Sequence[Any]) -> tuple[Any, ...]:
     """Parameters as the store's columns hold them: a bool is an integer 0/1 (SQLite has no booleans, so the
-    store's flags are ``INTEGER`` columns on both backends; psycopg would send a PostgreSQL ``boolean``)."""
-    return tuple(int(v) if isinstance(v, bool) else v for v in params)
+    store's flags are ``INTEGER`` columns on both backends; psycopg would send a PostgreSQL ``boolean``). A
+    NUL character, which PostgreSQL's text cannot hold, becomes U+FFFD (a provider's error body may carry
+    one), so recording an attempt never fails on it."""
+    return tuple(int(v) if isinstance(v, bool) else v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v
+                 else v for v in params)
 
 
 class PgConnection:
@@ -125,7 +128,10 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         cursor = self.raw.cursor()
         with _server_errors(self.location):
-            cursor.execute(postgres_sql(sql), _plain(params) if params else None)
+            if params:
+                cursor.execute(postgres_sql(sql), _plain(params))
+            else:  # no placeholders: the text goes as written (a literal % stays single)
+                cursor.execute(sql.encode())
         return PgCursor(cursor, self.location)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
