@@ -33,6 +33,8 @@ def test_locations_name_a_file_or_a_server_and_anything_else_is_refused(tmp_path
     # what a click Path option makes of a URL (it folds "//") still names the server
     folded = parse_location(Path("postgresql://u:s3cret@db.example:5433/h"))
     assert isinstance(folded, PostgresLocation) and folded.conninfo == "postgresql://u:s3cret@db.example:5433/h"
+    with pytest.raises(StoreUrlError, match="name the database"):  # postgresql:///db?host=/sock, folded
+        parse_location(Path("postgresql:///db?host=/run/postgresql"))
     for bad in ("mysql://u@h/db", "https://example.com/h.db", "sqlite://host/h.db"):
         with pytest.raises(StoreUrlError):
             Store.open(bad)

@@ -103,6 +103,10 @@ def parse_location(value: str | os.PathLike[str] | None, images_dir: Path | None
             raise StoreUrlError(f"store {text}: a sqlite: URL lost its slashes on the way here; pass the file's path "
                                 "itself (e.g. --db results/harness.db)")
         text = _repair(text)
+        if scheme in POSTGRES_SCHEMES and urlsplit(text).path in ("", "/"):
+            raise StoreUrlError(f"store {redact_url(text)}: name the database in the URL with a host before it "
+                                "(postgresql://localhost/DB?host=/run/postgresql for a unix socket): a URL without "
+                                "a host (postgresql:///DB) loses a slash on the command line")
     if scheme == "sqlite":
         parts = urlsplit(text)
         if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
