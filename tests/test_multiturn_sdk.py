@@ -52,6 +52,8 @@ def test_google_genai_chat_sends_two_messages_and_gets_an_image_each_time(gemini
     assert any(p.inline_data is not None and not p.thought for p in model_parts)
     if model.startswith("gemini-3"):
         assert any(p.thought for p in model_parts), "the SDK keeps a Gemini 3 model's thought parts in its history"
+        signed = [p for p in model_parts if p.inline_data is not None and not p.thought]
+        assert signed and all(p.thought_signature for p in signed), "and the signatures of its answer images"
 
 
 def test_openai_sdk_chat_completions_carry_the_assistant_images_in_the_history(sandbox: SandboxServer) -> None:
