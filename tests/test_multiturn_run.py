@@ -19,6 +19,9 @@ from harness.providers.base import ErrorKind, GenerationRequest, GenerationResul
 from harness.providers.gemini import GeminiProvider
 from harness.providers.openrouter import OpenRouterProvider
 from harness.run import RunOptions, resume_run, start_run
+from harness.stats.turns import STRIP_COLUMNS, turn_strips
+from harness.store import Store
+from harness.store import runs as run_store
 from harness.targets import load_targets, resolve_keys, select
 from harness.timing import TimedHttp
 from tests.conftest import photo_like
@@ -129,6 +132,16 @@ def test_a_failed_turn_ends_the_conversation_and_says_at_which_turn(
     talk = [r for r in rows(db, run_id) if r["variant"] == "default"]
     assert [(r["attempt"], r["ok"], r["final"], r["mark"]["turn"]) for r in talk] == [(1, 1, 0, 1), (2, 0, 1, 2)]
     assert talk[1]["error_kind"] == "refused" and talk[1]["mark"]["turn_final"]
+    with Store.open(db, readonly=True) as store:
+        frame = run_store.attempts_frame(store, [run_id], columns=list(STRIP_COLUMNS), with_challenge=False)
+        outputs = run_store.outputs_frame(store, [run_id])
+        frozen = {(run_id, c["id"]): c for c in run_store.run_challenges(store, run_id)}
+        strip = next(s for s in turn_strips(frame, outputs, frozen) if s.variant == "default")
+        assert store.image_path(strip.steps[0].image_sha256 or "", strip.steps[0].image_ext or "").is_file()
+    assert (strip.completed, strip.failed_at_turn, strip.turns) == (False, 2, 3)
+    assert [(s.turn, s.ok, s.error_kind) for s in strip.steps] == [(1, True, None), (2, False, "refused")]
+    assert strip.steps[0].prompt == "Make him smile" and strip.steps[1].image_sha256 is None
+    assert len(strip.start_images) == 1 and strip.time_to_final_image_ms is None
 
 
 def test_each_turn_has_its_own_retry_budget(tmp_path: Path, talk_suite: Path, monkeypatch: pytest.MonkeyPatch) -> None:

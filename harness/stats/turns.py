@@ -235,3 +235,89 @@ def print_turn_stats(stats: TurnStats, *, title: str) -> None:
                       _fmt(s.cost_mean_usd, digits=4), _fmt(s.cost_per_completed_usd, digits=4),
                       _fmt(s.latency_growth, "×", 2), _fmt(s.input_token_growth, "×", 2))
     console.print(table)
+
+
+class StripTurn(BaseModel):
+    """One turn of a conversation as a report's turn strip shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    turn: int = Field(description="1-based turn index")
+    prompt: str | None = Field(description="the turn's prompt for the conversation's variant")
+    preserve: list[str] = Field(default_factory=list, description="what the turn had to keep")
+    ok: bool = Field(description="whether the turn ended with an image")
+    attempts: int = Field(description="attempts the turn took (retries included)")
+    latency_ms: float | None
+    image_sha256: str | None = Field(description="the turn's image in the image store (None when it failed)")
+    image_ext: str | None
+    error_kind: str | None
+    error_message: str | None
+
+
+class Strip(BaseModel):
+    """One conversation, turn by turn (a row of a report's turn strip)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = Field(TURN_SCHEMA_VERSION, description="version of this row's JSON form")
+    run_id: str
+    challenge_id: str
+    variant: str
+    target: str
+    sample: int
+    turns: int = Field(description="turns the challenge has")
+    completed: bool
+    failed_at_turn: int | None
+    start_images: list[str] = Field(default_factory=list,
+                                    description="SHA-256 of the images sent with the first turn (starting set "
+                                                "and the first turn's own references)")
+    time_to_final_image_ms: float | None
+    cost_usd: float = Field(description="everything the conversation cost")
+    steps: list[StripTurn]
+
+
+STRIP_COLUMNS = ("id", "run_id", *COLUMNS, "error_message")
+"""Attempt columns :func:`turn_strips` reads."""
+
+
+def turn_strips(attempts: pd.DataFrame, outputs: pd.DataFrame,
+                challenges: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[Strip]:
+    """Every conversation of ``attempts`` (``STRIP_COLUMNS``) as a turn strip: each turn's image
+    (``outputs``: ``outputs_frame`` rows, by ``attempt_id``), prompt and outcome. ``challenges`` maps
+    ``(run_id, challenge_id)`` to the frozen challenge (``run_challenges``), for prompts and starting images."""
+    frame = turn_frame(attempts)
+    if frame.empty:
+        return []
+    firsts = outputs[outputs["idx"] == 0] if len(outputs) else outputs
+    images = {int(a): (str(sha), str(ext)) for a, sha, ext in
+              zip(firsts.get("attempt_id", []), firsts.get("sha256", []), firsts.get("ext", []), strict=True)}
+    strips: list[Strip] = []
+    for key, group in frame.sort_values("attempt").groupby(["run_id", *KEY], sort=True):
+        run_id, target, challenge_id, variant, sample = (str(key[0]), str(key[1]), str(key[2]), str(key[3]),
+                                                         int(key[4]))
+        frozen = challenges.get((run_id, challenge_id), {})
+        turn_specs = list(frozen.get("turns") or [])
+        steps = []
+        for turn, rows in group.groupby("turn", sort=True):
+            last = rows.iloc[-1]
+            spec = turn_specs[int(turn) - 1] if int(turn) - 1 < len(turn_specs) else {}
+            image = images.get(int(last["id"])) if bool(last["ok"]) else None
+            steps.append(StripTurn(
+                turn=int(turn), prompt=(spec.get("prompts") or {}).get(variant), preserve=list(spec.get("preserve") or []),
+                ok=bool(last["ok"]), attempts=len(rows),
+                latency_ms=None if pd.isna(last["latency_ms"]) else float(last["latency_ms"]),
+                image_sha256=image[0] if image else None, image_ext=image[1] if image else None,
+                error_kind=None if pd.isna(last["error_kind"]) else str(last["error_kind"]),
+                error_message=None if pd.isna(last.get("error_message")) else str(last.get("error_message"))))
+        final = group[group["final"].astype(bool)]
+        completed = bool(len(final)) and bool(final.iloc[-1]["ok"])
+        failed = next((s.turn for s in steps if not s.ok), None)
+        tti = final.iloc[-1]["time_to_image_ms"] if len(final) and completed else None
+        start = list(turn_specs[0].get("references") or []) if turn_specs else []
+        strips.append(Strip(
+            run_id=run_id, challenge_id=challenge_id, variant=variant, target=target, sample=sample,
+            turns=int(group["turns"].iloc[0]), completed=completed, failed_at_turn=failed,
+            start_images=start,
+            time_to_final_image_ms=None if tti is None or pd.isna(tti) else float(tti),
+            cost_usd=float(np.nansum(_num(group["cost_usd"]))), steps=steps))
+    return strips
