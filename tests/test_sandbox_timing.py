@@ -4,6 +4,7 @@ delay stated on every response so a run's fidelity can be judged (harness.stats.
 from __future__ import annotations
 
 import asyncio
+import io
 import math
 import os
 import time
@@ -13,6 +14,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from harness.records import RunInfo
 from harness.sandbox import imagery
@@ -114,7 +116,8 @@ def test_a_timeline_wait_that_is_not_simulated_time_does_not_shorten_the_next_sl
     assert asyncio.run(request()) >= 0.049
 
 
-def test_each_image_is_drawn_once_and_reused_with_its_base64(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_drawing_is_made_once_and_every_answer_still_has_bytes_of_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, int]] = []
     real = imagery.render
 
@@ -124,12 +127,16 @@ def test_each_image_is_drawn_once_and_reused_with_its_base64(monkeypatch: pytest
 
     monkeypatch.setattr(imagery, "render", counting)
     cache = imagery.ImageCache()
-    prompts = [f"prompt {i}" for i in range(64)]
-    images = [cache.get_or_render("gpt-image-1", p, 1, (256, 256)) for p in prompts]
-    assert len(calls) <= imagery.VARIANTS
-    assert len(set(images)) == len(calls) > 1
-    assert cache.get_or_render("gpt-image-1", "prompt 3", 1, (256, 256)) is images[3]
-    assert cache.b64(images[3]) is cache.b64(images[3])
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        calls.clear()
+        images = [cache.get_or_render("gpt-image-1", f"prompt {i}", 1, (256, 256), fmt=fmt) for i in range(32)]
+        assert len(calls) <= imagery.VARIANTS
+        assert len(set(images)) == len(images), "no two answers share an image file"
+        pixels = {Image.open(io.BytesIO(data)).tobytes() for data in images}
+        assert len(pixels) == len(calls) > 1
+        assert cache.get_or_render("gpt-image-1", "prompt 3", 1, (256, 256), fmt=fmt) == images[3]
+    several = {cache.get_or_render("gpt-image-1", "one prompt", seed, (256, 256)) for seed in range(3)}
+    assert len({Image.open(io.BytesIO(d)).tobytes() for d in several}) == 2, "consecutive seeds, other drawings"
 
 
 def frame(target: str, intended: list[float], measured: list[float], poll_ms: float = 0.0,
