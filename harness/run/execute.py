@@ -37,6 +37,7 @@ from harness.run.attempt import AttemptContext, AttemptOutcome, attempt_record, 
 from harness.run.items import WorkItem, build_request, build_turn_request
 from harness.run.options import MAX_RETRY_WAIT_S, RunObserver, RunOptions
 from harness.run.sequence import (
+    OFF_LOOP_BYTES,
     SEQUENCE_KEY,
     Conversation,
     TurnMark,
@@ -308,9 +309,10 @@ class Runner:
                     if key in resumed:
                         rows.append((key, int(row.attempt), bool(row.ok), row.provider_timings_json))
                 read = image_reader(store.image_path)
+                by_key = {i.key: i for i in out if i.key in resumed}
                 for key, attempts in stored_attempts(rows).items():
-                    item = next(i for i in out if i.key == key)
-                    self._conversations[key] = resume_conversation(item.challenge.turns, key.variant, attempts, read)
+                    turns = by_key[key].challenge.turns
+                    self._conversations[key] = resume_conversation(turns, key.variant, attempts, read)
         return out
 
     async def _dispatch(self, group: asyncio.TaskGroup, run_id: str, rt: _TargetRuntime, todo: list[WorkItem],
@@ -479,8 +481,12 @@ class Runner:
         its images by hash (the store keeps their bytes)."""
         reply = None
         if outcome.error is None and outcome.result is not None and outcome.result.reply is not None:
-            stored = [hashlib.sha256(image.data).hexdigest() for image in outcome.images]
-            reply = await pack_reply_async(outcome.result.reply, stored)
+            size = sum(len(image.data) for image in outcome.images)
+            if size > OFF_LOOP_BYTES:
+                stored = await asyncio.to_thread(lambda: [hashlib.sha256(i.data).hexdigest() for i in outcome.images])
+            else:
+                stored = [hashlib.sha256(image.data).hexdigest() for image in outcome.images]
+            reply = await pack_reply_async(outcome.result.reply, stored, size)
         mark = TurnMark(step.turn, step.turns, turn_final, reply)
         record.provider_timings = {**record.provider_timings, SEQUENCE_KEY: mark.to_json()}
 

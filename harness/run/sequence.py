@@ -136,10 +136,11 @@ def _has_unstored_image(part: Mapping[str, Any], keep: set[str]) -> bool:
     return False
 
 
-async def pack_reply_async(reply: Mapping[str, Any], stored: Iterable[str]) -> dict[str, Any]:
-    """:func:`pack_reply`, in a worker thread when the reply is large (decoding and hashing MBs)."""
+async def pack_reply_async(reply: Mapping[str, Any], stored: Iterable[str], image_bytes: int) -> dict[str, Any]:
+    """:func:`pack_reply`, in a worker thread when the answer's images (``image_bytes`` in all) are large:
+    decoding and hashing megabytes would hold up the event loop that stamps other responses' arrivals."""
     stored = list(stored)
-    if len(json.dumps(reply, default=str)) > OFF_LOOP_BYTES:
+    if image_bytes > OFF_LOOP_BYTES:
         return await asyncio.to_thread(pack_reply, reply, stored)
     return pack_reply(reply, stored)
 
