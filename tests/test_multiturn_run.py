@@ -15,10 +15,12 @@ from click.testing import CliRunner
 
 from harness.challenges import load
 from harness.cli.stats import stats
+from harness.errors import ConfigError
 from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult, ProviderError
 from harness.providers.gemini import GeminiProvider
 from harness.providers.openrouter import OpenRouterProvider
 from harness.run import RunOptions, resume_run, start_run
+from harness.run.items import plan_items, refusal
 from harness.stats.turns import STRIP_COLUMNS, turn_strips
 from harness.store import Store
 from harness.store import runs as run_store
@@ -181,3 +183,17 @@ def test_resume_continues_a_conversation_from_its_last_completed_turn(
     for r in after:
         assert r["mark"]["turn"] == r["attempt"] and r["ok"]
         assert r["final"] == (r["attempt"] == 3)
+
+
+def test_a_gemini_target_whose_answers_would_outgrow_the_inline_limit_is_refused_with_the_turn(
+        talk_suite: Path) -> None:
+    (talk,) = load(talk_suite)
+    target = select(load_targets(), ["gemini-3-pro-image-preview@google"])[0]
+    big = target.model_copy(update={"options": {**target.options, "image_size": "4K"}})
+    reason = refusal(talk, big)
+    assert reason is not None and "turn 2 of smile-scarf-night" in reason and "20 MB inline limit" in reason
+    assert refusal(talk, target) is None
+    fal = select(load_targets(), ["gemini-3-pro-image-preview@fal"])[0]
+    assert "protocol 'fal' cannot run multi-turn challenges yet" in (refusal(talk, fal) or "")
+    with pytest.raises(ConfigError, match="no request to send"):
+        plan_items([talk], [big, fal], RunOptions())

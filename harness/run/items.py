@@ -7,7 +7,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.challenges import Challenge, Params
+from harness.challenges import (
+    MAX_INLINE_REQUEST_BYTES,
+    Challenge,
+    Params,
+    conversation_load,
+    estimated_answer_bytes,
+)
 from harness.errors import ConfigError
 from harness.providers.base import ChallengeKind, Exchange, GenerationRequest, multi_turn_refusal
 from harness.providers.registry import get_protocol
@@ -47,6 +53,24 @@ def refusal(challenge: Challenge, target: Target) -> str | None:
         return f"{target.name} does not take {challenge.kind.value} challenges"
     if challenge.kind == ChallengeKind.MULTI_TURN and not get_protocol(target.protocol).multi_turn:
         return f"{target.name}: {multi_turn_refusal(target.protocol)}"
+    if challenge.kind == ChallengeKind.MULTI_TURN and target.protocol == "gemini":
+        return oversized_conversation(challenge, target)
+    return None
+
+
+def oversized_conversation(challenge: Challenge, target: Target) -> str | None:
+    """Why ``challenge``'s conversation would outgrow Gemini's inline request limit on ``target``, whose own
+    default size (target option ``image_size``) applies where the challenge names none; ``None`` if it fits."""
+    params = challenge.params
+    size = params.size or target.options.get("image_size")
+    answer = estimated_answer_bytes(params.model_copy(update={"size": size}) if size else params)
+    pictures = [t.references for t in challenge.turns]
+    chars = [max((len(p) for p in t.prompts.values()), default=0) for t in challenge.turns]
+    for load in conversation_load(pictures, chars, answer):
+        if load.request_bytes > MAX_INLINE_REQUEST_BYTES:
+            return (f"{target.name}: turn {load.turn} of {challenge.id} would send about "
+                    f"{load.request_bytes / 1e6:.1f} MB with its history (answers of up to {answer / 1e6:.1f} MB "
+                    f"at size {size or 'default'}), over Gemini's {MAX_INLINE_REQUEST_BYTES / 1e6:.0f} MB inline limit")
     return None
 
 
