@@ -814,6 +814,7 @@ def _check_turns(spec: ChallengeSpec, file: Path, where: str, start_images: list
         return [], {}, {}
     if len(specs) > MAX_TURNS:
         problem("turns", f"{len(specs)} turns; at most {MAX_TURNS}")
+        return [], {}, {}
     names = list(dict.fromkeys(v for t in specs for v in t.variants))
     rendered: list[dict[str, str]] = []
     loaded: list[list[InputImage]] = []
@@ -822,6 +823,11 @@ def _check_turns(spec: ChallengeSpec, file: Path, where: str, start_images: list
         _check_variant_names(t.variants, prefix, problem)
         templates = {DEFAULT_VARIANT: t.prompt, **t.variants}
         rendered.append(_render_all(templates, spec.variables, prefix, problem) if "variables" not in skip else {})
+        if len(t.references) > MAX_CONVERSATION_IMAGES:
+            problem(f"{prefix}references", f"{len(t.references)} images in one turn; a conversation holds at most "
+                                           f"{MAX_CONVERSATION_IMAGES}")
+            loaded.append([])
+            continue
         loaded.append(_load_images(file, t.references, prefix, roots, problem))
     turn_images = [[*start_images, *loaded[0]], *loaded[1:]]
     prompt_chars = [max((len(p) for p in r.values()), default=0) for r in rendered]

@@ -173,3 +173,13 @@ def test_answer_estimate_follows_the_tier_and_aspect_ratio() -> None:
     assert estimated_answer_bytes(Params(aspect_ratio="16:9", size="2K")) == int(2048 * 2048 * 9 / 16 * 3)
     assert estimated_answer_bytes(Params(size="1536x1024")) == int(1536 * 1536 * 2 / 3 * 3)
     assert base64_size(estimated_answer_bytes(Params(size="4K"))) > MAX_INLINE_REQUEST_BYTES
+
+
+def test_a_hostile_conversation_is_refused_before_its_images_are_read(tmp_path: Path) -> None:
+    many_turns = [{"prompt": "x", "references": ["scarf.png"]} for _ in range(5000)]
+    many_images = [{"prompt": "x", "references": ["scarf.png"] * 5000}]
+    root = write_suite(tmp_path / "s", conversation(turns=many_turns), conversation(id="wide", turns=many_images))
+    assert [(fld, reason) for _, fld, reason in problems_of(root)] == [
+        ("challenges[0].turns", "5000 turns; at most 16"),
+        ("challenges[1].turns[0].references", "5000 images in one turn; a conversation holds at most 14"),
+    ]
