@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.battles.detect import _NON_SPACE, Shape
+from harness.battles.detect import _NON_SPACE, Content, Shape
 from harness.battles.plain import FIELDS, csv_tstamp
 from harness.battles.table import REQUIRED_FIELDS
 from harness.battles.validate import NULL, Coded, Numbers, RawBattles, RawColumn
@@ -73,7 +73,7 @@ def _raw(table: Any, source: str, header: tuple[str, ...] | None, csv: bool, nam
     return RawBattles(table.num_rows, columns, lambda i: f"{source}: row {i}", source, header, csv)
 
 
-def _csv(data: bytes, source: str) -> RawBattles | None:
+def _csv(data: Content, source: str) -> RawBattles | None:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -95,7 +95,7 @@ def _csv(data: bytes, source: str) -> RawBattles | None:
         try:
             table = pcsv.read_csv(
                 pa.py_buffer(data),
-                parse_options=pcsv.ParseOptions(newlines_in_values=b'"' in data),
+                parse_options=pcsv.ParseOptions(newlines_in_values=data.find(b'"') >= 0),
                 convert_options=pcsv.ConvertOptions(column_types=types, include_columns=list(names.values()),
                                                     null_values=[""], strings_can_be_null=False,
                                                     quoted_strings_can_be_null=False),
@@ -113,7 +113,7 @@ def _schema() -> Any:
     return pa.schema([(name, types.get(name, pa.string())) for name in FIELDS])
 
 
-def _json(data: bytes, source: str, multiline: bool) -> RawBattles | None:
+def _json(data: Content, source: str, multiline: bool) -> RawBattles | None:
     import pyarrow as pa
     import pyarrow.json as pjson
 
@@ -126,9 +126,9 @@ def _json(data: bytes, source: str, multiline: bool) -> RawBattles | None:
     return _raw(table, source, None, False, {name: name for name in fields})
 
 
-def _array_as_lines(data: bytes) -> tuple[bytes, int] | None:
+def _array_as_lines(data: Content) -> tuple[bytes, int] | None:
     """The items of a JSON array as a stream of objects, and how many separators were removed."""
-    body = data.strip()
+    body = bytes(data).strip()
     if not (body.startswith(b"[") and body.endswith(b"]")):
         return None
     body = body[1:-1]
@@ -136,7 +136,7 @@ def _array_as_lines(data: bytes) -> tuple[bytes, int] | None:
     return body.replace(b"},\r\n", b"}\r\n").replace(b"},\n", b"}\n"), separators
 
 
-def _csv_pandas(data: bytes, source: str) -> RawBattles | None:
+def _csv_pandas(data: Content, source: str) -> RawBattles | None:
     """CSV through pandas' C parser (pandas is a core dependency): the fast path without pyarrow."""
     import pandas as pd
 
@@ -160,7 +160,7 @@ def _csv_pandas(data: bytes, source: str) -> RawBattles | None:
     return RawBattles(len(frame), columns, lambda i: f"{source}: row {i}", source, header, csv=True)
 
 
-def read_columnar(data: bytes, shape: Shape, source: str) -> RawBattles | None:
+def read_columnar(data: Content, shape: Shape, source: str) -> RawBattles | None:
     """The cells of ``data`` read in columns — by pyarrow, or for CSV without pyarrow by pandas' C parser —
     or None when the file is declined (and without pyarrow, for JSON)."""
     if _NON_SPACE.search(data) is None:

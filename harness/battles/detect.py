@@ -16,6 +16,7 @@ a JSON array (what ``pandas.read_json`` and FastChat's pipeline read).
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,8 @@ from typing import Literal
 from harness.battles.table import REQUIRED_FIELDS, BattleFileError
 
 Shape = Literal["csv", "jsonl", "json"]
+Content = bytes | mmap.mmap
+"""A battle file's bytes: in memory, or memory-mapped (slicing either gives bytes)."""
 FORMATS: tuple[Shape, ...] = ("csv", "jsonl", "json")
 SUFFIXES: dict[str, Shape] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 BOM = b"\xef\xbb\xbf"
@@ -50,10 +53,10 @@ def format_for_writing(path: Path | None, fmt: str | None) -> Shape:
                           f"pass --format {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
 
 
-def _lone_object_lacks(data: bytes, start: int) -> list[str]:
+def _lone_object_lacks(data: Content, start: int) -> list[str]:
     """The required fields a file that is one JSON object lacks (empty when it is not one object)."""
     try:
-        text = data.decode("utf-8")
+        text = bytes(data).decode("utf-8")
         value, end = json.JSONDecoder().raw_decode(text, start)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return []
@@ -63,12 +66,12 @@ def _lone_object_lacks(data: bytes, start: int) -> list[str]:
 
 
 def _csv_header(data: bytes) -> bool:
-    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    first = data[:65536].split(b"\n", 1)[0].decode("utf-8", errors="replace")
     names = {cell.strip().strip('"') for cell in first.split(",")}
     return all(name in names for name in REQUIRED_FIELDS)
 
 
-def detect_shape(path: Path, data: bytes, fmt: str | None = None) -> Shape:
+def detect_shape(path: Path, data: Content, fmt: str | None = None) -> Shape:
     """The shape of ``data`` (a file's bytes without its byte-order mark); see the module docstring."""
     explicit = check_format(fmt)
     if explicit == "csv":
@@ -94,7 +97,7 @@ def detect_shape(path: Path, data: bytes, fmt: str | None = None) -> Shape:
             return "jsonl"
         if json_named:
             return "json" if (explicit or named) == "json" else "jsonl"
-        if named == "csv" or _csv_header(data[first.start():]):
+        if named == "csv" or _csv_header(data[first.start():first.start() + 65536]):
             return "csv"
     raise BattleFileError(f"{path}: unknown vote file type {suffix!r}: the content is neither a CSV with a "
                           f"{', '.join(REQUIRED_FIELDS)} header, a JSON array nor JSON Lines; pass --format "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 from pathlib import Path
 from typing import Literal
 
 from harness.battles.columnar import read_columnar
-from harness.battles.detect import BOM, detect_shape
+from harness.battles.detect import BOM, Content, detect_shape
 from harness.battles.plain import read_plain
 from harness.battles.table import BattleFileError, BattleTable
 from harness.battles.validate import build_table
@@ -16,21 +18,27 @@ Engine = Literal["auto", "plain"]
 library's csv/json modules only (the reference, and the fallback)."""
 
 
-def _load(path: Path) -> bytes:
+def _load(path: Path) -> Content:
+    """The file's bytes, memory-mapped (the columnar reader parses them where they lie, without a copy),
+    less a UTF-8 byte-order mark."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                return b""
+            data: Content = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError:
         raise BattleFileError(f"{path}: cannot read the battle file: not found") from None
     except IsADirectoryError:
         raise BattleFileError(f"{path}: cannot read the battle file: it is a directory") from None
     except OSError as exc:
         raise BattleFileError(f"{path}: cannot read the battle file: {exc.strerror or exc}") from None
-    return data[len(BOM):] if data.startswith(BOM) else data
+    return data[len(BOM):] if data[:len(BOM)] == BOM else data
 
 
-def _text(data: bytes, path: Path) -> str:
+def _text(data: Content, path: Path) -> str:
     try:
-        return data.decode("utf-8")
+        return bytes(data).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BattleFileError(f"{path}: not UTF-8 text (byte {exc.start + 1} cannot be decoded)") from None
 
