@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -439,16 +438,3 @@ class SpendGuard:
     def totals(self) -> SpendTotals:
         return self.ledger.totals()
 
-
-def spent_by_target(conn: sqlite3.Connection, run_id: str) -> dict[str, float]:
-    """What a stored run has spent so far per target, USD (the sum of its attempts' computed costs); a resume
-    starts its ledger from it."""
-    rows = conn.execute("SELECT target, COALESCE(SUM(cost_usd), 0) FROM attempts WHERE run_id=? GROUP BY target",
-                        (run_id,)).fetchall()
-    return {str(r[0]): float(r[1]) for r in rows}
-
-
-def spend_by_run(conn: sqlite3.Connection) -> dict[str, float]:
-    """Total computed spend of every stored run, USD (for ``harness runs``)."""
-    rows = conn.execute("SELECT run_id, COALESCE(SUM(cost_usd), 0) FROM attempts GROUP BY run_id").fetchall()
-    return {str(r[0]): float(r[1]) for r in rows}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from typing import Any
 
 import pytest
@@ -26,8 +25,6 @@ from harness.spend import (
     format_totals,
     not_sent_reason,
     shape_of,
-    spend_by_run,
-    spent_by_target,
     to_nano,
 )
 from harness.targets import Target, load_targets
@@ -283,12 +280,3 @@ def test_without_a_cap_the_guard_only_counts() -> None:
         return guard.totals().total_usd
 
     assert asyncio.run(scenario()) == pytest.approx(0.02)
-
-
-def test_what_a_stored_run_spent_is_read_per_target() -> None:
-    conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE attempts (run_id TEXT, target TEXT, cost_usd REAL)")
-    conn.executemany("INSERT INTO attempts VALUES (?, ?, ?)",
-                     [("r1", "a", 0.039), ("r1", "a", 0.039), ("r1", "b", 0.0), ("r2", "a", 1.0)])
-    assert spent_by_target(conn, "r1") == {"a": pytest.approx(0.078), "b": 0.0}
-    assert spend_by_run(conn) == {"r1": pytest.approx(0.078), "r2": 1.0}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness.errors import ConfigError
+from harness.store.url import parse_location
 
 SECRET_ENV = "HARNESS_ARENA_SECRET"
 """Environment variable holding the signing secret; without it each process draws a random one, so pair
@@ -145,4 +146,4 @@ class ArenaConfig:
     @property
     def image_cache(self) -> Path:
         """Where re-encoded images are kept: ``arena-cache/`` beside the store file unless set."""
-        return self.cache_dir or self.db.parent / "arena-cache"
+        return self.cache_dir or parse_location(self.db).home / "arena-cache"

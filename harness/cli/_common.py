@@ -66,10 +66,11 @@ def _json_default(value: Any) -> Any:
 
 
 def db_option(f: F) -> F:
-    """``--db PATH``: the store file (default ``results/harness.db``)."""
+    """``--db PATH|URL``: the store (default the SQLite file ``results/harness.db``)."""
     return click.option(
         "--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=Path("results/harness.db"),
-        show_default=True, envvar="HARNESS_DB", help="SQLite store file.",
+        show_default=True, envvar="HARNESS_DB",
+        help="Store: a SQLite file path, or a postgresql://… URL (see docs/store.md).",
     )(f)
 
 

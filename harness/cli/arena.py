@@ -78,10 +78,9 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
     The outputs on offer are read at start: restart the arena to include runs finished since."""
     from harness.arena.app import create_app
     from harness.arena.server import serve_forever
-    from harness.store import StoreError
+    from harness.store import Store
 
-    if not db.exists():
-        raise StoreError(f"store {db} does not exist (pass --db PATH, or run `harness run` first)")
+    Store.open(db, readonly=True).close()
     config = ArenaConfig(
         db=db, run_ids=_split(runs), targets=_split(targets), secret=secret_bytes(secret) if secret else None,
         token_ttl_s=token_ttl, image_side=image_side, voter_votes=parse_rate(voter_limit, "--voter-limit"),

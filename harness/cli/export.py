@@ -15,6 +15,7 @@ from harness.stats import provider_table
 from harness.stats.source import effective_timeout_ms
 from harness.store import Store
 from harness.store import runs as run_store
+from harness.store.url import parse_location
 
 
 @click.command()
@@ -49,7 +50,7 @@ def export(run_id: str, fmt: str, table: str, by: tuple[str, ...], out: Path | N
     if len(frames) == 1 and out is not None and not out.is_dir():
         paths = [write_frame(next(iter(frames.values())), out, form)]
     else:
-        folder = out or db.parent / "exports" / info.id
+        folder = out or parse_location(db).home / "exports" / info.id
         paths = [write_frame(frame, folder / f"{name}.{form}", form) for name, frame in frames.items()]
     console = err_console()
     for path in paths:

@@ -10,6 +10,7 @@ from harness.report.leaderboard import leaderboard_section
 from harness.report.site import SiteResult, SiteSize, human_bytes, write_site
 from harness.report.thumbs import FULL_IMAGE_POLICIES, FullImages
 from harness.store import Store
+from harness.store.url import parse_location
 
 __all__ = ["FULL_IMAGE_POLICIES", "FullImages", "ReportData", "SiteResult", "SiteSize", "build_report", "collect",
            "human_bytes", "write_site"]
@@ -30,4 +31,4 @@ def build_report(db: Path, run_ids: list[str], out: Path, *, title: str | None =
         simulated = simulated_votes or bool(leaderboard and leaderboard.get("simulated"))
         data = collect(store, run_ids, title=title, leaderboard=leaderboard, simulated_votes=simulated)
         images_dir = store.images_dir
-    return write_site(data, out, images_dir, db.parent / "thumbs", full_images=full_images)
+    return write_site(data, out, images_dir, parse_location(db).home / "thumbs", full_images=full_images)

@@ -25,7 +25,7 @@ from harness.errors import ConfigError
 from harness.records import NOT_SENT, RunInfo
 from harness.run import RunObserver, RunOptions, plan_items, resume_run, start_run, thaw_challenges
 from harness.run.lifecycle import thaw_target
-from harness.spend import SPEND_CAP_REASON, SpendCaps, check_caps, plans_for, spend_by_run
+from harness.spend import SPEND_CAP_REASON, SpendCaps, check_caps, plans_for
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.sweep.results import (
@@ -108,7 +108,7 @@ def stop_after(store: Store, spec: SweepSpec, level: SweepLevel) -> tuple[StopCa
 
 def spent_usd(store: Store, runs: Sequence[RunInfo]) -> float:
     """What the sweep's runs have cost so far (USD, as the harness computes cost)."""
-    by_run = spend_by_run(store.conn)
+    by_run = run_store.spend_by_run(store)
     return sum(by_run.get(info.id, 0.0) for info in runs)
 
 
