@@ -36,9 +36,12 @@ def _in_ci() -> bool:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ArenaStore]]:
+    """An arena for the page's behaviour: votes until a given prompt comes up, so outputs revealed earlier
+    must stay in the pool (recognition memory has its own tests in test_arena_recognition.py)."""
     shared = build_arena_store(tmp_path_factory.getbasetemp() / "arena-store")
     store = clone_store(shared, tmp_path_factory.mktemp("browser-store"))
-    app = create_app(ArenaConfig(db=store.db, cache_dir=store.cache_dir, voter_votes=GENEROUS, ip_votes=GENEROUS))
+    app = create_app(ArenaConfig(db=store.db, cache_dir=store.cache_dir, voter_votes=GENEROUS, ip_votes=GENEROUS,
+                                 reveal_memory="off"))
     server = BackgroundServer(app).start()
     yield server.url, store
     server.stop()
