@@ -25,6 +25,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from harness.errors import ConfigError
+from harness.textfiles import read_text_file
 
 OPTION_PREFIX = "HARNESS_"
 NEVER_FROM_FILE = frozenset({"HARNESS_ARENA_SECRET"})
@@ -54,19 +55,7 @@ def loadable(name: str, extra_keys: frozenset[str] = frozenset()) -> bool:
 def read_env_file(path: Path) -> dict[str, str]:
     """The variables a ``.env`` file sets; a :class:`ConfigError` naming the file when it cannot be read as
     UTF-8 text (binary, another encoding, too large)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    if len(data) > MAX_ENV_FILE_BYTES:
-        raise ConfigError(f"{path}: {len(data)} bytes is too large for an env file")
-    if b"\0" in data:
-        raise ConfigError(f"{path}: is a binary file, not KEY=value lines")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                          "save it as UTF-8") from None
+    text = read_text_file(path, label=str(path), max_bytes=MAX_ENV_FILE_BYTES, expected="KEY=value lines")
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 

@@ -38,6 +38,7 @@ from harness.envfile import key_value
 from harness.errors import ConfigError
 from harness.origins import OriginPolicy
 from harness.providers.base import ChallengeKind
+from harness.textfiles import read_text_file
 
 PriceUnit = Literal["image", "megapixel", "token", "second", "billable_unit", "provider_reported"]
 """What a target's list price is counted in (``price_unit``)."""
@@ -192,19 +193,7 @@ MAX_TARGETS_FILE_BYTES = 16 << 20
 
 def read_targets_text(path: Path) -> str:
     """A targets file's text; a :class:`ConfigError` naming the file when it is not readable UTF-8 text."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"targets file {path}: cannot be read: {exc.strerror or exc}") from None
-    if len(data) > MAX_TARGETS_FILE_BYTES:
-        raise ConfigError(f"targets file {path}: {len(data)} bytes is too large for a targets file")
-    if b"\0" in data:
-        raise ConfigError(f"targets file {path}: is a binary file, not YAML")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"targets file {path}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                          f"{exc.start}); save it as UTF-8") from None
+    return read_text_file(path, label=f"targets file {path}", max_bytes=MAX_TARGETS_FILE_BYTES, expected="YAML")
 
 
 def _read_yaml(path: Path | None, text: str, where: str) -> list[dict[str, Any]]:
