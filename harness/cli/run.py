@@ -144,7 +144,8 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
 @click.option("--shard", help="Run only shard i of N (deterministic split of requests), e.g. 0/4.")
 @click.option("--sandbox", is_flag=True, help="Send every target to the embedded sandbox servers.")
 @click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Multiplies every simulated delay in the sandbox (0.01 = 100x faster).")
+              help="Multiplies every simulated delay in the sandbox (0.4 keeps every catalog target faithful on "
+                   "two cores; smaller scales are for smoke tests and are warned about).")
 @click.option("--sandbox-profile", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML overriding sandbox provider profiles (latency, faults, limits).")
 @click.option("--faults/--no-faults", default=True, show_default=True, help="Sandbox fault injection.")
@@ -283,6 +284,13 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
             max_spend_per_target_usd=caps.per_target_usd,
         )
         report_unsupported(challenges, targets)
+        if sandbox:
+            from harness.sandbox.scale import time_scale_warning
+
+            warning = time_scale_warning(targets, concurrency=concurrency, time_scale=time_scale,
+                                         respect_limits=not ignore_limits)
+            if warning:
+                err_console().print(f"warning: {warning}", markup=False)
         credentials = {} if dry_run else resolve_keys(targets, sandbox=sandbox)
         plans = plans_for(plan_items(challenges, targets, options), targets, options)
         if caps.any:
