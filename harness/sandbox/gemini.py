@@ -6,6 +6,18 @@ Faithful enough that the official ``google-genai`` SDK works against it unchange
 
 Gemini 3 models think first: their streams and bodies carry a ``thought: true`` text part and an interim
 ``thought: true`` image before the final image, as the real models do.
+
+Conversations: a request's ``contents`` may hold earlier model turns. Their answer images count as input (drawn
+from and billed as input tokens, as the real API bills a conversation's history). A Gemini 3 model signs each
+answer image (``thoughtSignature``, verifiable by this server) and refuses a history whose answer image has lost
+its signature with Google's error: 400 ``INVALID_ARGUMENT`` "Image part is missing a thought_signature in content
+position 2, part position 1." (reported for gemini-3-pro-image-preview,
+https://github.com/suurt8ll/open_webui_functions/issues/225; positions are 1-based), or whose signature was
+altered ("Corrupted thought signature.": an assumption, no public sample). Google's documented placeholder
+``skip_thought_signature_validator`` passes (https://ai.google.dev/gemini-api/docs/thought-signatures). A request
+body over 20 MB is refused as Google's front end does: "Request payload size exceeds the limit: 20971520 bytes."
+(the same message with Google's older 4 MB limit:
+https://github.com/google-gemini/deprecated-generative-ai-android/issues/26).
 """
 
 from __future__ import annotations
@@ -13,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import io
 import json
 import secrets
@@ -52,6 +66,10 @@ THOUGHT_TOKENS = 180
 OPENING = "Here is the image you asked for."
 """The short text Gemini 2.5 puts before its image when TEXT is among the response modalities."""
 GFE_HEADER = "server-timing"
+MAX_REQUEST_BYTES = 20 * 1024 * 1024
+"""Largest request body the Gemini API takes with inline data (https://ai.google.dev/gemini-api/docs/image-understanding)."""
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+"""Google's documented placeholder that passes signature validation."""
 URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 """Protobuf JSON ``bytes`` accept standard and URL-safe base64, padded or not (the SDK sends URL-safe)."""
 
@@ -113,6 +131,22 @@ class GeminiServer:
 
     def __init__(self, sim: SimulatedProvider) -> None:
         self.sim = sim
+        self.signing_key = secrets.token_bytes(32)
+
+    def sign(self) -> str:
+        """An opaque signature this server can verify later (a nonce and its HMAC)."""
+        nonce = secrets.token_bytes(16)
+        return base64.b64encode(nonce + hmac.new(self.signing_key, nonce, hashlib.sha256).digest()).decode()
+
+    def verify(self, signature: str) -> bool:
+        if signature == SKIP_SIGNATURE:
+            return True
+        try:
+            raw = base64.b64decode(str(signature).translate(URLSAFE_TO_STANDARD) + "==", validate=False)
+        except (binascii.Error, ValueError):
+            return False
+        nonce, mac = raw[:16], raw[16:48]
+        return len(raw) == 48 and hmac.compare_digest(mac, hmac.new(self.signing_key, nonce, hashlib.sha256).digest())
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{version}/models/{target}", self.handle, methods=["POST"])])
@@ -152,8 +186,11 @@ class GeminiServer:
         wait = self.sim.rate_limited(f"{_key(request)}\x00{model}")  # Gemini quotas are per project *per model*
         if wait is not None:
             raise self._quota_error(model, max(1.0, wait), per_day=False, limit=int(self.sim.profile.rpm or 0))
+        raw_body = await request.body()
+        if len(raw_body) > MAX_REQUEST_BYTES:
+            raise GeminiError("INVALID_ARGUMENT", f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw_body)
         except ValueError as exc:
             raise GeminiError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from exc
         if not isinstance(body, dict):
@@ -162,6 +199,7 @@ class GeminiServer:
             raise GeminiError("NOT_FOUND", wire.MESSAGES["model_not_found"].format(model=model, version=version,
                                                                                    method=method))
         prompt, images = self._contents(body.get("contents"))
+        images += self._history(model, body.get("contents"))
         config = body.get("generationConfig") or body.get("generation_config") or {}
         if not isinstance(config, dict):
             raise GeminiError("INVALID_ARGUMENT", "Invalid value at 'generation_config': expected an object.")
@@ -200,6 +238,29 @@ class GeminiServer:
         if not texts and not images:
             raise GeminiError("INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified\n")
         return "\n".join(texts), images
+
+    def _history(self, model: str, contents: Any) -> list[bytes]:
+        """The answer images of the earlier model turns (input to this turn); on Gemini 3 models each must keep
+        the signature this server gave it."""
+        images: list[bytes] = []
+        for c, content in enumerate(contents if isinstance(contents, list) else []):
+            if not isinstance(content, dict) or content.get("role") != "model":
+                continue
+            for p, part in enumerate(content.get("parts") or []):
+                if not isinstance(part, dict) or part.get("thought"):
+                    continue
+                inline = part.get("inlineData") or part.get("inline_data")
+                if not isinstance(inline, dict):
+                    continue
+                if wire.is_thinking_model(model):
+                    signature = part.get("thoughtSignature") or part.get("thought_signature")
+                    if not signature:
+                        raise GeminiError("INVALID_ARGUMENT", f"Image part is missing a thought_signature in content "
+                                                              f"position {c + 1}, part position {p + 1}.")
+                    if not self.verify(str(signature)):
+                        raise GeminiError("INVALID_ARGUMENT", "Corrupted thought signature.")
+                images.append(self._decode_inline(inline, c, p))
+        return images
 
     def _decode_inline(self, inline: dict[str, Any], c: int, p: int) -> bytes:
         data = inline.get("data")
@@ -318,7 +379,7 @@ class GeminiServer:
             encoded = encoded[: len(encoded) // 2] + "!!*corrupt*!!"
         part: dict[str, Any] = {"inlineData": {"mimeType": mime, "data": encoded}}
         if wire.is_thinking_model(call.model):
-            part["thoughtSignature"] = base64.b64encode(secrets.token_bytes(48)).decode()
+            part["thoughtSignature"] = self.sign()
         return part
 
     async def _thought_parts(self, call: Call) -> list[dict[str, Any]]:

@@ -171,6 +171,11 @@ class OpenRouterServer:
         texts: list[str] = []
         images: list[bytes] = []
         for m, message in enumerate(messages):
+            if isinstance(message, dict) and message.get("role") == "assistant":
+                for i, item in enumerate(message.get("images") or []):
+                    if isinstance(item, dict):
+                        images.append(self._image(item.get("image_url"), m, i))
+                continue
             if not isinstance(message, dict) or message.get("role") != "user":
                 continue
             content = message.get("content")
