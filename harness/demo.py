@@ -22,9 +22,10 @@ from harness.challenges import load
 from harness.errors import HarnessError
 from harness.report import SiteResult, build_report
 from harness.report.leaderboard import leaderboard_section
-from harness.run import RunObserver, RunOptions, RunResult, start_run
+from harness.run import RunObserver, RunOptions, RunResult, plan_items, start_run
 from harness.sandbox.scale import time_scale_warning
 from harness.sandbox.voters import VoterPanel
+from harness.spend import Estimate, estimate, plans_for
 from harness.stats.fidelity import FidelityReport, fidelity_for_run
 from harness.store import Store
 from harness.store import runs as run_store
@@ -68,13 +69,34 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
 
 
+DEMO_SLO_MS = 15_000.0
+"""The demo's latency objective for goodput (real-time ms, time to image): 15 s separates the fast direct
+providers from the queue APIs in the profiles."""
+
+
+def demo_options(*, time_scale: float = DEMO_TIME_SCALE, samples: int = DEMO_SAMPLES, seed: int = 0,
+                 concurrency: int = DEMO_CONCURRENCY) -> RunOptions:
+    """The demo run's options (sandboxed, labelled ``demo``)."""
+    return RunOptions(sandbox=True, time_scale=time_scale, concurrency=concurrency, samples=samples, seed=seed,
+                      label="demo")
+
+
+def demo_estimate(suite: Path = DEFAULT_SUITE, *, samples: int = DEMO_SAMPLES,
+                  concurrency: int = DEMO_CONCURRENCY) -> Estimate:
+    """What the demo's requests would cost and take against the real providers (catalog prices, published
+    limits): the estimate ``harness run --dry-run`` prints, shown before the sandboxed run."""
+    targets = select(load_targets(), list(DEMO_TARGETS))
+    options = demo_options(samples=samples, concurrency=concurrency)
+    plans = plans_for(plan_items(load(suite), targets, options), targets, options)
+    return estimate(plans, retries=options.retries, concurrency=concurrency)
+
+
 def run_benchmark(db: Path, suite: Path = DEFAULT_SUITE, *, time_scale: float = DEMO_TIME_SCALE,
                   samples: int = DEMO_SAMPLES, observer: RunObserver | None = None, seed: int = 0,
                   concurrency: int = DEMO_CONCURRENCY) -> RunResult:
     """Sandboxed run of ``suite`` over :data:`DEMO_TARGETS` into the store at ``db``."""
     targets = select(load_targets(), list(DEMO_TARGETS))
-    options = RunOptions(sandbox=True, time_scale=time_scale, concurrency=concurrency, samples=samples, seed=seed,
-                         label="demo")
+    options = demo_options(time_scale=time_scale, samples=samples, seed=seed, concurrency=concurrency)
     return start_run(db, load(suite), targets, resolve_keys(targets, sandbox=True), options,
                      challenges_path=str(suite), observer=observer)
 

@@ -8,11 +8,21 @@ import click
 
 from harness.cli._common import db_option, err_console, handle_errors
 from harness.cli.run import ProgressObserver
-from harness.cli.tables import print_stats_table
-from harness.demo import DEFAULT_SUITE, DEMO_SAMPLES, DEMO_TIME_SCALE, DEMO_VOTES, fidelity, run_demo
-from harness.stats import provider_table
+from harness.cli.tables import print_model_views, print_stats_table
+from harness.demo import (
+    DEFAULT_SUITE,
+    DEMO_SAMPLES,
+    DEMO_SLO_MS,
+    DEMO_TIME_SCALE,
+    DEMO_VOTES,
+    demo_estimate,
+    fidelity,
+    run_demo,
+)
+from harness.spend import format_estimate, format_totals
+from harness.stats.bymodel import model_views
 from harness.stats.fidelity import FidelityReport
-from harness.stats.source import effective_timeout_ms
+from harness.stats.source import effective_timeout_ms, run_stats
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -34,18 +44,28 @@ def demo(out: Path, suite: Path, time_scale: float, samples: int, votes: int, se
     """Sandbox run of the starter suite over several providers and models, simulated votes, ratings, CLIP
     scores when weights are available, and the static report; prints the path of index.html."""
     console = err_console()
+    console.print("estimate of the same requests against the real providers (nothing is sent to them):\n"
+                  + format_estimate(demo_estimate(suite, samples=samples)), markup=False)
     result = run_demo(db, out, suite=suite, time_scale=time_scale, samples=samples, votes=votes, seed=seed,
                       observer=ProgressObserver(), say=lambda text: console.print(f"[bold]·[/] {text}"))
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, result.run.run_id)
-        rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
-    print_stats_table(rows, title=f"demo run {info.id} (sandbox, time scale {time_scale:g})")
+        summary = run_stats(store, info, slo_ms=DEMO_SLO_MS * time_scale)
+        views = model_views(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info),
+                            slo_ms=DEMO_SLO_MS * time_scale)
+    print_stats_table(summary.rows, title=f"demo run {info.id} (sandbox, time scale {time_scale:g}; goodput "
+                                          f"within {DEMO_SLO_MS / 1000:g} s of simulated time)")
+    print_model_views(views, title="one model, every provider")
     for line in fidelity_lines(fidelity(db, info.id)):
         console.print(line, markup=False)
+    if result.run.spend is not None:
+        console.print("simulated spend at catalog prices:\n" + format_totals(result.run.spend), markup=False)
     console.print(f"{result.votes} simulated votes; {result.scored} output(s) CLIP-scored; store {db}")
     for note in result.notes:
         console.print(note, markup=False)
     assert result.site is not None
+    if result.site.size is not None:
+        console.print(result.site.size.summary(), markup=False)
     click.echo(str(result.site.index.resolve()))
 
 
