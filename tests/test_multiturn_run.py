@@ -136,7 +136,7 @@ def test_a_failed_turn_ends_the_conversation_and_says_at_which_turn(
     assert talk[1]["error_kind"] == "refused" and talk[1]["mark"]["turn_final"]
     with Store.open(db, readonly=True) as store:
         frame = run_store.attempts_frame(store, [run_id], columns=list(STRIP_COLUMNS), with_challenge=False)
-        outputs = run_store.outputs_frame(store, [run_id])
+        outputs = run_store.outputs_frame(store, [run_id], final_only=False)
         frozen = {(run_id, c["id"]): c for c in run_store.run_challenges(store, run_id)}
         strip = next(s for s in turn_strips(frame, outputs, frozen) if s.variant == "default")
         assert store.image_path(strip.steps[0].image_sha256 or "", strip.steps[0].image_ext or "").is_file()

@@ -3,6 +3,8 @@
 * every kind: CLIP-T to the prompt (``clip_t_cos``, ``clip_t_100``, ``clipscore``), plus the sentence-chunk
   mean and minimum when the prompt is longer than CLIP's context;
 * edit: ``clip_i_source``; with captions also ``clip_t_caption`` and ``clip_direction``;
+* multi-turn: the final turn's image against that turn's instruction, and ``clip_i_source`` against the first
+  starting image when the conversation had one;
 * compose: ``clip_i_ref_mean`` and ``clip_i_ref_min`` over every reference;
 * inpaint: ``clip_t_mask_crop`` (when the mask has a white region) and the pixel metrics outside the mask
   (when it has a black one).
@@ -46,6 +48,8 @@ def output_rows(job: OutputJob, image: Callable[[str], Vector], text: Callable[[
             rows.append(_row(job, "clip_t_caption", metrics.cosine(out, target), job.target_caption))
             rows.append(_row(job, "clip_direction",
                              metrics.direction(out, src, target, text(job.source_caption.key)), job.target_caption))
+    elif job.kind == ChallengeKind.MULTI_TURN and job.reference_keys:
+        rows.append(_row(job, "clip_i_source", metrics.cosine(out, image(job.reference_keys[0]))))
     elif job.kind == ChallengeKind.COMPOSE:
         values = metrics.reference_values(out, [image(k) for k in job.reference_keys])
         rows += [_row(job, name, value) for name, value in values.items()]

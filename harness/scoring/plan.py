@@ -133,6 +133,8 @@ def plan_output(row: Mapping[str, Any], challenge: Mapping[str, Any], image_path
         "image_key": sha, "prompt": texts.plan(str(prompts[variant])),
     }
     refs = list(challenge.get("references") or [])
+    if kind == ChallengeKind.MULTI_TURN:
+        return _final_turn_job(base, sources, challenge, variant, refs, image_path, texts)
     if kind == ChallengeKind.TEXT_TO_IMAGE:
         return OutputJob(**base, sources=tuple(sources))
     if not refs:
@@ -157,3 +159,21 @@ def plan_output(row: Mapping[str, Any], challenge: Mapping[str, Any], image_path
         key = crop_key(sha, box)
         sources.append((key, ImageSource(out_path, box)))
     return OutputJob(**base, crop_key=key, pixels=pixels, sources=tuple(sources))
+
+
+def _final_turn_job(base: dict[str, Any], sources: list[tuple[str, ImageSource]], challenge: Mapping[str, Any],
+                    variant: str, refs: list[Mapping[str, Any]], image_path: Callable[[str, str], Path],
+                    texts: TextPlanner) -> OutputJob:
+    """A conversation's output is its final turn's image: scored against that turn's instruction and, when the
+    conversation started from images, against the first of them (how much of the start survived)."""
+    turns = list(challenge.get("turns") or [])
+    if turns:
+        last = turns[-1]
+        prompts = last.get("prompts") or {}
+        text = prompts.get(variant) or next(iter(prompts.values()), None)
+        if text:
+            base = {**base, "prompt": texts.plan(str(text))}
+    if not refs:
+        return OutputJob(**base, sources=tuple(sources))
+    first = (str(refs[0]["sha256"]), ImageSource(image_path(str(refs[0]["sha256"]), str(refs[0]["ext"]))))
+    return OutputJob(**base, reference_keys=(first[0],), sources=(*sources, first))

@@ -283,7 +283,7 @@ STRIP_COLUMNS = ("id", "run_id", *COLUMNS, "error_message")
 def turn_strips(attempts: pd.DataFrame, outputs: pd.DataFrame,
                 challenges: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[Strip]:
     """Every conversation of ``attempts`` (``STRIP_COLUMNS``) as a turn strip: each turn's image
-    (``outputs``: ``outputs_frame`` rows, by ``attempt_id``), prompt and outcome. ``challenges`` maps
+    (``outputs``: ``outputs_frame(..., final_only=False)`` rows, by ``attempt_id``), prompt and outcome. ``challenges`` maps
     ``(run_id, challenge_id)`` to the frozen challenge (``run_challenges``), for prompts and starting images."""
     frame = turn_frame(attempts)
     if frame.empty:

@@ -399,16 +399,19 @@ def attempts_frame(
     return frame
 
 
-def outputs_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
+def outputs_frame(store: Store, run_ids: Sequence[str], *, final_only: bool = True) -> pd.DataFrame:
     """Every output image of successful final attempts of ``run_ids``, with its request key, target and the
-    challenge's ``kind`` and ``category``."""
+    challenge's ``kind`` and ``category``: what the arena pairs, scoring scores and the gallery shows. A
+    multi-turn conversation's earlier turns are successful but not final; ``final_only=False`` includes
+    them (its turn strip)."""
     marks = ", ".join("?" * len(run_ids))
+    final = " AND a.final=1" if final_only else ""
     cur = store.conn.execute(
         "SELECT a.id AS attempt_id, a.run_id, a.challenge_id, a.variant, a.target, a.model, a.provider,"
         " a.sample, o.idx, o.sha256, o.ext, o.width, o.height, c.kind AS kind, c.category AS category"
         " FROM outputs o JOIN attempts a ON a.id=o.attempt_id"
         " LEFT JOIN run_challenges c ON c.run_id=a.run_id AND c.challenge_id=a.challenge_id"
-        f" WHERE a.run_id IN ({marks}) AND a.ok=1 ORDER BY a.id, o.idx",
+        f" WHERE a.run_id IN ({marks}) AND a.ok=1{final} ORDER BY a.id, o.idx",
         tuple(run_ids),
     )
     names = [d[0] for d in cur.description]
