@@ -27,8 +27,8 @@ from harness.cli.challenges import OUTSIDE_REFS
 from harness.cli.tables import print_stats_table
 from harness.errors import ConfigError, ExitCode, HarnessError
 from harness.records import NOT_SENT, AttemptRecord
-from harness.run import RunObserver, RunOptions, RunResult, resume_run, start_run, unsupported_pairs
-from harness.run.items import plan_items
+from harness.run import RunObserver, RunOptions, RunResult, resume_run, start_run
+from harness.run.items import plan_items, refusal
 from harness.run.options import DEFAULT_DEAD_TARGET_AFTER
 from harness.spend import SpendCaps, check_caps, estimate, format_estimate, format_totals, plans_for
 from harness.stats import provider_table
@@ -110,14 +110,17 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 
 
 def report_unsupported(challenges: Sequence[Challenge], targets: Sequence[Target]) -> None:
-    """Say which challenges a target is skipped for because it cannot do their kind."""
-    kinds = {c.id: c.kind.value for c in challenges}
+    """Say which challenges each target is skipped for, and why (a kind it does not take, a conversation its
+    protocol cannot keep, a conversation over its request-size limit), once per reason."""
     skipped: dict[str, Counter[str]] = {}
-    for challenge_id, target in unsupported_pairs(challenges, targets):
-        skipped.setdefault(target, Counter())[kinds[challenge_id]] += 1
-    for target, counts in skipped.items():
-        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-        err_console().print(f"{target} does not take these challenge kinds; skipped: {detail}", markup=False)
+    for challenge in challenges:
+        for target in targets:
+            reason = refusal(challenge, target)
+            if reason is not None:
+                skipped.setdefault(target.name, Counter())[reason] += 1
+    for counts in skipped.values():
+        for reason, n in sorted(counts.items()):
+            err_console().print(f"{reason}; skipped {n} challenge(s)", markup=False)
 
 
 def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Credential]:
