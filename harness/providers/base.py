@@ -107,7 +107,7 @@ def redact_provider_error(exc: ProviderError, redactor: Redactor) -> None:
 def multi_turn_refusal(protocol: str) -> str:
     """Why a target of ``protocol`` is not given multi-turn challenges (its adapter keeps no conversation)."""
     return (f"protocol {protocol!r} cannot run multi-turn challenges yet: only the gemini and openrouter adapters "
-            "keep conversation state (the other protocols come in part 2)")
+            "keep conversation state so far")
 
 
 class ChallengeKind(enum.StrEnum):
