@@ -2,7 +2,8 @@
 
 Model: model ``i`` has a log-strength ``θ_i`` and ``P(i beats j) = σ(θ_i − θ_j) = 1 / (1 + e^{θ_j − θ_i})``.
 Ratings are reported on the Elo scale, ``rating = 1000 + θ · 400 / ln 10`` (Elo points), so a 400-point gap
-means 10:1 odds — the convention of FastChat and LMArena (reference/ratings.md §1.1, §1.5).
+means 10:1 odds — the convention of FastChat (``fastchat/serve/monitor/rating_systems.py``,
+https://github.com/lm-sys/FastChat) and LMArena (https://github.com/lmarena/arena-rank).
 
 Ties (``tie`` and ``tie (bothbad)``) are handled three ways:
 

@@ -287,7 +287,7 @@ def _peer_counts(frame: pd.DataFrame, w: np.ndarray[Any, Any]) -> tuple[np.ndarr
 def panel_agreement(battles: pd.DataFrame) -> float:
     """Probability that two decisive votes by different voters on the same challenge and pair of models
     pick the same winner (NaN when no such pair of votes exists). 0.5 is chance; the Chatbot Arena paper
-    reports 73–83 % between crowd voters and experts (reference/ratings.md §1.4)."""
+    reports 73–83 % between crowd voters and experts (Chiang et al. 2024, arXiv:2403.04132)."""
     frame = battles[battles["voter"].notna() & battles["challenge"].notna()
                     & (battles["model_a"] != battles["model_b"])].reset_index(drop=True)
     if frame.empty:

@@ -3,10 +3,11 @@
 * **Sandwich** (default): the robust (Huber–White) covariance ``H⁻¹ G H⁻¹`` of the M-estimator, with ``H``
   the Hessian of the negative log-likelihood and ``G`` the sum of outer products of the per-vote scores, both
   from the pair counts in closed form. It stays valid when the model is misspecified (ties scored ½, voters
-  who disagree), which the plain inverse-Hessian interval is not; LMArena uses it since July 2025
-  (reference/ratings.md §1.4–1.5). Intervals are ``rating ± z · se``, symmetric, in Elo points. Without a
-  prior the ratings are only defined up to a shift, so ``H⁻¹`` is the pseudo-inverse on sum-zero ratings:
-  each interval is that of a model's rating relative to the mean of all models.
+  who disagree), which the plain inverse-Hessian interval is not; the Chatbot Arena paper chose it (Chiang et al.
+  2024, arXiv:2403.04132) and LMArena's board uses it since July 2025 (https://github.com/lmarena/arena-rank).
+  Intervals are ``rating ± z · se``, symmetric, in Elo points. Without a prior the ratings are only defined up
+  to a shift, so ``H⁻¹`` is the pseudo-inverse on sum-zero ratings: each interval is
+  that of a model's rating relative to the mean of all models.
 * **Bootstrap**: votes resampled with replacement by drawing the pair × outcome counts from a multinomial
   (the "fast bootstrap" of FastChat and arena-rank; identical in law to resampling vote rows), each replicate
   refitted by Newton from the point estimate. Percentile intervals around the MLE (the point estimate is
