@@ -1,8 +1,8 @@
 """Shared pieces of the CLIP scoring tests (no tests here): a tiny random-weight open_clip model saved as a
 ``local-dir:`` folder, a fake Hugging Face cache, a network guard, and a sandbox run covering every kind.
 
-The tiny model is the configuration of quality.md §4.7 (1.6 M parameters, 32-px images, the standard
-77-token BPE tokenizer) with OpenAI's QuickGELU, built by open_clip and loaded back through
+The tiny model is an open_clip config with a 32-wide, 2-layer vision and text tower (1.6 M parameters, 32-px
+images, the standard 77-token BPE tokenizer) with OpenAI's QuickGELU, built by open_clip and loaded back through
 ``create_model_and_transforms('local-dir:...')``: the real loading path, with no network. Test modules
 wrap these helpers in their own fixtures.
 """

@@ -3,7 +3,8 @@
 CLIP reads at most ``context_length`` tokens including its start and end-of-text tokens (77 for OpenAI and
 most OpenCLIP models, so 75 BPE tokens of text, about 58 English words). The standard score truncates the
 prompt, keeping the end-of-text token the text embedding is pooled at; a prompt that overflows is scored a
-second way, over chunks that each fit (the segment-level encoding of LongAlign, quality.md §6):
+second way, over chunks that each fit (the segment-level encoding of LongAlign,
+arXiv:2410.11817):
 
 1. split into sentences at ``.``, ``!``, ``?`` (followed by white space) and at line breaks;
 2. a sentence that does not fit is split at ``,`` ``;`` ``:``, and adjacent clauses are packed greedily
