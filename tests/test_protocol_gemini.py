@@ -1,5 +1,5 @@
 """The Gemini adapter against its sandbox server: sizes, references, streaming with thoughts, every fault, and
-Google's real error bodies (providers.md §1)."""
+Google's real error bodies (as ``harness.wire.gemini`` records them)."""
 
 from __future__ import annotations
 

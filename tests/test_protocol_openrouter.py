@@ -1,5 +1,5 @@
 """The OpenRouter adapter against its sandbox server: image output through chat completions, streaming with
-processing comments, cost, every fault, and OpenRouter's real error bodies (providers.md §3)."""
+processing comments, cost, every fault, and OpenRouter's real error bodies (as ``harness.wire.openrouter`` records them)."""
 
 from __future__ import annotations
 

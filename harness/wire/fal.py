@@ -1,4 +1,7 @@
-"""fal.ai wire facts (providers.md §4), shared by the adapter and the sandbox server.
+"""fal.ai wire facts, shared by the adapter and the sandbox server.
+
+Sources: https://fal.ai/docs/api-reference/inference-api, https://docs.fal.ai/model-apis/model-endpoints/queue and
+the official client (https://github.com/fal-ai/fal, ``fal_client``).
 
 Two hosts: the queue (``https://queue.fal.run``) and synchronous runs (``https://fal.run``). Auth is
 ``Authorization: Key <key_id>:<key_secret>`` (not Bearer).

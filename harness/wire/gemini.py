@@ -1,4 +1,7 @@
-"""Gemini API (generativelanguage) wire facts (providers.md §1), shared by the adapter and the sandbox server.
+"""Gemini API (generativelanguage) wire facts, shared by the adapter and the sandbox server.
+
+Sources: https://ai.google.dev/api/generate-content, https://ai.google.dev/gemini-api/docs/image-generation and
+the official SDK (https://github.com/googleapis/python-genai).
 
 Endpoints ``POST {base}/v1beta/models/{model}:generateContent`` and ``...:streamGenerateContent?alt=sse`` (SSE
 framed with CRLF, one whole ``GenerateContentResponse`` per ``data:`` line, no ``[DONE]``); auth by the
@@ -44,7 +47,8 @@ SIZES_25: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184), "4:3": (1184, 864),
     "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344), "16:9": (1344, 768), "21:9": (1536, 672),
 }
-"""gemini-2.5-flash-image output size per aspect ratio (providers.md §1.2)."""
+"""gemini-2.5-flash-image output size per aspect ratio (the table in
+https://ai.google.dev/gemini-api/docs/image-generation)."""
 
 SIZES_3_1K: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024), "2:3": (848, 1264), "3:2": (1264, 848), "3:4": (896, 1200), "4:3": (1200, 896),
@@ -58,8 +62,8 @@ IMAGE_TOKENS: dict[str, dict[str, int]] = {
     "gemini-3-pro": {"1K": 1120, "2K": 1120, "4K": 2000},
     "gemini-3.1-flash": {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520},
 }
-"""Output tokens per image by model family and tier (providers.md §1.8; 3.1 Flash's tiers inferred from its
-per-image prices). The sandbox reports these; the adapter only reads what the response says."""
+"""Output tokens per image by model family and tier (https://ai.google.dev/gemini-api/docs/pricing; 3.1 Flash's
+tiers inferred from its per-image prices). The sandbox reports these; the adapter only reads what the response says."""
 
 SAFETY_FINISH_REASONS = frozenset({
     "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY",
@@ -104,7 +108,8 @@ MESSAGES: dict[str, str] = {
     "bad_image": ("Unable to process input image. Please retry or report in "
                   "https://developers.generativeai.google/guide/troubleshooting"),
 }
-"""Real error messages (providers.md §1.6); ``{...}`` fields are filled in per request."""
+"""Error messages as the live API sends them (status codes and meanings:
+https://ai.google.dev/gemini-api/docs/troubleshooting); ``{...}`` fields are filled in per request."""
 
 QUOTA_PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel"
 QUOTA_PER_DAY = "GenerateRequestsPerDayPerProjectPerModel"

@@ -1,4 +1,7 @@
-"""OpenAI Images API wire facts (providers.md §2), shared by the adapter and the sandbox server.
+"""OpenAI Images API wire facts, shared by the adapter and the sandbox server.
+
+Sources: https://platform.openai.com/docs/api-reference/images and the official SDK
+(https://github.com/openai/openai-python).
 
 Endpoints ``POST {base}/images/generations`` (JSON) and ``POST {base}/images/edits`` (multipart with
 ``image[]`` parts and an optional ``mask``); ``Authorization: Bearer``; errors in the envelope
@@ -40,7 +43,8 @@ OUTPUT_TOKENS = {
     ("medium", "1024x1024"): 1056, ("medium", "1024x1536"): 1584, ("medium", "1536x1024"): 1568,
     ("high", "1024x1024"): 4160, ("high", "1024x1536"): 6240, ("high", "1536x1024"): 6208,
 }
-"""gpt-image-1 output image tokens by (quality, size) (providers.md §2.7)."""
+"""gpt-image-1 output image tokens by (quality, size) (the cost table in
+https://platform.openai.com/docs/guides/image-generation)."""
 
 ASPECT_TO_SIZE = {
     "1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536", "4:3": "1536x1024", "3:4": "1024x1536",
@@ -74,7 +78,8 @@ def error_body(message: str, type_: str, code: str | None = None, param: str | N
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-# Real error shapes (providers.md §2.6): status, type, code, message.
+# Error shapes as the live API sends them (https://platform.openai.com/docs/guides/error-codes): status, type,
+# code, message.
 ERRORS: dict[str, tuple[int, str, str | None, str]] = {
     "moderation_blocked": (
         400, "image_generation_user_error", "moderation_blocked",

@@ -1,4 +1,6 @@
-"""OpenRouter chat-completions wire facts for image output (providers.md §3), shared by adapter and sandbox.
+"""OpenRouter chat-completions wire facts for image output, shared by adapter and sandbox.
+
+Source: https://openrouter.ai/docs/features/multimodal/image-generation.
 
 ``POST {base}/chat/completions`` (OpenAI chat schema) with ``modalities`` and ``image_config``;
 ``Authorization: Bearer``; images come back as data URLs (or https URLs) in ``choices[0].message.images`` or,
@@ -33,7 +35,8 @@ IMAGE_SIZE_HALF = "0.5K"
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "error")
 
 IMAGE_PRICE_PER_MTOK_USD = {"gemini-2.5": 30.0, "gemini-3-pro": 120.0, "gemini-3.1-flash": 60.0}
-"""Output image-token prices OpenRouter passes through from Google (providers.md §1.8), USD per 1M tokens."""
+"""Output image-token prices OpenRouter passes through from Google (https://ai.google.dev/gemini-api/docs/pricing),
+USD per 1M tokens."""
 PROMPT_PRICE_PER_MTOK_USD = {"gemini-2.5": 0.30, "gemini-3-pro": 2.0, "gemini-3.1-flash": 0.50}
 
 
@@ -75,7 +78,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "provider_unavailable": (502, "Provider returned error"),
     "no_provider": (503, "No allowed providers are available for the selected model."),
 }
-"""Real error shapes (providers.md §3.6): HTTP status and message; ``{...}`` fields are filled per request."""
+"""Error shapes as the live API sends them (https://openrouter.ai/docs/api-reference/errors): HTTP status and
+message; ``{...}`` fields are filled per request."""
 
 UPSTREAM_RATE_LIMITED_RAW = ("{model} is temporarily rate-limited upstream. Please retry shortly, or add your own key "
                              "to accumulate your rate limits: https://openrouter.ai/settings/integrations")

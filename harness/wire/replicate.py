@@ -1,4 +1,7 @@
-"""Replicate predictions API wire facts (providers.md §5), shared by the adapter and the sandbox server.
+"""Replicate predictions API wire facts, shared by the adapter and the sandbox server.
+
+Sources: https://replicate.com/docs/reference/http and the official client
+(https://github.com/replicate/replicate-python).
 
 Create a prediction with ``POST {base}/models/{owner}/{name}/predictions`` (official models), ``POST
 {base}/predictions`` with a ``version`` (``<64-hex>`` or ``owner/name:<id>``) or ``POST
@@ -143,7 +146,8 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "server_error": (500, "Internal Server Error", "An unexpected error occurred. Please try again later."),
     "unavailable": (503, "Service Unavailable", "The service is temporarily unavailable. Please try again later."),
 }
-"""Problem details by name: status, title and detail (providers.md §5.5; 400/500/503 wording [INF])."""
+"""Problem details (RFC 7807) by name: status, title and detail; the 400/500/503 wording is inferred, the others
+are as the live API sends them."""
 
 THROTTLE_HINT = re.compile(r"resets in ~?\s*([0-9]+(?:\.[0-9]+)?)\s*s", re.IGNORECASE)
 """The wait inside a 429 detail ("Your rate limit resets in ~30s.")."""
