@@ -289,3 +289,38 @@ def heatmap(models: Sequence[str], matrix: Sequence[Sequence[float | None]], tit
             "layout": _layout(title, "opponent (by rank)", "", height=height, narrow=narrow,
                               yaxis={"autorange": "reversed", "tickvals": list(models), "ticktext": rows},
                               xaxis={"tickvals": list(models), "ticktext": numbers, "side": "bottom"})}
+
+
+def _interval(values: Sequence[float | None], lows: Sequence[float | None],
+              highs: Sequence[float | None]) -> dict[str, Any]:
+    """A plotly asymmetric error bar from point estimates and interval ends (missing ends draw no bar)."""
+    return {"type": "data", "symmetric": False, "thickness": 1.5, "width": 4,
+            "array": [h - v if h is not None and v is not None else 0 for v, h in zip(values, highs, strict=True)],
+            "arrayminus": [v - lo if lo is not None and v is not None else 0 for v, lo in zip(values, lows, strict=True)]}
+
+
+def side_by_side(title: str, names: Sequence[str], left: tuple[str, Sequence[float | None], Sequence[float | None],
+                                                               Sequence[float | None]],
+                 right: tuple[str, Sequence[float | None], Sequence[float | None], Sequence[float | None]],
+                 *, right_percent: bool = False, x_label: str = "") -> Figure:
+    """Two small panels over the same categories (``names``): each a point per category with its 95 %
+    interval as an error bar. ``left``/``right``: (axis title, estimates, interval lows, interval highs)."""
+    ticks = [short(n, 18) for n in names]
+    span = [-0.5, len(names) - 0.5]
+    traces: list[dict[str, Any]] = []
+    for i, (axis_title, values, lows, highs) in enumerate((left, right)):
+        suffix = "" if i == 0 else "2"
+        traces.append({"type": "scatter", "mode": "markers", "x": ticks, "y": list(values), "name": axis_title,
+                       "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "text": list(names),
+                       "hovertemplate": "%{text}: %{y}<extra></extra>", "marker": {"size": 9, "color": PALETTE[i]},
+                       "error_y": {**_interval(values, lows, highs), "color": PALETTE[i]}})
+    layout = _layout(title, x_label, left[0], height=260,
+                     xaxis={"domain": [0, 0.38], "type": "category", "tickangle": -30, "range": span},
+                     narrow={"layout": {"xaxis.tickangle": -60, "xaxis2.tickangle": -60}})
+    layout["xaxis2"] = {"domain": [0.64, 1], "type": "category", "automargin": True, "tickangle": -30, "anchor": "y2",
+                        "range": span,
+                        "title": {"text": x_label, "standoff": 8}}
+    layout["yaxis2"] = {"anchor": "x2", "automargin": True, "title": {"text": right[0], "standoff": 8},
+                        **({"tickformat": ".0%", "range": [0, 1.05]} if right_percent else {})}
+    layout["yaxis"]["rangemode"] = "tozero"
+    return {"data": traces, "layout": layout}

@@ -19,6 +19,14 @@ import pandas as pd
 
 from harness import __version__
 from harness.records import RunInfo
+from harness.report.sections import (
+    ModelSection,
+    SweepSection,
+    TurnStripItem,
+    model_sections,
+    sweep_sections,
+    turn_strip_items,
+)
 from harness.scoring.summary import summarise_scores, summary_records
 from harness.stats.fidelity import fidelity_rows, fidelity_warning
 from harness.stats.source import effective_timeout_ms
@@ -102,6 +110,9 @@ class ReportData:
     absent: dict[str, str] = field(default_factory=dict)
     row_labels: list[str] = field(default_factory=list)
     fidelity_warnings: dict[str, str] = field(default_factory=dict)
+    turn_strips: list[TurnStripItem] = field(default_factory=list)
+    model_sections: list[ModelSection] = field(default_factory=list)
+    sweeps: list[SweepSection] = field(default_factory=list)
 
 
 def library_versions() -> dict[str, str]:
@@ -307,4 +318,9 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
         success_over_time=_success_over_time(final, elapsed=len(runs) > 1) if not final.empty else {}, error_mix=errors,
         gallery=_gallery(store, runs, final, outputs, scores) if runs and not attempts.empty else [],
         leaderboard=leaderboard, score_summary=_score_summary(scores), absent=absent,
+        turn_strips=turn_strip_items(store, runs, {(r.id, t["name"]): target_label(str(t["name"]), r.id, runs)
+                                                   for r in runs for t in run_store.run_targets(store, r.id)})
+        if runs else [],
+        model_sections=model_sections(attempts, runs, run_names(runs)) if runs else [],
+        sweeps=sweep_sections(store, runs),
     )

@@ -159,7 +159,48 @@ def _chart_specs(data: ReportData, colors: dict[str, dict[str, str]]) -> dict[st
     return specs
 
 
+def _section_specs(data: ReportData) -> dict[str, charts.Figure]:
+    """One small chart per model served by several providers and per sweep (see :mod:`.sections`)."""
+    specs: dict[str, charts.Figure] = {}
+    for i, section in enumerate(data.model_sections):
+        ps = section.view.providers
+        specs[f"model-{i}"] = charts.side_by_side(
+            section.title, [p.label for p in ps],
+            ("p50 latency (ms)", [p.p50_ms for p in ps], [p.p50_ci_low_ms for p in ps],
+             [p.p50_ci_high_ms for p in ps]),
+            ("success rate", [p.success_rate for p in ps], [p.success_ci_low for p in ps],
+             [p.success_ci_high for p in ps]), right_percent=True)
+    for i, sweep in enumerate(data.sweeps):
+        lv = sweep.levels
+        specs[f"sweep-{i}"] = charts.side_by_side(
+            f"sweep {sweep.sweep_id}", [level.name for level in lv],
+            ("images per second", [level.throughput_per_s for level in lv], [level.throughput_ci_low for level in lv],
+             [level.throughput_ci_high for level in lv]),
+            ("p50 latency (ms)", [level.p50_ms for level in lv], [level.p50_ci_low_ms for level in lv],
+             [level.p50_ci_high_ms for level in lv]), x_label="level")
+    return specs
+
+
+def strip_exts(data: ReportData) -> dict[str, str]:
+    """SHA-256 → file extension of every image a turn strip shows (starting images are the challenge's
+    references, whose extension the gallery knows)."""
+    exts = {str(r["sha256"]): str(r["ext"]) for item in data.gallery for r in item.references}
+    for talk in data.turn_strips:
+        for _, strip in talk.strips:
+            exts.update({s.image_sha256: s.image_ext for s in strip.steps if s.image_sha256 and s.image_ext})
+    return exts
+
+
 def _images(data: ReportData) -> Iterable[ImageRef]:
+    exts = strip_exts(data)
+    for talk in data.turn_strips:
+        for _, strip in talk.strips:
+            for sha in strip.start_images:
+                if sha in exts:
+                    yield ImageRef(sha, exts[sha])
+            for step in strip.steps:
+                if step.image_sha256 and step.image_ext:
+                    yield ImageRef(step.image_sha256, step.image_ext)
     for item in data.gallery:
         for ref in item.references:
             yield ImageRef(ref["sha256"], ref["ext"])
@@ -280,7 +321,9 @@ def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path
     template = _environment().get_template("index.html")
     page_data = dataclasses.replace(data, leaderboard=_leaderboard_for_page(data.leaderboard))
     table = provider_page_table(data.provider_rows, data.row_labels)
-    context = {"data": page_data, "charts": _clean(specs), "table": table,
+    sections = _section_specs(data)
+    context = {"data": page_data, "charts": _clean(specs), "all_charts": _clean({**specs, **sections}),
+               "strip_exts": strip_exts(data), "table": table,
                "figures": all_figures(data.provider_rows, table.columns),
                "legend": [(label, style) for label, style in colors.items()
                           if label in data.latency_curves or label in data.success_over_time],
