@@ -1,4 +1,5 @@
-"""fal.ai adapter: the queue API (default) and synchronous ``fal.run`` (providers.md §4).
+"""fal.ai adapter: the queue API (default) and synchronous ``fal.run``
+(https://fal.ai/docs/api-reference/inference-api; wire facts in :mod:`harness.wire.fal`).
 
 Queue mode (``options.mode: queue``):
 

@@ -1,4 +1,5 @@
-"""Gemini API adapter (``generateContent`` and ``streamGenerateContent?alt=sse``), providers.md §1.
+"""Gemini API adapter (``generateContent`` and ``streamGenerateContent?alt=sse``)
+(https://ai.google.dev/api/generate-content; wire facts in :mod:`harness.wire.gemini`).
 
 * text-to-image: one user turn with the prompt as a text part; ``generationConfig.responseModalities``
   ``["TEXT", "IMAGE"]`` and ``imageConfig`` with ``aspectRatio`` and (Gemini 3 models only) ``imageSize``;

@@ -1,4 +1,5 @@
-"""OpenAI Images adapter (also the protocol of OpenAI-compatible gateways), providers.md §2.
+"""OpenAI Images adapter (also the protocol of OpenAI-compatible gateways)
+(https://platform.openai.com/docs/api-reference/images; wire facts in :mod:`harness.wire.openai_images`).
 
 * text-to-image: ``POST {base}/images/generations`` with JSON;
 * edit / compose / inpaint: ``POST {base}/images/edits`` as multipart with one ``image[]`` part per

@@ -1,4 +1,5 @@
-"""OpenRouter adapter: chat completions with ``modalities`` for image output, providers.md §3.
+"""OpenRouter adapter: chat completions with ``modalities`` for image output
+(https://openrouter.ai/docs/features/multimodal/image-generation; wire facts in :mod:`harness.wire.openrouter`).
 
 * text-to-image: one user message with the prompt, ``modalities`` ``["image", "text"]`` (``["image"]`` for
   image-only models; the target option ``modalities`` overrides), ``image_config`` with ``aspect_ratio`` and

@@ -1,4 +1,5 @@
-"""Replicate predictions adapter (providers.md §5).
+"""Replicate predictions adapter (https://replicate.com/docs/reference/http; wire facts in
+:mod:`harness.wire.replicate`).
 
 1. ``POST {base}/models/{owner}/{name}/predictions`` with ``{"input": {...}}`` (label ``submit``; a ``version``
    option uses ``POST {base}/predictions``, a ``deployment`` option the deployment route) and, by default,
