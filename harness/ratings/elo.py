@@ -7,8 +7,9 @@ For a vote between ``a`` and ``b`` with score ``S_a`` (1 win, 0 loss, ½ tie or 
     R_a += K (S_a − E_a);   R_b −= K (S_a − E_a)
 
 Defaults ``K = 4``, ``base = 10``, ``scale = 400``, initial 1000: FastChat's ``compute_elo`` since May 2023
-(``fastchat/serve/monitor/rating_systems.py``, https://github.com/lm-sys/FastChat). Unlike Bradley–Terry the result depends on the order of the votes — the
-reason LMArena moved its board to Bradley–Terry — which :func:`online_elo` makes visible rather than hides.
+(``fastchat/serve/monitor/rating_systems.py``, https://github.com/lm-sys/FastChat). Unlike Bradley–Terry the
+result depends on the order of the votes — the reason LMArena moved its board to Bradley–Terry — which
+:func:`online_elo` makes visible rather than hides.
 With ``ties="drop"`` ties and both-bad votes update nothing.
 """
 

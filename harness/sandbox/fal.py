@@ -1,5 +1,5 @@
-"""Simulated fal.ai (providers.md §4): the queue (submit, status and status stream, result, cancel), the sync
-``fal.run`` host and a CDN for the output files.
+"""Simulated fal.ai (protocol facts in :mod:`harness.wire.fal`): the queue (submit, status and status
+stream, result, cancel), the sync ``fal.run`` host and a CDN for the output files.
 
 Mounted at ``/fal``: queue host ``/fal/queue``, run host ``/fal/run``, CDN ``/fal/cdn/files``. URLs in
 bodies point back at the host and port the request came in on. Each queued request runs as a task on the

@@ -1,5 +1,6 @@
-"""Simulated Gemini API (providers.md §1): generateContent, streamGenerateContent (SSE with CRLF framing, or
-the JSON-array form without ``alt=sse``), Google's error envelope, and HTTP-200 safety blocks.
+"""Simulated Gemini API (protocol facts in :mod:`harness.wire.gemini`): generateContent,
+streamGenerateContent (SSE with CRLF framing, or the JSON-array form without ``alt=sse``), Google's error
+envelope, and HTTP-200 safety blocks.
 
 Faithful enough that the official ``google-genai`` SDK works against it unchanged but for ``base_url``:
 ``genai.Client(api_key=..., http_options=types.HttpOptions(base_url=<root>/gemini))``.

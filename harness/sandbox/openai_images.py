@@ -1,4 +1,5 @@
-"""Simulated OpenAI Images API (providers.md §2): generations, edits, streaming, errors, rate-limit headers.
+"""Simulated OpenAI Images API (protocol facts in :mod:`harness.wire.openai_images`): generations, edits,
+streaming, errors, rate-limit headers.
 
 Faithful enough that the official ``openai`` SDK works against it unchanged but for ``base_url``.
 """

@@ -1,4 +1,5 @@
-"""Simulated OpenRouter chat completions with image output (providers.md §3): images as data URLs in
+"""Simulated OpenRouter chat completions with image output (protocol facts in :mod:`harness.wire.openrouter`):
+images as data URLs in
 ``message.images`` / ``delta.images``, ``usage.cost``, ``X-Generation-Id``, SSE with ``: OPENROUTER PROCESSING``
 keep-alive comments and ``data: [DONE]``, OpenRouter's error envelope (also inside a 200 body or a stream chunk).
 

@@ -6,23 +6,28 @@ All durations are in **seconds of simulated time**; the sandbox multiplies every
 
 Sources of the defaults:
 
-* **gemini** (Google AI Studio, sync ``generateContent``): the public provider table in
-  ``shared/seeds/002_*`` (Lumenfall, 30 days, gemini-2.5-flash-image): p50 7,886 ms, p95 10,941 ms, TTFB p50
-  7,043 ms, success 57.9 %. Headers arrive when generation is done (TTFB ≈ generation time); the remaining
+* **gemini** (Google AI Studio, sync ``generateContent``): the public provider table on
+  Lumenfall's Nano Banana page (https://lumenfall.ai/models/google/gemini-2.5-flash-image, 30 days of real
+  requests, as read in 2026): p50 7,886 ms, p95 10,941 ms, TTFB p50 7,043 ms, success 57.9 %.
+  Headers arrive when generation is done (TTFB ≈ generation time); the remaining
   ~843 ms at the median is the multi-MB base64 body, modelled as ``transfer``. The 42.1 % failures are split
   over the failure kinds that explain such a rate on the Gemini API (429 RESOURCE_EXHAUSTED, 503 "model is
-  overloaded", HTTP-200 safety blocks and text-only answers; providers.md §1.6–1.7).
+  overloaded", HTTP-200 safety blocks and text-only answers;
+  https://ai.google.dev/gemini-api/docs/troubleshooting).
 * **fal** (queue API): the same table: p50 31,825 ms, p95 96,361 ms, success 100 % — a success rate that
-  ``fal_client``'s silent retries produce (latency.md §3.3). The harness does not retry while measuring, so
-  the profile keeps the latency but gives the raw runner failures (503 runner_scheduling_failure, 422
-  content policy) a small rate. Inference time (the ``run`` component) uses the seeds' "5–15 s" range for
-  Nano Banana; the rest of the total is queue wait.
-* **openrouter** (chat completions, routes to Google): the seeds' "3–8 s" (Gemini 3.1 Flash card,
-  ``seeds/001_*``) and "5–15 s" (Gemini 2.5 Flash card, ``seeds/000_*``) ranges, taken as p50 ≈ 8 s and
+  ``fal_client``'s silent retries produce (the queue retries runner failures,
+  https://fal.ai/docs/api-reference/inference-api, and ``fal_client`` retries 408/409/429 and ingress
+  502–504). The harness does not retry while measuring, so the profile keeps the latency but gives the
+  raw runner failures (503 runner_scheduling_failure, 422
+  content policy) a small rate. Inference time (the ``run`` component) uses the "5–15 s" range published for
+  Nano Banana (https://unfragile.ai/google-gemini-2.5-flash-image); the rest of the total is queue wait.
+* **openrouter** (chat completions, routes to Google): the "3–8 s" (Gemini 3.1 Flash card,
+  https://unfragile.ai/google-gemini-3.1-flash-image-preview) and "5–15 s" (Gemini 2.5 Flash card,
+  https://unfragile.ai/google-gemini-2.5-flash-image) ranges, taken as p50 ≈ 8 s and
   p95 ≈ 15 s, plus gateway overhead; failures from OpenRouter's 502 provider_unavailable / 429 upstream.
 * **replicate** (predictions, ``Prefer: wait``): the same "5–15 s" range for the run, a short ``starting``
   queue (cold starts in the tail); failures surface as ``failed`` predictions.
-* **openai** (Images API, gpt-image-1 medium quality): no figure in the seeds; p50 20 s and p95 45 s, as
+* **openai** (Images API, gpt-image-1 medium quality): no published figure used; p50 20 s and p95 45 s, as
   commonly reported for gpt-image-1 at medium quality — an assumption, marked as such.
 
 Per-model speed factors scale the generation time of a model relative to the provider default
@@ -134,14 +139,16 @@ DEFAULT_PROFILES: dict[str, ProviderProfile] = {
         faults={Fault.RATE_LIMITED: 0.20, Fault.OVERLOADED: 0.11, Fault.REFUSED_OUTPUT: 0.05,
                 Fault.NO_IMAGE: 0.04, Fault.SERVER_ERROR: 0.015, Fault.CONNECTION_RESET: 0.006},
         rpm=500, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
-        source="seeds/002 provider table (gemini p50 7,886 ms, p95 10,941 ms, TTFB p50 7,043 ms, 57.9 %)",
+        source=("lumenfall.ai/models/google/gemini-2.5-flash-image provider table (gemini p50 7,886 ms, "
+                "p95 10,941 ms, TTFB p50 7,043 ms, 57.9 %)"),
     ),
     "fal": ProviderProfile(
         latency=Lognormal(median_s=31.825, p95_s=96.361),
         run=Lognormal(median_s=8.0, p95_s=14.0),
         faults={Fault.SERVER_ERROR: 0.01, Fault.REFUSED: 0.005},
         concurrency=None, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
-        source="seeds/002 provider table (fal p50 31,825 ms, p95 96,361 ms); run time from the seeds' 5–15 s",
+        source=("lumenfall.ai/models/google/gemini-2.5-flash-image provider table (fal p50 31,825 ms, "
+                "p95 96,361 ms); run time from the published 5–15 s"),
     ),
     "openrouter": ProviderProfile(
         latency=Lognormal(median_s=8.0, p95_s=15.0),
@@ -149,14 +156,16 @@ DEFAULT_PROFILES: dict[str, ProviderProfile] = {
         faults={Fault.RATE_LIMITED: 0.02, Fault.SERVER_ERROR: 0.02, Fault.REFUSED_OUTPUT: 0.01,
                 Fault.MID_STREAM_ERROR: 0.005},
         price_per_image_usd=0.039, model_speed=MODEL_SPEED,
-        source="seeds/000 '5-15 seconds' and seeds/001 '3-8 seconds' generation ranges",
+        source=("unfragile.ai model cards: Gemini 2.5 Flash Image '5-15 seconds', Gemini 3.1 Flash Image "
+                "'3-8 seconds' generation ranges"),
     ),
     "replicate": ProviderProfile(
         latency=Lognormal(median_s=9.0, p95_s=18.0),
         run=Lognormal(median_s=8.0, p95_s=14.0),
         faults={Fault.SERVER_ERROR: 0.015, Fault.REFUSED: 0.01, Fault.RATE_LIMITED: 0.005},
         rpm=600, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
-        source="seeds/000 '5-15 seconds' run time; Replicate 600 predictions/min (providers.md §5.6)",
+        source=("unfragile.ai Gemini 2.5 Flash Image card '5-15 seconds' run time; Replicate 600 predictions/min "
+                "(replicate.com/docs/topics/predictions/rate-limits)"),
     ),
     "openai": ProviderProfile(
         latency=Lognormal(median_s=20.0, p95_s=45.0),

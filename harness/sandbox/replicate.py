@@ -1,4 +1,4 @@
-"""Simulated Replicate predictions API (providers.md §5), mounted at ``/replicate/v1``.
+"""Simulated Replicate predictions API (protocol facts in :mod:`harness.wire.replicate`), mounted at ``/replicate/v1``.
 
 Routes: create by model, version or deployment (201 with ``Location``), get, cancel, list, an SSE stream per
 prediction (``/stream/{id}``, standing in for ``stream.replicate.com``) and the output files

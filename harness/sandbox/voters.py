@@ -10,8 +10,8 @@ How a vote is cast, for a left output of model ``L`` and a right one of model ``
   output gets ``position_bias`` extra points (voters' preference for the first image they see);
 * ``σ = 1 / (1 + 10^((S_R − S_L − bias)/400))`` is the left output's expected score;
 * a tie happens with probability ``tie_rate · 4σ(1−σ)`` — most often between equal models, as in the
-  arena data (Tang et al. 2025, reference/ratings.md §5) — and is "both are bad" with probability
-  ``both_bad_share``; otherwise left wins with probability ``σ − P(tie)/2``.
+  arena data (Tang et al. 2025, "Drawing Conclusions from Draws", arXiv:2510.02306) — and is "both are bad"
+  with probability ``both_bad_share``; otherwise left wins with probability ``σ − P(tie)/2``.
 
 That choice keeps the expected score of every vote at exactly ``σ`` when ties count ½, so the
 Bradley–Terry fit with LMArena's tie convention (``--ties half``) is consistent for the true strengths:
@@ -49,7 +49,7 @@ DEFAULT_STRENGTHS: Mapping[str, float] = MappingProxyType({
     "sd-3.5-large": 940.0,
 })
 """True strengths (Elo points) of the sandbox's simulated models. Sources, all LMArena text-to-image
-board snapshots as committed to ``lmarena/arena-catalog`` (reference/ratings.md §2.1):
+board snapshots as committed to ``data/leaderboard-image.json`` of https://github.com/lmarena/arena-catalog:
 
 * ``gemini-3-pro-image-preview`` 1235 — "nano-banana-pro" 1234.33 on 2025-12-11;
 * ``gemini-2.5-flash-image`` 1150 — "nano-banana" 1145.14 (2025-11-05) and 1155.87 (2025-12-11);
@@ -58,7 +58,8 @@ board snapshots as committed to ``lmarena/arena-catalog`` (reference/ratings.md 
 
 Placed by assumption, for lack of a published figure in our sources: ``gemini-3.1-flash-image-preview``
 1190 (Nano Banana 2, between Pro and the 2.5 model, as Google positions it), ``gpt-image-1.5`` 1170
-(the successor of gpt-image-1; ``shared/seeds/002_*`` shows it beating Nano Banana in its top matchups)
+(the successor of gpt-image-1; Lumenfall's arena, https://lumenfall.ai/models/google/gemini-2.5-flash-image,
+shows it beating Nano Banana in its top matchups)
 and ``flux-dev`` 1040 (FLUX.1 [dev], the open-weights sibling, below the 1073.80 of flux-1-kontext-max).
 """
 
