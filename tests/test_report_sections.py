@@ -216,7 +216,8 @@ def test_a_sweep_shows_throughput_by_level_and_its_knee(tmp_path: Path, plain_su
 
 def test_sections_are_left_out_when_no_run_calls_for_them(tmp_path: Path) -> None:
     db = tmp_path / "harness.db"
-    run_id = build_store(db, challenges=2, targets=0, samples=2, target_names=["flux-dev@fal", "gpt-image-1@openai"])
+    run_id = build_store(db, challenges=2, targets=0, samples=2, target_names=["flux-dev@fal", "gpt-image-1@openai"],
+                         label="sweep: by hand, not a sweep level")
     build_report(db, [run_id], tmp_path / "site")
     html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
     for ident in ("turn-strips", "by-model", "sweeps"):

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.errors import ConfigError
 from harness.records import RunInfo
 from harness.stats.bymodel import ModelView, model_views
 from harness.stats.source import effective_timeout_ms
@@ -108,11 +109,15 @@ def model_sections(attempts: pd.DataFrame, runs: Sequence[RunInfo], names: dict[
 
 
 def sweep_sections(store: Store, runs: Sequence[RunInfo]) -> list[SweepSection]:
-    """Every sweep one of ``runs`` is a level of, with all its stored levels and its knee."""
+    """Every sweep one of ``runs`` is a level of, with all its stored levels and its knee. A run whose label
+    only looks like a sweep label (it does not parse) is no sweep level."""
     specs: dict[str, SweepSpec] = {}
     for run in runs:
         if is_sweep_label(run.label):
-            spec, _ = parse_label(str(run.label), run.id)
+            try:
+                spec, _ = parse_label(str(run.label), run.id)
+            except ConfigError:
+                continue  # a label that merely starts with "sweep:" (set by hand): an ordinary run
             specs.setdefault(spec.sweep_id, spec)
     out: list[SweepSection] = []
     for sweep_id, spec in specs.items():
