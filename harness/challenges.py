@@ -111,7 +111,7 @@ REFERENCE_COUNTS: dict[ChallengeKind, tuple[int, int]] = {
 }
 """Fewest and most reference images each kind takes (16 is the most any supported API accepts)."""
 MAX_TURNS = 16
-"""Most turns a multi-turn challenge may have; the starter suite's refinement sessions use 2 to 5."""
+"""Most turns a multi-turn challenge may have; the starter suite's conversations use 2 or 3."""
 MAX_CONVERSATION_IMAGES = 14
 """Most images one turn of a conversation may hold, its history's images (starting set, every earlier turn's
 extra references and the model's earlier answers) included: Gemini 3 image models take up to 14 reference
