@@ -42,7 +42,7 @@ def test_every_fault_has_an_expected_class_and_can_be_forced_by_header_or_prompt
     assert forced_fault({}, "[sandbox-fault:no_such_fault]") is None
 
 
-def test_default_profiles_document_their_source_and_the_seed_table_success_rate() -> None:
+def test_default_profiles_document_their_source_and_the_published_table_success_rate() -> None:
     assert set(DEFAULT_PROFILES) == {"openai", "gemini", "openrouter", "fal", "replicate"}
     assert all(p.source for p in DEFAULT_PROFILES.values())
     assert DEFAULT_PROFILES["gemini"].failure_rate == pytest.approx(1 - 0.579)
