@@ -32,9 +32,12 @@ OPERATIONS = [("/api/pair", "GET"), ("/api/vote", "POST"), ("/api/health", "GET"
 
 @pytest.fixture(scope="module")
 def live_arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    """An arena that never runs out of pairs for one client: the fuzzing votes far more often than a person,
+    so recognition memory and the serving cap (tested in test_arena_recognition.py) are off here."""
     shared = build_arena_store(tmp_path_factory.getbasetemp() / "arena-store")
     store = clone_store(shared, tmp_path_factory.mktemp("fuzz-store"))
-    app = create_app(ArenaConfig(db=store.db, cache_dir=store.cache_dir, voter_votes=GENEROUS, ip_votes=GENEROUS))
+    app = create_app(ArenaConfig(db=store.db, cache_dir=store.cache_dir, voter_votes=GENEROUS, ip_votes=GENEROUS,
+                                 reveal_memory="off", max_servings=None))
     server = BackgroundServer(app).start()
     yield server.url, schemathesis.openapi.from_dict(app.openapi())
     server.stop()

@@ -151,8 +151,9 @@ def test_each_turn_has_its_own_retry_budget(tmp_path: Path, talk_suite: Path, mo
     failed: set[str] = set()
 
     async def flaky_last_turn(self: GeminiProvider, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
-        if len(request.history) == 2 and request.prompt not in failed:
-            failed.add(request.prompt)
+        conversation = request.history[0].prompt if request.history else ""
+        if len(request.history) == 2 and conversation not in failed:
+            failed.add(conversation)
             raise ProviderError(ErrorKind.SERVER_ERROR, "internal error", http_status=500, retry_after_s=0)
         return await original(self, request, http)
 
