@@ -242,5 +242,9 @@ def test_clock_matches_the_servers_own_clock(benchmark: Any, clock_server: str) 
     for name, goal in goals.items():
         allowed = goal if "p50" in name else goal + noise
         assert figures[name] <= allowed, f"{name} = {figures[name]:.3f} ms > {allowed:.3f} ms"
-    assert min(s.ttfb_err_adj for s in pooled) > -0.5, "headers seen before the server sent them"
+    # Headers can reach us before the server's code reads its clock again after handing them to the kernel
+    # (hdr_after), but never before it started handing them over (hdr_before): our stamp minus hdr_before.
+    earliest = min(s.ttfb_err_adj + s.ref_window for s in pooled)
+    print(f"  earliest header stamp relative to the server's start of writing them: {earliest:.3f} ms")
+    assert earliest > -0.05, "headers seen before the server started sending them"
     assert figures["before_excess_p50_ms"] > 3 * max(figures["reused_excess_p50_ms"], 1.0)
