@@ -31,10 +31,9 @@ from tests.conftest import photo_like
 TARGETS = ["gemini-2.5-flash-image@google", "gemini-3-pro-image-preview@openrouter", "gemini-3-pro-image-preview@fal"]
 
 
-@pytest.fixture
-def talk_suite(tmp_path: Path) -> Path:
-    suite = tmp_path / "suite"
-    suite.mkdir()
+def write_talk_suite(suite: Path) -> Path:
+    """A three-turn conversation from a starting photo (the second turn adds a scarf image), in ``suite``."""
+    suite.mkdir(parents=True)
     (suite / "start.png").write_bytes(photo_like((96, 64), 1))
     (suite / "scarf.png").write_bytes(photo_like((80, 80), 2))
     (suite / "talk.yaml").write_text("""
@@ -52,6 +51,11 @@ turns:
 params: {aspect_ratio: "1:1", seed: 42}
 """, encoding="utf-8")
     return suite
+
+
+@pytest.fixture
+def talk_suite(tmp_path: Path) -> Path:
+    return write_talk_suite(tmp_path / "suite")
 
 
 @pytest.fixture

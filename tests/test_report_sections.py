@@ -27,8 +27,9 @@ from harness.store import runs as run_store
 from harness.sweep import load_spec, summarize
 from harness.targets import load_targets, resolve_keys, select
 from harness.timing import TimedHttp
-from tests.conftest import in_ci, photo_like
+from tests.conftest import in_ci
 from tests.report_fixtures import build_store
+from tests.test_multiturn_run import write_talk_suite
 from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS
 
 CHART_DATA = re.compile(r'<script id="chart-data" type="application/json">(.*?)</script>', re.S)
@@ -66,25 +67,7 @@ def section(html: str, ident: str) -> str:
 
 @pytest.fixture
 def talk_suite(tmp_path: Path) -> Path:
-    suite = tmp_path / "talk"
-    suite.mkdir()
-    (suite / "start.png").write_bytes(photo_like((96, 64), 1))
-    (suite / "scarf.png").write_bytes(photo_like((80, 80), 2))
-    (suite / "talk.yaml").write_text("""
-id: smile-scarf-night
-title: Smile, scarf, night
-category: portraiture
-kind: multi-turn
-references: [start.png]
-turns:
-  - prompt: Make him smile
-    variants: {terse: Smile}
-  - prompt: Add this scarf
-    references: [scarf.png]
-  - prompt: Make it night
-params: {aspect_ratio: "1:1", seed: 42}
-""", encoding="utf-8")
-    return suite
+    return write_talk_suite(tmp_path / "talk")
 
 
 @pytest.fixture
