@@ -5,7 +5,6 @@ declared or streamed. Each attack is refused; honest voting keeps working."""
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,13 +125,13 @@ def vote_head(url: str, length_header: str) -> str:
 
 def test_a_declared_400_megabyte_vote_is_refused_before_a_byte_of_it_is_read(fresh: ArenaStore) -> None:
     with live(fresh) as url:
-        started = time.monotonic()
+        # Only the head is sent: a server that waited for the declared body would never answer, and the
+        # socket's read timeout would end the test with an error instead of a status.
         status, _ = raw_request(url, vote_head(url, "Content-Length: 400000000"))
-        elapsed = time.monotonic() - started
         with httpx.Client(base_url=url, timeout=10) as c:
             token = c.get("/api/pair").json()["token"]
             honest = c.post("/api/vote", json={"token": token, "outcome": "right"}).status_code
-    assert status == 413 and elapsed < 5  # not waiting for (nor reading) the body
+    assert status == 413
     assert honest == 200
 
 
