@@ -23,7 +23,6 @@ protocols, and missing API keys (naming the target and the variables tried).
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.envfile import key_value
 from harness.errors import ConfigError
+from harness.globs import matching, suggestions
 from harness.origins import OriginPolicy
 from harness.providers.base import ChallengeKind
 from harness.textfiles import read_text_file
@@ -272,9 +272,9 @@ def select(targets: Mapping[str, Target], patterns: Sequence[str]) -> list[Targe
         return list(targets.values())
     chosen: dict[str, Target] = {}
     for pattern in patterns:
-        hits = [n for n in targets if fnmatch.fnmatchcase(n, pattern)]
+        hits = matching(targets, pattern)
         if not hits:
-            close = difflib.get_close_matches(pattern, targets, n=3, cutoff=0.4)
+            close = suggestions(pattern, targets)
             hint = f" Did you mean {', '.join(close)}?" if close else " List them with `harness targets list`."
             raise ConfigError(f"unknown target {pattern!r}.{hint}")
         for n in hits:
