@@ -35,6 +35,7 @@ options = st.builds(
                      max_stream_s=st.floats(0.001, 1e5, allow_nan=False)),
     max_spend_usd=st.none() | st.floats(0.01, 1e4, allow_nan=False),
     max_spend_per_target_usd=st.none() | st.floats(0.01, 1e4, allow_nan=False),
+    series=st.none() | names, region=st.none() | names,
 )
 
 
@@ -61,6 +62,36 @@ def test_a_first_release_configuration_reads_with_todays_defaults() -> None:
     assert opts.retries == 2 and opts.shard == (1, 4) and opts.variants == ("default",)
     assert opts.dead_target_after == RunOptions().dead_target_after and opts.strict_size is False
     assert opts.max_spend_usd is None and not opts.spend_caps.any  # runs from before spend caps had none
+
+
+def test_a_version_3_configuration_reads_with_no_series_and_no_region() -> None:
+    stored = frozen_config(RunOptions(max_spend_usd=2.0), None, None, ["t"])
+    version_3 = {k: v for k, v in stored.items() if k not in ("series", "region")} | {"schema_version": 3}
+    opts = RunOptions.from_config(version_3)
+    assert opts.series is None and opts.region is None and opts.max_spend_usd == 2.0
+
+
+def test_run_stores_its_series_and_region_from_options_or_environment(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.store import Store
+    from harness.store import runs as run_store
+
+    db = tmp_path / "h.db"
+    base = ["run", "--sandbox", "--time-scale", "0.001", "--target", "flux-dev@replicate", "--variant", "default",
+            "--no-faults", "--db", str(db)]
+    by_option = CliRunner().invoke(cli, [*base, "--series", "nightly", "--region", "eu-west"])
+    assert by_option.exit_code == 0, by_option.output
+    by_env = CliRunner().invoke(cli, base, env={"HARNESS_RUN_SERIES": "weekly", "HARNESS_RUN_REGION": "us-east"},
+                                auto_envvar_prefix="HARNESS")  # as `harness` itself is started
+    assert by_env.exit_code == 0, by_env.output
+    blank = CliRunner().invoke(cli, [*base, "--series", " "])
+    assert blank.exit_code == 2 and "--series" in blank.output
+    with Store.open(db, readonly=True) as store:
+        configs = sorted((RunOptions.from_config(r.config) for r in run_store.list_runs(store)),
+                         key=lambda o: str(o.series))
+    assert [(o.series, o.region) for o in configs] == [("nightly", "eu-west"), ("weekly", "us-east")]
 
 
 def test_a_configuration_from_a_newer_harness_is_refused() -> None:

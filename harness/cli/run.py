@@ -109,6 +109,15 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     return index, count
 
 
+def _name(value: str | None, option: str) -> str | None:
+    """A series or region label as given, stripped; an empty or blank one is a usage error."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("must not be empty", param_hint=option)
+    return value.strip()
+
+
 def report_unsupported(challenges: Sequence[Challenge], targets: Sequence[Target]) -> None:
     """Say which challenges each target is skipped for, and why (a kind it does not take, a conversation its
     protocol cannot keep, a conversation over its request-size limit), once per reason."""
@@ -154,6 +163,8 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
 @click.option("--faults/--no-faults", default=True, show_default=True, help="Sandbox fault injection.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sandbox's random draws.")
 @click.option("--label", help="A label stored with the run (e.g. the template version).")
+@click.option("--series", help="The trend series this run belongs to (`harness trend SERIES` follows it over runs).")
+@click.option("--region", help="A free label for where this run or shard runs (e.g. eu-west).")
 @click.option("--resume", "resume_id", help="Finish the interrupted run RUN_ID (other options are ignored).")
 @click.option("--http2", is_flag=True, help="Use HTTP/2 where the server offers it (needs the h2 package).")
 @click.option("--dead-target-after", type=click.IntRange(0), default=DEFAULT_DEAD_TARGET_AFTER, show_default=True,
@@ -186,8 +197,8 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
 def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple[str, ...], samples: int,
         concurrency: int, timeout_s: float, retries: int, stream: bool | None, rpm: float | None,
         ignore_limits: bool, variants: tuple[str, ...], shard: str | None, sandbox: bool, time_scale: float,
-        sandbox_profile: Path | None, faults: bool, seed: int, label: str | None, resume_id: str | None,
-        http2: bool, dead_target_after: int, max_response_mb: float, max_image_megapixels: float,
+        sandbox_profile: Path | None, faults: bool, seed: int, label: str | None, series: str | None,
+        region: str | None, resume_id: str | None, http2: bool, dead_target_after: int, max_response_mb: float, max_image_megapixels: float,
         strict_size: bool, max_spend: float | None, max_spend_per_target: float | None, dry_run: bool,
         assume_yes: bool, allow_outside_refs: bool, as_json: bool, db: Path) -> None:
     """Run challenges against targets and record every attempt in the store.
@@ -203,7 +214,8 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
                                 time_scale, sandbox_profile, faults, seed, label, resume_id, http2,
                                 dead_target_after, strict_size, db,
                                 _limits(max_response_mb, max_image_megapixels), caps, dry_run, assume_yes,
-                                allow_outside_refs)
+                                allow_outside_refs, series=_name(series, "--series"),
+                                region=_name(region, "--region"))
     except KeyboardInterrupt:
         err_console().print("interrupted: what was recorded is kept; finish it with "
                             f"`harness run --resume {_interrupted_id(db, resume_id)}`", markup=False)
@@ -267,7 +279,8 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
                    shard: str | None, sandbox: bool, time_scale: float, sandbox_profile: Path | None, faults: bool,
                    seed: int, label: str | None, resume_id: str | None, http2: bool, dead_target_after: int,
                    strict_size: bool, db: Path, limits: ResponseLimits, caps: SpendCaps, dry_run: bool,
-                   assume_yes: bool, allow_outside_refs: bool) -> RunResult | None:
+                   assume_yes: bool, allow_outside_refs: bool, *, series: str | None = None,
+                   region: str | None = None) -> RunResult | None:
     if resume_id:
         return resume_run(db, resume_id, credentials_for, observer)
     else:
@@ -284,7 +297,7 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
             time_scale=time_scale, sandbox_profile=str(sandbox_profile) if sandbox_profile else None,
             sandbox_faults=faults, seed=seed, label=label, http2=http2, dead_target_after=dead_target_after,
             strict_size=strict_size, limits=limits, max_spend_usd=caps.run_usd,
-            max_spend_per_target_usd=caps.per_target_usd,
+            max_spend_per_target_usd=caps.per_target_usd, series=series, region=region,
         )
         report_unsupported(challenges, targets)
         if sandbox:

@@ -17,11 +17,12 @@ MAX_RETRY_WAIT_S = 120.0
 DEFAULT_DEAD_TARGET_AFTER = 5
 """A target whose first this-many final attempts fail alike with a client error is stopped (0: never)."""
 
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 """Version of the stored run configuration (``runs.config_json``). 1: the first release; 2: adds
 ``dead_target_after``, ``strict_size`` and ``limits``; 3: adds the spend caps ``max_spend_usd`` and
-``max_spend_per_target_usd`` (an older harness must not resume a capped run and ignore its cap). Older
-configurations read with today's defaults for what they lack."""
+``max_spend_per_target_usd`` (an older harness must not resume a capped run and ignore its cap); 4: adds
+``series`` (the trend series a run belongs to) and ``region`` (where the shard ran). Older configurations
+read with today's defaults for what they lack (no series, no region)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class RunOptions:
     """The run never spends more than this (USD, as the harness computes cost); None: no cap."""
     max_spend_per_target_usd: float | None = None
     """No target spends more than this (USD) in the run; None: no cap."""
+    series: str | None = None
+    """The trend series the run belongs to (``harness trend SERIES`` compares a series' runs in order);
+    None: the run is in no series."""
+    region: str | None = None
+    """A free label for where this run (or shard) ran, e.g. ``eu-west``; None: not said."""
 
     @property
     def spend_caps(self) -> SpendCaps:
