@@ -7,12 +7,12 @@ A selector is comma-separated ``key=pattern`` pairs, e.g. ``target=gpt-image-1@o
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.globs import matching
 
 SELECTOR_KEYS = {"run": "run_id", "target": "target", "variant": "variant", "challenge": "challenge_id",
                  "kind": "kind", "category": "category", "model": "model", "provider": "provider"}
@@ -40,7 +40,7 @@ class Selector:
         mask = pd.Series(True, index=attempts.index)
         for column, pattern in self.filters:
             values = attempts[column].astype(str)
-            hits = [v for v in values.unique() if fnmatch.fnmatchcase(v, pattern)]
+            hits = matching(values.unique(), pattern)
             mask &= values.isin(hits)
         return attempts[mask]
 
