@@ -8,7 +8,8 @@ starts this module and talks to it over its standard streams:
 * stdin, first line: the configuration as JSON (:func:`config_line`); the process then waits for stdin to
   close, and shuts down when it does — also when the parent dies without a word, so no sandbox outlives
   the run that started it;
-* stdout, one line: ``{"port": N}`` once the server accepts connections, or ``{"error": "..."}``.
+* stdout, one line: ``{"port": N, "served": [...], "skipped": {protocol: reason}}`` once the server accepts
+  connections, or ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ def _say(message: dict[str, Any]) -> None:
 
 
 async def _serve(cfg: dict[str, Any]) -> None:
-    from harness.sandbox.servers import build_app
+    from harness.sandbox.servers import build_sandbox
 
     settings = SandboxSettings(**cfg["settings"])
     profiles = {k: ProviderProfile.model_validate(v) for k, v in cfg["profiles"].items()}
+    sandbox = build_sandbox(settings, profiles)
     config = uvicorn.Config(
-        build_app(settings, profiles), host=cfg["host"], port=cfg["port"], log_level="warning", lifespan="off",
+        sandbox.app, host=cfg["host"], port=cfg["port"], log_level="warning", lifespan="off",
         access_log=False, backlog=4096, timeout_keep_alive=75, loop="none", http="auto",
         timeout_graceful_shutdown=1, ssl_certfile=cfg["ssl_certfile"], ssl_keyfile=cfg["ssl_keyfile"],
     )
@@ -65,7 +67,7 @@ async def _serve(cfg: dict[str, Any]) -> None:
         _say({"error": f"sandbox server failed to start on {cfg['host']}:{cfg['port']}: {failure!r}"})
         return
     sockets = [s for srv in server.servers for s in srv.sockets]
-    _say({"port": sockets[0].getsockname()[1]})
+    _say({"port": sockets[0].getsockname()[1], "served": list(sandbox.served), "skipped": sandbox.skipped})
     loop = asyncio.get_running_loop()
 
     def wait_for_parent() -> None:

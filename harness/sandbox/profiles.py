@@ -131,55 +131,85 @@ MODEL_SPEED = {
     "flux": 0.5, "stable-diffusion": 0.7, "sd-3.5": 0.7, "gpt-image-1.5": 0.8,
 }
 
-DEFAULT_PROFILES: dict[str, ProviderProfile] = {
-    "gemini": ProviderProfile(
-        latency=Lognormal(median_s=7.043, p95_s=9.95),
-        transfer=Lognormal(median_s=0.843, p95_s=1.6),
-        first_event_fraction=0.35,
-        faults={Fault.RATE_LIMITED: 0.20, Fault.OVERLOADED: 0.11, Fault.REFUSED_OUTPUT: 0.05,
-                Fault.NO_IMAGE: 0.04, Fault.SERVER_ERROR: 0.015, Fault.CONNECTION_RESET: 0.006},
-        rpm=500, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
-        source=("lumenfall.ai/models/google/gemini-2.5-flash-image provider table (gemini p50 7,886 ms, "
-                "p95 10,941 ms, TTFB p50 7,043 ms, 57.9 %)"),
-    ),
-    "fal": ProviderProfile(
-        latency=Lognormal(median_s=31.825, p95_s=96.361),
-        run=Lognormal(median_s=8.0, p95_s=14.0),
-        faults={Fault.SERVER_ERROR: 0.01, Fault.REFUSED: 0.005},
-        concurrency=None, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
-        source=("lumenfall.ai/models/google/gemini-2.5-flash-image provider table (fal p50 31,825 ms, "
-                "p95 96,361 ms); run time from the published 5–15 s"),
-    ),
-    "openrouter": ProviderProfile(
-        latency=Lognormal(median_s=8.0, p95_s=15.0),
-        first_event_fraction=0.05,
-        faults={Fault.RATE_LIMITED: 0.02, Fault.SERVER_ERROR: 0.02, Fault.REFUSED_OUTPUT: 0.01,
-                Fault.MID_STREAM_ERROR: 0.005},
-        price_per_image_usd=0.039, model_speed=MODEL_SPEED,
-        source=("unfragile.ai model cards: Gemini 2.5 Flash Image '5-15 seconds', Gemini 3.1 Flash Image "
-                "'3-8 seconds' generation ranges"),
-    ),
-    "replicate": ProviderProfile(
-        latency=Lognormal(median_s=9.0, p95_s=18.0),
-        run=Lognormal(median_s=8.0, p95_s=14.0),
-        faults={Fault.SERVER_ERROR: 0.015, Fault.REFUSED: 0.01, Fault.RATE_LIMITED: 0.005},
-        rpm=600, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
-        source=("unfragile.ai Gemini 2.5 Flash Image card '5-15 seconds' run time; Replicate 600 predictions/min "
-                "(replicate.com/docs/topics/predictions/rate-limits)"),
-    ),
-    "openai": ProviderProfile(
-        latency=Lognormal(median_s=20.0, p95_s=45.0),
-        first_event_fraction=0.45,
-        faults={Fault.RATE_LIMITED: 0.015, Fault.SERVER_ERROR: 0.01, Fault.REFUSED: 0.005},
-        rpm=None, price_per_image_usd=0.042, model_speed=MODEL_SPEED,
-        source="assumption: gpt-image-1 medium quality 1024x1024 typically 15-45 s (no public table)",
-    ),
-}
-"""Profiles of the five simulated providers (keys are the sandbox's provider names)."""
+GEMINI = ProviderProfile(
+    latency=Lognormal(median_s=7.043, p95_s=9.95),
+    transfer=Lognormal(median_s=0.843, p95_s=1.6),
+    first_event_fraction=0.35,
+    faults={Fault.RATE_LIMITED: 0.20, Fault.OVERLOADED: 0.11, Fault.REFUSED_OUTPUT: 0.05,
+            Fault.NO_IMAGE: 0.04, Fault.SERVER_ERROR: 0.015, Fault.CONNECTION_RESET: 0.006},
+    rpm=500, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
+    source=("lumenfall.ai/models/google/gemini-2.5-flash-image provider table (gemini p50 7,886 ms, "
+            "p95 10,941 ms, TTFB p50 7,043 ms, 57.9 %)"),
+)
+
+FAL = ProviderProfile(
+    latency=Lognormal(median_s=31.825, p95_s=96.361),
+    run=Lognormal(median_s=8.0, p95_s=14.0),
+    faults={Fault.SERVER_ERROR: 0.01, Fault.REFUSED: 0.005},
+    concurrency=None, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
+    source=("lumenfall.ai/models/google/gemini-2.5-flash-image provider table (fal p50 31,825 ms, "
+            "p95 96,361 ms); run time from the published 5–15 s"),
+)
+
+OPENROUTER = ProviderProfile(
+    latency=Lognormal(median_s=8.0, p95_s=15.0),
+    first_event_fraction=0.05,
+    faults={Fault.RATE_LIMITED: 0.02, Fault.SERVER_ERROR: 0.02, Fault.REFUSED_OUTPUT: 0.01,
+            Fault.MID_STREAM_ERROR: 0.005},
+    price_per_image_usd=0.039, model_speed=MODEL_SPEED,
+    source=("unfragile.ai model cards: Gemini 2.5 Flash Image '5-15 seconds', Gemini 3.1 Flash Image "
+            "'3-8 seconds' generation ranges"),
+)
+
+REPLICATE = ProviderProfile(
+    latency=Lognormal(median_s=9.0, p95_s=18.0),
+    run=Lognormal(median_s=8.0, p95_s=14.0),
+    faults={Fault.SERVER_ERROR: 0.015, Fault.REFUSED: 0.01, Fault.RATE_LIMITED: 0.005},
+    rpm=600, price_per_image_usd=0.039, model_speed=MODEL_SPEED,
+    source=("unfragile.ai Gemini 2.5 Flash Image card '5-15 seconds' run time; Replicate 600 predictions/min "
+            "(replicate.com/docs/topics/predictions/rate-limits)"),
+)
+
+OPENAI = ProviderProfile(
+    latency=Lognormal(median_s=20.0, p95_s=45.0),
+    first_event_fraction=0.45,
+    faults={Fault.RATE_LIMITED: 0.015, Fault.SERVER_ERROR: 0.01, Fault.REFUSED: 0.005},
+    rpm=None, price_per_image_usd=0.042, model_speed=MODEL_SPEED,
+    source="assumption: gpt-image-1 medium quality 1024x1024 typically 15-45 s (no public table)",
+)
+"""The five built-in simulated providers' profiles; :mod:`harness.protocols.builtin` names each one in its
+protocol's spec."""
+
+
+def _builtin_profiles() -> dict[str, ProviderProfile]:
+    """The built-in specs' profiles (they name this module's constants, defined above by the time this runs)."""
+    from harness.protocols.builtin import BUILTIN_SPECS
+
+    return {s.sandbox_name: s.default_profile() for s in BUILTIN_SPECS if s.has_sandbox}
+
+
+DEFAULT_PROFILES: dict[str, ProviderProfile] = _builtin_profiles()
+"""Profiles of the built-in simulated providers, by the sandbox's provider names (``openai``, ``gemini`` …)."""
+
+
+def plugin_profiles() -> dict[str, ProviderProfile]:
+    """Default profiles of the simulated providers that installed plugins add to the sandbox. A plugin whose
+    profile cannot be loaded is left out here; the sandbox then skips it and says why."""
+    from harness.protocols.registry import sandbox_layout
+
+    found: dict[str, ProviderProfile] = {}
+    for name, spec in sandbox_layout().served.items():
+        if name not in DEFAULT_PROFILES:
+            try:
+                found[name] = spec.default_profile()
+            except ConfigError:
+                continue
+    return found
 
 
 def load_profiles(path: Path | None) -> dict[str, ProviderProfile]:
-    """Default profiles, with the providers named in a YAML file (``--sandbox-profile``) overridden.
+    """Default profiles (built-in and plugins'), with the providers named in a YAML file
+    (``--sandbox-profile``) overridden.
 
     The file maps provider names to profile fields; omitted fields keep the default's values::
 
@@ -187,7 +217,7 @@ def load_profiles(path: Path | None) -> dict[str, ProviderProfile]:
           latency: {median_s: 2.0, p95_s: 4.0}
           faults: {rate_limited: 0.5}
     """
-    profiles = dict(DEFAULT_PROFILES)
+    profiles = {**DEFAULT_PROFILES, **plugin_profiles()}
     if path is None:
         return profiles
     if not path.is_file():

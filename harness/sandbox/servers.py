@@ -2,7 +2,9 @@
 
 ``harness run --sandbox`` starts it in a child process (:mod:`harness.sandbox.process`), so the client being
 measured and the servers never share an interpreter; ``harness sandbox serve`` runs it alone.
-Base URLs, for a root ``http://127.0.0.1:PORT``::
+What is served comes from the protocol specs (:mod:`harness.protocols`): every built-in protocol and every
+installed plugin whose spec names a server, under the spec's mount prefix. Base URLs, for a root
+``http://127.0.0.1:PORT``::
 
     openai      {root}/openai/v1
     gemini      {root}/gemini
@@ -14,13 +16,12 @@ Base URLs, for a root ``http://127.0.0.1:PORT``::
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.util
 import json
 import select
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -29,35 +30,91 @@ from typing import IO
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from harness.errors import ConfigError
+from harness.protocols.builtin import BUILTIN_SPECS
+from harness.protocols.registry import sandbox_layout, simulated_provider
 from harness.sandbox.profiles import ProviderProfile, load_profiles
 from harness.sandbox.simulation import ConnectionFaults, SandboxSettings, SimulatedProvider
 
 SERVERS: dict[str, tuple[str, str, str]] = {
-    "openai": ("harness.sandbox.openai_images:OpenAIImagesServer", "/openai/v1", "openai-images"),
-    "gemini": ("harness.sandbox.gemini:GeminiServer", "/gemini", "gemini"),
-    "openrouter": ("harness.sandbox.openrouter:OpenRouterServer", "/openrouter/api/v1", "openrouter"),
-    "fal": ("harness.sandbox.fal:FalServer", "/fal", "fal"),
-    "replicate": ("harness.sandbox.replicate:ReplicateServer", "/replicate/v1", "replicate"),
+    s.sandbox_name: (s.server, s.mount, s.name) for s in BUILTIN_SPECS if s.server is not None
 }
-"""Simulated provider -> (server class, mount prefix, protocol it speaks)."""
+"""Built-in simulated provider -> (server class, mount prefix, protocol it speaks), derived from the built-in
+protocol specs; plugins' servers are in :func:`available_servers`."""
 
-PROTOCOL_TO_PROVIDER = {protocol: name for name, (_, _, protocol) in SERVERS.items()}
+
+class _ProtocolToProvider(Mapping[str, str]):
+    """Protocol name -> the sandbox's name for the provider that speaks it, read from the registry on each
+    use, so installed plugins are included."""
+
+    def _table(self) -> dict[str, str]:
+        return {spec.name: name for name, spec in sandbox_layout().served.items()}
+
+    def __getitem__(self, protocol: str) -> str:
+        name = simulated_provider(protocol)
+        if name is None:
+            raise KeyError(protocol)
+        return name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+PROTOCOL_TO_PROVIDER: Mapping[str, str] = _ProtocolToProvider()
+"""Protocol -> simulated provider name (``openai-images`` -> ``openai``), plugins included."""
 
 
 def available_servers() -> dict[str, tuple[str, str, str]]:
-    """The simulated providers whose server module is present."""
-    return {name: spec for name, spec in SERVERS.items() if importlib.util.find_spec(spec[0].split(":")[0])}
+    """The simulated providers (built-in and plugins') whose server module is present:
+    name -> (server class, mount prefix, protocol)."""
+    return {name: (spec.server, spec.mount, spec.name) for name, spec in sandbox_layout().served.items()
+            if spec.server is not None and importlib.util.find_spec(spec.server.split(":")[0])}
+
+
+@dataclass(frozen=True)
+class SandboxApp:
+    """The sandbox's ASGI app, the simulated providers it serves, and why any protocol is left out
+    (protocol name -> reason)."""
+
+    app: ConnectionFaults
+    served: tuple[str, ...]
+    skipped: dict[str, str]
+
+
+def build_sandbox(settings: SandboxSettings, profiles: Mapping[str, ProviderProfile]) -> SandboxApp:
+    """Mount every servable protocol's server under its prefix. A plugin's server or profile that cannot be
+    loaded is skipped with its reason rather than stopping the built-in ones."""
+    layout = sandbox_layout()
+    builtin = {s.name for s in BUILTIN_SPECS}
+    mounts: list[Mount] = []
+    skipped = dict(layout.skipped)
+    for name, spec in layout.served.items():
+        try:
+            server_cls = spec.server_class()
+            profile = profiles[name] if name in profiles else spec.default_profile()
+            sim = SimulatedProvider(name=name, profile=profile, settings=settings)
+            app = server_cls(sim).app()
+        except ConfigError as exc:
+            if spec.name in builtin:
+                raise
+            skipped[spec.name] = str(exc)
+            continue
+        except Exception as exc:
+            if spec.name in builtin:
+                raise
+            skipped[spec.name] = f"its sandbox server failed to start: {type(exc).__name__}: {exc}"
+            continue
+        mounts.append(Mount(spec.mount, app=app))
+    served = tuple(name for name, spec in layout.served.items() if spec.name not in skipped)
+    return SandboxApp(ConnectionFaults(Starlette(routes=mounts)), served, skipped)
 
 
 def build_app(settings: SandboxSettings, profiles: Mapping[str, ProviderProfile]) -> ConnectionFaults:
     """One ASGI app serving every simulated provider under its prefix."""
-    mounts = []
-    for name, (spec, prefix, _) in available_servers().items():
-        module_name, _, attr = spec.partition(":")
-        server_cls = getattr(importlib.import_module(module_name), attr)
-        sim = SimulatedProvider(name=name, profile=profiles[name], settings=settings)
-        mounts.append(Mount(prefix, app=server_cls(sim).app()))
-    return ConnectionFaults(Starlette(routes=mounts))
+    return build_sandbox(settings, profiles).app
 
 
 STARTUP_TIMEOUT_S = 60.0
@@ -82,14 +139,16 @@ class SandboxServer:
     """With a certificate and key the sandbox speaks HTTPS (for SDKs that only build ``https://`` URLs,
     such as fal-client with ``FAL_RUN_HOST``/``FAL_QUEUE_RUN_HOST`` pointed at it)."""
     root: str = ""
+    served: tuple[str, ...] = ()
+    """The simulated providers the running sandbox serves (set by :meth:`start`)."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Protocol name -> why the running sandbox does not serve it (no server, a plugin that failed to load)."""
     _process: subprocess.Popen[str] | None = None
 
     def base_urls(self) -> dict[str, str]:
-        """Each simulated provider's base URL (what its SDK's ``base_url`` should be)."""
-        urls = {}
-        for name, (_, prefix, _) in available_servers().items():
-            urls[name] = self.root + prefix + ("/queue" if name == "fal" else "")
-        return urls
+        """Each served simulated provider's base URL (what its SDK's ``base_url`` should be)."""
+        return {name: spec.sandbox_base_url(self.root) for name, spec in sandbox_layout().served.items()
+                if name in self.served}
 
     def start(self) -> SandboxServer:
         from harness.sandbox.process import config_line
@@ -111,6 +170,9 @@ class SandboxServer:
             _end(proc)
             raise RuntimeError(str(answer.get("error") or f"sandbox server failed to start: {answer}"))
         self.port = int(str(answer["port"]))
+        served, skipped = answer.get("served", []), answer.get("skipped", {})
+        self.served = tuple(str(n) for n in served) if isinstance(served, list) else ()
+        self.skipped = {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}
         self.root = f"{'https' if self.ssl_certfile else 'http'}://{self.host}:{self.port}"
         self._process = proc
         return self
