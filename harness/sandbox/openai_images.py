@@ -65,15 +65,42 @@ class OpenAIImagesServer:
         self.sim = sim
         self.files: OrderedDict[str, tuple[bytes, str, float]] = OrderedDict()
         """File name -> (bytes, media type, intended delay in ms of the generation that made it)."""
+        from harness.sandbox.openai_batch import OpenAIBatchRoutes
+
+        self.batch = OpenAIBatchRoutes(self)
+        """The Files and Batches endpoints (:mod:`harness.sandbox.openai_batch`)."""
 
     def app(self) -> Starlette:
         return Starlette(routes=[
             Route(wire.GENERATIONS_PATH, self.generations, methods=["POST"]),
             Route(wire.EDITS_PATH, self.edits, methods=["POST"]),
+            *self.batch.routes(),
             Route("/files/{name}", self.file, methods=["GET"]),
         ])
 
+    def auth(self, request: Request) -> Response | None:
+        """The error answer for a request whose key is missing or wrong; None when it may go on. The Files and
+        Batches endpoints do not draw on the Images API's per-minute limit (batches have their own queue)."""
+        request_id = "req_" + self.sim.new_id()
+        header = request.headers.get("authorization", "")
+        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        state = self.sim.check_key(key)
+        if state == "missing":
+            return _error_response(OpenAIError("missing_api_key"), request_id)
+        if state == "invalid":
+            masked = f"{key[:3]}****{key[-4:]}" if len(key) > 7 else "****"
+            return _error_response(OpenAIError("invalid_api_key", masked=masked), request_id)
+        return None
+
+    async def render(self, meta: dict[str, Any], plan: RequestPlan, request: Request,
+                     request_id: str) -> dict[str, Any]:
+        """The JSON body of a successful generation described by ``meta`` (as the interactive endpoint builds it)."""
+        return await self._result(meta, [], None, plan, request, request_id)
+
     async def file(self, request: Request) -> Response:
+        batch_file = self.batch.file_object(request.path_params["name"])
+        if batch_file is not None:
+            return batch_file
         item = self.files.get(request.path_params["name"])
         if item is None:
             return Response("BlobNotFound", status_code=404, media_type="text/plain")

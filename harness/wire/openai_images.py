@@ -128,3 +128,34 @@ def go_duration(seconds: float) -> str:
         return f"{seconds:.3g}s"
     minutes, rest = divmod(int(seconds), 60)
     return f"{minutes}m{rest}s"
+
+
+# --- Batch API (https://platform.openai.com/docs/guides/batch, https://platform.openai.com/docs/api-reference/batch)
+FILES_PATH = "/files"
+"""``POST {base}/files`` (multipart: ``file``, ``purpose=batch``) uploads a batch's JSONL input;
+``GET {base}/files/{id}/content`` downloads a batch's output or error file."""
+BATCHES_PATH = "/batches"
+"""``POST {base}/batches`` creates a batch; ``GET {base}/batches/{id}`` polls it; ``POST .../{id}/cancel``."""
+BATCH_PURPOSE = "batch"
+BATCH_ENDPOINT = "/v1/images/generations"
+"""The batch ``endpoint`` (and every input line's ``url``) for image generations. The published enum also
+allows ``/v1/images/edits`` (openai-python ``BatchCreateParams.endpoint``); a batch line's body is JSON, so the
+harness batches generations only."""
+BATCH_COMPLETION_WINDOW = "24h"
+"""The only ``completion_window`` the API accepts (openai-python ``BatchCreateParams``)."""
+BATCH_STATUSES = ("validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling",
+                  "cancelled")
+"""``Batch.status`` values (openai-python ``types/batch.py``)."""
+BATCH_TERMINAL = frozenset({"failed", "completed", "expired", "cancelled"})
+BATCH_EXPIRED_CODE = "batch_expired"
+"""An error-file line's ``error.code`` for a request the batch did not reach before its window ended
+(https://platform.openai.com/docs/guides/batch: an expired batch returns the completed work; the rest fails)."""
+BATCH_CANCELLED_CODE = "batch_cancelled"
+BATCH_MAX_REQUESTS = 50_000
+"""Most requests one batch input file may hold (openai-python ``batches.create`` docstring: up to 50,000
+requests and 200 MB)."""
+BATCH_MAX_FILE_BYTES = 200 * 1024 * 1024
+BATCH_DISCOUNT = 0.5
+BATCH_DISCOUNT_URL = "https://help.openai.com/en/articles/9197833-batch-api-faq"
+"""Batch requests cost 50 % of the synchronous price ("Each model will be offered at 50% cost discount vs.
+the synchronous APIs", OpenAI's Batch API FAQ)."""
