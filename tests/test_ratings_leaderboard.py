@@ -1,4 +1,5 @@
-"""The assembled board: anchors shift point estimates only, ranks come from the intervals, small models are
+"""The assembled board: an anchor pins one model (zero-width interval, the others relative to it, as FastChat
+does) or, when asked, only shifts point estimates; ranks come from the intervals, small models are
 flagged, tie handling and methods are what was asked for, and an empty vote set is an empty board."""
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ def panel_votes(n: int = 4000, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("ci", ["sandwich", "bootstrap"])
-def test_anchor_shifts_every_point_and_bound_by_one_constant(ci: str) -> None:
+def test_a_centred_anchor_shifts_every_point_and_bound_by_one_constant(ci: str) -> None:
     frame = panel_votes()
     plain = leaderboard(frame, RatingOptions(ci=ci, rounds=100))  # type: ignore[arg-type]
-    anchored = leaderboard(frame, RatingOptions(ci=ci, rounds=100, anchor=("sd-3.5-large", 940.0)))  # type: ignore[arg-type]
+    anchored = leaderboard(frame, RatingOptions(ci=ci, rounds=100, anchor=("sd-3.5-large", 940.0),  # type: ignore[arg-type]
+                                                anchor_intervals="centred"))
     assert anchored.row("sd-3.5-large").rating == pytest.approx(940.0, abs=1e-9)
     shift = 940.0 - plain.row("sd-3.5-large").rating
     for before, after in zip(plain.rows, anchored.rows, strict=True):

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from harness.cli._common import db_option, err_console, handle_errors, out_console, print_json
 from harness.errors import ConfigError
-from harness.ratings import Leaderboard, RatingOptions, leaderboard
+from harness.ratings import Leaderboard, RatingBoard, RatingOptions, RatingRow, leaderboard
 from harness.ratings.battles import load_battles
 from harness.ratings.bradley_terry import TIE_MODES
 from harness.ratings.intervals import CI_METHODS, DEFAULT_ROUNDS
@@ -67,17 +67,26 @@ def load_votes(votes: Path | None, db: Path, by: str | None, category: str | Non
 @click.option("--ties", type=click.Choice(TIE_MODES), default="half", show_default=True,
               help="Ties and both-bad votes: half a win each, dropped, or Davidson's tie model.")
 @click.option("--anchor", default=None, metavar="MODEL=VALUE",
-              help="Shift every rating so MODEL sits at VALUE (interval widths unchanged).")
+              help="Fix MODEL's rating at VALUE: its interval has zero width and every other interval is that "
+                   "of the difference to MODEL (FastChat's anchoring). Without it intervals are centred.")
 @click.option("--min-votes", type=click.IntRange(min=0), default=DEFAULT_MIN_VOTES, show_default=True,
               help="Flag models with fewer votes as provisional.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the rows as a JSON list (each row with schema_version and what its interval is "
+                   "relative to).")
+@click.option("--schema", "schema", type=click.Choice(["row", "board"]), is_flag=False, flag_value="row",
+              default=None, help="Print the JSON schema of a --json row (or, with 'board', of a whole board) "
+                                 "and exit.")
 @handle_errors
 def ratings(votes: Path | None, db: Path, by: str | None, run_ids: tuple[str, ...], sources: tuple[str, ...],
             category: str | None, method: str, ci: str, rounds: int, ties: str, anchor: str | None,
-            min_votes: int, seed: int, as_json: bool) -> None:
+            min_votes: int, seed: int, as_json: bool, schema: str | None) -> None:
     """Leaderboard from pairwise votes: Bradley-Terry ratings with 95% intervals, rank spread, win/tie/loss
     counts and online Elo."""
+    if schema is not None:
+        print_json(RatingRow.json_schema() if schema == "row" else RatingBoard.json_schema())
+        return
     options = RatingOptions(
         method=cast(Literal["bt", "elo"], method), ci=cast(Literal["sandwich", "bootstrap"], ci), rounds=rounds,
         ties=cast(Literal["half", "drop", "davidson"], ties), anchor=parse_anchor(anchor), min_votes=min_votes,
@@ -89,7 +98,7 @@ def ratings(votes: Path | None, db: Path, by: str | None, run_ids: tuple[str, ..
     for note in board.notes:
         console.print(f"note: {note}", markup=False)
     if as_json:
-        print_json(board.to_records())
+        print_json(board.rows_json())
     else:
         print_board(board, title=_title(votes, db, category))
 
@@ -114,5 +123,7 @@ def print_board(board: Leaderboard, title: str) -> None:
             f"{r.wins} / {r.ties} / {r.losses}", f"{100 * r.win_rate:.1f}", f"{r.elo:.1f}",
         )
     out_console().print(table)
+    if board.rows:
+        out_console().print(f"intervals: {board.intervals}", markup=False)
     if any(r.provisional for r in board.rows):
         out_console().print(f"* provisional: fewer than {board.options.min_votes} votes")

@@ -4,7 +4,11 @@ Typical use (what ``harness ratings`` and the report do)::
 
     from harness.ratings import RatingOptions, leaderboard, read_battles
     board = leaderboard(read_battles(path), RatingOptions(ci="sandwich", anchor=("sd-3.5-large", 940)))
-    board.to_records()          # rows: model, rating, ci_low, ci_high, votes, rank_best, rank_worst, elo ...
+    board.rows                  # typed RatingRow: model, rating, ci_low, ci_high, votes, rank_best, rank_worst ...
+    board.board()               # RatingBoard: the versioned JSON form (method, intervals, anchor, votes, rows)
+
+With an anchor the anchor model's interval has zero width and the others' are those of their difference to
+it (FastChat's anchoring); without one the intervals are centred. ``board.intervals`` says which.
 
 Votes from the store come from :func:`harness.store.votes.battles_frame`; pass them through
 :func:`validate_battles` first. Modules:
@@ -13,7 +17,8 @@ Votes from the store come from :func:`harness.store.votes.battles_frame`; pass t
 * :mod:`~harness.ratings.bradley_terry` – the MLE (Newton, exact), Davidson ties, a second solver;
 * :mod:`~harness.ratings.intervals` – sandwich and bootstrap intervals, rank spread;
 * :mod:`~harness.ratings.elo` – online Elo (secondary column);
-* :mod:`~harness.ratings.leaderboard` – :class:`RatingRow`, :class:`Leaderboard`, :func:`leaderboard`;
+* :mod:`~harness.ratings.leaderboard` – :class:`RatingRow`, :class:`RatingBoard`, :class:`Leaderboard`,
+  :func:`leaderboard`;
 * :mod:`~harness.ratings.breakdowns` – per-category/kind boards, "best for", win-rate and predicted
   win-rate matrices, matchups per challenge, position bias, voter agreement.
 """
@@ -43,10 +48,20 @@ from harness.ratings.breakdowns import (
 )
 from harness.ratings.elo import EloSettings, elo_bootstrap, online_elo
 from harness.ratings.intervals import Intervals, bootstrap_intervals, rank_spread, sandwich_intervals
-from harness.ratings.leaderboard import Leaderboard, RatingOptions, RatingRow, leaderboard
+from harness.ratings.leaderboard import (
+    RATINGS_SCHEMA_VERSION,
+    AnchorSpec,
+    Leaderboard,
+    RatingBoard,
+    RatingOptions,
+    RatingRow,
+    leaderboard,
+)
 
 __all__ = [
+    "RATINGS_SCHEMA_VERSION",
     "WINNERS",
+    "AnchorSpec",
     "BTFit",
     "BattleError",
     "BestFor",
@@ -55,6 +70,7 @@ __all__ = [
     "Leaderboard",
     "PairCounts",
     "PositionBias",
+    "RatingBoard",
     "RatingError",
     "RatingOptions",
     "RatingRow",

@@ -8,6 +8,7 @@ point of view, with NaN where the two never met.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,8 +48,7 @@ def leaderboards_by(battles: pd.DataFrame, column: GroupColumn = "category",
 
 
 def _without_anchor(options: RatingOptions) -> RatingOptions:
-    return RatingOptions(options.method, options.ci, options.rounds, options.ties, None, options.min_votes,
-                         options.seed, options.confidence, options.prior_games, options.elo)
+    return dataclasses.replace(options, anchor=None)
 
 
 @dataclass(frozen=True)

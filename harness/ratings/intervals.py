@@ -13,6 +13,12 @@
   refitted by Newton from the point estimate. Percentile intervals around the MLE (the point estimate is
   never the bootstrap median). A replicate whose resampled graph has no finite MLE (possible only with few
   votes) is left out and counted in :attr:`Intervals.degenerate_rounds`.
+* **Anchored** (``reference``: FastChat's anchoring, ``scale_and_offset`` in
+  ``fastchat/serve/monitor/rating_systems.py``, https://github.com/lm-sys/FastChat): every replicate (or the
+  covariance) is taken relative to one reference model, so the interval of model ``i`` is that of
+  ``r_i − r_ref`` placed at the reference's rating. The reference's own interval has zero width; the others
+  describe the difference to it, which is wider than the centred interval for models far from the reference
+  in the comparison graph (in a balanced design with ``m`` equal models, ``√(2m/(m−1))`` times as wide).
 * **Rank spread** (LMArena's ranking since 2025-11): best rank = 1 + number of models whose lower bound is
   above my upper bound; worst rank = 1 + number of models whose upper bound is above my lower bound.
 """
@@ -45,7 +51,8 @@ class Intervals:
 
     ``std_error``: standard error in Elo points (bootstrap: standard deviation of the replicates).
     ``rounds``: bootstrap replicates drawn (None for sandwich); ``degenerate_rounds``: replicates left out
-    because their resampled votes had no finite MLE.
+    because their resampled votes had no finite MLE. ``reference``: index of the model the intervals are
+    relative to (None: centred, i.e. relative to the mean of all models or the prior's reference).
     """
 
     method: CIMethod
@@ -55,6 +62,7 @@ class Intervals:
     std_error: Array
     rounds: int | None = None
     degenerate_rounds: int = 0
+    reference: int | None = None
 
 
 def _z(confidence: float) -> float:
@@ -77,13 +85,35 @@ def sandwich_covariance(counts: PairCounts, fit: bt.BTFit) -> Array:
     return np.asarray((cov + cov.T) / 2.0, dtype=np.float64)
 
 
-def sandwich_intervals(counts: PairCounts, fit: bt.BTFit, confidence: float = CONFIDENCE) -> Intervals:
-    """Symmetric normal intervals from the sandwich covariance."""
+def sandwich_intervals(counts: PairCounts, fit: bt.BTFit, confidence: float = CONFIDENCE,
+                       reference: int | None = None) -> Intervals:
+    """Symmetric normal intervals from the sandwich covariance; with ``reference``, of ``r_i − r_ref``
+    (variance ``c_ii + c_rr − 2 c_ir``) placed at each model's rating, zero-width for the reference."""
     z = _z(confidence)
-    cov = sandwich_covariance(counts, fit)
-    se = np.sqrt(np.clip(np.diag(cov)[: counts.n_models], 0.0, None)) * bt.RATING_SCALE
+    cov = sandwich_covariance(counts, fit)[: counts.n_models, : counts.n_models]
+    if reference is None:
+        variance = np.diag(cov)
+    else:
+        _check_reference(reference, counts.n_models)
+        variance = np.diag(cov) + cov[reference, reference] - 2.0 * cov[:, reference]
+        variance[reference] = 0.0
+    se = np.sqrt(np.clip(variance, 0.0, None)) * bt.RATING_SCALE
     ratings = fit.ratings
-    return Intervals("sandwich", confidence, ratings - z * se, ratings + z * se, se)
+    return Intervals("sandwich", confidence, ratings - z * se, ratings + z * se, se, reference=reference)
+
+
+def _check_reference(reference: int, n_models: int) -> None:
+    if not 0 <= reference < n_models:
+        raise bt.RatingError(f"reference model index {reference} is outside the board's {n_models} models")
+
+
+def relative_to(replicates: Array, reference: int | None) -> Array:
+    """Replicates (rows) as differences to the ``reference`` column (whose entries become exactly zero);
+    unchanged when ``reference`` is None."""
+    if reference is None:
+        return replicates
+    _check_reference(reference, replicates.shape[1])
+    return replicates - replicates[:, [reference]]
 
 
 def bootstrap_replicates(counts: PairCounts, fit: bt.BTFit, rounds: int = DEFAULT_ROUNDS,
@@ -214,8 +244,9 @@ class _Chord:
 
 
 def bootstrap_intervals(counts: PairCounts, fit: bt.BTFit, rounds: int = DEFAULT_ROUNDS, seed: int = 0,
-                        confidence: float = CONFIDENCE) -> Intervals:
-    """Percentile intervals from :func:`bootstrap_replicates`."""
+                        confidence: float = CONFIDENCE, reference: int | None = None) -> Intervals:
+    """Percentile intervals from :func:`bootstrap_replicates`; with ``reference``, percentiles of each
+    replicate's ``r_i − r_ref`` placed at the reference's fitted rating (FastChat's anchored bootstrap)."""
     _z(confidence)
     reps = bootstrap_replicates(counts, fit, rounds, seed)
     good = ~np.isnan(reps).any(axis=1)
@@ -223,10 +254,24 @@ def bootstrap_intervals(counts: PairCounts, fit: bt.BTFit, rounds: int = DEFAULT
         raise bt.RatingError(f"every one of {rounds} bootstrap replicates lacked a finite MLE; "
                              "use sandwich intervals or a prior")
     kept = reps[good]
+    low, high, se = percentile_bounds(kept, confidence, reference)
+    if reference is not None:
+        base = fit.ratings[reference]
+        low, high = low + base, high + base
+    return Intervals("bootstrap", confidence, low, high, se, rounds, int((~good).sum()), reference)
+
+
+def percentile_bounds(replicates: Array, confidence: float = CONFIDENCE, reference: int | None = None
+                      ) -> tuple[Array, Array, Array]:
+    """Percentile bounds and standard deviations of bootstrap ``replicates`` (rows), relative to the
+    ``reference`` column when given (its bounds and deviation are then exactly zero)."""
+    rel = relative_to(replicates, reference)
     tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(kept, [tail, 100.0 - tail], axis=0)
-    se = kept.std(axis=0, ddof=1) if kept.shape[0] > 1 else np.zeros(counts.n_models)
-    return Intervals("bootstrap", confidence, low, high, se, rounds, int((~good).sum()))
+    low, high = np.percentile(rel, [tail, 100.0 - tail], axis=0)
+    se = rel.std(axis=0, ddof=1) if rel.shape[0] > 1 else np.zeros(rel.shape[1])
+    if reference is not None:
+        low[reference] = high[reference] = se[reference] = 0.0
+    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64), np.asarray(se, dtype=np.float64)
 
 
 def rank_spread(low: Array, high: Array) -> tuple[np.ndarray[Any, np.dtype[np.int64]],

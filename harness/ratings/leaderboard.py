@@ -2,17 +2,20 @@
 
 :func:`leaderboard` is the single entry point the CLI and the report use: votes in (a battle frame, see
 :mod:`harness.ratings.battles`), :class:`Leaderboard` out. Nothing here recomputes what the other modules
-define; this module only assembles, anchors and orders.
+define; this module only assembles, anchors and orders. :class:`RatingRow` and :class:`RatingBoard` are the
+typed rows and board every consumer reads (CLI table and ``--json``, the report, the arena's live board);
+their JSON schemas are written from the types (``harness ratings --schema``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.ratings import bradley_terry as bt
 from harness.ratings import intervals as iv
@@ -21,6 +24,11 @@ from harness.ratings.elo import EloSettings, elo_bootstrap, online_elo
 
 Method = Literal["bt", "elo"]
 METHODS: tuple[Method, ...] = ("bt", "elo")
+AnchorIntervals = Literal["anchored", "centred"]
+ANCHOR_INTERVALS: tuple[AnchorIntervals, ...] = ("anchored", "centred")
+RATINGS_SCHEMA_VERSION: Final = 1
+"""Version of the ratings' JSON forms (:class:`RatingRow` in ``harness ratings --json``, :class:`RatingBoard`).
+Bump it when a key is removed or changes meaning; added keys keep the version."""
 DEFAULT_MIN_VOTES = 30
 """Votes below which a model is flagged provisional: the normal approximation behind its interval is
 rough there, and a handful of votes can move its rank a lot. (LMArena hides category entries below 300
@@ -34,10 +42,13 @@ class RatingOptions:
     ``method``: ``bt`` (Bradley–Terry MLE, the primary rating) or ``elo`` (online Elo as the primary
     column, intervals from a bootstrap over random replay orders). ``ci``: ``sandwich`` or ``bootstrap``
     (Bradley–Terry only). ``rounds``: bootstrap replicates. ``ties``: ``half``, ``drop`` or ``davidson``
-    (online Elo scores ties ½ unless ``drop``). ``anchor``: ``(model, rating)``; after fitting, every rating
-    column is shifted so that model sits at that rating — interval widths and rank spreads are unchanged.
-    ``min_votes``: models with fewer votes are flagged provisional. ``confidence``: interval level.
-    ``prior_games``: see :func:`harness.ratings.bradley_terry.fit` (None: only when the MLE does not exist).
+    (online Elo scores ties ½ unless ``drop``). ``anchor``: ``(model, rating)``: that model's rating is fixed
+    at that value. ``anchor_intervals``: with an anchor, ``anchored`` (default; FastChat's anchoring) gives
+    the anchor a zero-width interval and every other model the interval of its difference to the anchor;
+    ``centred`` only shifts every rating column by one constant, leaving interval widths and rank spreads as
+    they are without an anchor. ``min_votes``: models with fewer votes are flagged provisional.
+    ``confidence``: interval level. ``prior_games``: see :func:`harness.ratings.bradley_terry.fit` (None:
+    only when the MLE does not exist).
     """
 
     method: Method = "bt"
@@ -50,6 +61,7 @@ class RatingOptions:
     confidence: float = iv.CONFIDENCE
     prior_games: float | None = None
     elo: EloSettings = field(default_factory=EloSettings)
+    anchor_intervals: AnchorIntervals = "anchored"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -66,37 +78,143 @@ class RatingOptions:
             raise bt.RatingError(f"confidence must be between 0 and 1, not {self.confidence}")
         if self.anchor is not None and not math.isfinite(self.anchor[1]):
             raise bt.RatingError(f"anchor rating for {self.anchor[0]!r} must be a finite number")
+        if self.anchor_intervals not in ANCHOR_INTERVALS:
+            raise bt.RatingError(f"unknown anchor_intervals {self.anchor_intervals!r}; use one of "
+                                 f"{', '.join(ANCHOR_INTERVALS)}")
+
+    @property
+    def interval_reference(self) -> AnchorIntervals:
+        """What the intervals are relative to: ``anchored`` (the anchor model) or ``centred``."""
+        return "anchored" if self.anchor is not None and self.anchor_intervals == "anchored" else "centred"
+
+    @property
+    def intervals(self) -> str:
+        """The intervals in words, as every output states them: ``centred``, ``anchored at X=1000``, or
+        ``centred (ratings shifted so X=1000)``."""
+        if self.anchor is None:
+            return "centred"
+        pinned = f"{self.anchor[0]}={self.anchor[1]:g}"
+        return f"anchored at {pinned}" if self.interval_reference == "anchored" else \
+            f"centred (ratings shifted so {pinned})"
+
+    def describe(self) -> str:
+        """The method in plain words (the report's and the live board's methodology line)."""
+        level = f"{self.confidence:.0%}".replace("%", " %")
+        if self.method == "elo":
+            return (f"Online Elo (K={self.elo.k:g}, base {self.elo.base:g}, scale {self.elo.scale:g}, initial "
+                    f"{self.elo.initial:g}) with bootstrap intervals over replay orders")
+        ties = {"half": "ties and both-bad count ½", "drop": "ties dropped", "davidson": "Davidson tie model"}
+        ci = "sandwich (robust)" if self.ci == "sandwich" else f"bootstrap ({self.rounds} rounds)"
+        return f"Bradley–Terry MLE on the Elo scale ({ties[self.ties]}), {ci} {level} intervals"
 
 
-@dataclass(frozen=True)
-class RatingRow:
+def _row_field(description: str) -> Any:
+    return Field(description=description)
+
+
+class RatingRow(BaseModel):
     """One model on the board. Ratings, bounds and ``elo`` are Elo points (anchored when an anchor was
     given); ``std_error`` is in Elo points. ``votes`` = ``wins + losses + ties`` (``ties`` includes
     ``both_bad``), every vote against another model whatever the tie handling; ``win_rate`` scores a tie
     ½. ``rank_best``/``rank_worst``: rank spread from the intervals. ``provisional``: fewer than the
-    minimum votes."""
+    minimum votes. ``as_dict()`` is the plain form (every key but ``schema_version``), ``to_json()`` the
+    versioned JSON object of ``harness ratings --json``; ``RatingRow.json_schema()`` its schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(RATINGS_SCHEMA_VERSION, description="version of this row's JSON form")
+    model: str = _row_field("the rated model (or target model@provider when rated by target)")
+    rating: float = _row_field("rating in Elo points (Bradley–Terry MLE, or online Elo with method elo)")
+    ci_low: float = _row_field("lower end of the rating's interval at `confidence` (Elo points)")
+    ci_high: float = _row_field("upper end of the rating's interval at `confidence` (Elo points)")
+    std_error: float = _row_field("standard error of the rating (Elo points; relative to the anchor when "
+                                  "anchored, 0 for the anchor itself)")
+    votes: int = _row_field("votes against another model: wins + losses + ties")
+    wins: int = _row_field("votes won")
+    losses: int = _row_field("votes lost")
+    ties: int = _row_field("ties, both-bad votes included")
+    both_bad: int = _row_field("both-bad votes (also counted in ties)")
+    win_rate: float = _row_field("(wins + ties / 2) / votes, 0–1")
+    rank_best: int = _row_field("best plausible rank: 1 + models whose interval lies wholly above this one's")
+    rank_worst: int = _row_field("worst plausible rank: 1 + models whose upper bound lies above this one's "
+                                 "lower bound")
+    elo: float = _row_field("online Elo in time order (Elo points; shifted like the rating when anchored)")
+    provisional: bool = _row_field("fewer votes than the board's minimum")
+    rank: int = _row_field("position on the board by rating, 1 = highest")
+    confidence: float = _row_field("level of the interval, 0–1")
+    intervals: str = _row_field("what the interval is relative to: 'centred', 'anchored at MODEL=RATING' "
+                                "(the anchor's interval has zero width) or 'centred (ratings shifted so "
+                                "MODEL=RATING)'")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain-dict form: every key of the JSON row except ``schema_version``."""
+        return self.model_dump(exclude={"schema_version"})
+
+    def to_json(self) -> dict[str, Any]:
+        """The versioned JSON object (``schema_version`` first)."""
+        return {"schema_version": self.schema_version, **self.as_dict()}
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of one row as ``harness ratings --json`` prints it."""
+        schema = cls.model_json_schema(mode="serialization")
+        schema["$id"] = f"urn:image-arena-harness:rating-row:v{RATINGS_SCHEMA_VERSION}"
+        schema["title"] = "RatingRow"
+        schema["required"] = sorted({*schema.get("required", []), "schema_version"})
+        schema["additionalProperties"] = False
+        return schema
+
+
+ROW_FIELDS = tuple(k for k in RatingRow.model_fields if k != "schema_version")
+
+
+class AnchorSpec(BaseModel):
+    """A model whose rating was fixed, and at which value (Elo points)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str
     rating: float
-    ci_low: float
-    ci_high: float
-    std_error: float
-    votes: int
-    wins: int
-    losses: int
-    ties: int
-    both_bad: int
-    win_rate: float
-    rank_best: int
-    rank_worst: int
-    elo: float
-    provisional: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
-ROW_FIELDS = tuple(RatingRow.__dataclass_fields__)
+class RatingBoard(BaseModel):
+    """A whole board in its JSON form (what the report's and the arena's leaderboard JSON carry): how it was
+    fitted, what the intervals are relative to, the vote counts and the rows, best first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(RATINGS_SCHEMA_VERSION, description="version of this board's JSON form")
+    method: Method = Field(description="bt: Bradley–Terry MLE; elo: online Elo with bootstrap intervals")
+    ci: iv.CIMethod | None = Field(description="interval method of Bradley–Terry ratings (null with elo)")
+    rounds: int | None = Field(description="bootstrap replicates (null for sandwich intervals)")
+    ties: bt.TieMode = Field(description="tie handling: half, drop or davidson")
+    confidence: float = Field(description="level of every interval, 0–1")
+    interval_reference: AnchorIntervals = Field(
+        description="centred: intervals of each rating against the mean of all models; anchored: against the "
+                    "anchor model, whose own interval has zero width")
+    intervals: str = Field(description="the same in words: 'centred', 'anchored at MODEL=RATING', or 'centred "
+                                       "(ratings shifted so MODEL=RATING)'")
+    anchor: AnchorSpec | None = Field(description="the model whose rating was fixed, and its value")
+    methodology: str = Field(description="the method in plain words")
+    min_votes: int = Field(description="models with fewer votes are provisional")
+    n_votes: int = Field(description="votes given, self-votes included")
+    self_votes: int = Field(description="votes between two outputs of the same model (not rated)")
+    tie_nu: float | None = Field(description="Davidson's fitted tie parameter ν (null otherwise)")
+    prior_games: float = Field(description="virtual draws per model added because the votes alone have no "
+                                           "finite MLE (0 when none)")
+    identified: bool = Field(description="the comparison graph is strongly connected")
+    degenerate_rounds: int = Field(description="bootstrap replicates left out (no finite MLE)")
+    notes: list[str] = Field(description="remarks in words")
+    rows: list[RatingRow] = Field(description="one row per model, best first")
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of a whole board (``harness ratings --schema board``)."""
+        schema = cls.model_json_schema(mode="serialization")
+        schema["$id"] = f"urn:image-arena-harness:rating-board:v{RATINGS_SCHEMA_VERSION}"
+        schema["title"] = "RatingBoard"
+        schema["additionalProperties"] = False
+        return schema
 
 
 @dataclass(frozen=True)
@@ -107,7 +225,8 @@ class Leaderboard:
     rated). ``tie_nu``: Davidson's fitted tie parameter ν (None otherwise). ``prior_games``: virtual draws
     per model that had to be added because the votes alone have no finite MLE (0.0 when none).
     ``identified``: the comparison graph is strongly connected. ``degenerate_rounds``: bootstrap replicates
-    left out. ``notes``: human-readable remarks (also printed by the CLI).
+    left out. ``notes``: human-readable remarks (also printed by the CLI). :meth:`board` is its typed JSON
+    form, :meth:`rows_json` the rows as ``harness ratings --json`` prints them.
     """
 
     rows: tuple[RatingRow, ...]
@@ -124,6 +243,11 @@ class Leaderboard:
     def models(self) -> tuple[str, ...]:
         return tuple(r.model for r in self.rows)
 
+    @property
+    def intervals(self) -> str:
+        """What the intervals are relative to, in words (see :attr:`RatingOptions.intervals`)."""
+        return self.options.intervals
+
     def row(self, model: str) -> RatingRow:
         for r in self.rows:
             if r.model == model:
@@ -135,17 +259,34 @@ class Leaderboard:
         return {r.model: r.rating for r in self.rows}
 
     def to_records(self) -> list[dict[str, Any]]:
-        """The rows as plain dicts (the ``harness ratings --json`` output)."""
+        """The rows as plain dicts (keys :data:`ROW_FIELDS`)."""
         return [r.as_dict() for r in self.rows]
+
+    def rows_json(self) -> list[dict[str, Any]]:
+        """The rows as versioned JSON objects (the ``harness ratings --json`` output)."""
+        return [r.to_json() for r in self.rows]
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.to_records(), columns=list(ROW_FIELDS))
+
+    def board(self) -> RatingBoard:
+        """The typed JSON form of the whole board."""
+        o = self.options
+        return RatingBoard(
+            method=o.method, ci=o.ci if o.method == "bt" else None,
+            rounds=o.rounds if o.method == "elo" or o.ci == "bootstrap" else None, ties=o.ties,
+            confidence=o.confidence, interval_reference=o.interval_reference, intervals=o.intervals,
+            anchor=None if o.anchor is None else AnchorSpec(model=o.anchor[0], rating=o.anchor[1]),
+            methodology=o.describe(), min_votes=o.min_votes, n_votes=self.n_votes, self_votes=self.self_votes,
+            tie_nu=self.tie_nu, prior_games=self.prior_games, identified=self.identified,
+            degenerate_rounds=self.degenerate_rounds, notes=list(self.notes), rows=list(self.rows))
 
 
 def leaderboard(battles: pd.DataFrame, options: RatingOptions | None = None) -> Leaderboard:
     """Rate the models in ``battles`` (a validated battle frame) and assemble the board.
 
-    An empty vote set gives an empty board with a note, not an error.
+    An empty vote set gives an empty board with a note, not an error. An anchor model without votes is a
+    :class:`~harness.ratings.bradley_terry.RatingError` naming it.
     """
     options = options or RatingOptions()
     if battles.empty:
@@ -159,56 +300,67 @@ def leaderboard(battles: pd.DataFrame, options: RatingOptions | None = None) -> 
         return Leaderboard((), options, len(battles), counts.self_votes, notes=tuple(notes))
     if options.anchor is not None and options.anchor[0] not in counts.models:
         raise bt.RatingError(f"anchor model {options.anchor[0]!r} has no votes; models: {', '.join(counts.models)}")
+    reference = counts.models.index(options.anchor[0]) \
+        if options.anchor is not None and options.interval_reference == "anchored" else None
     elo_settings = options.elo
     if options.ties == "drop" and elo_settings.ties != "drop":
         elo_settings = EloSettings(elo_settings.k, elo_settings.base, elo_settings.scale, elo_settings.initial, "drop")
     elo = online_elo(battles, elo_settings, models=counts.models).reindex(counts.models).to_numpy()
     extra: dict[str, Any] = {}
     if options.method == "bt":
-        rating, low, high, se, extra = _bradley_terry(counts, options, notes)
+        rating, low, high, se, extra = _bradley_terry(counts, options, notes, reference)
     else:
         rating = elo
         reps = elo_bootstrap(battles, options.rounds, options.seed, elo_settings, counts.models)
-        tail = (1 - options.confidence) / 2 * 100
-        low, high = np.percentile(reps.to_numpy(), [tail, 100 - tail], axis=0)
-        se = reps.to_numpy().std(axis=0, ddof=1) if options.rounds > 1 else np.zeros(counts.n_models)
+        low, high, se = iv.percentile_bounds(reps.to_numpy(), options.confidence, reference)
+        if reference is not None:
+            low, high = low + elo[reference], high + elo[reference]
         notes.append(f"online Elo (K={elo_settings.k:g}) replayed in time order; intervals from {options.rounds} "
                      "bootstrap resamples in random order (order dependence included)")
     if options.anchor is not None:
         model, value = options.anchor
         i = counts.models.index(model)
-        shift = value - rating[i]
-        rating, low, high = rating + shift, low + shift, high + shift
+        if reference is not None:
+            base = rating[i]
+            rating, low, high = value + (rating - base), value + (low - base), value + (high - base)
+        else:
+            shift = value - rating[i]
+            rating, low, high = rating + shift, low + shift, high + shift
         elo = elo + (value - elo[i])
     best, worst = iv.rank_spread(low, high)
     per_model = counts.per_model()
-    rows = []
-    for i, model in enumerate(counts.models):
+    order = sorted(range(counts.n_models), key=lambda i: (-float(rating[i]), counts.models[i]))
+    typed = []
+    for position, i in enumerate(order, start=1):
+        model = counts.models[i]
         c = per_model.loc[model]
         votes = int(c["votes"])
-        rows.append(RatingRow(
+        typed.append(RatingRow(
             model=model, rating=float(rating[i]), ci_low=float(low[i]), ci_high=float(high[i]),
             std_error=float(se[i]), votes=votes, wins=int(c["wins"]), losses=int(c["losses"]),
             ties=int(c["ties"]), both_bad=int(c["both_bad"]),
             win_rate=(float(c["wins"]) + 0.5 * float(c["ties"])) / votes if votes else float("nan"),
             rank_best=int(best[i]), rank_worst=int(worst[i]), elo=float(elo[i]),
-            provisional=votes < options.min_votes,
+            provisional=votes < options.min_votes, rank=position, confidence=options.confidence,
+            intervals=options.intervals,
         ))
-    rows.sort(key=lambda r: (-r.rating, r.model))
-    provisional = [r.model for r in rows if r.provisional]
+    provisional = [r.model for r in typed if r.provisional]
     if provisional:
         notes.append(f"provisional (< {options.min_votes} votes): {', '.join(provisional)}")
-    return Leaderboard(tuple(rows), options, len(battles), counts.self_votes, notes=tuple(notes), **extra)
+    if options.anchor is not None:
+        notes.append(f"intervals: {options.intervals}")
+    return Leaderboard(tuple(typed), options, len(battles), counts.self_votes, notes=tuple(notes), **extra)
 
 
-def _bradley_terry(counts: PairCounts, options: RatingOptions, notes: list[str]
+def _bradley_terry(counts: PairCounts, options: RatingOptions, notes: list[str], reference: int | None
                    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any],
                               np.ndarray[Any, Any], dict[str, Any]]:
     result = bt.fit(counts, ties=options.ties, prior_games=options.prior_games)
     if options.ci == "sandwich":
-        intervals = iv.sandwich_intervals(counts, result, options.confidence)
+        intervals = iv.sandwich_intervals(counts, result, options.confidence, reference)
     else:
-        intervals = iv.bootstrap_intervals(counts, result, options.rounds, options.seed, options.confidence)
+        intervals = iv.bootstrap_intervals(counts, result, options.rounds, options.seed, options.confidence,
+                                           reference)
         if intervals.degenerate_rounds:
             notes.append(f"{intervals.degenerate_rounds} of {options.rounds} bootstrap replicates had no finite "
                          "MLE and were left out")
