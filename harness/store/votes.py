@@ -13,7 +13,7 @@ field's battle format (``model_a`` is the left output, ``model_b`` the right)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import pandas as pd
@@ -24,31 +24,8 @@ OUTCOMES = ("left", "right", "tie", "both_bad")
 OUTCOME_TO_WINNER = {"left": "model_a", "right": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}
 WINNER_TO_OUTCOME = {v: k for k, v in OUTCOME_TO_WINNER.items()}
 
-DDL = [
-    """CREATE TABLE IF NOT EXISTS votes (
-        id INTEGER PRIMARY KEY,
-        vote_uid TEXT NOT NULL UNIQUE,
-        pair_id TEXT UNIQUE,
-        run_id TEXT,
-        challenge_id TEXT,
-        variant TEXT,
-        category TEXT,
-        kind TEXT,
-        left_target TEXT NOT NULL,
-        right_target TEXT NOT NULL,
-        left_model TEXT NOT NULL,
-        right_model TEXT NOT NULL,
-        left_attempt_id INTEGER,
-        right_attempt_id INTEGER,
-        left_sha TEXT,
-        right_sha TEXT,
-        outcome TEXT NOT NULL CHECK (outcome IN ('left', 'right', 'tie', 'both_bad')),
-        voter TEXT,
-        source TEXT NOT NULL,
-        shown_at REAL,
-        voted_at REAL NOT NULL,
-        decision_ms REAL
-    )""",
+DDL: list[str] = [
+    "<votes table: generated from Vote below>",
     "CREATE INDEX IF NOT EXISTS votes_time ON votes(voted_at)",
     # Pairs the arena served: the server-side half of every blind pair (which output is on which side, who
     # it was served to, until when it may be voted on). A pair is voted at most once (``state``).
@@ -93,43 +70,72 @@ DDL = [
 ]
 
 
+def _column(sql: str, default: Any = None, *, frame: str | None = None) -> Any:
+    """A :class:`Vote` field that is a ``votes`` column declared ``sql`` (SQLite's words; the PostgreSQL
+    backend translates them), read into battle frames as ``frame`` when given."""
+    return field(default=default, metadata={"sql": sql, "frame": frame})
+
+
 @dataclass(frozen=True, slots=True)
 class Vote:
-    """One pairwise judgement. ``pair_id`` is the id of the served pair (unique: a pair is voted once);
-    ``source`` is ``arena``, ``simulated`` or ``import``. Times are Unix seconds; ``decision_ms`` is the time
-    from the pair being shown to the vote. ``run_id`` is the run of the left output (an arena pair may take
-    its right output from another run of the same challenge; ``arena_pairs`` records that run)."""
+    """One pairwise judgement, and the one declaration of the ``votes`` table: each field is a column (its
+    SQL type in the field's metadata), so the DDL, the insert and the battle frame are all derived from it.
 
-    vote_uid: str
-    left_target: str
-    right_target: str
-    left_model: str
-    right_model: str
-    outcome: str
-    voted_at: float
-    source: str
-    pair_id: str | None = None
-    run_id: str | None = None
-    challenge_id: str | None = None
-    variant: str | None = None
-    category: str | None = None
-    kind: str | None = None
-    left_attempt_id: int | None = None
-    right_attempt_id: int | None = None
-    left_sha: str | None = None
-    right_sha: str | None = None
-    voter: str | None = None
-    shown_at: float | None = None
-    decision_ms: float | None = None
+    ``pair_id`` is the id of the served pair (unique: a pair is voted once); ``source`` is ``arena``,
+    ``simulated`` or ``import``. Its three times: ``voted_at`` and ``shown_at`` are Unix seconds,
+    ``decision_ms`` the milliseconds from the pair being shown to the vote (:meth:`for_pair` derives it).
+    ``run_id`` is the run of the left output (an arena pair may take its right output from another run of
+    the same challenge; ``arena_pairs`` records that run). ``anony``: 1 when the voter could not know the
+    models (a blind arena vote; FastChat's ``anony``), 0 when they could, None unknown (an import without
+    the field, or an arena vote stored before the column existed: frames read those as 1)."""
+
+    vote_uid: str = _column("TEXT NOT NULL UNIQUE")
+    left_target: str = _column("TEXT NOT NULL")
+    right_target: str = _column("TEXT NOT NULL")
+    left_model: str = _column("TEXT NOT NULL", frame="model_a")
+    right_model: str = _column("TEXT NOT NULL", frame="model_b")
+    outcome: str = _column(f"TEXT NOT NULL CHECK (outcome IN ({', '.join(repr(o) for o in OUTCOMES)}))")
+    voted_at: float = _column("REAL NOT NULL", frame="tstamp")
+    source: str = _column("TEXT NOT NULL", frame="source")
+    pair_id: str | None = _column("TEXT UNIQUE")
+    run_id: str | None = _column("TEXT")
+    challenge_id: str | None = _column("TEXT", frame="challenge")
+    variant: str | None = _column("TEXT")
+    category: str | None = _column("TEXT", frame="category")
+    kind: str | None = _column("TEXT", frame="kind")
+    left_attempt_id: int | None = _column("INTEGER")
+    right_attempt_id: int | None = _column("INTEGER")
+    left_sha: str | None = _column("TEXT")
+    right_sha: str | None = _column("TEXT")
+    voter: str | None = _column("TEXT", frame="voter")
+    shown_at: float | None = _column("REAL")
+    decision_ms: float | None = _column("REAL", frame="decision_ms")
+    anony: int | None = _column("INTEGER CHECK (anony IN (0, 1))", frame="anony")
+
+    @classmethod
+    def for_pair(cls, pair: ServedPair, *, vote_uid: str, outcome: str, voted_at: float) -> Vote:
+        """The blind arena vote on a served ``pair``: sides, outputs and times all come from the pair."""
+        return cls(
+            vote_uid=vote_uid, pair_id=pair.pair_id, left_target=pair.left.target, right_target=pair.right.target,
+            left_model=pair.left.model, right_model=pair.right.model, outcome=outcome, voted_at=voted_at,
+            source="arena", run_id=pair.left.run_id, challenge_id=pair.challenge_id, variant=pair.variant,
+            category=pair.category, kind=pair.kind, left_attempt_id=pair.left.attempt_id,
+            right_attempt_id=pair.right.attempt_id, left_sha=pair.left.sha256, right_sha=pair.right.sha256,
+            voter=pair.voter, shown_at=pair.served_at, decision_ms=max(0.0, (voted_at - pair.served_at) * 1000.0),
+            anony=1,
+        )
 
 
-_COLUMNS = (
-    "vote_uid", "pair_id", "run_id", "challenge_id", "variant", "category", "kind", "left_target",
-    "right_target", "left_model", "right_model", "left_attempt_id", "right_attempt_id", "left_sha",
-    "right_sha", "outcome", "voter", "source", "shown_at", "voted_at", "decision_ms",
-)
+_FIELDS = fields(Vote)
+_COLUMNS = tuple(f.name for f in _FIELDS)
+DDL[0] = ("CREATE TABLE IF NOT EXISTS votes (\n        id INTEGER PRIMARY KEY,\n        "
+          + ",\n        ".join(f"{f.name} {f.metadata['sql']}" for f in _FIELDS) + "\n    )")
 _INSERT = (f"INSERT INTO votes ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
            " ON CONFLICT DO NOTHING")
+_ANONY = "COALESCE(v.anony, CASE WHEN v.source = 'arena' THEN 1 END)"
+"""An arena vote stored before the ``anony`` column existed was blind all the same."""
+_FRAME = tuple((f.name, str(f.metadata["frame"])) for f in _FIELDS if f.metadata["frame"])
+"""``(column, battle-frame name)`` of the columns a battle frame carries besides the two sides and winner."""
 
 
 def _row(v: Vote) -> tuple[object, ...]:
@@ -166,8 +172,8 @@ def battles_frame(
 ) -> pd.DataFrame:
     """Votes in battle format, oldest first.
 
-    Columns: ``model_a``, ``model_b``, ``winner``, ``category``, ``kind``, ``challenge``, ``voter``,
-    ``tstamp``, ``source``, ``decision_ms``. ``by="target"`` rates targets (model@provider) instead of models.
+    Columns: ``model_a``, ``model_b``, ``winner`` and the :class:`Vote` fields named for frames (``tstamp``,
+    ``source``, ``challenge``, ``category``, ``kind``, ``voter``, ``decision_ms``, ``anony``: 1, 0 or None). ``by="target"`` rates targets (model@provider) instead of models.
     ``run_ids`` keeps the votes whose two outputs both come from those runs (an arena pair's right output
     may come from another run of the same challenge, as recorded in ``arena_pairs``).
     """
@@ -187,17 +193,16 @@ def battles_frame(
         where.append(f"v.source IN ({', '.join('?' * len(sources))})")
         args.extend(sources)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
+    carried = [(column, name) for column, name in _FRAME if name not in ("model_a", "model_b")]
+    selected = ", ".join(_ANONY if column == "anony" else f"v.{column}" for column, _ in carried)
     cur = store.conn.execute(
-        f"SELECT v.{a}, v.{b}, v.outcome, v.category, v.kind, v.challenge_id, v.voter, v.voted_at, v.source,"
-        f" v.decision_ms FROM votes v LEFT JOIN arena_pairs p ON p.pair_id = v.pair_id{clause}"
-        " ORDER BY v.voted_at, v.id",
+        f"SELECT v.{a}, v.{b}, v.outcome, {selected} FROM votes v LEFT JOIN arena_pairs p ON p.pair_id = v.pair_id"
+        f"{clause} ORDER BY v.voted_at, v.id",
         args,
     )
-    frame = pd.DataFrame.from_records(
-        cur.fetchall(),
-        columns=["model_a", "model_b", "outcome", "category", "kind", "challenge", "voter", "tstamp", "source",
-                 "decision_ms"],
-    )
+    frame = pd.DataFrame.from_records(cur.fetchall(),
+                                      columns=["model_a", "model_b", "outcome", *(name for _, name in carried)])
+    frame["anony"] = frame["anony"].astype("object").where(frame["anony"].notna(), None)
     frame["winner"] = frame.pop("outcome").map(OUTCOME_TO_WINNER)
     return frame
 
@@ -332,15 +337,7 @@ def cast_vote(store: Store, *, pair_id: str, voter: str, outcome: str, voted_at:
                 return CastResult("used", pair)
             return CastResult("expired", pair)
         pair = _served_pair(row)
-        vote = Vote(
-            vote_uid=vote_uid, pair_id=pair_id, left_target=pair.left.target, right_target=pair.right.target,
-            left_model=pair.left.model, right_model=pair.right.model, outcome=outcome, voted_at=voted_at,
-            source="arena", run_id=pair.left.run_id,
-            challenge_id=pair.challenge_id, variant=pair.variant, category=pair.category, kind=pair.kind,
-            left_attempt_id=pair.left.attempt_id, right_attempt_id=pair.right.attempt_id,
-            left_sha=pair.left.sha256, right_sha=pair.right.sha256, voter=voter, shown_at=pair.served_at,
-            decision_ms=max(0.0, (voted_at - pair.served_at) * 1000.0),
-        )
+        vote = Vote.for_pair(pair, vote_uid=vote_uid, outcome=outcome, voted_at=voted_at)
         conn.execute(_INSERT, _row(vote))
     return CastResult("accepted", pair, vote)
 

@@ -265,14 +265,16 @@ def check_and_migrate(conn: PgConnection, location: PostgresLocation, *, readonl
 
 def _shim_missing_columns(conn: PgConnection, declared: dict[str, list[tuple[str, str, str | None]]]) -> None:
     """Read an older store as if migrated without writing to it: a temporary view per table that lacks
-    columns (PostgreSQL searches the session's temporary schema first)."""
+    columns (PostgreSQL searches the session's temporary schema first). Each added column carries its
+    declared type, so a bare ``NULL`` is not read as text (``COALESCE`` with an integer would fail)."""
     tables = table_names(conn)
     schema = str(conn.execute("SELECT current_schema()").fetchone()[0])
     for table, columns in declared.items():
         if table not in tables:
             continue
         present = set(column_names(conn, table))
-        missing = [(name, default) for name, _, default in columns if name not in present]
+        missing = [(name, decl, default) for name, decl, default in columns if name not in present]
         if missing:
-            added = ", ".join(f"{default if default is not None else 'NULL'} AS {name}" for name, default in missing)
+            added = ", ".join(f"CAST({default if default is not None else 'NULL'} AS {postgres_type(decl)}) AS {name}"
+                              for name, decl, default in missing)
             conn.execute(f'CREATE TEMP VIEW {table} AS SELECT *, {added} FROM "{schema}".{table}')
