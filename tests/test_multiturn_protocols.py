@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.providers.base import ChallengeKind, ErrorKind, Exchange, GenerationRequest, ProviderError
-from harness.providers.fal import FalProvider
 from harness.providers.gemini import GeminiProvider
+from harness.providers.openai_images import OpenAIImagesProvider
 from harness.providers.openrouter import OpenRouterProvider
 from harness.run import perform_attempt
 from harness.run.sequence import IMAGE_REF, pack_reply, unpack_reply
@@ -161,12 +161,12 @@ async def test_openrouter_merges_streamed_deltas_into_one_assistant_message() ->
 
 
 async def test_a_protocol_without_conversation_state_is_refused_with_a_clear_message() -> None:
-    provider = FalProvider("https://queue.fal.run", "fal-key")
-    request = GenerationRequest(model_id="fal-ai/nano-banana", prompt="x", kind=ChallengeKind.MULTI_TURN)
+    provider = OpenAIImagesProvider("https://api.openai.com/v1", "sk-test")
+    request = GenerationRequest(model_id="gpt-image-1", prompt="x", kind=ChallengeKind.MULTI_TURN)
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
         outcome = await perform_attempt(provider, request, client, 5)
     assert outcome.error is not None and outcome.error.kind == ErrorKind.INVALID_REQUEST
-    assert "protocol 'fal' cannot run multi-turn challenges yet" in outcome.error.message
+    assert "protocol 'openai-images' cannot run multi-turn challenges yet" in outcome.error.message
     assert outcome.calls == []
 
 

@@ -28,7 +28,7 @@ from harness.targets import load_targets, resolve_keys, select
 from harness.timing import TimedHttp
 from tests.conftest import photo_like
 
-TARGETS = ["gemini-2.5-flash-image@google", "gemini-3-pro-image-preview@openrouter", "gemini-3-pro-image-preview@fal"]
+TARGETS = ["gemini-2.5-flash-image@google", "gemini-3-pro-image-preview@openrouter", "gpt-image-1@openai"]
 
 
 def write_talk_suite(suite: Path) -> Path:
@@ -100,7 +100,7 @@ def test_each_turn_is_an_attempt_and_only_the_last_ends_the_conversation(
         tmp_path: Path, talk_suite: Path, sent: list[tuple[str, int, str]]) -> None:
     db, run_id = run(tmp_path, talk_suite)
     attempts = rows(db, run_id)
-    assert {r["target"] for r in attempts} == set(TARGETS[:2]), "fal keeps no conversation and is not sent one"
+    assert {r["target"] for r in attempts} == set(TARGETS[:2]), "OpenAI's Images API keeps no conversation and is not sent one"
     for target in TARGETS[:2]:
         for variant in ("default", "terse"):
             talk = [r for r in attempts if (r["target"], r["variant"]) == (target, variant)]
@@ -198,7 +198,7 @@ def test_a_gemini_target_whose_answers_would_outgrow_the_inline_limit_is_refused
     reason = refusal(talk, big)
     assert reason is not None and "turn 2 of smile-scarf-night" in reason and "20 MB inline limit" in reason
     assert refusal(talk, target) is None
-    fal = select(load_targets(), ["gemini-3-pro-image-preview@fal"])[0]
-    assert "protocol 'fal' cannot run multi-turn challenges yet" in (refusal(talk, fal) or "")
+    openai = select(load_targets(), ["gpt-image-1@openai"])[0]
+    assert "protocol 'openai-images' cannot run multi-turn challenges yet" in (refusal(talk, openai) or "")
     with pytest.raises(ConfigError, match="no request to send"):
-        plan_items([talk], [big, fal], RunOptions())
+        plan_items([talk], [big, openai], RunOptions())

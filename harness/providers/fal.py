@@ -66,6 +66,7 @@ from harness.providers.base import (
     Provider,
     ProviderError,
 )
+from harness.providers.chain import chained_image_urls, chained_reply, is_chained_edit
 from harness.providers.common import (
     download_image,
     gather_all,
@@ -164,8 +165,10 @@ def expected_size(app: str, model_input: Mapping[str, Any]) -> tuple[int, int] |
 
 
 def build_input(app: str, request: GenerationRequest, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The model input JSON for ``app``."""
-    edit = request.kind != ChallengeKind.TEXT_TO_IMAGE
+    """The model input JSON for ``app``. A conversation turn is an edit of the previous turn's output
+    (:mod:`harness.providers.chain`); its first turn without starting images is text-to-image."""
+    chained = request.kind == ChallengeKind.MULTI_TURN
+    edit = is_chained_edit(request) if chained else request.kind != ChallengeKind.TEXT_TO_IMAGE
     prompt = request.prompt
     body: dict[str, Any] = {"prompt": prompt, "num_images": request.n}
     if request.seed is not None:
@@ -177,7 +180,7 @@ def build_input(app: str, request: GenerationRequest, options: Mapping[str, Any]
     if edit:
         image_field = str(options.get("image_field") or
                           ("image_url" if app.endswith(wire.IMAGE_TO_IMAGE_SUFFIX) else "image_urls"))
-        urls = [image_data_url(ref) for ref in request.references]
+        urls = chained_image_urls(request, options) if chained else [image_data_url(r) for r in request.references]
         mask_field = options.get("mask_field")
         if request.mask is not None and request.kind == ChallengeKind.INPAINT:
             if mask_field:
@@ -297,6 +300,7 @@ class FalProvider(Provider):
     """Adapter for fal's queue (submit, status, result, cancel) and ``fal.run``."""
 
     protocol = "fal"
+    multi_turn = True
 
     def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None, *,
                  policy: OriginPolicy | None = None) -> None:
@@ -340,8 +344,10 @@ class FalProvider(Provider):
         return headers
 
     def app_for(self, request: GenerationRequest) -> str:
-        """The app id to call: ``options.edit_model`` for edits, else the target's model."""
-        if request.kind == ChallengeKind.TEXT_TO_IMAGE:
+        """The app id to call: ``options.edit_model`` for edits and conversation turns that send images,
+        else the target's model."""
+        if request.kind == ChallengeKind.TEXT_TO_IMAGE or (request.kind == ChallengeKind.MULTI_TURN
+                                                           and not is_chained_edit(request)):
             return request.model_id
         edit_model = self.options.get("edit_model")
         if edit_model:
@@ -360,8 +366,17 @@ class FalProvider(Provider):
         except ValueError as exc:
             raise ProviderError(ErrorKind.INVALID_REQUEST, str(exc)) from None
         options = {**self.options, **request.options}
+        if request.kind == ChallengeKind.MULTI_TURN and request.n != 1:
+            raise ProviderError(ErrorKind.INVALID_REQUEST, "a conversation turn asks for exactly one image (n=1)")
         model_input = build_input(app, request, options)
         expected = expected_size(app, model_input)
+        result = await self._generate(app, model_input, expected, http)
+        if request.kind == ChallengeKind.MULTI_TURN:
+            result.reply = chained_reply(result.images)
+        return result
+
+    async def _generate(self, app: str, model_input: dict[str, Any], expected: tuple[int, int] | None,
+                        http: TimedHttp) -> GenerationResult:
         if self.mode == "sync":
             url = f"{run_base(self.base_url)}/{app}"
             response = await http.request("POST", url, label="generate", json=model_input, headers=self._auth())

@@ -58,6 +58,7 @@ from harness.providers.base import (
     Provider,
     ProviderError,
 )
+from harness.providers.chain import chained_image_urls, chained_reply, is_chained_edit
 from harness.providers.common import (
     download_image,
     gather_all,
@@ -114,18 +115,20 @@ def size_params(model: str, request: GenerationRequest) -> dict[str, str]:
 
 def build_input(model: str, request: GenerationRequest, options: Mapping[str, Any], *,
                 seed_offset: int = 0, outputs: int = 1) -> dict[str, Any]:
-    """The prediction ``input`` for ``model``."""
+    """The prediction ``input`` for ``model``. A conversation turn is an edit of the previous turn's output
+    (:mod:`harness.providers.chain`); its first turn without starting images is text-to-image."""
     inp: dict[str, Any] = {"prompt": request.prompt}
     if request.seed is not None:
         inp["seed"] = request.seed + seed_offset
     inp.update(size_params(model, request))
     if wire.list_output(model):
         inp["num_outputs"] = outputs
-    if request.kind != ChallengeKind.TEXT_TO_IMAGE:
+    chained = request.kind == ChallengeKind.MULTI_TURN
+    if is_chained_edit(request) if chained else request.kind != ChallengeKind.TEXT_TO_IMAGE:
         plural = wire.gemini_model(model) is not None
         field_name = str(options.get("image_field") or (wire.GEMINI_IMAGE_FIELD if plural else "image"))
         many = field_name == wire.GEMINI_IMAGE_FIELD or field_name.endswith("s")
-        urls = [image_data_url(ref) for ref in request.references]
+        urls = chained_image_urls(request, options) if chained else [image_data_url(r) for r in request.references]
         mask_field = options.get("mask_field")
         if request.kind == ChallengeKind.INPAINT and request.mask is not None:
             if mask_field:
@@ -227,6 +230,7 @@ class ReplicateProvider(Provider):
     """Adapter for Replicate predictions (create with ``Prefer: wait``, poll, download)."""
 
     protocol = "replicate"
+    multi_turn = True
 
     def __init__(self, base_url: str, api_key: str, options: Mapping[str, Any] | None = None, *,
                  policy: OriginPolicy | None = None) -> None:
@@ -281,7 +285,10 @@ class ReplicateProvider(Provider):
         return self.base_url + template.format(owner=owner, name=name), {}
 
     async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
-        edit = request.kind != ChallengeKind.TEXT_TO_IMAGE
+        chained = request.kind == ChallengeKind.MULTI_TURN
+        if chained and request.n != 1:
+            raise ProviderError(ErrorKind.INVALID_REQUEST, "a conversation turn asks for exactly one image (n=1)")
+        edit = is_chained_edit(request) if chained else request.kind != ChallengeKind.TEXT_TO_IMAGE
         model = str(self.options["edit_model"]) if edit and self.options.get("edit_model") else request.model_id
         url, extra = self._create_url(model)
         options = {**self.options, **request.options}
@@ -308,7 +315,7 @@ class ReplicateProvider(Provider):
         }
         ids = [str(p.get("id")) for p, _ in predictions]
         return GenerationResult(images=images, request_id=",".join(ids), expected_size=expected,
-                                provider_timings=merged)
+                                provider_timings=merged, reply=chained_reply(images) if chained else None)
 
     async def _predict(self, url: str, body: dict[str, Any], http: TimedHttp,
                        outputs: int) -> tuple[dict[str, Any], int]:

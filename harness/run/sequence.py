@@ -29,6 +29,7 @@ import pybase64
 from harness.challenges import Challenge, Turn, thaw_turns
 from harness.errors import ConfigError
 from harness.providers.base import ChallengeKind, Exchange
+from harness.providers.chain import LIVE_KEY
 from harness.records import RequestKey
 
 SEQUENCE_KEY = "sequence"
@@ -103,8 +104,10 @@ def pack_reply(reply: Mapping[str, Any], stored: Iterable[str]) -> dict[str, Any
     An image the store does not keep stays inline, except in a Gemini ``thought: true`` part (an interim
     thought image, which carries no signature and is not an answer): such parts are left out of the stored
     reply. A payload whose base64 is not canonical (so re-encoding its bytes would not give it back exactly)
-    also stays inline."""
+    also stays inline. What a chained adapter marks as valid only while the conversation is live
+    (:data:`harness.providers.chain.LIVE_KEY`, a provider URL that expires) is never stored."""
     keep = set(stored)
+    reply = {k: v for k, v in reply.items() if k != LIVE_KEY}
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
