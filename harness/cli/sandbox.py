@@ -41,6 +41,8 @@ def serve(port: int, time_scale: float, faults: str, sandbox_profile: Path | Non
     server = start_sandbox(time_scale=time_scale, faults=faults == "on", seed=seed, profile_file=sandbox_profile,
                            port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     click.echo(json.dumps(server.base_urls()), nl=True)
+    for protocol, reason in server.skipped.items():
+        err_console().print(f"sandbox: not serving protocol {protocol!r}: {reason}", markup=False)
     err_console().print(f"sandbox listening on {server.root} (time scale {time_scale:g}, faults {faults}); "
                         "Ctrl-C stops it")
     stop = threading.Event()
