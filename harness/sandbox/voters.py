@@ -13,6 +13,14 @@ How a vote is cast, for a left output of model ``L`` and a right one of model ``
   arena data (Tang et al. 2025, "Drawing Conclusions from Draws", arXiv:2510.02306) — and is "both are bad"
   with probability ``both_bad_share``; otherwise left wins with probability ``σ − P(tie)/2``.
 
+**Looking at the pictures.** Given ``looks`` (each output's quality as read from its pixels by
+:func:`harness.sandbox.imagery.read`: the share of the prompt's elements it renders, less what an edit
+disturbs), :meth:`VoterPanel.cast` replaces the model strengths by what each voter sees:
+``S = quality_points · (look + ε) + category offset``, with ``ε ~ N(0, perception_sd)`` drawn afresh for
+each output of each vote (voters misjudge). The pictures' quality is what the models' strengths drive
+(:func:`harness.sandbox.imagery.render_probability`), so the board still orders the models by strength,
+and an automatic metric agrees with this panel only as far as it reads the same pixels.
+
 That choice keeps the expected score of every vote at exactly ``σ`` when ties count ½, so the
 Bradley–Terry fit with LMArena's tie convention (``--ties half``) is consistent for the true strengths:
 with no position bias, no noisy voters and no category offsets, the fitted ratings converge to
@@ -30,38 +38,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.sandbox.imagery import DEFAULT_STRENGTHS
 from harness.store.votes import Vote
-
-DEFAULT_STRENGTHS: Mapping[str, float] = MappingProxyType({
-    "gemini-3-pro-image-preview": 1235.0,
-    "gemini-3.1-flash-image-preview": 1190.0,
-    "gpt-image-1.5": 1170.0,
-    "gemini-2.5-flash-image": 1150.0,
-    "gpt-image-1": 1120.0,
-    "flux-dev": 1040.0,
-    "sd-3.5-large": 940.0,
-})
-"""True strengths (Elo points) of the sandbox's simulated models. Sources, all LMArena text-to-image
-board snapshots as committed to ``data/leaderboard-image.json`` of https://github.com/lmarena/arena-catalog:
-
-* ``gemini-3-pro-image-preview`` 1235 — "nano-banana-pro" 1234.33 on 2025-12-11;
-* ``gemini-2.5-flash-image`` 1150 — "nano-banana" 1145.14 (2025-11-05) and 1155.87 (2025-12-11);
-* ``gpt-image-1`` 1120 — 1124.93 (2025-11-05) and 1116.59 (2025-12-11);
-* ``sd-3.5-large`` 940 — "stable-diffusion-v35-large" 937.26 (2025-11-05) and 940.70 (2025-12-11).
-
-Placed by assumption, for lack of a published figure in our sources: ``gemini-3.1-flash-image-preview``
-1190 (Nano Banana 2, between Pro and the 2.5 model, as Google positions it), ``gpt-image-1.5`` 1170
-(the successor of gpt-image-1; Lumenfall's arena, https://lumenfall.ai/models/google/gemini-2.5-flash-image,
-shows it beating Nano Banana in its top matchups)
-and ``flux-dev`` 1040 (FLUX.1 [dev], the open-weights sibling, below the 1073.80 of flux-1-kontext-max).
-"""
 
 _Z95 = 1.6448536269514722
 
@@ -76,6 +60,8 @@ class PanelSettings:
     ``position_bias``: Elo points the left output gains. ``noisy_fraction``: share of voters who ignore
     the images. ``voters``: panel size. ``start``: Unix time of the first vote; ``mean_gap_s``: mean
     seconds between votes. ``decision_median_ms``/``decision_p95_ms``: lognormal decision time.
+    ``quality_points``: Elo points one unit of pixel quality is worth to a voter who looks at the pictures;
+    ``perception_sd``: standard deviation of a voter's error in reading one picture's quality.
     """
 
     strengths: Mapping[str, float] = field(default_factory=lambda: DEFAULT_STRENGTHS)
@@ -89,6 +75,8 @@ class PanelSettings:
     mean_gap_s: float = 20.0
     decision_median_ms: float = 6_000.0
     decision_p95_ms: float = 20_000.0
+    quality_points: float = 600.0
+    perception_sd: float = 0.15
 
     def __post_init__(self) -> None:
         checks = [
@@ -100,6 +88,8 @@ class PanelSettings:
             (0 < self.decision_median_ms <= self.decision_p95_ms,
              "decision times need 0 < decision_median_ms <= decision_p95_ms"),
             (math.isfinite(self.position_bias), "position_bias must be finite"),
+            (self.quality_points >= 0, f"quality_points must be >= 0, not {self.quality_points}"),
+            (self.perception_sd >= 0, f"perception_sd must be >= 0, not {self.perception_sd}"),
             (all(math.isfinite(v) for v in self.strengths.values()), "strengths must be finite"),
         ]
         for ok, message in checks:
@@ -140,7 +130,7 @@ class VoterPanel:
         mean = sum(raw.values()) / len(raw) if raw else 0.0
         return {m: v - mean + 1000.0 for m, v in raw.items()}
 
-    def cast(self, outputs: pd.DataFrame, n_votes: int) -> list[Vote]:
+    def cast(self, outputs: pd.DataFrame, n_votes: int, looks: Mapping[str, float] | None = None) -> list[Vote]:
         """``n_votes`` votes on pairs drawn from ``outputs``.
 
         ``outputs`` needs ``attempt_id``, ``run_id``, ``challenge_id``, ``variant``, ``target``, ``model``
@@ -148,6 +138,9 @@ class VoterPanel:
         ``kind`` columns are copied into the votes and select category offsets. A pair is two outputs of
         the same challenge and variant from different targets; every (challenge, variant) with at least
         two targets is equally likely, then every pair of its targets, then every output of each.
+
+        ``looks`` (output SHA-256 → pixel quality, see :func:`harness.quality.readings.pixel_looks`) makes
+        the panel judge the pictures instead of the models' strengths; every output needs one.
         """
         if n_votes < 0:
             raise ConfigError(f"voter panel: n_votes must be >= 0, not {n_votes}")
@@ -155,8 +148,13 @@ class VoterPanel:
         missing = [c for c in needed if c not in outputs.columns]
         if missing:
             raise ConfigError(f"voter panel: outputs lack column(s) {', '.join(missing)}")
-        for model in pd.unique(outputs["model"]):
-            self.strength(str(model))
+        if looks is None:
+            for model in pd.unique(outputs["model"]):
+                self.strength(str(model))
+        else:
+            unseen = sorted({str(v) for v in outputs["sha256"]} - set(looks))
+            if unseen:
+                raise ConfigError(f"voter panel: no pixel quality for {len(unseen)} output(s), e.g. {unseen[0]}")
         rows = outputs.reset_index(drop=True)
         slots: list[list[np.ndarray[Any, Any]]] = []
         for _, group in rows.groupby(["challenge_id", "variant"], sort=True):
@@ -180,8 +178,13 @@ class VoterPanel:
         left, right = rows.iloc[left_rows], rows.iloc[right_rows]
         categories = _optional_column(left, "category")
         kinds = _optional_column(left, "kind")
-        voter_index, outcomes = self._votes(left["model"].astype(str).tolist(), right["model"].astype(str).tolist(),
-                                            categories)
+        if looks is None:
+            voter_index, outcomes = self._votes(left["model"].astype(str).tolist(),
+                                                right["model"].astype(str).tolist(), categories)
+        else:
+            voter_index, outcomes = self._looked_votes(
+                [float(looks[str(v)]) for v in left["sha256"]], [float(looks[str(v)]) for v in right["sha256"]],
+                left["model"].astype(str).tolist(), right["model"].astype(str).tolist(), categories)
         voted_at, decision_ms = self._times(n_votes)
         return [
             Vote(
@@ -246,6 +249,30 @@ class VoterPanel:
         bad = rng.random(n) < self.settings.both_bad_share
         outcomes = np.where(u < probs[:, 0], "left", np.where(u < probs[:, 0] + probs[:, 1], "right",
                                                                 np.where(bad, "both_bad", "tie")))
+        return voter_index, [str(o) for o in outcomes]
+
+    def _looked_votes(self, left: list[float], right: list[float], left_models: list[str],
+                      right_models: list[str], categories: list[str | None]
+                      ) -> tuple[np.ndarray[Any, Any], list[str]]:
+        """Votes of voters who look at the pictures: utilities from pixel quality read with noise."""
+        s = self.settings
+        rng = self._rng
+        n = len(left)
+        voter_index = rng.choice(len(self.voters), size=n, p=self._activity)
+        noisy = self._noisy[voter_index]
+        seen = rng.normal(0.0, s.perception_sd, size=(n, 2)) + np.column_stack([left, right])
+        offsets = np.array([[s.category_offsets.get(c or "", {}).get(m, 0.0) for m in pair]
+                            for c, pair in zip(categories, zip(left_models, right_models, strict=True),
+                                               strict=True)]).reshape(n, 2)
+        utility = s.quality_points * seen + offsets
+        gap = np.where(noisy, 0.0, utility[:, 1] - utility[:, 0]) - s.position_bias
+        expected = 1.0 / (1.0 + 10.0 ** (gap / 400.0))
+        p_tie = s.tie_rate * 4.0 * expected * (1.0 - expected)
+        p_left, p_right = expected - p_tie / 2.0, 1.0 - expected - p_tie / 2.0
+        u = rng.random(n)
+        bad = rng.random(n) < s.both_bad_share
+        outcomes = np.where(u < p_left, "left", np.where(u < p_left + p_right, "right",
+                                                         np.where(bad, "both_bad", "tie")))
         return voter_index, [str(o) for o in outcomes]
 
     def _times(self, n: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
