@@ -69,6 +69,8 @@ MAX_BODY_BYTES = 16 * 1024
 """Largest request body the arena reads (a vote is about 150 bytes); larger ones get 413 before parsing."""
 DEFAULT_MAX_SERVINGS = 50
 """Times one output may be served in all (both sides, every voter) before it leaves pairing."""
+DEFAULT_POOL_REFRESH_S = 30.0
+"""Seconds between reloads of the arena's pool from the store (new runs appear within this)."""
 
 
 def check_forwarded_allow_ips(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -96,7 +98,10 @@ class ArenaConfig:
     predictable). ``forwarded_allow_ips``: proxies whose ``X-Forwarded-For`` names the client (none: the
     connecting address is the client). ``max_body_bytes``: largest request body read (413 beyond).
     ``max_servings``: times one output may be served in all (None: no cap). ``reveal_memory``: see
-    :data:`RevealMemory`.
+    :data:`RevealMemory`. ``pool_refresh_s``: seconds between reloads of the pool from the store, so new
+    runs appear without a restart (None: read once at start). ``shared_rate_limits``: keep the token
+    buckets in the store (table ``arena_ratelimits``) so they hold across every worker and host serving
+    this store, instead of in each process's memory.
     """
 
     db: Path
@@ -116,6 +121,8 @@ class ArenaConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     max_servings: int | None = DEFAULT_MAX_SERVINGS
     reveal_memory: RevealMemory = "voter+address"
+    pool_refresh_s: float | None = DEFAULT_POOL_REFRESH_S
+    shared_rate_limits: bool = False
 
     def __post_init__(self) -> None:
         check_forwarded_allow_ips(self.forwarded_allow_ips)
@@ -125,6 +132,8 @@ class ArenaConfig:
             raise ConfigError(f"max servings per output must be at least 1 (or no cap), not {self.max_servings}")
         if self.reveal_memory not in REVEAL_MEMORIES:
             raise ConfigError(f"reveal memory must be one of {', '.join(REVEAL_MEMORIES)}, not {self.reveal_memory!r}")
+        if self.pool_refresh_s is not None and not self.pool_refresh_s > 0:
+            raise ConfigError(f"pool refresh interval must be positive (or off), not {self.pool_refresh_s} s")
         if not self.token_ttl_s > 0:
             raise ConfigError(f"token lifetime must be positive, not {self.token_ttl_s} s")
         if not 64 <= self.image_side <= 4096:

@@ -1,5 +1,6 @@
 """What the arena can show: successful outputs grouped into matchups (one challenge variant, outputs from
-two or more targets), read once from the store.
+two or more targets), read from the store at start and again every ``pool_refresh_s`` seconds
+(:class:`PoolRefresher`), so runs finished since appear without a restart.
 
 A matchup is keyed by challenge id, variant and the challenge's content hash, so outputs of the same
 challenge from several runs are pooled (a provider benchmarked in another run can face this one), while a
@@ -8,17 +9,22 @@ changed challenge (other prompt or reference bytes) never meets its older self.
 
 from __future__ import annotations
 
-import fnmatch
+import logging
+import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import gcd
 from typing import Any
 
 from harness.arena.blind import DEFAULT_RATIO, can_decode
-from harness.errors import ConfigError
+from harness.arena.config import ArenaConfig
+from harness.errors import ConfigError, HarnessError
+from harness.globs import select_names
 from harness.store import Store
 from harness.store import runs as run_store
+
+log = logging.getLogger("harness.arena")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +120,11 @@ def requested_ratio(params: Mapping[str, Any] | None) -> tuple[int, int]:
 
 
 def _selected_targets(present: set[str], patterns: Sequence[str]) -> set[str]:
-    if not patterns:
-        return present
-    chosen: set[str] = set()
-    for pattern in patterns:
-        hits = {t for t in present if fnmatch.fnmatchcase(t, pattern)}
-        if not hits:
-            raise ConfigError(f"arena target {pattern!r} matches no target with outputs in the chosen runs "
-                              f"(they have: {', '.join(sorted(present)) or 'none'})")
-        chosen |= hits
-    return chosen
+    chosen, unmatched = select_names(sorted(present), patterns)
+    if unmatched:
+        raise ConfigError(f"arena target {unmatched[0]!r} matches no target with outputs in the chosen runs "
+                          f"(they have: {', '.join(sorted(present)) or 'none'})")
+    return set(chosen)
 
 
 def load_pool(store: Store, run_ids: Sequence[str] = (), targets: Sequence[str] = ()) -> ArenaPool:
@@ -178,3 +179,29 @@ def load_pool(store: Store, run_ids: Sequence[str] = (), targets: Sequence[str] 
             f"from at least two different targets (targets with outputs: {', '.join(sorted(chosen)) or 'none'})"
         )
     return ArenaPool(tuple(matchups), tuple(runs), missing, dict(formats))
+
+
+class PoolRefresher:
+    """Reloads the pool from the store at most every ``config.pool_refresh_s`` seconds, so a run finished
+    while the arena is up (by any host writing to the same store) is on offer within one interval, on every
+    app server, without a restart. Lives on the arena's store thread, like the store connection it reads."""
+
+    def __init__(self, config: ArenaConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._due = clock() + (config.pool_refresh_s or 0.0)
+
+    def poll(self, store: Store) -> ArenaPool | None:
+        """A freshly loaded pool when an interval has passed since the last load, else None (also None when
+        refreshing is off, or when the reload fails: the arena keeps serving its current pool, and says why
+        in the log)."""
+        interval = self.config.pool_refresh_s
+        now = self._clock()
+        if not interval or now < self._due:
+            return None
+        self._due = now + interval
+        try:
+            return load_pool(store, self.config.run_ids, self.config.targets)
+        except HarnessError as exc:
+            log.warning("arena: pool not refreshed, the current one is kept: %s", exc)
+            return None
