@@ -24,7 +24,7 @@ TARGETS = ["gemini-3-pro-image-preview@google", "gpt-image-1@openai", "sd-3.5-la
 
 
 def outputs(n: int = 40) -> pd.DataFrame:
-    rows = []
+    rows: list[dict[str, object]] = []
     for i in range(n):
         for model in ("gemini-3-pro-image-preview", "sd-3.5-large"):
             rows.append({"attempt_id": len(rows) + 1, "run_id": "r", "challenge_id": f"c{i}", "variant": "default",
