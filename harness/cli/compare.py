@@ -13,8 +13,19 @@ from harness.gate import load_gate, parse_selector
 from harness.gate.render import markdown, write_junit
 from harness.gate.sides import load_side
 from harness.gate.versions import check_clock_versions
+from harness.stats.goodput import MEASURES, parse_slo
 from harness.store import Store
 from harness.store import runs as run_store
+
+
+def slo_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``--slo 10s`` as ms (a usage error naming the option when it is not a duration)."""
+    if value is None:
+        return None
+    try:
+        return parse_slo(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @click.command()
@@ -28,6 +39,11 @@ from harness.store import runs as run_store
               help="Also write JUnit XML here (one test case per check).")
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")
+@click.option("--slo", "slo_ms", callback=slo_option, metavar="DURATION",
+              help="Latency objective: also check goodput, the share of requests that succeeded within it "
+                   "(10s, 1500ms; overrides the gate file's slo).")
+@click.option("--slo-measure", type=click.Choice(list(MEASURES)), default=None,
+              help="The time compared with the objective (default: the gate file's, else time_to_image).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of Markdown.")
 @click.option("--allow-clock-mismatch", is_flag=True,
               help="Compare runs measured under different clock versions (refused by default: latency means "
@@ -35,12 +51,13 @@ from harness.store import runs as run_store
 @db_option
 @handle_errors
 def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_file: Path | None,
-            junit_file: Path | None, markdown_file: Path | None, as_json: bool, allow_clock_mismatch: bool,
+            junit_file: Path | None, markdown_file: Path | None, slo_ms: float | None, slo_measure: str | None, as_json: bool, allow_clock_mismatch: bool,
             db: Path) -> None:
     """Compare a baseline with a candidate: two runs, or two targets or prompt variants of one run.
 
     Latency percentiles get bootstrap intervals and a Mann-Whitney test, success rates a Newcombe interval,
-    scores (when present) a paired comparison by challenge. Exits 1 when the gate finds a regression the
+    scores (when present) a paired comparison by challenge; with --slo, goodput (the share of requests that
+    succeeded within the objective) like the success rate. Exits 1 when the gate finds a regression the
     data support; refuses (exit 2) runs of different clock versions unless --allow-clock-mismatch.
     """
     a, b = parse_selector(sel_a, "--a"), parse_selector(sel_b, "--b")
@@ -51,6 +68,10 @@ def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_fi
     if base_run is None or cand_run is None:
         raise ConfigError("name the runs: `harness compare BASE CAND`, one run with --a/--b, or run=ID in --a/--b")
     gate = load_gate(gate_file)
+    if slo_ms is not None:
+        gate = gate.model_copy(update={"slo_ms": slo_ms})
+    if slo_measure is not None:
+        gate = gate.model_copy(update={"slo_measure": slo_measure})
     with Store.open(db, readonly=True) as store:
         base_info, cand_info = run_store.get_run(store, base_run), run_store.get_run(store, cand_run)
         base_id, cand_id = base_info.id, cand_info.id

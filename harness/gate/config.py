@@ -5,13 +5,19 @@ A YAML file (``harness compare --gate FILE``); every key is optional and the def
     alpha: 0.05          # chance of a false alarm per comparison when nothing changed (family-wise)
     resamples: 2000      # bootstrap replicates per latency or score check (percentile method)
     seed: 0              # bootstrap seed (results are reproducible)
+    slo: 10s             # latency objective for goodput (also --slo); without one, goodput is not checked
+    slo_measure: time_to_image   # or latency: the time compared with the objective
     checks:
       latency_p50:  {max_increase: 0.15}   # relative: +15 % of the baseline's median latency
       latency_p95:  {max_increase: 0.15}
       success_rate: {max_decrease: 0.03}   # absolute: 3 percentage points (as a fraction)
       scores:       {max_decrease: 0.02}   # relative: 2 % of the baseline's mean score, every score metric
+      goodput:      {max_decrease: 0.03}   # absolute: 3 points of the share succeeding within slo
       # also: latency_p90, latency_p99, ttfb_p50, ttfb_p95, "score:<metric>" for one score metric;
       # a check set to null is switched off.
+
+Goodput (the share of requests that succeeded within ``slo``, :mod:`harness.stats.goodput`) is checked only
+when an objective is set, in the file or with ``--slo``; like success it is compared with Newcombe's interval.
 
 A check flags a regression only when the change is worse than its threshold **and** the data support a
 worsening: the one-sided bound of the change at level ``alpha / m`` excludes zero, where ``m`` is the number
@@ -29,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import ConfigError
+from harness.stats.goodput import DEFAULT_MEASURE, Measure, parse_slo
 
 QUANTILE_METRIC = re.compile(r"^(latency|ttfb)_p(50|90|95|99)$")
 SCORE_METRIC = re.compile(r"^score:(.+)$")
@@ -54,6 +61,7 @@ DEFAULT_CHECKS: dict[str, Threshold | None] = {
     "latency_p50": Threshold(max_increase=0.15),
     "latency_p95": Threshold(max_increase=0.15),
     "success_rate": Threshold(max_decrease=0.03),
+    "goodput": Threshold(max_decrease=0.03),
     "scores": Threshold(max_decrease=0.02),
 }
 
@@ -67,6 +75,25 @@ class GateConfig(BaseModel):
     resamples: int = Field(default=2000, ge=200, le=100_000)
     seed: int = 0
     checks: dict[str, Threshold | None] = Field(default_factory=lambda: dict(DEFAULT_CHECKS))
+    slo_ms: float | None = Field(default=None, gt=0)
+    """Latency objective (ms) of the goodput check (``slo`` in the file, ``--slo``); None: goodput unchecked."""
+    slo_measure: Measure = DEFAULT_MEASURE
+    """The time compared with the objective: time to image (retries and waits included) or latency."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _slo(cls, data: Any) -> Any:
+        """``slo: 10s`` (or a number of ms) in the file becomes ``slo_ms``."""
+        if isinstance(data, dict) and "slo" in data:
+            data = dict(data)
+            value = data.pop("slo")
+            if isinstance(value, str):
+                try:
+                    value = parse_slo(value)
+                except ValueError as exc:
+                    raise ValueError(f"slo: {exc}") from None
+            data["slo_ms"] = value
+        return data
 
     @model_validator(mode="after")
     def _known(self) -> GateConfig:
@@ -74,13 +101,13 @@ class GateConfig(BaseModel):
             if QUANTILE_METRIC.match(name):
                 if threshold is not None and threshold.max_increase is None:
                     raise ValueError(f"checks.{name}: latency checks take max_increase (relative, 0.15 = +15 %)")
-            elif name == "success_rate" or name == "scores" or SCORE_METRIC.match(name):
+            elif name in ("success_rate", "goodput", "scores") or SCORE_METRIC.match(name):
                 if threshold is not None and threshold.max_decrease is None:
-                    raise ValueError(f"checks.{name}: takes max_decrease (success: points as a fraction; "
-                                     "scores: relative)")
+                    raise ValueError(f"checks.{name}: takes max_decrease (success and goodput: points as a "
+                                     "fraction; scores: relative)")
             else:
                 raise ValueError(f"checks: unknown check {name!r}; known: latency_p50/p90/p95/p99, "
-                                 "ttfb_p50/p95, success_rate, scores, score:<metric>")
+                                 "ttfb_p50/p95, success_rate, goodput, scores, score:<metric>")
         return self
 
     def active(self) -> dict[str, Threshold]:

@@ -8,6 +8,9 @@ check of the gate (:mod:`harness.gate.config`) is evaluated on the logical reque
   relative change from the same replicates, and a Mann–Whitney U test. Skipped (never a regression) when a
   side has fewer requests than the percentile needs (the same rule ``harness stats`` uses to withhold it);
 * ``success_rate``: eventual success, Newcombe interval of the difference;
+* ``goodput`` (only with an objective, ``slo_ms``): the share of requests that succeeded within it
+  (:func:`harness.stats.goodput.goodput_counts`), Newcombe interval of the difference. Skipped when a side has
+  successes without the measured time (a run recorded before it was measured);
 * ``score:<metric>``: per-challenge means of each side (challenge and variant when both sides have the same
   variants), paired; bootstrap over pairs of the mean difference, Wilcoxon signed-rank. Needs at least
   :data:`MIN_PAIRS` pairs. Absent when neither side has scores.
@@ -30,6 +33,7 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.gate.config import QUANTILE_METRIC, GateConfig, Threshold
+from harness.stats.goodput import format_slo, goodput_counts
 from harness.stats.intervals import CONFIDENCE, min_n_for_quantile
 from harness.stats.requests import logical_requests
 from harness.stats.twosample import paired_shift, quantile_shift, rate_shift
@@ -116,6 +120,7 @@ class Comparison:
             "baseline": self.baseline, "candidate": self.candidate, "regressed": self.regressed,
             "alpha": self.gate.alpha, "tests": self.tests, "per_check_alpha": self.per_check_alpha,
             "resamples": self.gate.resamples, "seed": self.gate.seed, "bootstrap": "percentile",
+            "slo_ms": self.gate.slo_ms, "slo_measure": self.gate.slo_measure if self.gate.slo_ms else None,
             "checks": [c.to_dict() for c in self.checks], "notes": self.notes,
         }
 
@@ -204,6 +209,40 @@ def _success_check(pair: _Pair, threshold: Threshold) -> _Pending:
             reason=f"{_points(change)} vs allowed −{100 * limit:g} points; one-sided upper bound {_points(high)}")
 
     return pair.label, "success_rate", threshold, run
+
+
+def _goodput_check(pair: _Pair, threshold: Threshold, config: GateConfig) -> _Pending | CheckResult:
+    """Share of requests that succeeded within the objective, compared like the success rate."""
+    assert threshold.max_decrease is not None and config.slo_ms is not None
+    limit, slo = threshold.max_decrease, config.slo_ms
+    ca = goodput_counts(pair.a, slo, config.slo_measure)
+    cb = goodput_counts(pair.b, slo, config.slo_measure)
+    within = f"within {format_slo(slo)} ({config.slo_measure.replace('_', ' ')})"
+    head = CheckResult(pair=pair.label, check="goodput", status=SKIPPED, unit="rate", change_kind="points",
+                       threshold=limit, worse="down", n_a=ca.n, n_b=cb.n)
+    if ca.unjudged or cb.unjudged:
+        return replace(head, reason=f"goodput {within} cannot be judged: {ca.unjudged + cb.unjudged} successful "
+                       f"request(s) have no recorded {config.slo_measure.replace('_', ' ')}; set slo_measure to "
+                       "latency for runs recorded before it was measured")
+    if ca.n == 0 or cb.n == 0:
+        return replace(head, reason="a side sent no request")
+
+    def run(alpha: float) -> CheckResult:
+        shift = rate_shift(ca.hits, ca.n, cb.hits, cb.n)
+        high, low = shift.upper_bound(alpha), shift.lower_bound(alpha)
+        change = shift.difference.estimate
+        status = OK
+        if change < -limit and high < 0:
+            status = REGRESSION
+        elif change > limit and low > 0:
+            status = IMPROVED
+        return replace(
+            head, status=status, baseline=shift.a, candidate=shift.b, change=change,
+            change_low=shift.difference.low, change_high=shift.difference.high, bound=high, test="Newcombe",
+            reason=f"share {within}: {_points(change)} vs allowed −{100 * limit:g} points; one-sided upper bound "
+                   f"{_points(high)}")
+
+    return pair.label, "goodput", threshold, run
 
 
 def _unit_means(scores: pd.DataFrame, units: list[str]) -> pd.Series:
@@ -324,6 +363,8 @@ def compare(a: Side, b: Side, config: GateConfig | None = None) -> Comparison:
                 items.append(_quantile_check(pair, name, threshold, config))
             elif name == "success_rate":
                 items.append(_success_check(pair, threshold))
+            elif name == "goodput" and config.slo_ms is not None:
+                items.append(_goodput_check(pair, threshold, config))
         if scored:
             assert a.scores is not None and b.scores is not None
             items.extend(_score_checks(pair, a.scores, b.scores, config))

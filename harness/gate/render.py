@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.gate.evaluate import IMPROVED, REGRESSION, SKIPPED, CheckResult, Comparison
+from harness.stats.goodput import format_slo
 
 VERDICT = {REGRESSION: "**REGRESSION**", IMPROVED: "improved", "ok": "ok", SKIPPED: "skipped"}
 
@@ -54,7 +55,9 @@ def markdown(result: Comparison) -> str:
         f"- gate: false-alarm level α = {result.gate.alpha:g} per comparison, Bonferroni over {result.tests} "
         f"evaluated check(s) (one-sided {result.per_check_alpha:.3g} each); latency and score intervals from "
         f"{result.gate.resamples} percentile-bootstrap resamples (seed {result.gate.seed}), success from Newcombe; "
-        "changes shown with 95 % intervals", "",
+        "changes shown with 95 % intervals"
+        + (f"; goodput: share of requests that succeeded within {format_slo(result.gate.slo_ms)} of "
+           f"{result.gate.slo_measure.replace('_', ' ')}" if result.gate.slo_ms is not None else ""), "",
         "| pair | check | baseline | candidate | change (95 % CI) | allowed | test p | n (A/B) | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
