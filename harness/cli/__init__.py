@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "demo": "harness.cli.demo:demo",
     "store": "harness.cli.store:store",
     "sweep": "harness.cli.sweep:sweep",
+    "trend": "harness.cli.trend:trend",
 }
 
 
