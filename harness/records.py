@@ -7,7 +7,11 @@ as named); every ``*_ms`` is a duration in milliseconds measured with ``perf_cou
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from harness.timing import AttemptClock
@@ -16,6 +20,26 @@ NOT_SENT = "not_sent"
 """``error_kind`` of a final attempt recorded for a request that was never sent: its target was stopped (a
 dead target, a spend cap). Such an attempt has ``http_calls`` 0, ``ok`` false and the reason in
 ``error_message``; statistics keep it out of latency and success denominators and show its count."""
+
+
+RUN_HOST_ENV = "HARNESS_RUN_HOST"
+"""Environment variable naming the host an attempt is recorded under (default: :func:`socket.gethostname`),
+for machines whose host name says nothing (containers) or tests that play several hosts on one."""
+
+
+def run_host() -> str:
+    """The host this process records its attempts under: ``$HARNESS_RUN_HOST`` or the machine's host name."""
+    return os.environ.get(RUN_HOST_ENV, "").strip() or socket.gethostname()
+
+
+FLATTENED: Mapping[str, Any] = MappingProxyType({"column": "flatten"})
+"""Field metadata: the field is a record whose own fields are stored as columns (by their names)."""
+FLATTENED_NULLABLE: Mapping[str, Any] = MappingProxyType({"column": "flatten", "nullable": True})
+"""As :data:`FLATTENED`, with every one of those columns nullable (some points of an attempt are never reached)."""
+STORED_AS_JSON: Mapping[str, Any] = MappingProxyType({"column": "json"})
+"""Field metadata: a mapping stored as JSON text in the column ``<name>_json`` (NULL when empty)."""
+NOT_STORED: Mapping[str, Any] = MappingProxyType({"column": None})
+"""Field metadata: not a column of the record's table (kept in another table, a file, or nowhere)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +67,16 @@ class RequestKey:
     sample: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class AttemptRecord:
     """One HTTP-level attempt of a logical request (retries produce several, the last has ``final``).
+
+    The record is the one definition of the store's ``attempts`` columns (:mod:`harness.store.runs` derives
+    its table, insert and frame columns from these fields, in this order): a scalar field is a column of its
+    own name, ``key`` and ``clock`` give one column per field of theirs (:data:`FLATTENED`), ``usage`` and
+    ``provider_timings`` are stored as JSON in ``<name>_json`` (:data:`STORED_AS_JSON`), and what is marked
+    :data:`NOT_STORED` lives elsewhere (outputs in their own table, bytes in image files). A field added
+    later must be nullable or have a default: older stores gain its column on their next write.
 
     ``sched_ms``/``start_ms`` are relative to the run's start (open-loop schedule and actual start);
     ``started_at`` is Unix seconds (UTC) for plotting over time. ``cost_usd`` is what this attempt costs
@@ -54,22 +85,24 @@ class AttemptRecord:
     """
 
     run_id: str
-    key: RequestKey
+    key: RequestKey = field(metadata=FLATTENED)
+    attempt: int
+    final: bool
     model: str
     provider: str
     protocol: str
-    attempt: int
-    final: bool
     ok: bool
-    started_at: float
-    sched_ms: float
-    start_ms: float
-    clock: AttemptClock
     error_kind: str | None = None
+    """Why the attempt failed, one of :class:`harness.outcomes.ErrorKind` or
+    :data:`harness.outcomes.NOT_SENT`; ``None`` when it succeeded."""
     http_status: int | None = None
     provider_code: str | None = None
     error_message: str | None = None
     request_id: str | None = None
+    started_at: float
+    sched_ms: float
+    start_ms: float
+    clock: AttemptClock = field(metadata=FLATTENED_NULLABLE)
     retry_wait_ms: float | None = None
     retry_after_ms: float | None = None
     n_images: int = 0
@@ -78,8 +111,8 @@ class AttemptRecord:
     cost_usd: float = 0.0
     cost_source: str = "none"
     billed: bool = False
-    usage: dict[str, Any] = field(default_factory=dict)
-    provider_timings: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict, metadata=STORED_AS_JSON)
+    provider_timings: dict[str, Any] = field(default_factory=dict, metadata=STORED_AS_JSON)
     finish_reason: str | None = None
     size_requested: str | None = None
     """The size asked for, as sent: ``WxH`` pixels or ``W:H`` aspect ratio; ``None`` when the request named none."""
@@ -93,8 +126,14 @@ class AttemptRecord:
     ``ok`` to keep successes); ``None`` on non-final attempts and on requests never sent. Within one process
     it is measured on the monotonic clock; across a resume it runs from the first attempt's stored
     ``started_at`` (wall clock), so it includes the time the run was stopped."""
-    outputs: list[OutputRecord] = field(default_factory=list)
-    image_bytes: list[bytes] = field(default_factory=list, repr=False)
+    host: str | None = field(default_factory=run_host)
+    """The machine that made the attempt (:func:`run_host`): shards of one run started on several hosts are
+    told apart by it. ``None`` in stores written before it was recorded."""
+    region: str | None = None
+    """Where the attempt's run (or shard) ran, as ``harness run --region`` labelled it (a free label such as
+    ``eu-west``); ``None`` when not said."""
+    outputs: list[OutputRecord] = field(default_factory=list, metadata=NOT_STORED)
+    image_bytes: list[bytes] = field(default_factory=list, repr=False, metadata=NOT_STORED)
     """Validated image bytes waiting to be written by the store writer (never persisted in the DB)."""
 
 

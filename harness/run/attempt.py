@@ -121,6 +121,8 @@ class AttemptContext:
     sched_ms: float
     start_ms: float
     retry_wait_ms: float | None = None
+    region: str | None = None
+    """The run's region label (``RunOptions.region``), recorded on the attempt."""
 
 
 def attempt_record(outcome: AttemptOutcome, ctx: AttemptContext) -> AttemptRecord:
@@ -154,5 +156,5 @@ def attempt_record(outcome: AttemptOutcome, ctx: AttemptContext) -> AttemptRecor
         finish_reason=result.finish_reason if result else None,
         outputs=[OutputRecord(i, "", c.ext, c.width, c.height, len(c.data)) for i, c in enumerate(checked)],
         image_bytes=[c.data for c in checked],
-        size_requested=outcome.size.requested, size_as_asked=outcome.size.as_asked,
+        size_requested=outcome.size.requested, size_as_asked=outcome.size.as_asked, region=ctx.region,
     )

@@ -33,11 +33,12 @@ from harness.store.dialect import POSTGRES, SQLITE, Dialect
 from harness.store.images import ImageFolder
 from harness.store.url import DEFAULT_DB, PostgresLocation, StoreUrlError, parse_location, redact_url
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the store's table layout; every change to it bumps this number.
 
 History: 1, the first release; 2, attempts gain size conformance, time to image and the measurement
-columns of clock version 2 (client time, intended delay), runs gain ``clock_version``.
+columns of clock version 2 (client time, intended delay), runs gain ``clock_version``; 3, attempts gain
+``host`` and ``region`` (which machine and region made each attempt of a sharded run).
 
 Migration is additive: :func:`_migrate` creates missing tables and adds every column the code declares
 that an older store lacks (``ALTER TABLE ... ADD COLUMN``), so a column added later must be nullable or

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Sequence
+import operator
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -13,9 +16,76 @@ import pandas as pd
 
 from harness.records import AttemptRecord, FinalOutcome, RequestKey, RunInfo
 from harness.store.core import SCHEMA_VERSION, Store, StoreError
-from harness.timing import CLOCK_VERSION, AttemptClock
+from harness.timing import CLOCK_VERSION
 
-CLOCK_COLUMNS = tuple(f.name for f in fields(AttemptClock))
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a record's table, derived from one field of the record (or of a record it flattens)."""
+
+    name: str
+    sql_type: str
+    """``INTEGER``, ``REAL`` or ``TEXT`` as SQLite spells them (:mod:`harness.store.dialect` translates)."""
+    nullable: bool
+    attr: str
+    """Where the value sits in the record: an attribute path such as ``key.challenge_id``."""
+    encoding: str = "plain"
+    """``plain``; ``bool`` (stored 0/1); ``json`` (a mapping as JSON text, NULL when empty)."""
+
+    def ddl(self, constraints: Mapping[str, str]) -> str:
+        null = "" if self.nullable else " NOT NULL"
+        extra = f" {constraints[self.name]}" if self.name in constraints else ""
+        return f"{self.name} {self.sql_type}{null}{extra}"
+
+
+_SQL_TYPES: Mapping[type, str] = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER"}
+
+
+def _optional(hint: Any) -> tuple[Any, bool]:
+    """``(T, True)`` for ``T | None``, ``(hint, False)`` otherwise."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0], True
+    return hint, False
+
+
+def record_columns(record_type: type, prefix: str = "", nullable: bool = False) -> tuple[Column, ...]:
+    """The table columns of a dataclass record, in field order, as its fields' metadata says
+    (:data:`harness.records.FLATTENED`, :data:`~harness.records.STORED_AS_JSON`,
+    :data:`~harness.records.NOT_STORED`); a plain field's type gives the column's type and ``T | None`` makes
+    it nullable. A field of another type is an error here, not a surprise in the database."""
+    hints = typing.get_type_hints(record_type)
+    out: list[Column] = []
+    for f in fields(record_type):
+        kind = f.metadata.get("column", "plain")
+        attr = f"{prefix}{f.name}"
+        if kind is None:
+            continue
+        if kind == "flatten":
+            out.extend(record_columns(hints[f.name], f"{attr}.", nullable or bool(f.metadata.get("nullable"))))
+        elif kind == "json":
+            out.append(Column(f"{f.name}_json", "TEXT", True, attr, "json"))
+        else:
+            base, optional = _optional(hints[f.name])
+            if base not in _SQL_TYPES:
+                raise TypeError(f"{record_type.__name__}.{f.name}: no column type for {base!r}; mark the field "
+                                "FLATTENED, STORED_AS_JSON or NOT_STORED")
+            out.append(Column(f.name, _SQL_TYPES[base], nullable or optional, attr,
+                              "bool" if base is bool else "plain"))
+    return tuple(out)
+
+
+ATTEMPT_COLUMNS = record_columns(AttemptRecord)
+"""The ``attempts`` table's columns besides ``id``, derived from :class:`~harness.records.AttemptRecord`: the
+table, its insert and the frame reader all follow this one list."""
+_ATTEMPT_CONSTRAINTS = {"run_id": "REFERENCES runs(id)"}
+_ATTEMPT_COLUMNS = tuple(c.name for c in ATTEMPT_COLUMNS)
+_ATTEMPT_VALUES = operator.attrgetter(*(c.attr for c in ATTEMPT_COLUMNS))
+_BOOL_AT = tuple(i for i, c in enumerate(ATTEMPT_COLUMNS) if c.encoding == "bool")
+_JSON_AT = tuple(i for i, c in enumerate(ATTEMPT_COLUMNS) if c.encoding == "json")
+_COLUMN_SEP = ",\n        "
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS runs (
@@ -61,40 +131,7 @@ DDL = [
     )""",
     f"""CREATE TABLE IF NOT EXISTS attempts (
         id INTEGER PRIMARY KEY,
-        run_id TEXT NOT NULL REFERENCES runs(id),
-        challenge_id TEXT NOT NULL,
-        variant TEXT NOT NULL,
-        target TEXT NOT NULL,
-        sample INTEGER NOT NULL,
-        attempt INTEGER NOT NULL,
-        final INTEGER NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        protocol TEXT NOT NULL,
-        ok INTEGER NOT NULL,
-        error_kind TEXT,
-        http_status INTEGER,
-        provider_code TEXT,
-        error_message TEXT,
-        request_id TEXT,
-        started_at REAL NOT NULL,
-        sched_ms REAL NOT NULL,
-        start_ms REAL NOT NULL,
-        {", ".join(f"{c} {'INTEGER' if c in ('conn_reused', 'bytes_sent', 'bytes_received', 'http_calls') else 'REAL'}" for c in CLOCK_COLUMNS)},
-        retry_wait_ms REAL,
-        retry_after_ms REAL,
-        n_images INTEGER NOT NULL,
-        width INTEGER,
-        height INTEGER,
-        cost_usd REAL NOT NULL,
-        cost_source TEXT NOT NULL,
-        billed INTEGER NOT NULL,
-        usage_json TEXT,
-        provider_timings_json TEXT,
-        finish_reason TEXT,
-        size_requested TEXT,
-        size_as_asked INTEGER,
-        time_to_image_ms REAL,
+        {_COLUMN_SEP.join(c.ddl(_ATTEMPT_CONSTRAINTS) for c in ATTEMPT_COLUMNS)},
         UNIQUE (run_id, challenge_id, variant, target, sample, attempt)
     )""",
     "CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id, target)",
@@ -110,15 +147,6 @@ DDL = [
     "CREATE INDEX IF NOT EXISTS outputs_sha ON outputs(sha256)",
 ]
 
-_ATTEMPT_COLUMNS = (
-    "run_id", "challenge_id", "variant", "target", "sample", "attempt", "final", "model", "provider",
-    "protocol", "ok", "error_kind", "http_status", "provider_code", "error_message", "request_id",
-    "started_at", "sched_ms", "start_ms", *CLOCK_COLUMNS, "retry_wait_ms", "retry_after_ms", "n_images",
-    "width", "height", "cost_usd", "cost_source", "billed", "usage_json", "provider_timings_json",
-    "finish_reason", "size_requested", "size_as_asked", "time_to_image_ms",
-)
-"""Columns of an attempt row in insert order; :func:`_attempt_row` follows it and the frame reader derives
-its own list from it."""
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})"
     " RETURNING id"
@@ -176,17 +204,14 @@ def record_images(store: Store, images: Iterable[tuple[str, str, int, int, int]]
 
 
 def _attempt_row(a: AttemptRecord) -> tuple[Any, ...]:
-    clock = a.clock
-    return (
-        a.run_id, a.key.challenge_id, a.key.variant, a.key.target, a.key.sample, a.attempt, int(a.final),
-        a.model, a.provider, a.protocol, int(a.ok), a.error_kind, a.http_status, a.provider_code,
-        a.error_message, a.request_id, a.started_at, a.sched_ms, a.start_ms,
-        *(getattr(clock, c) for c in CLOCK_COLUMNS),
-        a.retry_wait_ms, a.retry_after_ms, a.n_images, a.width, a.height, a.cost_usd, a.cost_source,
-        int(a.billed), json.dumps(a.usage) if a.usage else None,
-        json.dumps(a.provider_timings) if a.provider_timings else None, a.finish_reason,
-        a.size_requested, None if a.size_as_asked is None else int(a.size_as_asked), a.time_to_image_ms,
-    )
+    """``a``'s values in :data:`ATTEMPT_COLUMNS` order, encoded as stored."""
+    row = list(_ATTEMPT_VALUES(a))
+    for i in _BOOL_AT:
+        if row[i] is not None:
+            row[i] = int(row[i])
+    for i in _JSON_AT:
+        row[i] = json.dumps(row[i]) if row[i] else None
+    return tuple(row)
 
 
 def insert_attempts(store: Store, attempts: Sequence[AttemptRecord]) -> None:
@@ -357,7 +382,7 @@ ATTEMPT_FRAME_COLUMNS = ("id", *(c for c in _ATTEMPT_COLUMNS if not c.endswith("
 
 
 TEXT_COLUMNS = ("run_id", "challenge_id", "variant", "target", "model", "provider", "protocol", "error_kind",
-                "cost_source", "kind", "category", "finish_reason", "provider_code")
+                "cost_source", "kind", "category", "finish_reason", "provider_code", "host", "region")
 """Low-cardinality text columns, read as pandas categoricals (a tenth of the memory of Python strings)."""
 
 
@@ -371,7 +396,7 @@ def attempts_frame(
     million attempts read in seconds with a peak near the frame's own size.
     """
     cols = list(columns or ATTEMPT_FRAME_COLUMNS)
-    unknown = [c for c in cols if c not in ATTEMPT_FRAME_COLUMNS and c not in ("usage_json", "provider_timings_json")]
+    unknown = [c for c in cols if c not in ATTEMPT_FRAME_COLUMNS and c not in _ATTEMPT_COLUMNS]
     if unknown:
         raise ValueError(f"unknown attempt columns: {unknown}")
     select = ", ".join(f"a.{c}" for c in cols)
