@@ -3,14 +3,9 @@
 ``harness run --sandbox`` starts it in a child process (:mod:`harness.sandbox.process`), so the client being
 measured and the servers never share an interpreter; ``harness sandbox serve`` runs it alone.
 What is served comes from the protocol specs (:mod:`harness.protocols`): every built-in protocol and every
-installed plugin whose spec names a server, under the spec's mount prefix. Base URLs, for a root
-``http://127.0.0.1:PORT``::
-
-    openai      {root}/openai/v1
-    gemini      {root}/gemini
-    openrouter  {root}/openrouter/api/v1
-    fal         {root}/fal/queue  (queue host; sync host {root}/fal/run)
-    replicate   {root}/replicate/v1
+installed plugin whose spec names a server, under the spec's mount prefix. A provider's base URL, for a root
+``http://127.0.0.1:PORT``, is ``spec.sandbox_base_url(root)``: ``{root}/openai/v1`` for ``openai-images``,
+``{root}/fal/queue`` for fal's queue host (:meth:`SandboxServer.base_urls` maps every served one).
 """
 
 from __future__ import annotations
