@@ -146,7 +146,10 @@ def _overlaps(a: str, b: str) -> bool:
 
 def simulated_provider(protocol: str) -> str | None:
     """The sandbox's name for the provider that speaks ``protocol``, or ``None`` when the sandbox does not
-    serve it."""
+    serve it. Built-in protocols are answered without scanning the installed entry points."""
+    builtin = builtin_specs().get(protocol)
+    if builtin is not None:
+        return builtin.sandbox_name if builtin.has_sandbox else None
     return next((n for n, s in sandbox_layout().served.items() if s.name == protocol), None)
 
 
