@@ -118,7 +118,48 @@ def test_a_gate_file_merges_with_the_defaults_and_can_switch_checks_off(tmp_path
     assert load_gate(None) == GateConfig()
 
 
+def test_goodput_is_checked_only_with_an_objective_given_in_the_gate_file_or_as_an_option(tmp_path: Path) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text("slo: 2.5s\nslo_measure: latency\nchecks:\n  goodput: {max_decrease: 0.05}\n", encoding="utf-8")
+    gate = load_gate(path)
+    assert gate.slo_ms == 2500.0 and gate.slo_measure == "latency"
+    assert gate.active()["goodput"] == Threshold(max_decrease=0.05)
+    assert "goodput" not in GateConfig().active(), "no objective, no goodput check"
+    assert GateConfig(slo_ms=800.0).active()["goodput"] == Threshold(max_decrease=0.03)
+
+
+def test_goodput_passes_on_the_same_profile_and_regresses_when_latency_doubles() -> None:
+    rng = random.Random(5)
+    profile = DEFAULT_PROFILES["openai"]
+    gate = GateConfig(resamples=300, slo_ms=25_000.0, slo_measure="latency")
+    base = attempts_from_profile(rng, profile, 80)
+    same = compare(Side("a", base), Side("b", attempts_from_profile(rng, profile, 80)), gate)
+    slow = compare(Side("a", base), Side("b", attempts_from_profile(rng, profile, 80, slowdown=2.0)), gate)
+    good_same = [c for c in same.checks if c.check == "goodput"]
+    good_slow = [c for c in slow.checks if c.check == "goodput"]
+    assert len(good_same) == len(good_slow) == len(TARGETS)
+    assert {c.status for c in good_same} <= {"ok", "improved"}
+    assert {c.status for c in good_slow} == {"regression"}
+    assert all(c.change is not None and c.change < -0.03 and c.bound is not None and c.bound < 0 and
+               c.test == "Newcombe" and "within 25 s" in c.reason for c in good_slow)
+    assert same.to_dict()["slo_ms"] == 25_000.0 and same.tests == 2 * len(TARGETS) + len(TARGETS) + \
+        sum(c.status != "skipped" for c in same.checks if c.check == "latency_p95")
+    text = markdown(slow)
+    assert "| goodput |" in text and "within 25 s of latency" in text
+
+
+def test_goodput_without_the_measured_time_is_skipped_with_the_reason() -> None:
+    rng = random.Random(6)
+    profile = DEFAULT_PROFILES["openai"]
+    result = compare(Side("a", attempts_from_profile(rng, profile, 20)), Side("b", attempts_from_profile(rng, profile, 20)),
+                     GateConfig(resamples=300, slo_ms=25_000.0))
+    skipped = [c for c in result.checks if c.check == "goodput"]
+    assert skipped and all(c.status == "skipped" and "no recorded time to image" in c.reason for c in skipped)
+
+
 @pytest.mark.parametrize(("text", "message"), [
+    ("slo: 10\n", "not a duration"),
+    ("checks:\n  goodput: {max_increase: 0.1}\n", "checks.goodput: takes max_decrease"),
     ("checks:\n  latency_p42: {max_increase: 0.1}\n", "unknown check 'latency_p42'"),
     ("checks:\n  success_rate: {max_increase: 0.1}\n", "checks.success_rate: takes max_decrease"),
     ("checks:\n  latency_p95: {max_decrease: 0.1}\n", "latency checks take max_increase"),

@@ -199,3 +199,27 @@ def test_runs_of_different_clock_versions_are_refused_unless_allowed(sandbox_run
     assert notes and notes[0].startswith("clock versions differ")
     same_version = CliRunner().invoke(cli, ["compare", sandbox_runs["same"], sandbox_runs["again"], "--db", str(db)])
     assert same_version.exit_code == 0, same_version.output
+
+
+def test_goodput_within_an_objective_passes_on_a_repeat_and_fails_at_doubled_latency(
+        sandbox_runs: dict[str, Any], tmp_path: Path) -> None:
+    """150 ms of scaled time sits between the steady profile's median (100 ms) and the doubled one's (200 ms):
+    most steady requests make it, most slow ones do not."""
+    code, doc = compare(sandbox_runs, sandbox_runs["base"], sandbox_runs["same"], "--slo", "150ms")
+    assert code == 0 and doc["slo_ms"] == 150.0 and doc["slo_measure"] == "time_to_image"
+    assert {v for (_, check), v in verdicts(doc).items() if check == "goodput"} <= {"ok", "improved"}
+    assert {pair for pair, check in verdicts(doc) if check == "goodput"} == set(TARGETS)
+    code, doc = compare(sandbox_runs, sandbox_runs["base"], sandbox_runs["slow"], "--slo", "150ms")
+    assert code == 1
+    goodput = [c for c in doc["checks"] if c["check"] == "goodput"]
+    assert {c["status"] for c in goodput} == {"regression"}
+    assert all(c["candidate"] < c["baseline"] and c["bound"] < 0 and c["unit"] == "rate" for c in goodput)
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("slo: 150ms\nchecks:\n  latency_p50: null\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["compare", sandbox_runs["base"], sandbox_runs["slow"], "--gate", str(gate),
+                                      "--db", str(sandbox_runs["db"])])
+    assert result.exit_code == 1, "the gate file's objective alone catches the slower run"
+    assert "within 150 ms of time to image" in result.output and "goodput | " in result.output
+    bad = CliRunner().invoke(cli, ["compare", sandbox_runs["base"], sandbox_runs["same"], "--slo", "150",
+                                   "--db", str(sandbox_runs["db"])])
+    assert bad.exit_code == 2 and "--slo" in bad.output

@@ -83,13 +83,13 @@ class GateConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _slo(cls, data: Any) -> Any:
-        """``slo: 10s`` (or a number of ms) in the file becomes ``slo_ms``."""
+        """``slo: 10s`` in the file becomes ``slo_ms``; a bare number is refused (seconds or milliseconds?)."""
         if isinstance(data, dict) and "slo" in data:
             data = dict(data)
             value = data.pop("slo")
-            if isinstance(value, str):
+            if value is not None:
                 try:
-                    value = parse_slo(value)
+                    value = parse_slo(str(value))
                 except ValueError as exc:
                     raise ValueError(f"slo: {exc}") from None
             data["slo_ms"] = value
@@ -111,8 +111,8 @@ class GateConfig(BaseModel):
         return self
 
     def active(self) -> dict[str, Threshold]:
-        """The checks that are switched on."""
-        return {k: v for k, v in self.checks.items() if v is not None}
+        """The checks that are switched on (goodput only with an objective)."""
+        return {k: v for k, v in self.checks.items() if v is not None and (k != "goodput" or self.slo_ms is not None)}
 
     def score_threshold(self, metric: str) -> Threshold | None:
         """Threshold for score metric ``metric``: its own ``score:<metric>`` entry, else ``scores``."""

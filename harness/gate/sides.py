@@ -10,7 +10,8 @@ import pandas as pd
 from harness.errors import ConfigError
 from harness.gate.evaluate import Side
 from harness.gate.selectors import Selector
-from harness.stats.requests import INPUT_COLUMNS
+from harness.stats.requests import INPUT_COLUMNS, OPTIONAL_COLUMNS
+from harness.stats.source import stored_attempt_columns
 from harness.store import Store
 from harness.store import runs as run_store
 
@@ -38,7 +39,9 @@ def read_scores(store: Store, run_ids: Sequence[str]) -> pd.DataFrame | None:
 def load_side(store: Store, run_id: str, selector: Selector, name: str) -> Side:
     """The attempts of ``run_id`` (or the selector's ``run=``) matching ``selector``; ``name`` is the option."""
     info = run_store.get_run(store, selector.run or run_id)
-    wanted = [c for c in dict.fromkeys([*INPUT_COLUMNS, "variant", "challenge_id"])]
+    present = set(stored_attempt_columns(store))
+    optional = [c for c in OPTIONAL_COLUMNS if c in present]  # time to image, for goodput
+    wanted = [c for c in dict.fromkeys([*INPUT_COLUMNS, "variant", "challenge_id", *optional])]
     frame = run_store.attempts_frame(store, [info.id], columns=wanted)
     chosen = selector.apply(frame)
     where = f"run {info.id}" + (f" [{selector.text}]" if selector.text else "")
