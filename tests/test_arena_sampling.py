@@ -6,11 +6,19 @@ import random
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from harness.arena.sampling import PairSampler, active_weight, ordered, win_probability
+from harness.arena.sampling import (
+    MIN_RELEVANCE,
+    PairSampler,
+    active_weight,
+    ordered,
+    rank_relevance,
+    win_probability,
+)
 
 TARGETS = ("a@x", "b@x", "c@y", "d@z")
 ALL = {"m1": TARGETS, "m2": TARGETS, "m3": TARGETS[:3]}
@@ -109,3 +117,100 @@ def test_vote_points_are_symmetric_in_side(points: list[str]) -> None:
     pair = ordered("a@x", "b@x")
     assert one.votes[pair] == two.votes[pair] == len(points)
     assert abs(one.points[pair] - two.points[pair]) < 1e-9
+
+
+# -- contenders: by model (default in the arena) or by target -------------------------------------------
+
+TWO_PROVIDERS = {"m1": ("gem@openrouter", "gem@google", "flux@fal", "sd@replicate"),
+                 "m2": ("gem@openrouter", "gem@google", "flux@fal")}
+MODEL_OF = {"gem@openrouter": "gem", "gem@google": "gem", "flux@fal": "flux", "sd@replicate": "sd"}
+
+
+def test_pairing_by_model_never_puts_one_model_against_itself() -> None:
+    """Two providers of one model never meet, and both still get about half of their model's showings."""
+    s = PairSampler(TWO_PROVIDERS, min_exposure=20, rng=random.Random(3), unit_of=MODEL_OF)
+    assert set(s.pairs) == {("flux", "gem"), ("flux", "sd"), ("gem", "sd")}
+    for _ in range(600):
+        c = s.choose()
+        assert MODEL_OF[c.left] != MODEL_OF[c.right], c
+        assert c.left in TWO_PROVIDERS[c.matchup] and c.right in TWO_PROVIDERS[c.matchup]
+        s.note_served(c.matchup, c.left, c.right)
+        s.note_vote(c.left, c.right, "left")
+    assert abs(s.target_shown["gem@openrouter"] - s.target_shown["gem@google"]) <= 2
+    # a vote between the two providers (cast elsewhere, e.g. imported) is not counted for the model pair
+    before = dict(s.votes)
+    s.note_vote("gem@openrouter", "gem@google", "left")
+    assert dict(s.votes) == before
+
+
+def test_pairing_by_target_lets_two_providers_of_one_model_meet() -> None:
+    s = PairSampler(TWO_PROVIDERS, min_exposure=0, rng=random.Random(3))
+    met = Counter(ordered(c.left, c.right) for c in (s.choose() for _ in range(400)))
+    assert met[ordered("gem@openrouter", "gem@google")] > 0
+
+
+def test_a_model_with_one_target_only_in_some_challenges_is_paired_where_it_has_outputs() -> None:
+    s = PairSampler({"m1": ("gem@google", "flux@fal"), "m2": ("gem@openrouter", "gem@google")},
+                    min_exposure=0, rng=random.Random(1), unit_of=MODEL_OF)
+    assert s.pairs == (("flux", "gem"),)
+    assert all(s.choose().matchup == "m1" for _ in range(50))
+    with pytest.raises(ValueError, match="no matchup has two contenders"):
+        PairSampler({"m2": ("gem@openrouter", "gem@google")}, min_exposure=0, rng=random.Random(1),
+                    unit_of=MODEL_OF)
+
+
+# -- rank policy ---------------------------------------------------------------------------------------
+
+
+def _cast(s: PairSampler, a: str, b: str, wins_a: int, wins_b: int) -> None:
+    for _ in range(wins_a):
+        s.note_vote(a, b, "left")
+    for _ in range(wins_b):
+        s.note_vote(a, b, "right")
+
+
+def test_rank_policy_spends_votes_on_neighbours_whose_order_is_still_open() -> None:
+    """Four models: a far above b, b far above the close pair c ~ d. Equal vote counts everywhere, yet the
+    c-d pair (order unsettled) outweighs a settled neighbour pair and, far more, the pair at the ends."""
+    names = ("a", "b", "c", "d")
+    s = PairSampler({"m": names}, min_exposure=0, rng=random.Random(2), policy="rank")
+    for x, y, wx, wy in (("a", "b", 36, 4), ("b", "c", 36, 4), ("c", "d", 21, 19), ("a", "c", 39, 1),
+                         ("b", "d", 38, 2), ("a", "d", 40, 0)):
+        _cast(s, x, y, wx, wy)
+    rank = s.weights()
+    plain = PairSampler({"m": names}, min_exposure=0, rng=random.Random(2), policy="uncertainty")
+    for (x, y), n in s.votes.items():
+        _cast(plain, x, y, int(s.points[(x, y)]), n - int(s.points[(x, y)]))
+    assert rank[("c", "d")] > 20 * rank[("a", "b")]
+    assert rank[("c", "d")] > 1000 * rank[("a", "d")]
+    # the earlier rule cares about the outcome's variance only: far less sharp
+    assert plain.weights()[("c", "d")] < 10 * plain.weights()[("a", "b")]
+    assert all(w > 0 for w in rank.values())
+
+
+def test_rank_policy_refits_on_a_schedule_not_per_draw() -> None:
+    s = PairSampler({"m": TARGETS}, min_exposure=0, rng=random.Random(4), refit_every=25)
+    rng = random.Random(9)
+    for n in range(1, 501):
+        c = s.choose()
+        s.note_served(c.matchup, c.left, c.right)
+        s.note_vote(c.left, c.right, rng.choice(["left", "right", "tie"]))
+        s.choose()  # a page view that is not voted on
+        assert s.fits <= n // 25 + 1
+    assert s.fits >= 500 // 25 - 1
+
+
+def test_uniform_policy_weighs_every_pair_alike() -> None:
+    s = PairSampler(ALL, min_exposure=0, rng=random.Random(4), policy="uniform")
+    _cast(s, "a@x", "b@x", 50, 0)
+    assert set(s.weights().values()) == {1.0}
+    with pytest.raises(ValueError, match="unknown sampling policy"):
+        PairSampler(ALL, min_exposure=0, rng=random.Random(4), policy="best")  # type: ignore[arg-type]
+
+
+@given(gap=st.floats(-50, 50), sd=st.floats(0, 100))
+def test_rank_relevance_is_a_probability_floored_above_zero(gap: float, sd: float) -> None:
+    r = rank_relevance(gap, sd)
+    assert MIN_RELEVANCE <= r <= 1.0
+    if sd > 0:
+        assert rank_relevance(gap / 2, sd) >= r  # closer ratings: more relevant

@@ -43,6 +43,7 @@ from harness import __version__
 from harness.arena.blind import MEDIA_TYPE
 from harness.arena.config import ArenaConfig
 from harness.arena.ratelimit import TokenBuckets, retry_after_header
+from harness.arena.sampling import PairBy
 from harness.arena.schemas import Health, PairView, Problem, Reveal, VoteIn
 from harness.arena.service import ArenaService, VoteRejected
 from harness.arena.sizelimit import BodySizeLimit
@@ -159,11 +160,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
+               pair_by: PairBy | None = None) -> FastAPI:
     """The arena app over ``config.db``. Opens the store and loads the pool now, so a bad configuration
     fails here (``HarnessError``) rather than at the first request; the store closes on shutdown.
-    ``clock`` (Unix seconds) is injectable for expiry tests."""
-    service = ArenaService(config, clock=clock)
+    ``clock`` (Unix seconds) is injectable for expiry tests. ``pair_by``: ``model`` or ``target`` (None:
+    the configuration's setting, else ``model``; see :mod:`harness.arena.sampling`)."""
+    service = ArenaService(config, clock=clock, pair_by=pair_by)
     guards = Guards(config, service)
     templates = _templates()
 

@@ -1,36 +1,75 @@
-"""Which two targets (and which challenge) the next voter sees.
+"""Which two contenders (and which challenge) the next voter sees.
+
+**Contenders.** By default the arena pairs *models*: two targets serving the same model (say
+``gemini-2.5-flash-image@openrouter`` and ``@google``) never meet, because the by-model board would throw
+that vote away. ``pair_by="target"`` pairs targets instead, for studies of provider quality; two targets of
+one model then do meet. Within a chosen pair of models, each side is the model's least-shown target in the
+chosen challenge (chance breaks ties), so every provider of a model gets its share of the model's votes.
 
 The rule, in two phases:
 
-1. **Balanced exposure.** While some target has been shown fewer than ``min_exposure`` times, the next
-   pair is the least-shown target against its least-shown partner (fewest meetings between the two
-   breaking ties, then chance). Every target gets into the ratings quickly, whatever the run sizes.
-2. **Active sampling.** Afterwards a pair of targets (a, b) is drawn with probability proportional to
+1. **Balanced exposure.** While some contender has been shown fewer than ``min_exposure`` times, the next
+   pair is the least-shown contender against its least-shown partner (fewest meetings between the two
+   breaking ties, then chance). Every contender gets into the ratings quickly, whatever the run sizes.
+2. **Active sampling.** Afterwards a pair (a, b) is drawn at random with probability proportional to its
+   weight. The default policy, ``rank``, is
 
-       w(a, b) = p (1 - p) / (n + 1),   p = (wins of a over b + 1) / (votes between them + 2)
+       w(a, b) = p (1 - p) / (n + 1) × r(a, b)³
 
-   where ties and "both bad" count half a win each (the FastChat/LMArena convention) and ``n`` is the
-   larger of the votes recorded for the pair and the times it was served (so pairs handed out but not yet
-   voted on count already). ``p (1 - p)`` is the variance of one Bernoulli outcome, largest when the two
-   are evenly matched; dividing by ``n + 1`` prefers pairs with few observations. Both favour the votes
-   that shrink the rating intervals fastest; no pair's weight is ever zero.
+   where ``p = (wins of a over b + 1) / (votes between them + 2)`` (ties and "both bad" count half a win,
+   the FastChat/LMArena convention) and ``n`` is the larger of the votes recorded for the pair and the
+   times it was served (pairs handed out but not yet voted on count already). ``p (1 - p)`` is the variance
+   of one outcome, largest for evenly matched pairs; ``1 / (n + 1)`` prefers pairs with few observations.
+   ``r`` is the pair's *rank relevance*: twice the probability, under a Bradley–Terry fit of every vote so
+   far, that the fitted order of a and b is wrong, ``r = 2 Φ(-|θa - θb| / sd(θa - θb))`` (1 for two
+   contenders the fit cannot tell apart, near 0 for two whose order is settled), floored at
+   :data:`MIN_RELEVANCE`. Votes therefore go to pairs whose intervals still overlap — mostly neighbours in
+   the ranking — which is what decides the order of the board; pairs far apart, whose outcome is certain,
+   are left alone. (The cube sharpens that focus: on the bench's simulated arenas it needed fewer votes
+   than the first or second power, see ``docs/arena.md``.) A contender with no vote yet has relevance 1 with everyone. The ``uncertainty`` policy
+   drops ``r`` (the arena's earlier rule), ``uniform`` draws every pair equally (the baseline of the
+   bench ``tests/bench/test_bench_active_sampling.py``).
 
-Within the chosen pair of targets, the challenge is the one this pair has been shown on least (chance
-breaks ties), and the left/right order is a fair coin flip.
+The fit is cheap but is never made per request: it is redone on the first draw after ``refit_every`` new
+votes (a few Newton steps on the pair counts, warm-started; a fixed ridge prior of one drawn game per
+contender keeps it finite). No pair's weight is ever zero, and the draw is random, so a voter cannot
+predict the next pair, let alone its sides.
+
+Within the chosen pair, the challenge is the one this pair has been shown on least (chance breaks ties),
+and the left/right order is a fair coin flip.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy.special import expit, ndtr
 
 TargetPair = tuple[str, str]
-"""Two target names in sorted order."""
+"""Two contender names (targets, or models when pairing by model) in sorted order."""
+PairBy = Literal["model", "target"]
+PAIR_BY: tuple[PairBy, ...] = ("model", "target")
+Policy = Literal["rank", "uncertainty", "uniform"]
+POLICIES: tuple[Policy, ...] = ("rank", "uncertainty", "uniform")
 
 SCORES = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
 """Points the left target earns per outcome."""
+RELEVANCE_POWER = 3
+"""Exponent of the rank relevance in the ``rank`` policy's weight."""
+MIN_RELEVANCE = 0.01
+"""Floor of a pair's rank relevance, so that no pair is ever out of the draw."""
+DEFAULT_REFIT_EVERY = 20
+"""New votes after which the sampler's Bradley–Terry fit is redone (at the next draw)."""
+PRIOR_GAMES = 1.0
+"""Virtual drawn games per contender against a fixed reference in the sampler's fit (keeps it finite)."""
+
+Array = np.ndarray[Any, np.dtype[np.float64]]
 
 
 def ordered(a: str, b: str) -> TargetPair:
@@ -43,9 +82,57 @@ def win_probability(wins: float, n: float) -> float:
 
 
 def active_weight(wins: float, votes: float, served: float = 0.0) -> float:
-    """Sampling weight of a pair: outcome variance over observations (see the module docstring)."""
+    """Sampling weight of a pair before rank relevance: outcome variance over observations."""
     p = win_probability(wins, votes)
     return p * (1.0 - p) / (max(votes, served) + 1.0)
+
+
+def rank_relevance(gap: float, sd: float) -> float:
+    """``2 Φ(-|gap| / sd)``: 1 when the fitted order of two contenders is a coin flip, towards 0 when it is
+    settled; never below :data:`MIN_RELEVANCE`. ``gap`` and ``sd`` in the same unit (log-strength)."""
+    if not sd > 0:
+        return 1.0 if gap == 0 else MIN_RELEVANCE
+    return max(MIN_RELEVANCE, 2.0 * float(ndtr(-abs(gap) / sd)))
+
+
+@dataclass(frozen=True, slots=True)
+class StrengthFit:
+    """Log-strengths ``theta`` of ``names`` and their covariance ``cov`` (inverse Fisher information)."""
+
+    names: tuple[str, ...]
+    theta: Array
+    cov: Array
+
+    def relevance(self, a: str, b: str) -> float:
+        i, j = self.names.index(a), self.names.index(b)
+        var = self.cov[i, i] + self.cov[j, j] - 2.0 * self.cov[i, j]
+        return rank_relevance(float(self.theta[i] - self.theta[j]), math.sqrt(max(var, 0.0)))
+
+
+def fit_strengths(names: Sequence[str], first: Sequence[int], second: Sequence[int], points: Sequence[float],
+                  votes: Sequence[float], *, start: Array | None = None, steps: int = 50) -> StrengthFit:
+    """Bradley–Terry log-strengths by Newton's method, with :data:`PRIOR_GAMES` drawn games per contender
+    against a reference at 0 (so the fit exists for any counts, disconnected ones included). ``points`` are
+    the first contender's points (ties ½) out of ``votes`` per pair."""
+    m = len(names)
+    f, s = np.asarray(first, dtype=np.intp), np.asarray(second, dtype=np.intp)
+    y, n = np.asarray(points, dtype=np.float64), np.asarray(votes, dtype=np.float64)
+    theta = np.zeros(m) if start is None else start.copy()
+    hess = np.eye(m)
+    for _ in range(steps):
+        p = expit(theta[f] - theta[s])
+        g = np.bincount(f, y - n * p, minlength=m) - np.bincount(s, y - n * p, minlength=m)
+        g = g + PRIOR_GAMES * (0.5 - expit(theta))
+        w = n * p * (1.0 - p)
+        hess = np.diag(np.bincount(f, w, minlength=m) + np.bincount(s, w, minlength=m)
+                       + PRIOR_GAMES * expit(theta) * (1.0 - expit(theta)))
+        np.add.at(hess, (f, s), -w)
+        np.add.at(hess, (s, f), -w)
+        step = np.linalg.solve(hess, g)
+        theta = theta + step
+        if float(np.max(np.abs(step))) < 1e-8:
+            break
+    return StrengthFit(tuple(names), theta, np.asarray(np.linalg.inv(hess), dtype=np.float64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,41 +147,91 @@ class Choice:
 class PairSampler:
     """Chooses pairs and keeps the counts the choice depends on (shows, servings, vote points).
 
-    Not thread-safe: the arena calls it from its single store thread.
+    ``matchups`` maps a matchup key to its targets; ``unit_of`` maps a target to the contender it counts
+    for (its model, when pairing by model; None: every target is its own contender). Counters (``shown``,
+    ``served``, ``votes``, ``points``) are kept per contender. Not thread-safe: the arena calls it from its
+    single store thread.
     """
 
-    def __init__(self, matchups: Mapping[str, Sequence[str]], *, min_exposure: int, rng: random.Random) -> None:
+    def __init__(self, matchups: Mapping[str, Sequence[str]], *, min_exposure: int, rng: random.Random,
+                 unit_of: Mapping[str, str] | None = None, policy: Policy = "rank",
+                 refit_every: int = DEFAULT_REFIT_EVERY) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown sampling policy {policy!r}; use one of {', '.join(POLICIES)}")
         self.min_exposure = min_exposure
+        self.policy = policy
+        self.refit_every = max(1, refit_every)
         self._rng = rng
+        self._unit_of = {t: (unit_of or {}).get(t, t) for ts in matchups.values() for t in ts}
+        self._members: dict[tuple[str, str], list[str]] = defaultdict(list)
         self._pair_matchups: dict[TargetPair, list[str]] = {}
         for key, targets in sorted(matchups.items()):
-            names = sorted(set(targets))
-            for i, a in enumerate(names):
-                for b in names[i + 1:]:
+            for t in sorted(set(targets)):
+                self._members[(key, self._unit_of[t])].append(t)
+            units = sorted({self._unit_of[t] for t in targets})
+            for i, a in enumerate(units):
+                for b in units[i + 1:]:
                     self._pair_matchups.setdefault((a, b), []).append(key)
         if not self._pair_matchups:
-            raise ValueError("no matchup has two targets")
+            raise ValueError("no matchup has two contenders")
         self._partners: dict[str, list[str]] = {}
         for a, b in self._pair_matchups:
             self._partners.setdefault(a, []).append(b)
             self._partners.setdefault(b, []).append(a)
+        self._units = tuple(sorted(self._partners))
         self.shown: Counter[str] = Counter({t: 0 for t in self._partners})
+        self.target_shown: Counter[str] = Counter()
         self.served: Counter[TargetPair] = Counter()
         self.served_on: Counter[tuple[TargetPair, str]] = Counter()
         self.votes: Counter[TargetPair] = Counter()
         self.points: defaultdict[TargetPair, float] = defaultdict(float)
-        """Points of the first (alphabetically smaller) target of each pair."""
+        """Points of the first (alphabetically smaller) contender of each pair."""
+        self._fit: StrengthFit | None = None
+        self._stale = 0
+        self.fits = 0
+        """How many times the sampler refitted its ratings (a measure of its cost)."""
 
     @property
     def pairs(self) -> tuple[TargetPair, ...]:
         return tuple(self._pair_matchups)
 
+    def unit(self, target: str) -> str:
+        """The contender a target counts for."""
+        return self._unit_of.get(target, target)
+
     def in_warmup(self) -> bool:
         return min(self.shown.values()) < self.min_exposure
 
+    def _refit(self) -> StrengthFit:
+        index = {u: i for i, u in enumerate(self._units)}
+        voted = [p for p, n in self.votes.items() if n > 0]
+        start = self._fit.theta if self._fit is not None else None
+        self._fit = fit_strengths(self._units, [index[a] for a, _ in voted], [index[b] for _, b in voted],
+                                  [self.points[p] for p in voted], [float(self.votes[p]) for p in voted],
+                                  start=start)
+        self._stale = 0
+        self.fits += 1
+        return self._fit
+
+    def strengths(self) -> StrengthFit | None:
+        """The current fit (refitted first when ``refit_every`` votes arrived since); None before any vote."""
+        if not self.votes:
+            return None
+        if self._fit is None or self._stale >= self.refit_every:
+            return self._refit()
+        return self._fit
+
     def weights(self) -> dict[TargetPair, float]:
-        """The active-phase weight of every pair."""
-        return {p: active_weight(self.points[p], self.votes[p], self.served[p]) for p in self._pair_matchups}
+        """The active-phase weight of every pair under the sampler's policy (see the module docstring)."""
+        if self.policy == "uniform":
+            return dict.fromkeys(self._pair_matchups, 1.0)
+        base = {p: active_weight(self.points[p], self.votes[p], self.served[p]) for p in self._pair_matchups}
+        fitted = self.strengths() if self.policy == "rank" else None
+        if fitted is None:
+            return base
+        rated = {u for p, n in self.votes.items() if n > 0 for u in p}
+        return {p: w * (fitted.relevance(*p) ** RELEVANCE_POWER if p[0] in rated and p[1] in rated else 1.0)
+                for p, w in base.items()}
 
     def _least(self, items: Iterable[str], key: Mapping[str, float]) -> str:
         pool = list(items)
@@ -124,17 +261,25 @@ class PairSampler:
         assert choice is not None  # every pair is allowed
         return choice
 
+    def _allowed_members(self, key: str, unit: str, allowed: Mapping[str, Collection[str]] | None) -> list[str]:
+        members = self._members.get((key, unit), [])
+        if allowed is None:
+            return members
+        kept = allowed.get(key, ())
+        return [t for t in members if t in kept]
+
     def choose_among(self, allowed: Mapping[str, Collection[str]] | None,
                      reuse: Mapping[str, Mapping[str, int]] | None = None) -> Choice | None:
         """The next pair, using only the targets ``allowed`` in each matchup (all when None); None when no
-        matchup has two allowed targets. Balance and weights are those of :meth:`choose`. ``reuse`` (matchup
-        -> target -> how often its least-served output was served) makes the challenge the one whose two
-        outputs were served least, before the pair's own count: fresh outputs are what keeps a voter with
-        many identities from recognising sides."""
+        matchup has two allowed contenders. Balance and weights are those of :meth:`choose`. ``reuse``
+        (matchup -> target -> how often its least-served output was served) makes the challenge the one
+        whose two outputs were served least, before the pair's own count: fresh outputs are what keeps a
+        voter with many identities from recognising sides."""
         pair_keys: Mapping[TargetPair, Sequence[str]] = self._pair_matchups
         if allowed is not None:
             pair_keys = {p: kept for p, keys in self._pair_matchups.items()
-                         if (kept := [k for k in keys if p[0] in allowed.get(k, ()) and p[1] in allowed.get(k, ())])}
+                         if (kept := [k for k in keys if self._allowed_members(k, p[0], allowed)
+                                      and self._allowed_members(k, p[1], allowed)])}
             if not pair_keys:
                 return None
         pair = self._balanced_pair(pair_keys) if self.in_warmup() else self._active_pair(pair_keys)
@@ -142,25 +287,34 @@ class PairSampler:
         order = {k: float(self.served_on[(pair, k)]) for k in keys}
         if reuse is not None:
             scale = 1.0 + max(order.values())
-            order = {k: (reuse[k][pair[0]] + reuse[k][pair[1]]) * scale + n for k, n in order.items()}
+            order = {k: (min(reuse[k][t] for t in self._allowed_members(k, pair[0], allowed))
+                         + min(reuse[k][t] for t in self._allowed_members(k, pair[1], allowed))) * scale + n
+                     for k, n in order.items()}
         matchup = self._least(keys, order)
-        left, right = pair if self._rng.random() < 0.5 else (pair[1], pair[0])
+        sides = [self._least(members, {t: float(self.target_shown[t]) for t in members})
+                 for members in (self._allowed_members(matchup, u, allowed) for u in pair)]
+        left, right = sides if self._rng.random() < 0.5 else (sides[1], sides[0])
         return Choice(matchup, left, right)
 
     def note_served(self, matchup: str, left: str, right: str, count: int = 1) -> None:
-        pair = ordered(left, right)
+        pair = ordered(self.unit(left), self.unit(right))
         if pair not in self._pair_matchups:
             return
-        self.shown[left] += count
-        self.shown[right] += count
+        self.shown[pair[0]] += count
+        self.shown[pair[1]] += count
+        self.target_shown[left] += count
+        self.target_shown[right] += count
         self.served[pair] += count
         self.served_on[(pair, matchup)] += count
 
     def note_vote(self, left: str, right: str, outcome: str, count: int = 1) -> None:
-        """Count a vote (any source) between two targets of the arena; others are ignored."""
-        pair = ordered(left, right)
+        """Count a vote (any source) between two contenders of the arena; others (a target outside the
+        arena, two targets of one model when pairing by model) are ignored."""
+        lu, ru = self.unit(left), self.unit(right)
+        pair = ordered(lu, ru)
         if pair not in self._pair_matchups or outcome not in SCORES:
             return
         left_points = SCORES[outcome]
         self.votes[pair] += count
-        self.points[pair] += count * (left_points if pair[0] == left else 1.0 - left_points)
+        self.points[pair] += count * (left_points if pair[0] == lu else 1.0 - left_points)
+        self._stale += count

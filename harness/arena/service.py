@@ -30,10 +30,10 @@ from harness.arena.config import ArenaConfig
 from harness.arena.phash import dhash
 from harness.arena.pool import ArenaPool, Entry, Matchup, Picture, load_pool
 from harness.arena.recognition import Recognition
-from harness.arena.sampling import PairSampler
+from harness.arena.sampling import PAIR_BY, PairBy, PairSampler
 from harness.arena.schemas import ChallengeView, Contender, Health, ImageView, Outcome, PairView, Reveal
 from harness.arena.tokens import Signer, TokenError, new_image_id, new_pair_id
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.store import Store, arena_seen
 from harness.store import votes as vote_store
 
@@ -73,11 +73,31 @@ class _Plan:
     identities: tuple[str, ...]
 
 
-class ArenaService:
-    """One arena over one store. Create it, use it from one event loop, :meth:`close` it."""
+def pair_by_of(config: ArenaConfig, pair_by: PairBy | None = None) -> PairBy:
+    """What the arena pairs: ``pair_by`` when given, else the configuration's ``pair_by`` (when the
+    configuration has that setting), else ``model``."""
+    chosen = pair_by if pair_by is not None else getattr(config, "pair_by", "model")
+    if chosen not in PAIR_BY:
+        raise ConfigError(f"pair by must be one of {', '.join(PAIR_BY)}, not {chosen!r}")
+    return chosen
 
-    def __init__(self, config: ArenaConfig, *, clock: Callable[[], float] = time.time) -> None:
+
+def contenders(pool: ArenaPool, pair_by: PairBy) -> dict[str, str]:
+    """Target -> the contender it counts for: its model (``pair_by="model"``) or itself."""
+    return {e.target: (e.model if pair_by == "model" else e.target)
+            for m in pool.matchups for entries in m.entries.values() for e in entries}
+
+
+class ArenaService:
+    """One arena over one store. Create it, use it from one event loop, :meth:`close` it.
+
+    ``pair_by``: ``model`` (default; two targets of one model never meet) or ``target`` (see
+    :mod:`harness.arena.sampling`); None takes it from the configuration."""
+
+    def __init__(self, config: ArenaConfig, *, clock: Callable[[], float] = time.time,
+                 pair_by: PairBy | None = None) -> None:
         self.config = config
+        self.pair_by = pair_by_of(config, pair_by)
         self._clock = clock
         self.signer = Signer(config.secret or secrets.token_bytes(32))
         self.secret_is_random = config.secret is None
@@ -88,8 +108,7 @@ class ArenaService:
             self._store: Store = self._db.submit(Store.open, config.db).result()
             self.pool: ArenaPool = self._db.submit(load_pool, self._store, config.run_ids, config.targets).result()
             self._matchups = self.pool.by_key()
-            self.sampler = PairSampler({k: m.targets for k, m in self._matchups.items()},
-                                       min_exposure=config.min_exposure, rng=self._rng)
+            self.sampler = self._sampler()
             self.recognition = Recognition(config.max_servings)
             self._db.submit(self._load_counts).result()
         except BaseException:
@@ -98,6 +117,17 @@ class ArenaService:
         for reason, count in self.pool.skipped_formats.items():
             log.warning("arena: %d output(s) left out of pairing: %s", count, reason)
         self.images = BlindImages(self._store.images_dir, config.image_cache, config.image_side)
+
+    def _sampler(self) -> PairSampler:
+        unit_of = contenders(self.pool, self.pair_by)
+        try:
+            return PairSampler({k: m.targets for k, m in self._matchups.items()}, min_exposure=self.config.min_exposure,
+                               rng=self._rng, unit_of=unit_of)
+        except ValueError:
+            raise ConfigError(
+                "nothing to pair by model: every challenge here has outputs of one model only (targets: "
+                f"{', '.join(sorted(unit_of))}); pair by target to compare the providers of one model"
+            ) from None
 
     def _load_counts(self) -> None:
         for matchup, left, right, count in vote_store.served_counts(self._store):
