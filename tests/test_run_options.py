@@ -94,6 +94,25 @@ def test_run_stores_its_series_and_region_from_options_or_environment(tmp_path: 
     assert [(o.series, o.region) for o in configs] == [("nightly", "eu-west"), ("weekly", "us-east")]
 
 
+def test_run_starts_under_the_id_it_is_given_and_refuses_an_unsafe_one(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.store import Store
+    from harness.store import runs as run_store
+
+    db = tmp_path / "h.db"
+    base = ["run", "--sandbox", "--time-scale", "0.001", "--target", "flux-dev@replicate", "--variant", "default",
+            "--no-faults", "--db", str(db)]
+    named = CliRunner().invoke(cli, [*base, "--run-id", "nightly-2026.12.05"])
+    assert named.exit_code == 0, named.output
+    with Store.open(db, readonly=True) as store:
+        assert [r.id for r in run_store.list_runs(store)] == ["nightly-2026.12.05"]
+    for bad in ("../x", "a b", "x" * 65, ""):
+        refused = CliRunner().invoke(cli, [*base, "--run-id", bad])
+        assert refused.exit_code == 2 and "--run-id" in refused.output, bad
+
+
 def test_a_configuration_from_a_newer_harness_is_refused() -> None:
     with pytest.raises(ConfigError, match="newer than this harness"):
         RunOptions.from_config({"schema_version": CONFIG_VERSION + 1})

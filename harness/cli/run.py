@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
@@ -109,6 +110,16 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     return index, count
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""What ``--run-id`` accepts: it names files and appears in URLs and commands, so no spaces or slashes."""
+
+
+def _run_id(value: str | None) -> str | None:
+    if value is not None and not RUN_ID.fullmatch(value):
+        raise click.BadParameter("use 1 to 64 letters, digits, '.', '_' or '-'", param_hint="--run-id")
+    return value
+
+
 def _name(value: str | None, option: str) -> str | None:
     """A series or region label as given, stripped; an empty or blank one is a usage error."""
     if value is None:
@@ -165,6 +176,9 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
 @click.option("--label", help="A label stored with the run (e.g. the template version).")
 @click.option("--series", help="The trend series this run belongs to (`harness trend SERIES` follows it over runs).")
 @click.option("--region", help="A free label for where this run or shard runs (e.g. eu-west).")
+@click.option("--run-id", "new_run_id", callback=lambda ctx, param, value: _run_id(value),
+              help="Start the run under this id; shards started with the same --run-id and --shard i/N fill one "
+                   "run (docs/sharding.md).")
 @click.option("--resume", "resume_id", help="Finish the interrupted run RUN_ID (other options are ignored).")
 @click.option("--http2", is_flag=True, help="Use HTTP/2 where the server offers it (needs the h2 package).")
 @click.option("--dead-target-after", type=click.IntRange(0), default=DEFAULT_DEAD_TARGET_AFTER, show_default=True,
@@ -198,7 +212,7 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         concurrency: int, timeout_s: float, retries: int, stream: bool | None, rpm: float | None,
         ignore_limits: bool, variants: tuple[str, ...], shard: str | None, sandbox: bool, time_scale: float,
         sandbox_profile: Path | None, faults: bool, seed: int, label: str | None, series: str | None,
-        region: str | None, resume_id: str | None, http2: bool, dead_target_after: int, max_response_mb: float, max_image_megapixels: float,
+        region: str | None, new_run_id: str | None, resume_id: str | None, http2: bool, dead_target_after: int, max_response_mb: float, max_image_megapixels: float,
         strict_size: bool, max_spend: float | None, max_spend_per_target: float | None, dry_run: bool,
         assume_yes: bool, allow_outside_refs: bool, as_json: bool, db: Path) -> None:
     """Run challenges against targets and record every attempt in the store.
@@ -215,7 +229,7 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
                                 dead_target_after, strict_size, db,
                                 _limits(max_response_mb, max_image_megapixels), caps, dry_run, assume_yes,
                                 allow_outside_refs, series=_name(series, "--series"),
-                                region=_name(region, "--region"))
+                                region=_name(region, "--region"), run_id=new_run_id)
     except KeyboardInterrupt:
         err_console().print("interrupted: what was recorded is kept; finish it with "
                             f"`harness run --resume {_interrupted_id(db, resume_id)}`", markup=False)
@@ -280,7 +294,7 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
                    seed: int, label: str | None, resume_id: str | None, http2: bool, dead_target_after: int,
                    strict_size: bool, db: Path, limits: ResponseLimits, caps: SpendCaps, dry_run: bool,
                    assume_yes: bool, allow_outside_refs: bool, *, series: str | None = None,
-                   region: str | None = None) -> RunResult | None:
+                   region: str | None = None, run_id: str | None = None) -> RunResult | None:
     if resume_id:
         return resume_run(db, resume_id, credentials_for, observer)
     else:
@@ -325,4 +339,5 @@ def _run_or_resume(observer: ProgressObserver, challenges_path: Path, targets_fi
                     raise ConfigError("not confirmed: nothing was sent (use --max-spend to cap the run, or "
                                       "--yes to skip this question)")
         return start_run(db, challenges, targets, credentials, options, challenges_path=str(challenges_path),
-                         targets_file=str(targets_file) if targets_file else None, observer=observer)
+                         targets_file=str(targets_file) if targets_file else None, observer=observer,
+                         run_id=run_id)
