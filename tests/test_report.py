@@ -19,7 +19,7 @@ from harness.run import RunOptions, start_run
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import load_targets, resolve_keys, select
-from tests.report_fixtures import build_store
+from tests.report_fixtures import build_store, rating_row
 
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
@@ -110,7 +110,8 @@ def hand_leaderboard() -> dict[str, Any]:
         {"model": "gpt-image-1", "rating": 920.0, "ci_low": 890.0, "ci_high": 950.0, "votes": 40, "wins": 10,
          "ties": 5, "losses": 25, "rank_best": 2, "rank_worst": 2, "provisional": False, "elo": 988.0},
     ]
-    return {"method": "Bradley-Terry", "votes": 40, "rows": rows, "has_elo": True,
+    return {"method": "Bradley-Terry", "votes": 40, "rows": [rating_row(r, i) for i, r in enumerate(rows, 1)],
+            "has_elo": True,
             "best_for": [{"category": "portraiture", "model": "gpt-image-1.5", "win_rate": 0.7, "votes": 20}],
             "matchups": [{"challenge": "smile", "model": "gpt-image-1.5", "opponent": "gpt-image-1", "votes": 10,
                           "win": 0.6, "loss": 0.3, "tie": 0.1}],

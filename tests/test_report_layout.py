@@ -17,7 +17,7 @@ import pytest
 
 from harness.report import build_report
 from tests.conftest import in_ci
-from tests.report_fixtures import build_store
+from tests.report_fixtures import build_store, rating_row
 from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS
 
 pytestmark = [
@@ -40,7 +40,8 @@ def _leaderboard() -> dict[str, Any]:
              "losses": 130, "rank_best": i + 1, "rank_worst": min(i + 2, 4), "provisional": False, "elo": r}
             for i, (m, r) in enumerate(zip(models, ratings, strict=True))]
     values = [[None if i == j else round(0.5 + (j - i) * 0.08, 2) for j in range(4)] for i in range(4)]
-    return {"method": "Bradley–Terry", "by": "model", "votes": 600, "rows": rows, "has_elo": True,
+    return {"method": "Bradley–Terry", "by": "model", "votes": 600,
+            "rows": [rating_row(r, i) for i, r in enumerate(rows, 1)], "has_elo": True,
             "best_for": [{"category": "portraiture", "model": models[0], "win_rate": 0.67, "votes": 120,
                           "rank_best": 1, "rank_worst": 1, "n_models": 4, "provisional": False, "supported": True},
                          {"category": "character", "model": "flux-dev", "win_rate": 0.625, "votes": 12,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness import __version__
 from harness.records import RunInfo
+from harness.report.leaderboard import LeaderboardSection
 from harness.report.sections import (
     ModelSection,
     SweepSection,
@@ -105,7 +106,7 @@ class ReportData:
     success_over_time: dict[str, list[tuple[str | float, float, int]]]
     error_mix: dict[str, dict[str, int]]
     gallery: list[GalleryItem]
-    leaderboard: dict[str, Any] | None
+    leaderboard: LeaderboardSection | None
     score_summary: list[dict[str, Any]]
     absent: dict[str, str] = field(default_factory=dict)
     row_labels: list[str] = field(default_factory=list)
@@ -270,8 +271,12 @@ def _score_summary(scores: pd.DataFrame | None) -> list[dict[str, Any]]:
 
 
 def collect(store: Store, run_ids: list[str], *, title: str | None = None,
-            leaderboard: dict[str, Any] | None = None, simulated_votes: bool = False) -> ReportData:
-    """Gather a report's content for ``run_ids`` (an empty list: the report still renders, and says so)."""
+            leaderboard: LeaderboardSection | Mapping[str, Any] | None = None,
+            simulated_votes: bool = False) -> ReportData:
+    """Gather a report's content for ``run_ids`` (an empty list: the report still renders, and says so).
+
+    ``leaderboard``: the section (:func:`harness.report.leaderboard.leaderboard_board`) or its dict form,
+    validated against :class:`~harness.report.leaderboard.LeaderboardSection`."""
     runs = [run_store.get_run(store, r) for r in run_ids]
     absent: dict[str, str] = {}
     attempts = run_store.attempts_frame(store, [r.id for r in runs]) if runs else pd.DataFrame()
@@ -317,7 +322,7 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
         simulated_votes=simulated_votes, provider_rows=rows, row_labels=labels, fidelity_warnings=warnings, latency_curves=latency, ttfb_curves=ttfb,
         success_over_time=_success_over_time(final, elapsed=len(runs) > 1) if not final.empty else {}, error_mix=errors,
         gallery=_gallery(store, runs, final, outputs, scores) if runs and not attempts.empty else [],
-        leaderboard=leaderboard, score_summary=_score_summary(scores), absent=absent,
+        leaderboard=None if leaderboard is None else LeaderboardSection.of(leaderboard), score_summary=_score_summary(scores), absent=absent,
         turn_strips=turn_strip_items(store, runs, {(r.id, t["name"]): target_label(str(t["name"]), r.id, runs)
                                                    for r in runs for t in run_store.run_targets(store, r.id)})
         if runs else [],

@@ -1,23 +1,27 @@
 """The report's leaderboard section, computed by :mod:`harness.ratings` from the store's votes.
 
-Shape of the section (what the template and the ``leaderboard.json`` export read): ``method``, ``votes``,
-``rows`` (the ratings' rows: model, rating, ci_low, ci_high, votes, wins, ties, losses, rank_best,
-rank_worst, elo, provisional …), ``best_for`` (the top model of each category and challenge kind with its
-own votes and win rate there, and ``supported``: whether its interval singles it out), ``matchups`` (head-to-head per challenge, most-voted first, each pair once, from the
-higher-rated model's side), ``win_matrix`` (observed win rates,
-row beats column, models in rating order), ``notes``.
+:class:`LeaderboardSection` is the section's type (what the template and the ``leaderboard.json`` export
+read): ``method`` (the fit in plain words), ``intervals`` (centred, or anchored at a model), ``votes``,
+``rows`` (the ratings' own typed rows, :class:`~harness.ratings.RatingRow`), ``best_for`` (the top model of
+each category and challenge kind with its own votes and win rate there, and ``supported``: whether its interval
+singles it out), ``matchups`` (head-to-head per challenge, most-voted first, each pair once, from the
+higher-rated model's side), ``win_matrix`` (observed win rates, row beats column, models in rating order),
+``notes``. A section handed in as a dict (``build_report(leaderboard=...)``) is validated against it: a
+misspelt or mistyped key is an error, never a blank cell.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.ratings import (
     RatingOptions,
+    RatingRow,
     leaderboard,
     leaderboards_by,
     matchups,
@@ -35,12 +39,74 @@ def _fraction(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def _method(options: RatingOptions) -> str:
-    if options.method == "elo":
-        return "Online Elo (K, base 10, scale 400, initial 1000) with bootstrap intervals over replay orders"
-    ties = {"half": "ties and both-bad count ½", "drop": "ties dropped", "davidson": "Davidson tie model"}
-    ci = "sandwich (robust)" if options.ci == "sandwich" else f"bootstrap ({options.rounds} rounds)"
-    return f"Bradley–Terry MLE on the Elo scale ({ties[options.ties]}), {ci} 95 % intervals"
+class BestForEntry(BaseModel):
+    """The top model of one category (or challenge kind, ``kind: …``) on that group's own board. Entries
+    handed in without their interval (``rank_best`` …) are never called best: ``supported`` defaults to false."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: str
+    model: str
+    win_rate: float | None = Field(None, description="the model's win rate in the group, 0–1 (ties ½)")
+    votes: int | None = Field(None, description="the model's own votes in the group")
+    group_votes: int | None = Field(None, description="all votes of the group")
+    rank_best: int | None = None
+    rank_worst: int | None = None
+    n_models: int | None = None
+    provisional: bool = False
+    ci_low: float | None = None
+    ci_high: float | None = None
+    runner_up: str | None = None
+    runner_up_ci_high: float | None = None
+    supported: bool = Field(False, description="rank spread 1–1, not provisional, against at least one other model")
+
+
+class Matchup(BaseModel):
+    """Head-to-head of two models on one challenge, from ``model``'s side (shares 0–1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    challenge: str
+    model: str
+    opponent: str
+    votes: int
+    win: float
+    loss: float
+    tie: float
+
+
+class WinMatrix(BaseModel):
+    """Observed win rates, ``values[i][j]`` = row model i beats column model j (null where they never met)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: list[str]
+    values: list[list[float | None]]
+
+
+class LeaderboardSection(BaseModel):
+    """The report's leaderboard section (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field(description="the fit in plain words")
+    by: Literal["model", "target"] = "model"
+    votes: int = Field(description="votes behind the board")
+    intervals: str = Field("centred", description="what the intervals are relative to: 'centred' or "
+                                                  "'anchored at MODEL=RATING'")
+    confidence: float = Field(0.95, description="level of every interval, 0–1")
+    rows: list[RatingRow]
+    has_elo: bool = True
+    best_for: list[BestForEntry] = Field(default_factory=list)
+    matchups: list[Matchup] = Field(default_factory=list)
+    win_matrix: WinMatrix | None = None
+    notes: list[str] = Field(default_factory=list)
+    simulated: bool = False
+
+    @classmethod
+    def of(cls, section: LeaderboardSection | Mapping[str, Any]) -> LeaderboardSection:
+        """The typed section from itself or its dict form (:func:`leaderboard_section`'s output)."""
+        return section if isinstance(section, LeaderboardSection) else cls.model_validate(dict(section))
 
 
 def best_for_entries(battles: pd.DataFrame, options: RatingOptions) -> list[dict[str, Any]]:
@@ -66,12 +132,20 @@ def best_for_entries(battles: pd.DataFrame, options: RatingOptions) -> list[dict
                         "runner_up": runner.model if runner else None,
                         "runner_up_ci_high": runner.ci_high if runner else None,
                         "supported": top.rank_worst == 1 and not top.provisional and len(board.rows) > 1})
-    return out
+    return [BestForEntry.model_validate(entry).model_dump() for entry in out]
 
 
 def leaderboard_section(store: Store, run_ids: Sequence[str], *, by: str = "model",
                         options: RatingOptions | None = None) -> dict[str, Any] | None:
-    """The leaderboard of the votes on ``run_ids``' outputs, or ``None`` when there are no votes."""
+    """The leaderboard of the votes on ``run_ids``' outputs in its dict form, or ``None`` when there are no
+    votes (:func:`leaderboard_board` gives the typed section)."""
+    section = leaderboard_board(store, run_ids, by=by, options=options)
+    return None if section is None else section.model_dump()
+
+
+def leaderboard_board(store: Store, run_ids: Sequence[str], *, by: str = "model",
+                      options: RatingOptions | None = None) -> LeaderboardSection | None:
+    """The typed leaderboard section of the votes on ``run_ids``' outputs, or ``None`` without votes."""
     opts = options or RatingOptions()
     raw = battles_frame(store, by=by, run_ids=list(run_ids) or None)
     if raw.empty:
@@ -93,18 +167,19 @@ def leaderboard_section(store: Store, run_ids: Sequence[str], *, by: str = "mode
                      f" decisive votes (95 % interval {100 * share.low:.1f}–{100 * share.high:.1f} %; 50 % = none).")
     if board.self_votes:
         notes.append(f"{board.self_votes} vote(s) compared two outputs of the same model and are not rated.")
-    return {
-        "method": _method(opts),
-        "by": by,
-        "votes": board.n_votes,
-        "rows": board.to_records(),
-        "has_elo": True,
-        "best_for": best_for_entries(battles, opts),
-        "matchups": [{"challenge": str(r["group"]), "model": str(r["model"]), "opponent": str(r["opponent"]),
-                      "votes": int(r["votes"]), "win": r["win_pct"] / 100, "loss": r["loss_pct"] / 100,
-                      "tie": r["tie_pct"] / 100} for r in top.to_dict("records")],
-        "win_matrix": {"models": order,
-                       "values": [[_fraction(v) for v in row] for row in matrix.to_numpy().tolist()]},
-        "notes": notes,
-        "simulated": bool((raw["source"] == "simulated").any()),
-    }
+    return LeaderboardSection(
+        method=opts.describe(),
+        by="target" if by == "target" else "model",
+        votes=board.n_votes,
+        intervals=board.intervals,
+        confidence=opts.confidence,
+        rows=list(board.rows),
+        has_elo=True,
+        best_for=[BestForEntry.model_validate(b) for b in best_for_entries(battles, opts)],
+        matchups=[Matchup(challenge=str(r["group"]), model=str(r["model"]), opponent=str(r["opponent"]),
+                          votes=int(r["votes"]), win=r["win_pct"] / 100, loss=r["loss_pct"] / 100,
+                          tie=r["tie_pct"] / 100) for r in top.to_dict("records")],
+        win_matrix=WinMatrix(models=order, values=[[_fraction(v) for v in row] for row in matrix.to_numpy().tolist()]),
+        notes=notes,
+        simulated=bool((raw["source"] == "simulated").any()),
+    )

@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 import markupsafe
 
+from harness.ratings import RATINGS_SCHEMA_VERSION
 from harness.report import charts
 from harness.report.collect import ReportData
 from harness.report.gallery import GALLERY_PAGE_SIZE, gallery_filters, preview
@@ -106,33 +107,22 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-BEST_FOR_DEFAULTS: dict[str, Any] = {"supported": False, "provisional": False, "rank_best": None, "rank_worst": None,
-                                     "n_models": None, "win_rate": None, "votes": None}
-"""Keys of a "best for" entry a handed-in leaderboard may lack: without ``supported`` nothing is called best."""
-
-
-def _leaderboard_for_page(lb: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not lb:
-        return lb
-    return {**lb, "best_for": [{**BEST_FOR_DEFAULTS, **item} for item in lb.get("best_for") or []]}
-
-
 def _rated_points(data: ReportData) -> list[dict[str, Any]]:
     """Per provider row with a rating: its model's (or, rated by target, its own) rating and interval beside
     its cost per image and p50 latency."""
     lb = data.leaderboard
     if not lb:
         return []
-    ratings = {r["model"]: r for r in lb["rows"]}
+    ratings = {r.model: r for r in lb.rows}
     points = []
     for row, label in zip(data.provider_rows, data.row_labels, strict=True):
-        rated = ratings.get(row.target) if lb.get("by") == "target" else ratings.get(row.model)
+        rated = ratings.get(row.target) if lb.by == "target" else ratings.get(row.model)
         if rated is None:
             rated = ratings.get(row.model) or ratings.get(row.target)
         if rated is None:
             continue
-        points.append({"label": label, "model": rated["model"], "provider": row.provider, "rating": rated["rating"],
-                       "ci_low": rated["ci_low"], "ci_high": rated["ci_high"], "cost": row.cost_per_image_usd,
+        points.append({"label": label, "model": rated.model, "provider": row.provider, "rating": rated.rating,
+                       "ci_low": rated.ci_low, "ci_high": rated.ci_high, "cost": row.cost_per_image_usd,
                        "speed": row.p50_ms})
     return points
 
@@ -153,9 +143,9 @@ def _chart_specs(data: ReportData, colors: dict[str, dict[str, str]]) -> dict[st
         specs["rating_speed"] = charts.rating_scatter(points, "speed", "Rating vs speed", "p50 latency (ms)",
                                                       log_x=True)
     lb = data.leaderboard
-    if lb and lb.get("win_matrix"):
-        matrix = lb["win_matrix"]
-        specs["heatmap"] = charts.heatmap(matrix["models"], matrix["values"], "Win rate (row beats column)")
+    if lb and lb.win_matrix and lb.win_matrix.models:
+        matrix = lb.win_matrix
+        specs["heatmap"] = charts.heatmap(matrix.models, matrix.values, "Win rate (row beats column)")
     return specs
 
 
@@ -314,15 +304,16 @@ def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path
     meta = {"generated_at": data.generated_at, "runs": [r.id for r in data.runs], "sandbox": data.sandbox}
     _write_exports(out, "providers", export_rows(data.provider_rows, data.row_labels), meta)
     if data.leaderboard:
-        _write_exports(out, "leaderboard", data.leaderboard["rows"],
-                       {**meta, "method": data.leaderboard.get("method"), "votes": data.leaderboard.get("votes"),
+        lb = data.leaderboard
+        _write_exports(out, "leaderboard", [r.as_dict() for r in lb.rows],
+                       {**meta, "method": lb.method, "votes": lb.votes, "intervals": lb.intervals,
+                        "confidence": lb.confidence, "ratings_schema_version": RATINGS_SCHEMA_VERSION,
                         "simulated_votes": data.simulated_votes})
     first = _first_page_thumbs(data)
     template = _environment().get_template("index.html")
-    page_data = dataclasses.replace(data, leaderboard=_leaderboard_for_page(data.leaderboard))
     table = provider_page_table(data.provider_rows, data.row_labels)
     sections = _section_specs(data)
-    context = {"data": page_data, "charts": _clean(specs), "all_charts": _clean({**specs, **sections}),
+    context = {"data": data, "charts": _clean(specs), "all_charts": _clean({**specs, **sections}),
                "strip_exts": strip_exts(data), "table": table,
                "figures": all_figures(data.provider_rows, table.columns),
                "legend": [(label, style) for label, style in colors.items()
