@@ -176,7 +176,7 @@ def credentials_for(targets: Sequence[Target], sandbox: bool) -> dict[str, Crede
 @click.option("--label", help="A label stored with the run (e.g. the template version).")
 @click.option("--series", help="The trend series this run belongs to (`harness trend SERIES` follows it over runs).")
 @click.option("--region", help="A free label for where this run or shard runs (e.g. eu-west).")
-@click.option("--run-id", "new_run_id", callback=lambda ctx, param, value: _run_id(value),
+@click.option("--run-id", "new_run_id", envvar="HARNESS_RUN_ID", callback=lambda ctx, param, value: _run_id(value),
               help="Start the run under this id; shards started with the same --run-id and --shard i/N fill one "
                    "run (docs/sharding.md).")
 @click.option("--resume", "resume_id", help="Finish the interrupted run RUN_ID (other options are ignored).")
