@@ -38,7 +38,8 @@ SCHEMA_VERSION = 3
 
 History: 1, the first release; 2, attempts gain size conformance, time to image and the measurement
 columns of clock version 2 (client time, intended delay), runs gain ``clock_version``; 3, attempts gain
-``host`` and ``region`` (which machine and region made each attempt of a sharded run).
+``host`` and ``region`` (which machine and region made each attempt of a sharded run), and the table
+``run_shards`` (the shards of a run filled by several processes).
 
 Migration is additive: :func:`_migrate` creates missing tables and adds every column the code declares
 that an older store lacks (``ALTER TABLE ... ADD COLUMN``), so a column added later must be nullable or

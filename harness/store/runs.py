@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.errors import RunLockedError
 from harness.records import AttemptRecord, FinalOutcome, RequestKey, RunInfo
 from harness.store.core import SCHEMA_VERSION, Store, StoreError
 from harness.timing import CLOCK_VERSION
@@ -145,6 +146,16 @@ DDL = [
         PRIMARY KEY (attempt_id, idx)
     )""",
     "CREATE INDEX IF NOT EXISTS outputs_sha ON outputs(sha256)",
+    """CREATE TABLE IF NOT EXISTS run_shards (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        shard INTEGER NOT NULL,
+        shards INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        config_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, shard)
+    )""",
 ]
 
 _INSERT_ATTEMPT = (
@@ -153,6 +164,16 @@ _INSERT_ATTEMPT = (
 )
 _INSERT_IMAGE = ("INSERT INTO images (sha256, ext, width, height, nbytes) VALUES (?, ?, ?, ?, ?)"
                  " ON CONFLICT DO NOTHING")
+
+
+Shard = tuple[int, int]
+"""``(i, N)``: shard ``i`` (0-based) of ``N``, as ``harness run --shard i/N`` names it."""
+
+
+def lock_id(run_id: str, shard: Shard | None) -> str:
+    """What a process locks to execute ``run_id`` (or one shard of it): shards of one run are executed by
+    several processes at once, each holding its own shard (:mod:`harness.run.lock`)."""
+    return run_id if shard is None else f"{run_id}.shard-{shard[0]}-of-{shard[1]}"
 
 
 def create_run(
@@ -168,33 +189,120 @@ def create_run(
     config: dict[str, Any],
     challenges: Sequence[dict[str, Any]],
     targets: Sequence[dict[str, Any]],
+    shard: Shard | None = None,
 ) -> None:
-    """Insert a run with its frozen challenges and targets (one transaction)."""
+    """Insert a run with its frozen challenges and targets (one transaction).
+
+    With ``shard``, the run is filled by several processes (hosts), one per shard, each starting with the
+    same run id: the first creates the run, the others join it. ``planned`` is then every shard's requests
+    together. A shard that brings other challenges, targets or a different plan is refused (a
+    :class:`StoreError`), and so is a shard already started (resume it instead); ``config`` is kept per
+    shard (its region, its shard) so ``--resume`` continues a shard as it was started."""
+    challenge_rows = [(run_id, c["id"], c["version"], c["content_hash"], c["kind"], c["category"], c["title"],
+                       json.dumps(c, sort_keys=True)) for c in challenges]
+    target_rows = [(run_id, t["name"], t["model"], t["provider"], t["protocol"], json.dumps(t, sort_keys=True))
+                   for t in targets]
+    join = " ON CONFLICT DO NOTHING" if shard is not None else ""
     with store.transaction() as conn:
         conn.execute(
             "INSERT INTO runs (id, schema_version, created_at, status, harness_version, sandbox, time_scale,"
-            " label, planned, config_json, clock_version) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+            " label, planned, config_json, clock_version) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)" + join,
             (run_id, SCHEMA_VERSION, created_at, harness_version, int(sandbox), time_scale, label, planned,
              json.dumps(config, sort_keys=True), CLOCK_VERSION),
         )
         conn.executemany(
             "INSERT INTO run_challenges (run_id, challenge_id, version, content_hash, kind, category, title,"
-            " challenge_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, c["id"], c["version"], c["content_hash"], c["kind"], c["category"], c["title"],
-              json.dumps(c, sort_keys=True)) for c in challenges],
-        )
+            " challenge_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" + join, challenge_rows)
         conn.executemany(
             "INSERT INTO run_targets (run_id, name, model, provider, protocol, target_json)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(run_id, t["name"], t["model"], t["provider"], t["protocol"], json.dumps(t, sort_keys=True))
-             for t in targets],
-        )
+            " VALUES (?, ?, ?, ?, ?, ?)" + join, target_rows)
+        if shard is not None:
+            _join_shard(conn, run_id, shard, planned, challenge_rows, target_rows, config, created_at)
 
 
-def set_run_status(store: Store, run_id: str, status: str, finished_at: str | None = None) -> None:
+def _join_shard(conn: Any, run_id: str, shard: Shard, planned: int, challenge_rows: list[tuple[Any, ...]],
+                target_rows: list[tuple[Any, ...]], config: dict[str, Any], started_at: str) -> None:
+    """Check that ``shard`` belongs to the stored run ``run_id`` and register it (inside the creating
+    transaction)."""
+    where = f"shard {shard[0]}/{shard[1]} of run {run_id}"
+    stored_planned = conn.execute("SELECT planned FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+    challenges = {(r[0], r[1]) for r in conn.execute(
+        "SELECT challenge_id, content_hash FROM run_challenges WHERE run_id=?", (run_id,))}
+    targets = {r[0]: r[1] for r in conn.execute("SELECT name, target_json FROM run_targets WHERE run_id=?", (run_id,))}
+    if challenges != {(r[1], r[3]) for r in challenge_rows}:
+        raise StoreError(f"{where}: its challenges differ from the run's; start every shard with the same suite")
+    if targets != {r[1]: r[5] for r in target_rows}:
+        raise StoreError(f"{where}: its targets differ from the run's ({', '.join(sorted(targets))}); start "
+                         "every shard with the same targets")
+    if int(stored_planned) != planned:
+        raise StoreError(f"{where} plans {planned} requests in all, the run {stored_planned}: start every shard "
+                         "with the same options (samples, variants)")
+    counts = {int(r[0]) for r in conn.execute("SELECT shards FROM run_shards WHERE run_id=?", (run_id,))}
+    if counts - {shard[1]}:
+        raise StoreError(f"{where}: the run is split in {min(counts)} shards, not {shard[1]}")
+    added = conn.execute(
+        "INSERT INTO run_shards (run_id, shard, shards, status, started_at, config_json)"
+        " VALUES (?, ?, ?, 'running', ?, ?) ON CONFLICT DO NOTHING RETURNING shard",
+        (run_id, shard[0], shard[1], started_at, json.dumps(config, sort_keys=True))).fetchone()
+    if added is None:
+        raise StoreError(f"{where} was started before; finish it with `harness run --resume {run_id}`")
+
+
+def set_run_status(store: Store, run_id: str, status: str, finished_at: str | None = None, *,
+                   shard: Shard | None = None) -> None:
+    """Record how the run (or, with ``shard``, one shard of it) ended. A sharded run becomes ``finished``
+    when its last request is done, whichever shard did it; a shard that finished its part leaves the run
+    ``running`` (read as interrupted when no shard is held by a live process)."""
     with store.transaction() as conn:
+        if shard is None:
+            conn.execute("UPDATE runs SET status=?, finished_at=COALESCE(?, finished_at) WHERE id=?",
+                         (status, finished_at, run_id))
+            return
+        conn.execute("UPDATE run_shards SET status=?, finished_at=COALESCE(?, finished_at) WHERE run_id=? AND shard=?",
+                     (status, finished_at, run_id, shard[0]))
+        if status == "finished":
+            planned = conn.execute("SELECT planned FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+            done = conn.execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM attempts WHERE run_id=? AND final=1"
+                " GROUP BY challenge_id, variant, target, sample) AS d", (run_id,)).fetchone()[0]
+            if int(done) < int(planned):
+                status, finished_at = "running", None
         conn.execute("UPDATE runs SET status=?, finished_at=COALESCE(?, finished_at) WHERE id=?",
                      (status, finished_at, run_id))
+
+
+def run_shards(store: Store, run_id: str) -> list[tuple[Shard, str, dict[str, Any]]]:
+    """The shards of ``run_id`` that were started: ``((i, N), status, configuration)``, by ``i``; empty
+    for an unsharded run (or a store from before shards)."""
+    if not store.has_table("run_shards"):
+        return []
+    rows = store.conn.execute(
+        "SELECT shard, shards, status, config_json FROM run_shards WHERE run_id=? ORDER BY shard", (run_id,))
+    return [((int(r[0]), int(r[1])), str(r[2]), json.loads(r[3])) for r in rows]
+
+
+def shard_config(store: Store, run_id: str) -> dict[str, Any] | None:
+    """For a sharded run, the configuration of the shard ``--resume`` continues: the first one that is not
+    finished and that no live process holds (its region and shard as it was started). ``None`` for an
+    unsharded run. Refuses (:class:`~harness.errors.RunLockedError`) while every unfinished shard is held."""
+    from harness.run.lock import locks_for
+
+    shards = run_shards(store, run_id)
+    if not shards:
+        return None
+    locks = locks_for(store)
+    held = []
+    for shard, status, config in shards:
+        if status == "finished":
+            continue
+        holder = locks.holder(lock_id(run_id, shard))
+        if holder is None:
+            return config
+        held.append(f"shard {shard[0]}/{shard[1]} by {holder.describe()}")
+    if not held:
+        return shards[0][2]
+    raise RunLockedError(f"every unfinished shard of run {run_id} is being run ({'; '.join(held)}); wait for "
+                         f"them to end, then `harness run --resume {run_id}`")
 
 
 def record_images(store: Store, images: Iterable[tuple[str, str, int, int, int]]) -> None:
@@ -300,25 +408,29 @@ def _utc_iso(seconds: float) -> str:
 
 
 def _run_info(store: Store, row: Any, counts: dict[str, tuple[int, int]]) -> RunInfo:
-    """A run as stored, except that a run stored as ``running`` that no live process holds is reported as
-    ``interrupted`` (its process died without saying so), with when it last did something."""
+    """A run as stored, except that a run any live process holds (a shard of it, for a sharded run) is
+    ``running``, and a run stored as ``running`` that no live process holds is reported as ``interrupted``
+    (its process died without saying so), with when it last did something."""
     attempts, done = counts.get(row["id"], (0, 0))
     status = row["status"]
     interrupted_at: str | None = None
     held_by: str | None = None
-    if status == "running":
+    shards = [shard for shard, _, _ in run_shards(store, row["id"])] if status != "finished" else []
+    if status == "running" or shards:
         from harness.run.lock import locks_for
 
         locks = locks_for(store)
-        holder = locks.holder(row["id"])
-        if holder is not None:
-            held_by = holder.describe()
-        else:
+        ids = [row["id"], *(lock_id(row["id"], shard) for shard in shards)]
+        holders = [(i, h) for i in ids if (h := locks.holder(i)) is not None]
+        if holders:
+            status = "running"
+            held_by = "; ".join(h.describe() + (f" (shard {i.rsplit('.shard-', 1)[1]})" if i != row["id"] else "")
+                                for i, h in holders)
+        elif status == "running":
             status = "interrupted"
             last = last_activity(store, row["id"])
-            started = locks.last_holder(row["id"])
-            when = max(t for t in (last, started.since if started else None) if t is not None) \
-                if last is not None or started is not None else None
+            starts = [h.since for h in (locks.last_holder(i) for i in ids) if h is not None]
+            when = max([t for t in (last, *starts) if t is not None], default=None)
             interrupted_at = _utc_iso(when) if when is not None else row["created_at"]
     return RunInfo(
         id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"], status=status,
