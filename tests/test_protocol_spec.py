@@ -100,3 +100,54 @@ def test_listing_protocols_imports_no_adapter_and_no_server() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent).stdout
     assert out.strip() == "[]"
+
+
+MISNAMED = ProtocolSpec(name="toy", adapter="harness.providers.fal:FalProvider")
+GHOST_SERVER = ProtocolSpec(name="ghost", adapter="harness.providers.fal:FalProvider", server="no_such_module_here:S",
+                            mount="/ghost", profile={"latency": {"median_s": 1.0, "p95_s": 2.0}})
+SHADOW = ProtocolSpec(name="fal", adapter="harness.providers.gemini:GeminiProvider")
+
+
+def installed(monkeypatch: pytest.MonkeyPatch, **entries: str) -> None:
+    """Pretend these ``name="module:attr"`` entry points are installed in the ``harness.protocols`` group."""
+    from importlib.metadata import EntryPoint
+
+    from harness.protocols import registry
+
+    points = [EntryPoint(name=n.replace("_", "-"), value=v, group=registry.ENTRY_POINT_GROUP) for n, v in entries.items()]
+    monkeypatch.setattr(registry, "entry_points", lambda group: points if group == registry.ENTRY_POINT_GROUP else [])
+
+
+def test_a_broken_plugin_stays_known_and_says_what_is_wrong_without_breaking_the_others(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    installed(monkeypatch, broken="no_such_module_here:SPEC", other="tests.test_protocol_spec:MISNAMED",
+              odd="harness.protocols.builtin:BUILTIN_SPECS")
+    assert {"broken", "other", "odd"} <= set(available_protocols())
+    assert set(protocol_specs()) == set(BUILTIN_PROTOCOLS)
+    with pytest.raises(ConfigError, match=r"protocol 'broken': entry point broken = 'no_such_module_here:SPEC'.*"
+                                          r"cannot be loaded: ModuleNotFoundError"):
+        get_spec("broken")
+    with pytest.raises(ConfigError, match="its spec is named 'toy'; the entry point must use that name"):
+        get_spec("other")
+    with pytest.raises(ConfigError, match="gives a tuple, not a ProtocolSpec or a Provider subclass"):
+        get_spec("odd")
+    assert "cannot be loaded" in sandbox_layout().skipped["broken"]
+    assert get_protocol("gemini").protocol == "gemini"
+
+
+def test_a_plugin_cannot_replace_a_builtin_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    installed(monkeypatch, fal="tests.test_protocol_spec:SHADOW")
+    assert get_protocol("fal").protocol == "fal"
+    assert available_protocols()["fal"] == "harness.providers.fal:FalProvider"
+
+
+def test_a_plugin_server_that_cannot_load_is_skipped_and_the_builtin_servers_still_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.sandbox.servers import build_sandbox
+    from harness.sandbox.simulation import SandboxSettings
+
+    installed(monkeypatch, ghost="tests.test_protocol_spec:GHOST_SERVER")
+    assert "ghost" in sandbox_layout().served
+    sandbox = build_sandbox(SandboxSettings(), DEFAULT_PROFILES)
+    assert sandbox.served == ("openai", "gemini", "openrouter", "fal", "replicate")
+    assert "no_such_module_here:S: cannot import no_such_module_here" in sandbox.skipped["ghost"]
