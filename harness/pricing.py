@@ -43,10 +43,52 @@ def _tokens(target: Target, usage: Mapping[str, Any]) -> float | None:
     return (text_in * in_price + image_in * image_in_price + out * out_price) / 1e6
 
 
+def batch_discount(target: Target) -> float:
+    """Share of the list price a ``mode: batch`` target's requests are spared: its ``batch_discount``, else its
+    protocol's published one (OpenAI and Google both charge batch requests half the interactive price; the
+    page is the protocol's ``discount_url``); 0 for an interactive target."""
+    if target.mode != "batch":
+        return 0.0
+    if target.batch_discount is not None:
+        return target.batch_discount
+    from harness.batch.protocol import batch_mode
+
+    mode = batch_mode(target.protocol)
+    return mode.discount if mode is not None else 0.0
+
+
+def batch_discount_url(target: Target) -> str | None:
+    """The public page that states a batch target's discount (None for an interactive target)."""
+    if target.mode != "batch":
+        return None
+    if target.batch_discount_url:
+        return target.batch_discount_url
+    from harness.batch.protocol import batch_mode
+
+    mode = batch_mode(target.protocol)
+    return mode.discount_url if mode is not None else None
+
+
+def _discounted(target: Target, cost: Cost) -> Cost:
+    """``cost`` with a batch target's discount taken off (a provider-reported cost is already what it billed)."""
+    factor = 1.0 - batch_discount(target)
+    if factor == 1.0 or cost.source == "provider_reported":
+        return cost
+    return Cost(cost.usd * factor, cost.source, cost.billed)
+
+
 def success_cost(target: Target, *, usage: Mapping[str, Any], provider_cost_usd: float | None,
                  billable_units: float | None, provider_timings: Mapping[str, Any],
                  image_sizes: Sequence[tuple[int, int]]) -> Cost:
-    """Cost of a successful attempt."""
+    """Cost of a successful attempt (a batch target's at its batch price: :func:`batch_discount`)."""
+    return _discounted(target, _list_cost(target, usage=usage, provider_cost_usd=provider_cost_usd,
+                                          billable_units=billable_units, provider_timings=provider_timings,
+                                          image_sizes=image_sizes))
+
+
+def _list_cost(target: Target, *, usage: Mapping[str, Any], provider_cost_usd: float | None,
+               billable_units: float | None, provider_timings: Mapping[str, Any],
+               image_sizes: Sequence[tuple[int, int]]) -> Cost:
     if target.use_provider_cost and provider_cost_usd is not None:
         return Cost(float(provider_cost_usd), "provider_reported", True)
     if target.price_per_unit_usd is not None and billable_units is not None:
@@ -184,6 +226,9 @@ def list_price(target: Target) -> ListPrice:
         text = "as reported by the provider"
         if target.max_request_usd is not None:
             text += f" (≤ ${target.max_request_usd:g}/request)"
+    discount = batch_discount(target)
+    if discount:
+        text += f" · batch: {discount:.0%} off"
     return ListPrice(unit, text, target.price_as_of, target.price_as_of_kind, target.price_url)
 
 
@@ -217,6 +262,11 @@ def _output_tokens_cap(target: Target, shape: RequestShape) -> int | None:
 
 
 def request_bound(target: Target, shape: RequestShape) -> float:
+    """:func:`list_request_bound` at the target's price (a batch target's with its discount taken off)."""
+    return list_request_bound(target, shape) * (1.0 - batch_discount(target))
+
+
+def list_request_bound(target: Target, shape: RequestShape) -> float:
     """Most the harness will count one request of ``shape`` as costing, in USD, computed before it is sent.
 
     Per image: the price of the request's tier (:func:`request_tier`; unknown: the dearest) x images. Per
@@ -265,7 +315,7 @@ def failure_cost(target: Target, *, billed: bool, usage: Mapping[str, Any]) -> C
         return NO_COST
     tokens = _tokens(target, usage)
     if tokens is not None:
-        return Cost(tokens, "tokens", True)
+        return _discounted(target, Cost(tokens, "tokens", True))
     cost = usage.get("cost")
     if isinstance(cost, (int, float)):
         return Cost(float(cost), "provider_reported", True)

@@ -181,6 +181,13 @@ class SpendLedger:
         it, so it counts at its bound."""
         self.settle(reservation, reservation.bound_usd)
 
+    def hold(self, target: str, bound_usd: float) -> Reservation:
+        """Reserve ``bound_usd`` whatever the caps say: for a batch job the provider already has (a resumed
+        run's submitted job), which will be billed whether or not it fits."""
+        bound = to_nano(bound_usd, up=True)
+        self._reserved[target] = self._reserved.get(target, 0) + bound
+        return Reservation(target, bound)
+
     def release(self, reservation: Reservation) -> None:
         """End a reservation for a request that was never sent: it costs nothing."""
         self.settle(reservation, 0.0)
@@ -426,6 +433,29 @@ class SpendGuard:
         if held is None:
             self.stopped[target.name] = not_sent_reason(target.name, bound, self.ledger)
         return held
+
+    async def admit_job(self, target: Target, requests: Sequence[GenerationRequest]) -> tuple[Reservation | None, int]:
+        """Reserve a batch job's whole bound before it is submitted: ``(reservation, n)`` where the first ``n``
+        requests fit under the caps (the job carries only those; the rest are not sent, and the target is
+        stopped with the reason). ``(None, 0)`` when not even the first fits."""
+        if target.name in self.stopped:
+            return None, 0
+        bounds = [self.bound(target, r) for r in requests]
+        total, n = 0.0, 0
+        for bound in bounds:
+            if not self.ledger.could_ever_fit(target.name, total + bound):
+                break
+            total += bound
+            n += 1
+        if n < len(bounds):
+            self.stopped[target.name] = not_sent_reason(target.name, bounds[n], self.ledger)
+        if n == 0:
+            return None, 0
+        held = await self.ledger.reserve(target.name, total)
+        if held is None:
+            self.stopped[target.name] = not_sent_reason(target.name, total, self.ledger)
+            return None, 0
+        return held, n
 
     def settle(self, reservation: Reservation, cost_usd: float, *, timed_out: bool) -> float:
         """End the attempt's reservation; returns the cost counted (the bound for a timed-out attempt)."""

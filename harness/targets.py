@@ -15,6 +15,8 @@ fields of catalog ones (matched by ``name``)::
         allow_private_network: true # image URLs on this network may be fetched (automatic for a
                                     # base_url on 127.0.0.1 or a private address)
         credential_origins: [https://files.mygateway.example]  # more origins that may get the key
+        mode: batch                 # send the requests as provider batch jobs (docs/batch.md); protocols
+                                    # gemini and openai-images have a batch mode
 
 Everything a run needs is checked before the first request: unknown names (with suggestions), unknown
 protocols, and missing API keys (naming the target and the variables tried).
@@ -115,6 +117,19 @@ class Target(BaseModel):
         "base_url is itself local (the sandbox, a gateway on 127.0.0.1)")
     credential_origins: tuple[str, ...] = Field(
         default=(), description="extra origins (scheme://host[:port]) that may receive the key, beyond base_url's")
+    mode: Literal["interactive", "batch"] = Field(
+        default="interactive", description="batch: requests go out as provider batch jobs (docs/batch.md)")
+    batch_discount: float | None = Field(
+        default=None, ge=0, lt=1, description="share of the list price the provider takes off batch requests "
+        "(0.5: half price); default: the protocol's published discount")
+    batch_discount_url: str | None = Field(default=None, description="the public page stating the batch discount")
+    batch_max_requests: int | None = Field(
+        default=None, ge=1, description="most requests per batch job (default: the provider's limit); a run with "
+        "more sends several jobs")
+    batch_poll_s: float = Field(
+        default=30.0, gt=0, description="seconds between polls of a batch job's state (time-scaled in the sandbox)")
+    batch_of: str | None = Field(
+        default=None, description="the interactive target this batch target mirrors (tables show them side by side)")
 
     @field_validator("api_key_env", mode="before")
     @classmethod
@@ -259,6 +274,12 @@ def load_targets(user_file: Path | None = None, *, include_catalog: bool = True)
             close = difflib.get_close_matches(target.protocol, protocols, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(protocols))}"
             raise ConfigError(f"{where}: target {name!r}: unknown protocol {target.protocol!r}{hint}")
+        if target.mode == "batch":
+            from harness.batch.protocol import BATCH_MODES, batch_mode
+
+            if batch_mode(target.protocol) is None:
+                raise ConfigError(f"{where}: target {name!r}: mode batch, but protocol {target.protocol!r} has no "
+                                  f"batch mode (protocols with one: {', '.join(sorted(BATCH_MODES))})")
         out[name] = target
     return out
 

@@ -328,6 +328,16 @@ class Provider(abc.ABC):
             self._check_images(result)
         return result
 
+    async def vet(self, result: GenerationResult) -> GenerationResult:
+        """A result that arrived outside :meth:`generate` (a batch job's line) made safe as :meth:`generate`
+        makes its own: the key removed from its fields, anything not an image or carrying the key refused."""
+        self.redactor.fields_in_place(result, skip=("images",))
+        if sum(len(image.data) for image in result.images) > OFF_LOOP_BYTES:
+            await asyncio.to_thread(self._check_images, result)
+        else:
+            self._check_images(result)
+        return result
+
     def _check_images(self, result: GenerationResult) -> None:
         """Refuse anything that is not an image (recording only its type and size) and any image that carries
         the key."""

@@ -138,6 +138,11 @@ class OpenAIImagesProvider(Provider):
             fields["partial_images"] = int(options.get("partial_images", 2))
         return fields
 
+    def request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON body of a text-to-image request, as sent to ``/images/generations`` (a batch line's
+        ``body``: never streamed)."""
+        return self._fields(request)
+
     async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         fields = self._fields(request)
         edit = request.kind != ChallengeKind.TEXT_TO_IMAGE
@@ -238,6 +243,29 @@ class OpenAIImagesProvider(Provider):
             raise ProviderError(ErrorKind.NO_IMAGE, "stream ended without a completed image", request_id=request_id,
                                 http_status=200)
         return GenerationResult(images=images, request_id=request_id, expected_size=expected, usage=usage)
+
+
+def result_from_body(body: Any, request_id: str | None, expected: tuple[int, int] | None) -> GenerationResult:
+    """The result of a generation answer already parsed from JSON (a batch output line's ``response.body``):
+    its ``b64_json`` images, usage and size; ``bad_output`` when it is not an Images API object, ``no_image``
+    (billed) when it carries no image. A ``url`` item cannot be fetched here and is a ``bad_output``."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ProviderError(ErrorKind.BAD_OUTPUT, "answer is not an Images API JSON object with `data`",
+                            request_id=request_id)
+    fmt = body.get("output_format")
+    images: list[OutputImage] = []
+    for i, item in enumerate(body["data"]):
+        if not isinstance(item, dict) or not item.get("b64_json"):
+            raise ProviderError(ErrorKind.BAD_OUTPUT, f"data[{i}] carries no b64_json image", request_id=request_id)
+        images.append(decode_b64_image(str(item["b64_json"]), f"image/{fmt}" if fmt else None,
+                                       what=f"data[{i}].b64_json"))
+    if not images:
+        raise ProviderError(ErrorKind.NO_IMAGE, "answer without any image", request_id=request_id, http_status=200,
+                            billed=True, usage=_usage(body.get("usage")))
+    if body.get("size") and body["size"] != "auto":
+        expected = wire.pixel_size(str(body["size"])) or expected
+    return GenerationResult(images=images, request_id=request_id, expected_size=expected,
+                            usage=_usage(body.get("usage")))
 
 
 def _processing(headers: Mapping[str, str]) -> dict[str, Any]:

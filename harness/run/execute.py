@@ -254,6 +254,9 @@ class Runner:
                 try:
                     async with asyncio.TaskGroup() as group:
                         for name, todo in by_target.items():
+                            if runtimes[name].target.mode == "batch":
+                                group.create_task(self._batch(run_id, runtimes[name], todo, writer, t0, counter))
+                                continue
                             group.create_task(self._dispatch(group, run_id, runtimes[name], todo, writer, t0,
                                                              counter))
                 except BaseExceptionGroup as failed:
@@ -314,6 +317,32 @@ class Runner:
                     turns = by_key[key].challenge.turns
                     self._conversations[key] = resume_conversation(turns, key.variant, attempts, read)
         return out
+
+    async def _batch(self, run_id: str, rt: _TargetRuntime, todo: list[WorkItem], writer: StoreWriter, t0: int,
+                     counter: list[int]) -> None:
+        """Send a ``mode: batch`` target's requests as provider batch jobs (see :mod:`harness.batch.runner`)."""
+        from harness.batch.protocol import batch_mode
+        from harness.batch.runner import BatchTargetRun
+
+        mode = batch_mode(rt.target.protocol)
+        if mode is None:
+            raise HarnessError(f"target {rt.target.name!r}: protocol {rt.target.protocol!r} has no batch mode")
+
+        def put(record: AttemptRecord) -> None:
+            writer.put(record)
+            counter[0] += 1
+            self.observer.on_attempt(record)
+            self._observe_final(rt, record)
+
+        def not_sent(item: WorkItem, reason: str) -> None:
+            if rt.stop_reason is None:
+                rt.stop_reason = reason
+                rt.stopped.set()
+                self.observer.on_target_stopped(rt.target.name, reason)
+            self._not_sent(run_id, item, item.first_attempt, rt, writer, t0, t0, counter)
+
+        await BatchTargetRun(run_id, rt.target, mode(rt.provider), rt.pool, self.db_path, self.options, self.spend,
+                             put, not_sent, t0).run(todo)
 
     async def _dispatch(self, group: asyncio.TaskGroup, run_id: str, rt: _TargetRuntime, todo: list[WorkItem],
                         writer: StoreWriter, t0: int, counter: list[int]) -> None:

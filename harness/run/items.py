@@ -51,6 +51,13 @@ def refusal(challenge: Challenge, target: Target) -> str | None:
     :func:`harness.providers.base.multi_turn_refusal`)."""
     if not target.supports(challenge.kind):
         return f"{target.name} does not take {challenge.kind.value} challenges"
+    if target.mode == "batch":
+        from harness.batch.protocol import batch_mode
+
+        mode = batch_mode(target.protocol)
+        if mode is not None and challenge.kind not in mode.kinds:
+            return (f"{target.name}: the {target.protocol} batch mode sends only "
+                    f"{', '.join(k.value for k in mode.kinds)} challenges")
     if challenge.kind == ChallengeKind.MULTI_TURN and not get_protocol(target.protocol).multi_turn:
         return f"{target.name}: {multi_turn_refusal(target.protocol)}"
     if challenge.kind == ChallengeKind.MULTI_TURN and target.protocol == "gemini":
