@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "store": "harness.cli.store:store",
     "sweep": "harness.cli.sweep:sweep",
     "trend": "harness.cli.trend:trend",
+    "judge": "harness.cli.judge:judge",
 }
 
 

@@ -16,6 +16,10 @@
   are classified by the code embedded in the body, also when it arrives inside an HTTP 200 or as a stream
   chunk after the response started (then the attempt's HTTP status stays 200).
 
+The same endpoint answers in text about images: :func:`judge_body` / :func:`chat_text` ask a chat model that
+takes images (the pairwise judge, :mod:`harness.judge`), and :func:`input_modalities` reads the model list so
+that a model that cannot see images is refused before anything is spent.
+
 Conversations (multi-turn challenges): every turn sends the whole message history, each earlier user message
 rebuilt exactly as it was sent and each assistant message as the API returned it (``content``, ``images`` with
 their data URLs, ``reasoning_details`` and any other field, https://openrouter.ai/docs/features/multimodal/image-generation
@@ -34,6 +38,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from harness.providers.base import (
     ChallengeKind,
@@ -427,3 +433,81 @@ class OpenRouterProvider(Provider):
 
     async def _download(self, http: TimedHttp, url: str) -> OutputImage:
         return await download_image(http, url, self.policy, what="image")
+
+
+# ---- chat with image input (the judge) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """An image shown to a chat model after a text label (``"Image A:"``)."""
+
+    label: str
+    data: bytes
+    mime: str
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """A text answer: ``text`` (the assistant message's content), ``cost_usd`` as reported (``usage.cost``),
+    the generation id, the harness's usage keys."""
+
+    text: str
+    cost_usd: float | None
+    generation_id: str | None
+    usage: dict[str, Any]
+
+
+def judge_body(model: str, instruction: str, images: Sequence[LabelledImage],
+               max_tokens: int = wire.JUDGE_MAX_TOKENS) -> dict[str, Any]:
+    """A chat request for a text answer about images: the instruction, then each image after its label."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": instruction}]
+    for image in images:
+        parts.append({"type": "text", "text": image.label})
+        parts.append({"type": "image_url", "image_url": {"url": data_url(image.data, image.mime)}})
+    return {"model": model, "messages": [{"role": "user", "content": parts}], "max_tokens": max_tokens,
+            "temperature": 0}
+
+
+def _auth(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+async def input_modalities(client: httpx.AsyncClient, base_url: str, api_key: str | None,
+                           model: str) -> tuple[str, ...] | None:
+    """What ``model`` takes as input per the model list (``None`` when the list does not name it)."""
+    response = await client.get(base_url.rstrip("/") + wire.MODELS_PATH, headers=_auth(api_key))
+    if response.status_code >= 400:
+        raise classify(response.status_code, response.content, response.headers)
+    body = json_or_none(response.content)
+    data = body.get("data") if isinstance(body, dict) else None
+    for entry in data if isinstance(data, list) else []:
+        if isinstance(entry, Mapping) and entry.get("id") == model:
+            arch = entry.get("architecture")
+            found = arch.get("input_modalities") if isinstance(arch, Mapping) else None
+            return tuple(str(m) for m in found) if isinstance(found, list) else ()
+    return None
+
+
+async def chat_text(client: httpx.AsyncClient, base_url: str, api_key: str | None,
+                    body: Mapping[str, Any]) -> ChatReply:
+    """Send one chat completion and return its text answer; an error answer raises :class:`ProviderError`."""
+    response = await client.post(base_url.rstrip("/") + wire.COMPLETIONS_PATH, headers=_auth(api_key), json=body)
+    if response.status_code >= 400:
+        raise classify(response.status_code, response.content, response.headers)
+    parsed = json_or_none(response.content)
+    if not isinstance(parsed, dict):
+        raise ProviderError(ErrorKind.BAD_OUTPUT, "200 response is not a chat completion JSON object",
+                            http_status=response.status_code)
+    if isinstance(parsed.get("error"), Mapping):
+        raise classify_error(parsed["error"], response.status_code, response.headers)
+    choice = _first_choice(parsed, "response")
+    message = choice.get("message") if choice is not None else None
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if isinstance(content, list):
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    usage = usage_of(parsed.get("usage"))
+    cost = usage.get("cost")
+    return ChatReply(text=content if isinstance(content, str) else "",
+                     cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+                     generation_id=response.headers.get(wire.GENERATION_ID_HEADER) or parsed.get("id"), usage=usage)

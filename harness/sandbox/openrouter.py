@@ -3,6 +3,11 @@ images as data URLs in
 ``message.images`` / ``delta.images``, ``usage.cost``, ``X-Generation-Id``, SSE with ``: OPENROUTER PROCESSING``
 keep-alive comments and ``data: [DONE]``, OpenRouter's error envelope (also inside a 200 body or a stream chunk).
 
+It also plays vision-language *judges* (:data:`JUDGES`): a chat request to one of them gets a text answer
+about the images it carries, decided from their pixels by the sandbox's own checker
+(:func:`harness.sandbox.imagery.read`) with the judge's noise and position bias (:class:`JudgeSettings`),
+and ``GET /models`` lists every model with its input modalities, as OpenRouter's model list does.
+
 Faithful enough that the official ``openai`` SDK works against it unchanged but for ``base_url``:
 ``OpenAI(base_url=<root>/openrouter/api/v1, api_key=...).chat.completions.create(...,
 extra_body={"modalities": ["image", "text"]})``, streaming included.
@@ -13,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import io
 import json
+import random
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from harness.sandbox import imagery
 from harness.sandbox.faults import Fault
 from harness.sandbox.simulation import (
     RequestPlan,
@@ -52,6 +60,45 @@ MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "black-forest-labs/flux.2-flex": ("Black Forest Labs", wire.MODALITIES_IMAGE_ONLY),
 }
 """Simulated model slugs -> (upstream provider name, output modalities the model supports)."""
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How a simulated judge model looks at two pictures.
+
+    It reads each picture's quality from its pixels (:attr:`harness.sandbox.imagery.Reading.quality`), adds
+    ``noise_sd`` of Gaussian error to each reading and ``position_bias`` to the first picture shown, and
+    answers the better one (a tie when they are within ``tie_margin``). ``unparseable_rate``: share of
+    answers that ramble without a verdict line. ``input_modalities``: what the model takes (a text-only
+    model answers an image request with OpenRouter's 404). ``prompt_price``/``completion_price``: USD per
+    token, as the model list gives them; ``image_tokens``: prompt tokens an image counts for.
+    """
+
+    noise_sd: float = 0.15
+    position_bias: float = 0.05
+    tie_margin: float = 0.05
+    unparseable_rate: float = 0.0
+    input_modalities: tuple[str, ...] = ("text", "image")
+    prompt_price: float = 3e-7
+    completion_price: float = 2.5e-6
+    image_tokens: int = 1290
+
+
+JUDGES: dict[str, JudgeSettings] = {
+    "google/gemini-2.5-flash": JudgeSettings(noise_sd=0.15, position_bias=0.05),
+    "openai/gpt-4o": JudgeSettings(noise_sd=0.2, position_bias=0.08, prompt_price=2.5e-6, completion_price=1e-5,
+                                   image_tokens=765),
+    "openai/gpt-4o-mini": JudgeSettings(noise_sd=0.4, position_bias=0.15, unparseable_rate=0.05,
+                                        prompt_price=1.5e-7, completion_price=6e-7, image_tokens=765),
+    "meta-llama/llama-3.1-8b-instruct": JudgeSettings(input_modalities=("text",), prompt_price=2e-8,
+                                                      completion_price=5e-8),
+}
+"""Simulated chat models that can judge (and one that cannot see images). Prices and image token counts are
+of the order OpenRouter lists for them (https://openrouter.ai/models); the noise and biases are assumptions,
+chosen so that the judges differ in how well they agree with the simulated panel."""
+JUDGE_LATENCY_S = 3.0
+"""Simulated seconds a judge takes to answer."""
+
 OTHER_IMAGE_PRICE_USD = 0.04
 """Per-image cost reported for the non-Google simulated models (an assumption)."""
 OTHER_IMAGE_TOKENS = 1024
@@ -113,15 +160,30 @@ def _tokens(text: str) -> int:
 class OpenRouterServer:
     """Routes and behaviour of the simulated OpenRouter API."""
 
-    def __init__(self, sim: SimulatedProvider) -> None:
+    def __init__(self, sim: SimulatedProvider, judges: dict[str, JudgeSettings] | None = None) -> None:
         self.sim = sim
+        self.judges = JUDGES if judges is None else judges
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route(wire.COMPLETIONS_PATH, self.completions, methods=["POST"])])
+        return Starlette(routes=[Route(wire.COMPLETIONS_PATH, self.completions, methods=["POST"]),
+                                 Route(wire.MODELS_PATH, self.models, methods=["GET"])])
+
+    async def models(self, request: Request) -> Response:
+        """The model list: image models (text in, image out) and the judges (text and maybe images in)."""
+        data = [{"id": m, "architecture": {"input_modalities": ["text", "image"], "output_modalities": list(out)}}
+                for m, (_, out) in MODELS.items()]
+        data += [{"id": m, "architecture": {"input_modalities": list(j.input_modalities),
+                                            "output_modalities": ["text"]},
+                  "pricing": {"prompt": str(j.prompt_price), "completion": str(j.completion_price)}}
+                 for m, j in self.judges.items()]
+        return JSONResponse({"data": data})
 
     async def completions(self, request: Request) -> Response:
         generation_id = f"gen-{int(time.time())}-{secrets.token_urlsafe(15)[:20]}"
         try:
+            judge = await self._judge_model(request)
+            if judge is not None:
+                return await self._judge(request, judge, generation_id)
             call = await self._validate(request, generation_id)
             plan = self.sim.plan(call.model, request.headers, call.prompt)
             await self._early_fault(request, plan, call)
@@ -132,6 +194,82 @@ class OpenRouterServer:
             return StreamingResponse(self._stream(request, call, plan), media_type="text/event-stream",
                                      headers={**headers, "cache-control": "no-cache"})
         return await self._unary(request, call, plan, headers)
+
+    # ---- the judges -----------------------------------------------------------------------------------------
+
+    async def _judge_model(self, request: Request) -> str | None:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return None
+        model = body.get("model") if isinstance(body, dict) else None
+        return model if isinstance(model, str) and model in self.judges else None
+
+    async def _judge(self, request: Request, model: str, generation_id: str) -> Response:
+        """A judge's answer: which of the last two images is better, read from their pixels."""
+        header = request.headers.get("authorization", "")
+        state = self.sim.check_key(header[7:].strip() if header.lower().startswith("bearer ") else "")
+        if state != "ok":
+            raise OpenRouterError.named("no_auth" if state == "missing" else "user_not_found")
+        settings = self.judges[model]
+        body = json.loads(await request.body())
+        labelled, texts = self._labelled(body.get("messages"))
+        if labelled and "image" not in settings.input_modalities:
+            raise OpenRouterError(404, "No endpoints found that support image input")
+        if not texts:
+            raise _bad('Input required: specify "prompt" or "messages"')
+        answer = await asyncio.to_thread(self._verdict, model, settings, "\n".join(texts), labelled)
+        await self.sim.sleep(JUDGE_LATENCY_S)
+        prompt_tokens = sum(_tokens(t) for t in texts) + settings.image_tokens * len(labelled)
+        completion_tokens = _tokens(answer)
+        cost = prompt_tokens * settings.prompt_price + completion_tokens * settings.completion_price
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens, "cost": round(cost, 10)}
+        return JSONResponse({
+            "id": generation_id, "provider": "Simulated", "model": model, "object": "chat.completion",
+            "created": int(time.time()),
+            "choices": [{"index": 0, "finish_reason": "stop", "native_finish_reason": "STOP",
+                         "message": {"role": "assistant", "content": answer, "refusal": None}}],
+            "usage": usage}, headers={wire.GENERATION_ID_HEADER: generation_id})
+
+    def _labelled(self, messages: Any) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """Every image with the text part right before it (its label), and every text part."""
+        images: list[tuple[str, bytes]] = []
+        texts: list[str] = []
+        for m, message in enumerate(messages if isinstance(messages, list) else []):
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                texts.append(content)
+                continue
+            for p, part in enumerate(content if isinstance(content, list) else []):
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") == "text" and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+                elif part.get("type") == "image_url":
+                    images.append((texts[-1] if texts else "", self._image(part.get("image_url"), m, p)))
+        return images, texts
+
+    @staticmethod
+    def _verdict(model: str, settings: JudgeSettings, text: str, labelled: list[tuple[str, bytes]]) -> str:
+        """The answer: the last two images are A and B, earlier ones the sources (one labelled as a mask is
+        the inpainting mask); the request is the text's ``Request:`` line."""
+        digest = hashlib.sha256(model.encode() + b"".join(hashlib.sha256(d).digest() for _, d in labelled))
+        rng = random.Random(digest.digest())
+        if len(labelled) < 2:
+            return "I need two images to compare."
+        request = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                        if line.lower().startswith("request:")), text)
+        sources = [d for label, d in labelled[:-2] if "mask" not in label.lower()]
+        mask = next((d for label, d in labelled[:-2] if "mask" in label.lower()), None)
+        a, b = (imagery.read(d, request, tuple(sources), mask) for _, d in labelled[-2:])
+        if rng.random() < settings.unparseable_rate:
+            return "Both images have merits; it depends on what you value more."
+        seen_a = a.quality + rng.gauss(0.0, settings.noise_sd) + settings.position_bias
+        seen_b = b.quality + rng.gauss(0.0, settings.noise_sd)
+        winner = "TIE" if abs(seen_a - seen_b) <= settings.tie_margin else ("A" if seen_a > seen_b else "B")
+        return (f"Image A shows {a.found} of {a.total} requested elements, image B {b.found} of {b.total}."
+                f"\nWINNER: {winner}")
 
     # ---- validation --------------------------------------------------------------------------------------
 

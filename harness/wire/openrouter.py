@@ -86,3 +86,12 @@ UPSTREAM_RATE_LIMITED_RAW = ("{model} is temporarily rate-limited upstream. Plea
 
 REFUSAL_ERROR_TYPES = frozenset({"content_policy_violation", "refusal", "moderation"})
 """``metadata.error_type`` values that mean a safety system declined the request."""
+
+
+MODELS_PATH = "/models"
+"""``GET {base}/models``: every model with ``architecture.input_modalities`` (``"text"``, ``"image"``, …) and
+``pricing`` (USD per token as strings, https://openrouter.ai/docs/api-reference/list-available-models): how a
+judge target is checked for image input before anything is spent."""
+
+JUDGE_MAX_TOKENS = 400
+"""Completion tokens a judge answer may use (a short reason and the verdict line)."""

@@ -1,0 +1,145 @@
+"""``harness judge RUN --judge MODEL@PROVIDER``: ask a vision model which of two outputs is better;
+``harness judge report RUN --judge …``: its position bias and self-preference; ``harness judge agreement
+RUN``: how far each automatic signal agrees with the store's pairwise votes (docs/judge.md, docs/quality.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from harness.cli._common import db_option, err_console, handle_errors, out_console, plain_output, print_json
+from harness.judge.ask import JudgeOptions, JudgeSummary, check_judge, judge_run
+from harness.judge.target import JudgeTarget
+from harness.store import Store
+from harness.store import runs as run_store
+
+SANDBOX_KEY = "sandbox-judge-key"
+"""The key sent to the embedded sandbox (it accepts any but its one invalid key)."""
+
+
+class _DefaultAsk(click.Group):
+    """``harness judge RUN …`` is ``harness judge ask RUN …``: a first word that is no sub-command is a run."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["ask", *args]
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_DefaultAsk)
+def judge() -> None:
+    """Pairwise vision-model judge of a run's outputs (`harness judge RUN --judge MODEL@PROVIDER`)."""
+
+
+@judge.command("ask")
+@click.argument("run_id", metavar="RUN")
+@click.option("--judge", "judge_spec", required=True, metavar="MODEL@PROVIDER",
+              help="Chat model that takes images, e.g. google/gemini-2.5-flash@openrouter.")
+@click.option("--pairs", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Pairs of outputs to ask about (each in both orders).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which pairs are sampled.")
+@click.option("--concurrency", type=click.IntRange(min=1, max=64), default=4, show_default=True)
+@click.option("--retries", type=click.IntRange(min=0, max=5), default=1, show_default=True,
+              help="Re-asks of an answer without a readable verdict (each try is stored).")
+@click.option("--max-spend", "max_spend", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Cap on the run's total spend, generations and judgements together (default: the run's cap).")
+@click.option("--sandbox/--no-sandbox", default=None,
+              help="Ask the embedded sandbox's judges (default: when the run itself was sandboxed).")
+@click.option("--base-url", default=None, metavar="URL", help="Provider base URL (default: the provider's own).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@db_option
+@handle_errors
+def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, retries: int,
+        max_spend: float | None, sandbox: bool | None, base_url: str | None, as_json: bool, db: Path) -> None:
+    """Ask a judge about sampled pairs of RUN's outputs; answers are stored, cached and resumable."""
+    target = JudgeTarget.parse(judge_spec)
+    options = JudgeOptions(pairs=pairs, seed=seed, concurrency=concurrency, retries=retries, max_spend_usd=max_spend)
+    with Store.open(db) as store:
+        info = run_store.get_run(store, run_id)
+        use_sandbox = bool(info.config.get("sandbox")) if sandbox is None else sandbox
+        api_key = SANDBOX_KEY if use_sandbox else target.api_key()
+        check_judge(target, api_key, use_sandbox)
+        with ExitStack() as stack:
+            if use_sandbox:
+                from harness.sandbox.servers import SandboxServer
+                from harness.sandbox.simulation import SandboxSettings
+
+                server = stack.enter_context(SandboxServer(settings=SandboxSettings(time_scale=0.01, faults=False)))
+                url = server.base_urls()[target.provider]
+            else:
+                url = base_url or target.default_base_url()
+            summary = asyncio.run(_ask(store, info.id, target, options, url, api_key, as_json))
+    if as_json:
+        print_json(summary.as_dict())
+        return
+    out_console().print(
+        f"{summary.judge} on {summary.run_id}: {summary.questions} questions ({summary.cached} cached), "
+        f"{summary.asked} asked: {summary.verdicts} verdicts, {summary.unparseable} unparseable, "
+        f"{summary.errors} failed, {summary.spent_usd:.4f} USD"
+        + (f"; {summary.not_sent_for_cap} not sent (spend cap)" if summary.not_sent_for_cap else ""))
+
+
+async def _ask(store: Store, run_id: str, target: JudgeTarget, options: JudgeOptions, url: str,
+               api_key: str | None, quiet: bool) -> JudgeSummary:
+    console = err_console()
+    step = 10 if plain_output() else 1
+
+    def progress(s: JudgeSummary) -> None:
+        if not quiet and s.asked % step == 0:
+            console.print(f"asked {s.asked}: {s.verdicts} verdicts, {s.unparseable} unparseable, {s.errors} failed")
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0)) as client:
+        return await judge_run(store, run_id, target, options, client=client, base_url=url, api_key=api_key,
+                               progress=progress)
+
+
+@judge.command("report")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option("--judge", "judge_spec", required=True, metavar="MODEL@PROVIDER")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@db_option
+@handle_errors
+def report(run_ids: tuple[str, ...], judge_spec: str, as_json: bool, db: Path) -> None:
+    """A judge's position bias and self-preference on RUN's outputs (from stored verdicts only)."""
+    from harness.judge.report import final_verdicts, position_bias, self_preference
+
+    target = JudgeTarget.parse(judge_spec)
+    with Store.open(db, readonly=True) as store:
+        ids = [run_store.get_run(store, r).id for r in run_ids]
+        verdicts = final_verdicts(store, ids, target.spec)
+        data: dict[str, Any] = {"schema_version": 1, "judge": target.spec, "runs": ids,
+                                "questions": len(verdicts),
+                                "position": position_bias(verdicts) if not verdicts.empty else None,
+                                "self_preference": self_preference(store, ids, target.spec)}
+    if as_json:
+        print_json(data)
+        return
+    console = out_console()
+    console.print(f"{target.spec}: {data['questions']} stored answers on {', '.join(ids)}")
+    pos = data["position"]
+    if pos:
+        fw = pos["first_wins"]
+        if fw["share"] is not None:
+            console.print(f"image shown first wins {fw['share']:.0%} [{fw['low']:.0%}–{fw['high']:.0%}] of "
+                          f"{fw['n']} decisive verdicts (50 % is unbiased)")
+        c = pos["consistent"]
+        if c["share"] is not None:
+            console.print(f"both orders agree on {c['share']:.0%} [{c['low']:.0%}–{c['high']:.0%}] of {c['n']} pairs")
+        console.print(f"ties {pos['ties']}, unparseable {pos['unparseable']}, failed {pos['errors']}")
+    sp = data["self_preference"]
+    jo, vo = sp["judge_own_wins"], sp["voters_own_wins"]
+    if jo["share"] is None:
+        console.print(f"self-preference: no verdict pits the {sp['family']} family against another")
+    else:
+        line = (f"self-preference ({sp['family']}): the judge gives its family {jo['share']:.0%} "
+                f"[{jo['low']:.0%}–{jo['high']:.0%}] of {jo['n']} decisive verdicts")
+        if vo["share"] is not None:
+            line += f"; the voters {vo['share']:.0%} [{vo['low']:.0%}–{vo['high']:.0%}] of {vo['n']}"
+        console.print(line)

@@ -1,0 +1,240 @@
+"""A pairwise vision-model judge: asked through our OpenRouter adapter, answered in the sandbox from the
+pictures' pixels, stored with its raw answer, cached, resumable, and kept under the run's spend cap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.challenges import load
+from harness.cli import cli
+from harness.judge.ask import JudgeError, JudgeOptions, JudgeSummary, judge_run
+from harness.judge.pairs import sample_questions
+from harness.judge.report import as_battles, final_verdicts, position_bias, self_preference
+from harness.judge.rubric import RUBRICS, parse_verdict
+from harness.judge.target import JudgeTarget, family_of
+from harness.protocols.registry import sandbox_layout
+from harness.quality.readings import read_outputs
+from harness.run import RunOptions, start_run
+from harness.sandbox.openrouter import JudgeSettings, OpenRouterServer
+from harness.sandbox.simulation import SandboxSettings, SimulatedProvider
+from harness.store import Store
+from harness.store import judgements as jstore
+from harness.store import runs as run_store
+from harness.targets import load_targets, resolve_keys, select
+from tests.conftest import mask_png, photo_like
+
+TARGETS = ["gemini-3-pro-image-preview@google", "gpt-image-1@openai", "sd-3.5-large@replicate", "flux-dev@fal"]
+GOOD_JUDGE = JudgeTarget("google/gemini-2.5-flash", "openrouter")
+
+
+def write_suite(folder: Path) -> Path:
+    (folder / "a.png").write_bytes(photo_like((96, 64), 1))
+    (folder / "mask.png").write_bytes(mask_png((96, 64)))
+    prompts = ["a red kite over green hills with a wooden windmill and white sheep",
+               "a blue teapot beside golden lemons on a marble table with linen napkins",
+               "a purple octopus reading maps inside a brass submarine cabin",
+               "an orange lighthouse on black rocks under silver clouds with seagulls"]
+    body = "challenges:\n" + "".join(
+        f"  - id: t{i}\n    title: T{i}\n    category: {'illustration' if i % 2 else 'nature'}\n"
+        f"    kind: text-to-image\n    prompt: \"{p}\"\n" for i, p in enumerate(prompts))
+    body += ("  - id: e\n    title: E\n    category: portraiture\n    kind: edit\n"
+             "    prompt: add a yellow kite and orange balloons\n    references: [a.png]\n"
+             "  - id: f\n    title: F\n    category: product\n    kind: inpaint\n"
+             "    prompt: fill the hole with tulips and roses\n    references: [a.png]\n    mask: mask.png\n")
+    (folder / "suite.yaml").write_text(body, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sandbox_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    suite = write_suite(tmp_path_factory.mktemp("suite"))
+    db = tmp_path_factory.mktemp("store") / "harness.db"
+    chosen = select(load_targets(), TARGETS)
+    run = start_run(db, load(suite), chosen, resolve_keys(chosen, sandbox=True),
+                    RunOptions(sandbox=True, time_scale=0.01, samples=3, sandbox_faults=False,
+                               respect_limits=False, max_spend_usd=5.0))
+    return db, run.run_id
+
+
+def judge_app(judges: dict[str, JudgeSettings] | None = None) -> httpx.AsyncClient:
+    """The simulated OpenRouter API in process (ASGI), 1000x faster than real time."""
+    spec = sandbox_layout().served["openrouter"]
+    sim = SimulatedProvider(name="openrouter", profile=spec.default_profile(),
+                            settings=SandboxSettings(time_scale=0.001, faults=False))
+    app = OpenRouterServer(sim, judges).app()
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox")
+
+
+def ask(db: Path, run_id: str, target: JudgeTarget = GOOD_JUDGE, options: JudgeOptions | None = None,
+        judges: dict[str, JudgeSettings] | None = None) -> JudgeSummary:
+    async def go() -> JudgeSummary:
+        async with judge_app(judges) as client:
+            with Store.open(db) as store:
+                return await judge_run(store, run_id, target, options or JudgeOptions(pairs=12), client=client,
+                                       base_url="http://sandbox", api_key="test-key")
+    return asyncio.run(go())
+
+
+def test_every_rubric_has_a_version_and_names_the_request() -> None:
+    for kind, rubric in RUBRICS.items():
+        assert rubric.id == f"{kind}/v{rubric.version}"
+        assert "Request: fox" in rubric.prompt("fox") and "WINNER: A" in rubric.text
+
+
+@pytest.mark.parametrize(("answer", "verdict"), [
+    ("A is sharper.\nWINNER: A", "A"), ("winner: b", "B"), ("**WINNER:** TIE", "tie"), ("WINNER: **TIE**", "tie"),
+    ('{"winner": "B", "reason": "x"}', "B"), ("I prefer the first one.", None), ("", None),
+    ("WINNER: A\n... on reflection WINNER: B", None), ("WINNER: A\nWINNER: A", "A"),
+])
+def test_the_rubric_parser_reads_a_verdict_or_says_there_is_none(answer: str, verdict: str | None) -> None:
+    assert parse_verdict(answer) == verdict
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_the_parser_never_guesses_from_text_without_a_verdict_line(text: str) -> None:
+    found = parse_verdict(text)
+    assert found in (None, "A", "B", "tie")
+    if "winner" not in text.lower():
+        assert found is None
+
+
+def test_a_judge_target_names_a_provider_with_a_judge_adapter() -> None:
+    assert JudgeTarget.parse("google/gemini-2.5-flash@openrouter") == GOOD_JUDGE
+    for bad in ("gemini", "x@nowhere", "@openrouter"):
+        with pytest.raises(Exception, match="--judge"):
+            JudgeTarget.parse(bad)
+    assert family_of("google/gemini-2.5-flash") == family_of("gemini-3-pro-image-preview") == "google"
+    assert family_of("openai/gpt-4o") == family_of("gpt-image-1") == "openai"
+
+
+def test_pairs_are_of_one_challenge_from_two_targets_and_asked_in_both_orders(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    with Store.open(db, readonly=True) as store:
+        outputs = run_store.outputs_frame(store, [run_id])
+    questions = sample_questions(outputs, 10, seed=3)
+    assert len(questions) == 20
+    assert questions == sample_questions(outputs, 10, seed=3)
+    for q, back in zip(questions[::2], questions[1::2], strict=True):
+        assert back == q.swapped() and q.first.target != q.second.target
+    comparable = {c for c, g in outputs.groupby("challenge_id") if g["target"].nunique() >= 2}
+    assert {q.challenge_id for q in questions} == comparable, "a small sample still covers every challenge"
+
+
+def test_a_judge_that_cannot_see_images_is_refused_before_anything_is_asked(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    with pytest.raises(JudgeError, match=r"cannot take images .*text"):
+        ask(db, run_id, JudgeTarget("meta-llama/llama-3.1-8b-instruct", "openrouter"))
+    with pytest.raises(JudgeError, match="not in the provider's model list"):
+        ask(db, run_id, JudgeTarget("nobody/vision-9000", "openrouter"))
+    with Store.open(db, readonly=True) as store:
+        assert jstore.judgements_frame(store, judge="meta-llama/llama-3.1-8b-instruct@openrouter").empty
+
+
+def test_verdicts_are_stored_with_raw_answer_cost_and_latency_and_a_second_pass_is_all_cache(
+        sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    first = ask(db, run_id, JudgeTarget("openai/gpt-4o", "openrouter"))
+    assert first.questions == 24 and first.asked == 24 and first.verdicts == 24 and first.spent_usd > 0
+    again = ask(db, run_id, JudgeTarget("openai/gpt-4o", "openrouter"))
+    assert again.cached == 24 and again.asked == 0 and again.spent_usd == 0
+    with Store.open(db, readonly=True) as store:
+        rows = jstore.judgements_frame(store, judge="openai/gpt-4o@openrouter")
+    assert len(rows) == 24 and rows["raw_answer"].str.contains("WINNER").all()
+    assert (rows["cost_usd"] > 0).all() and (rows["latency_ms"] > 0).all()
+    assert set(rows["rubric"]) == {"text-to-image/v1", "edit/v1", "inpaint/v1"}
+
+
+def test_the_sandbox_judge_prefers_the_picture_that_shows_more_of_the_request(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    ask(db, run_id, options=JudgeOptions(pairs=40))
+    with Store.open(db, readonly=True) as store:
+        verdicts = final_verdicts(store, [run_id], GOOD_JUDGE.spec)
+        readings = read_outputs(store, run_store.outputs_frame(store, [run_id]))
+    agree = total = 0
+    for row in verdicts.itertuples():
+        a, b = readings[row.first_sha].quality, readings[row.second_sha].quality
+        if row.verdict in ("first", "second") and abs(a - b) > 0.3:
+            total += 1
+            agree += (row.verdict == "first") == (a > b)
+    assert total >= 10 and agree / total > 0.85
+
+
+def test_an_answer_without_a_verdict_is_kept_as_unparseable_and_asked_again_never_guessed(
+        sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    rambler = {"x/rambler": JudgeSettings(unparseable_rate=1.0)}
+    summary = ask(db, run_id, JudgeTarget("x/rambler", "openrouter"), JudgeOptions(pairs=3, retries=2), rambler)
+    assert summary.questions == 6 and summary.asked == 18 and summary.unparseable == 18 and summary.verdicts == 0
+    with Store.open(db, readonly=True) as store:
+        rows = jstore.judgements_frame(store, judge="x/rambler@openrouter")
+        verdicts = final_verdicts(store, [run_id], "x/rambler@openrouter")
+    assert sorted(set(rows["try_no"])) == [0, 1, 2] and (rows["verdict"] == "unparseable").all()
+    assert rows["raw_answer"].str.len().min() > 0
+    assert as_battles(verdicts).empty and position_bias(verdicts)["unparseable"] == 6
+    again = ask(db, run_id, JudgeTarget("x/rambler", "openrouter"), JudgeOptions(pairs=3, retries=2), rambler)
+    assert again.asked == 0 and again.cached == 6
+
+
+def test_a_judge_never_spends_past_the_run_s_cap(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    with Store.open(db, readonly=True) as store:
+        already = run_store.spend_by_run(store)[run_id] + jstore.spent(store, run_id)
+    cap = already + 0.01
+    summary = ask(db, run_id, JudgeTarget("openai/gpt-4o-mini", "openrouter"),
+                  JudgeOptions(pairs=40, max_spend_usd=cap, concurrency=3))
+    assert summary.not_sent_for_cap > 0 and summary.asked > 0
+    with Store.open(db, readonly=True) as store:
+        assert run_store.spend_by_run(store)[run_id] + jstore.spent(store, run_id) <= cap
+
+
+def test_a_position_biased_judge_is_caught_by_asking_both_orders(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    biased = {"x/first-lover": JudgeSettings(noise_sd=0.05, position_bias=5.0)}
+    ask(db, run_id, JudgeTarget("x/first-lover", "openrouter"), JudgeOptions(pairs=20), biased)
+    with Store.open(db, readonly=True) as store:
+        report = position_bias(final_verdicts(store, [run_id], "x/first-lover@openrouter"))
+    assert report["first_wins"]["share"] == 1.0 and report["consistent"]["share"] == 0.0
+
+
+def test_self_preference_compares_the_judge_with_the_store_s_voters(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    ask(db, run_id, options=JudgeOptions(pairs=40))
+    with Store.open(db, readonly=True) as store:
+        report = self_preference(store, [run_id], GOOD_JUDGE.spec)
+    assert report["family"] == "google" and report["judge_own_wins"]["n"] > 0
+    assert report["voters_own_wins"]["share"] is None and report["gap"] is None
+
+
+def test_judgements_live_in_their_own_table_on_both_backends(store_url: str) -> None:
+    row = jstore.Judgement("m@openrouter", "edit/v1", "a" * 64, "b" * 64, 0, "first", "run", "c", "default", None,
+                           "edit", 1, 2, "t1", "t2", "m1", "m2", "WINNER: A", None, 0.001, 12.5, 1.0)
+    with Store.open(store_url) as store:
+        assert jstore.insert_judgements(store, [row, row]) == 1
+        assert jstore.cached(store, "m@openrouter", "edit/v1")[("a" * 64, "b" * 64)] == row
+        assert jstore.spent(store, "run") == pytest.approx(0.001)
+
+
+def test_the_cli_judges_a_sandboxed_run_and_reports_on_it(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    runner = CliRunner()
+    result = runner.invoke(cli, ["judge", run_id, "--judge", "openai/gpt-4o@openrouter", "--pairs", "4", "--db",
+                                 str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1 and data["questions"] == 8
+    report = runner.invoke(cli, ["judge", "report", run_id, "--judge", "openai/gpt-4o@openrouter", "--db",
+                                 str(db), "--json"])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)["position"]["first_wins"]["n"] > 0
+    refused = runner.invoke(cli, ["judge", run_id, "--judge", "meta-llama/llama-3.1-8b-instruct@openrouter",
+                                  "--db", str(db)])
+    assert refused.exit_code == 2 and "cannot take images" in refused.output
