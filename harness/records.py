@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from harness.outcomes import NOT_SENT as NOT_SENT  # re-exported: the word lives in harness.outcomes
+from harness.outcomes import RunStatus
 from harness.timing import AttemptClock
-
-NOT_SENT = "not_sent"
-"""``error_kind`` of a final attempt recorded for a request that was never sent: its target was stopped (a
-dead target, a spend cap). Such an attempt has ``http_calls`` 0, ``ok`` false and the reason in
-``error_message``; statistics keep it out of latency and success denominators and show its count."""
-
 
 RUN_HOST_ENV = "HARNESS_RUN_HOST"
 """Environment variable naming the host an attempt is recorded under (default: :func:`socket.gethostname`),
@@ -154,14 +150,12 @@ class FinalOutcome:
 class RunInfo:
     """A run as listed by ``harness runs``.
 
-    ``status``: ``running`` (a live process holds the run), ``finished`` (every planned request has a final
-    attempt), ``interrupted`` (stopped by Ctrl-C or SIGTERM, or its process died; ``--resume`` finishes it),
-    ``failed`` (stopped by an error such as a full disk; ``--resume`` finishes it once fixed)."""
+    ``status``: one of :class:`~harness.outcomes.RunStatus` (running, finished, interrupted, failed)."""
 
     id: str
     created_at: str
     finished_at: str | None
-    status: str
+    status: RunStatus
     harness_version: str
     sandbox: bool
     time_scale: float | None

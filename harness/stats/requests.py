@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.records import NOT_SENT
+from harness.outcomes import NOT_SENT, ErrorKind
 
 Array = np.ndarray[Any, Any]
 
@@ -49,8 +49,6 @@ PHASE_COLUMNS = ("submit_ms", "queue_ms", "run_ms", "fetch_ms", "download_ms", "
 TOLERANCE_MS = 1e-6
 """Slack for the invariant check: clock values are differences of integer nanoseconds."""
 
-RATE_LIMITED = "rate_limited"
-"""``error_kind`` of a request recorded as never sent (no HTTP call was made)."""
 CATEGORIZE_ROWS = 50_000
 """From this many attempts on, text columns become categoricals: grouping and slicing then move integer
 codes instead of strings (a fixed cost that only pays off on large frames)."""
@@ -107,7 +105,7 @@ def logical_requests(attempts: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.
         "latency_ms": latency + wait,
         "cost_usd": np.nan_to_num(_num(attempts, "cost_usd", 0.0)),
         "billed_failure": (~ok & (np.nan_to_num(billed) != 0)).astype(np.int64),
-        "rate_limited": (attempts["error_kind"] == RATE_LIMITED).to_numpy(dtype=bool).astype(np.int64),
+        "rate_limited": (attempts["error_kind"] == ErrorKind.RATE_LIMITED.value).to_numpy(dtype=bool).astype(np.int64),
         "invariant_violations": _violations(attempts),
         "sched_at": started - (_num(attempts, "start_ms", 0.0) - _num(attempts, "sched_ms", 0.0)) / 1000.0,
         "ready_at": started + latency / 1000.0,

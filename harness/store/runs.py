@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import RunLockedError
+from harness.outcomes import RunStatus
 from harness.records import AttemptRecord, FinalOutcome, RequestKey, RunInfo
 from harness.store.core import SCHEMA_VERSION, Store, StoreError
 from harness.timing import CLOCK_VERSION
@@ -260,13 +261,13 @@ def set_run_status(store: Store, run_id: str, status: str, finished_at: str | No
             return
         conn.execute("UPDATE run_shards SET status=?, finished_at=COALESCE(?, finished_at) WHERE run_id=? AND shard=?",
                      (status, finished_at, run_id, shard[0]))
-        if status == "finished":
+        if status == RunStatus.FINISHED:
             planned = conn.execute("SELECT planned FROM runs WHERE id=?", (run_id,)).fetchone()[0]
             done = conn.execute(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM attempts WHERE run_id=? AND final=1"
                 " GROUP BY challenge_id, variant, target, sample) AS d", (run_id,)).fetchone()[0]
             if int(done) < int(planned):
-                status, finished_at = "running", None
+                status, finished_at = RunStatus.RUNNING, None
         conn.execute("UPDATE runs SET status=?, finished_at=COALESCE(?, finished_at) WHERE id=?",
                      (status, finished_at, run_id))
 
@@ -293,7 +294,7 @@ def shard_config(store: Store, run_id: str) -> dict[str, Any] | None:
     locks = locks_for(store)
     held = []
     for shard, status, config in shards:
-        if status == "finished":
+        if status == RunStatus.FINISHED:
             continue
         holder = locks.holder(lock_id(run_id, shard))
         if holder is None:
@@ -412,22 +413,22 @@ def _run_info(store: Store, row: Any, counts: dict[str, tuple[int, int]]) -> Run
     ``running``, and a run stored as ``running`` that no live process holds is reported as ``interrupted``
     (its process died without saying so), with when it last did something."""
     attempts, done = counts.get(row["id"], (0, 0))
-    status = row["status"]
+    status = RunStatus(row["status"])
     interrupted_at: str | None = None
     held_by: str | None = None
-    shards = [shard for shard, _, _ in run_shards(store, row["id"])] if status != "finished" else []
-    if status == "running" or shards:
+    shards = [shard for shard, _, _ in run_shards(store, row["id"])] if status != RunStatus.FINISHED else []
+    if status == RunStatus.RUNNING or shards:
         from harness.run.lock import locks_for
 
         locks = locks_for(store)
         ids = [row["id"], *(lock_id(row["id"], shard) for shard in shards)]
         holders = [(i, h) for i in ids if (h := locks.holder(i)) is not None]
         if holders:
-            status = "running"
+            status = RunStatus.RUNNING
             held_by = "; ".join(h.describe() + (f" (shard {i.rsplit('.shard-', 1)[1]})" if i != row["id"] else "")
                                 for i, h in holders)
-        elif status == "running":
-            status = "interrupted"
+        elif status == RunStatus.RUNNING:
+            status = RunStatus.INTERRUPTED
             last = last_activity(store, row["id"])
             starts = [h.since for h in (locks.last_holder(i) for i in ids) if h is not None]
             when = max([t for t in (last, *starts) if t is not None], default=None)
