@@ -16,11 +16,16 @@ pytest.importorskip("open_clip", reason="the clip extra is part of the test inst
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_clip(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("scored")
     db = tmp / "r" / "harness.db"
     run_id = sandbox_run(db, write_suite(tmp / "suite"), ["gpt-image-1@openai", "gpt-image-1.5@openai"], samples=2)
-    model = make_tiny_clip(tmp_path_factory)
+    model = tiny_model
     result = CliRunner().invoke(cli, ["score", run_id, "--db", str(db), "--model", f"local-dir:{model}"])
     assert result.exit_code == 0, result.output
     return db, run_id
@@ -48,3 +53,20 @@ def test_report_shows_the_score_summary_and_per_image_scores(scored: tuple[Path,
     assert "no CLIP scores" not in html
     assert "clip_t_cos" in html
     assert 'class="score"' in html
+
+
+def test_score_json_is_versioned_typed_and_its_schema_comes_from_the_type(scored: tuple[Path, str],
+                                                                          tiny_model: Path) -> None:
+    from harness.scoring.summary import ScoreOutput, ScoreSummaryRow
+
+    db, run_id = scored
+    result = CliRunner().invoke(cli, ["score", run_id, "--db", str(db), "--json", "--model",
+                                      f"local-dir:{tiny_model}"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1 and {r["schema_version"] for r in data["summary"]} == {1}
+    rows = [ScoreSummaryRow.model_validate(r) for r in data["summary"]]
+    assert {r.target for r in rows} == {"gpt-image-1@openai", "gpt-image-1.5@openai"}
+    schema = json.loads(CliRunner().invoke(cli, ["score", "--schema"]).stdout)
+    assert schema["$id"].endswith("score-output:v1") and set(schema["properties"]) == set(ScoreOutput.model_fields)
+    assert CliRunner().invoke(cli, ["score"]).exit_code == 2

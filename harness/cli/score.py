@@ -21,6 +21,7 @@ from harness.cli._common import (
 )
 from harness.errors import HarnessError
 from harness.scoring.backbone import DEVICES, PRECISIONS
+from harness.scoring.summary import ScoreOutput
 from harness.scoring.weights import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from harness.store import Store
 from harness.store import runs as run_store
@@ -37,7 +38,7 @@ def _fmt(value: float | None) -> str:
 
 
 @click.command()
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.argument("run_ids", nargs=-1, metavar="RUN_ID...")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="open_clip architecture name, hf-hub:ORG/REPO, or local-dir:/path/to/folder.")
 @click.option("--pretrained", default=None, metavar="TAG_OR_FILE",
@@ -55,18 +56,25 @@ def _fmt(value: float | None) -> str:
 @click.option("--hf-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Hugging Face hub cache folder [default: HF_HUB_CACHE or HF_HOME/hub].")
 @click.option("--force", is_flag=True, help="Re-score outputs that already have scores from this scorer.")
-@click.option("--json", "as_json", is_flag=True, help="Print the counters and the summary as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the counters and the summary as JSON (with schema_version).")
+@click.option("--schema", "schema", is_flag=True, help="Print the JSON schema of the --json output and exit.")
 @db_option
 @handle_errors
 def score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device: str, precision: str,
           batch_size: int, workers: int, allow_download: bool, hf_cache: Path | None, force: bool, as_json: bool,
-          db: Path) -> None:
+          schema: bool, db: Path) -> None:
     """CLIP-T (cosine, 100·cos, CLIPScore), long-prompt chunk scores, edit / compose / inpaint metrics.
 
     Default backbone: ViT-B-32-quickgelu with OpenAI weights, the backbone of published CLIPScore numbers.
     Weights are never downloaded unless --allow-download is given. Embeddings are cached in the store, so
     scoring again, or scoring a new run, computes only what is new.
     """
+    if schema:
+        print_json(ScoreOutput.json_schema())
+        return
+    if not run_ids:
+        raise click.UsageError("Missing argument 'RUN_ID...'.")
     try:
         _score(run_ids, model, pretrained, device, precision, batch_size, workers, allow_download, hf_cache, force,
                as_json, db)
@@ -81,7 +89,7 @@ def _score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device:
     if not allow_download:
         _forbid_downloads()
     from harness.scoring import BackboneSpec, ScoreOptions, load_backbone, score_runs, summarise_scores
-    from harness.scoring.summary import summary_records
+    from harness.scoring.summary import summary_rows
     from harness.store.scores import scores_frame
 
     console = err_console()
@@ -112,14 +120,15 @@ def _score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device:
         f"{report.outputs_failed} failed; embedded {report.images_embedded} image(s)"
         f"{f' at {rate:.1f}/s' if rate else ''} and {report.texts_embedded} text(s), "
         f"{report.images_cached + report.texts_cached} from the cache; {report.seconds:.1f} s")
+    rows = summary_rows(summary)
     if as_json:
-        print_json({"report": report.as_dict(), "summary": summary_records(summary)})
+        print_json(ScoreOutput(report=report.as_dict(), summary=rows).to_json())
     else:
         table = Table("metric", "target", "n", "mean (95 % CI)", "better", title=escape(info.name))
-        for row in sorted(summary.to_dict("records"), key=lambda r: (str(r["metric"]), str(r["target"]))):
-            ci = f" ({_fmt(row['low'])}–{_fmt(row['high'])})" if row["low"] == row["low"] else ""
-            table.add_row(str(row["metric"]), escape(str(row["target"])), str(row["n_images"]), _fmt(row["mean"]) + ci,
-                          "higher" if row["higher_is_better"] else "lower")
+        for row in sorted(rows, key=lambda r: (r.metric, str(r.target))):
+            ci = f" ({_fmt(row.low)}–{_fmt(row.high)})" if row.low is not None else ""
+            table.add_row(row.metric, escape(str(row.target)), str(row.n_images), _fmt(row.mean) + ci,
+                          "higher" if row.higher_is_better else "lower")
         out_console().print(table)
     if report.outputs_failed:
         raise SystemExit(EXIT_CHECK_FAILED)

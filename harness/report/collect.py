@@ -28,7 +28,7 @@ from harness.report.sections import (
     sweep_sections,
     turn_strip_items,
 )
-from harness.scoring.summary import summarise_scores, summary_records
+from harness.scoring.summary import ScoreSummaryRow, summarise_scores, summary_rows
 from harness.stats.fidelity import fidelity_rows, fidelity_warning
 from harness.stats.source import effective_timeout_ms
 from harness.stats.table import ProviderRow, provider_rows
@@ -107,7 +107,7 @@ class ReportData:
     error_mix: dict[str, dict[str, int]]
     gallery: list[GalleryItem]
     leaderboard: LeaderboardSection | None
-    score_summary: list[dict[str, Any]]
+    score_summary: list[ScoreSummaryRow]
     absent: dict[str, str] = field(default_factory=dict)
     row_labels: list[str] = field(default_factory=list)
     fidelity_warnings: dict[str, str] = field(default_factory=dict)
@@ -263,11 +263,10 @@ def _scores(store: Store, run_ids: list[str]) -> pd.DataFrame | None:
     return None if scorer is None else scores_frame(store, run_ids, scorer=scorer)
 
 
-def _score_summary(scores: pd.DataFrame | None) -> list[dict[str, Any]]:
+def _score_summary(scores: pd.DataFrame | None) -> list[ScoreSummaryRow]:
     if scores is None or scores.empty:
         return []
-    return [{**r, "ci_low": r["low"], "ci_high": r["high"], "n": r["n_images"]}
-            for r in summary_records(summarise_scores(scores))]
+    return summary_rows(summarise_scores(scores))
 
 
 def collect(store: Store, run_ids: list[str], *, title: str | None = None,

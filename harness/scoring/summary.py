@@ -5,15 +5,19 @@ difficulty moves them together), so the interval is a **cluster percentile boots
 draws the (challenge, variant) prompts of the group with replacement, keeps all their images, and takes the
 mean over those images. The estimate is the plain mean over images. With one prompt only the data cannot
 bound the mean and the interval is absent (NaN). Replicates are seeded, so a table is reproducible.
+
+:class:`ScoreSummaryRow` is the typed row every consumer reads (``harness score --json``, ``harness stats``'
+score table, the report); its JSON schema is written from the type (``harness score --schema``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scoring.metrics import METRICS
 
@@ -23,6 +27,89 @@ RESAMPLES = 2000
 
 SUMMARY_COLUMNS = ("scorer", "target", "metric", "higher_is_better", "n_images", "n_prompts", "mean", "low",
                    "high", "truncated_share")
+SCORE_SCHEMA_VERSION: Final = 1
+"""Version of the score summary's JSON forms (:class:`ScoreSummaryRow`, :class:`ScoreOutput`). Bump it when a
+key is removed or changes meaning; added keys keep the version."""
+GROUP_KEYS = ("target", "run_id", "challenge_id", "variant", "kind", "category", "model", "provider")
+"""Columns a summary may be split by (``harness stats --by``); a row carries those it was split by."""
+
+
+def _group(doc: str) -> Any:
+    return Field(None, description=f"{doc} (present when the summary was split by it)")
+
+
+class ScoreSummaryRow(BaseModel):
+    """Mean score of one metric over one group's images (a target, or a target and a split) with its
+    cluster-bootstrap interval. ``as_dict()`` is the plain form (:func:`summary_records`' rows), ``to_json()``
+    the versioned JSON object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(SCORE_SCHEMA_VERSION, description="version of this row's JSON form")
+    scorer: str = Field(description="the scorer's id (backbone and weights); scores of different scorers never mix")
+    target: str | None = _group("the target (model@provider)")
+    run_id: str | None = _group("the run")
+    challenge_id: str | None = _group("the challenge")
+    variant: str | None = _group("the prompt variant")
+    kind: str | None = _group("the challenge kind")
+    category: str | None = _group("the challenge category")
+    model: str | None = _group("the target's model")
+    provider: str | None = _group("the target's provider")
+    metric: str = Field(description="the metric (e.g. clip_t_cos, clipscore)")
+    higher_is_better: bool = Field(description="direction of the metric")
+    n_images: int = Field(description="images scored")
+    n_prompts: int = Field(description="distinct (challenge, variant) prompts: the bootstrap's clusters")
+    mean: float = Field(description="plain mean over the images")
+    low: float | None = Field(description="lower end of the 95 % cluster-bootstrap interval (null with one prompt)")
+    high: float | None = Field(description="upper end of the 95 % cluster-bootstrap interval (null with one prompt)")
+    truncated_share: float | None = Field(description="share of images whose text was truncated (null for "
+                                                       "metrics without text)")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain-dict form: every key but ``schema_version``; split keys only when split by them."""
+        return self.model_dump(exclude={"schema_version", *(k for k in GROUP_KEYS if k not in self.model_fields_set)})
+
+    def to_json(self) -> dict[str, Any]:
+        """The versioned JSON object (``schema_version`` first)."""
+        return {"schema_version": self.schema_version, **self.as_dict()}
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> ScoreSummaryRow:
+        """A row from a :func:`summary_records` dict (NaN already ``None``); unknown keys are an error."""
+        return cls.model_validate({k: (str(v) if k in GROUP_KEYS and v is not None else v) for k, v in row.items()})
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of one summary row."""
+        schema = cls.model_json_schema(mode="serialization")
+        schema["$id"] = f"urn:image-arena-harness:score-summary-row:v{SCORE_SCHEMA_VERSION}"
+        schema["title"] = "ScoreSummaryRow"
+        schema["required"] = sorted({*schema.get("required", []), "schema_version"} - set(GROUP_KEYS))
+        schema["additionalProperties"] = False
+        return schema
+
+
+class ScoreOutput(BaseModel):
+    """What ``harness score --json`` prints: the scoring pass's counters and the summary rows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(SCORE_SCHEMA_VERSION, description="version of this JSON form")
+    report: dict[str, Any] = Field(description="the scoring pass's counters: outputs scored, skipped and failed, "
+                                               "images and texts embedded or cached, seconds, problems")
+    summary: list[ScoreSummaryRow] = Field(description="mean and interval per target and metric")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": self.schema_version, "report": self.report,
+                "summary": [r.to_json() for r in self.summary]}
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of ``harness score --json`` (``harness score --schema``)."""
+        schema = cls.model_json_schema(mode="serialization")
+        schema["$id"] = f"urn:image-arena-harness:score-output:v{SCORE_SCHEMA_VERSION}"
+        schema["title"] = "ScoreOutput"
+        return schema
 
 
 def cluster_bootstrap_mean(values: np.ndarray[Any, Any], clusters: np.ndarray[Any, Any], *,
@@ -86,6 +173,11 @@ def summary_records(summary: pd.DataFrame) -> list[dict[str, Any]]:
             for row in summary.to_dict("records")]
 
 
+def summary_rows(summary: pd.DataFrame) -> list[ScoreSummaryRow]:
+    """The typed rows of a summary (:func:`summarise_scores`)."""
+    return [ScoreSummaryRow.from_dict(r) for r in summary_records(summary)]
+
+
 def summary_columns(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per target, flat columns ``<metric>_mean``, ``<metric>_low``, ``<metric>_high`` and ``<metric>_n``
     (NaN as ``None``), to extend the rows of the provider table. ``summary`` must hold one scorer's rows."""
@@ -93,9 +185,9 @@ def summary_columns(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
     if len(scorers) > 1:
         raise ValueError(f"summary mixes scorers {sorted(scorers)}; pick one (scores_frame(..., scorer=...))")
     out: dict[str, dict[str, Any]] = {}
-    for row in summary_records(summary):
-        cols = out.setdefault(str(row["target"]), {"score_scorer": row["scorer"]})
-        metric = row["metric"]
-        cols.update({f"{metric}_mean": row["mean"], f"{metric}_low": row["low"], f"{metric}_high": row["high"],
-                     f"{metric}_n": row["n_images"]})
+    for row in summary_rows(summary):
+        cols = out.setdefault(str(row.target), {"score_scorer": row.scorer})
+        metric = row.metric
+        cols.update({f"{metric}_mean": row.mean, f"{metric}_low": row.low, f"{metric}_high": row.high,
+                     f"{metric}_n": row.n_images})
     return out
