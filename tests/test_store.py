@@ -100,3 +100,16 @@ def test_unknown_run_id_suggests_the_close_one(two_runs: tuple[Path, list[str]])
     result = CliRunner().invoke(cli, ["stats", typo, "--db", str(db)])
     assert result.exit_code == 2
     assert f"no run {typo!r}" in result.output and "Did you mean" in result.output
+
+
+def test_an_image_is_stored_once_under_the_one_name_convention(tmp_path: Path) -> None:
+    from harness.store.images import image_label, image_name
+
+    data = b"\x89PNG\r\n\x1a\n" + b"pixels"
+    digest = hashlib.sha256(data).hexdigest()
+    with Store.open(tmp_path / "h.db") as store:
+        assert store.put_image(data, "png") == store.put_image(data, "png") == digest
+        path = store.image_path(digest, "png")
+    assert path == tmp_path / "images" / image_name(digest, "png") == tmp_path / "images" / f"{digest}.png"
+    assert path.read_bytes() == data and [p.name for p in (tmp_path / "images").iterdir()] == [path.name]
+    assert image_label(digest, "png") == f"images/{digest}.png"

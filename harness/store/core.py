@@ -30,7 +30,7 @@ from typing import Any
 
 from harness.errors import HarnessError, StoreWriteError
 from harness.store.dialect import POSTGRES, SQLITE, Dialect
-from harness.store.images import ImageFolder
+from harness.store.images import ImageFolder, default_images_dir
 from harness.store.url import DEFAULT_DB, PostgresLocation, StoreUrlError, parse_location, redact_url
 
 SCHEMA_VERSION = 3
@@ -152,7 +152,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, db, images_dir or db.parent / "images")
+        return cls(conn, db, images_dir or default_images_dir(db))
 
     def close(self) -> None:
         self.conn.close()

@@ -13,6 +13,25 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+IMAGES_FOLDER = "images"
+"""The image folder's name beside a SQLite store (``results/images`` for ``results/harness.db``)."""
+
+
+def image_name(sha256: str, ext: str) -> str:
+    """A stored image's file name, ``<sha256>.<ext>``: the SHA-256 of its bytes (hex) and its format's
+    extension (``png``, ``jpg``, ``webp`` ...). The one place the convention is written."""
+    return f"{sha256}.{ext}"
+
+
+def image_label(sha256: str, ext: str) -> str:
+    """How messages name a stored image: ``images/<sha256>.<ext>``, relative to the store."""
+    return f"{IMAGES_FOLDER}/{image_name(sha256, ext)}"
+
+
+def default_images_dir(db: Path) -> Path:
+    """The image folder of the SQLite store ``db``: ``images/`` beside the database file."""
+    return db.parent / IMAGES_FOLDER
+
 
 @dataclass(frozen=True)
 class ImageFolder:
@@ -21,7 +40,7 @@ class ImageFolder:
     root: Path
 
     def path(self, sha256: str, ext: str) -> Path:
-        return self.root / f"{sha256}.{ext}"
+        return self.root / image_name(sha256, ext)
 
     def has(self, sha256: str, ext: str) -> bool:
         return self.path(sha256, ext).is_file()
