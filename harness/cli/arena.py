@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import secrets as random_secrets
 from pathlib import Path
 from typing import cast
 
@@ -9,6 +11,7 @@ import click
 
 from harness.arena.config import (
     DEFAULT_MAX_SERVINGS,
+    DEFAULT_POOL_REFRESH_S,
     MAX_BODY_BYTES,
     REVEAL_MEMORIES,
     SECRET_ENV,
@@ -27,6 +30,21 @@ def arena() -> None:
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_refresh(text: str) -> float | None:
+    """``--refresh``: ``30s``, ``2m``, ``500ms``, a bare number of seconds, or ``off`` (also ``0``)."""
+    if text.strip().lower() in ("off", "never", "no"):
+        return None
+    match = _DURATION.match(text)
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a duration such as 30s, 2m or off", param_hint="--refresh")
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+    return seconds or None
 
 
 @arena.command("serve")
@@ -68,29 +86,45 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
               help="Another origin allowed to call the API (e.g. a separate front end), besides the arena's own.")
 @click.option("--min-exposure", type=click.IntRange(min=0), default=10, show_default=True,
               help="Shows per target served in balanced order before active sampling starts.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes serving the arena on one port (docs/arena-scale.md). Above 1, rate limits "
+                   "live in the store and one secret signs for all of them.")
+@click.option("--refresh", "refresh", default=f"{DEFAULT_POOL_REFRESH_S:g}s", show_default=True,
+              metavar="DURATION|off",
+              help="How often each worker re-reads the runs on offer from the store: runs finished since appear "
+                   "within this, without a restart.")
 @handle_errors
 def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[str, ...], secret: str | None,
           token_ttl: float, image_side: int, voter_limit: str, ip_limit: str, new_voter_limit: str,
           proxies: tuple[str, ...], max_body_bytes: int, max_servings: int, reveal_memory: str,
-          origins: tuple[str, ...], min_exposure: int) -> None:
+          origins: tuple[str, ...], min_exposure: int, workers: int, refresh: str) -> None:
     """Serve the arena until interrupted. The page is at /, the JSON API under /api (schema: /openapi.json).
 
-    The outputs on offer are read at start: restart the arena to include runs finished since."""
-    from harness.arena.app import create_app
-    from harness.arena.server import serve_forever
+    The outputs on offer are re-read from the store every --refresh interval, so runs finished since appear
+    without a restart. With --workers N, N processes serve one port; on PostgreSQL, several hosts may serve
+    one store behind any proxy (same --db, same HARNESS_ARENA_SECRET)."""
+    from harness.arena.pool import load_pool
+    from harness.arena.server import WorkerPool, serve_forever
     from harness.store import Store
+    from harness.store.url import PostgresLocation, parse_location
 
+    refresh_s = parse_refresh(refresh)
+    on_server = isinstance(parse_location(db), PostgresLocation)
     Store.open(db, readonly=True).close()
+    drawn = secret is None and workers > 1
+    if drawn:
+        secret = random_secrets.token_urlsafe(32)
     config = ArenaConfig(
         db=db, run_ids=_split(runs), targets=_split(targets), secret=secret_bytes(secret) if secret else None,
         token_ttl_s=token_ttl, image_side=image_side, voter_votes=parse_rate(voter_limit, "--voter-limit"),
         ip_votes=parse_rate(ip_limit, "--ip-limit"), allowed_origins=origins, min_exposure=min_exposure,
         ip_new_voters=parse_rate(new_voter_limit, "--new-voter-limit"), forwarded_allow_ips=_split(proxies),
         max_body_bytes=max_body_bytes, max_servings=max_servings or None,
-        reveal_memory=cast(RevealMemory, reveal_memory),
+        reveal_memory=cast(RevealMemory, reveal_memory), pool_refresh_s=refresh_s,
+        shared_rate_limits=workers > 1 or on_server,
     )
-    app = create_app(config)
-    pool = app.state.arena.pool
+    with Store.open(db, readonly=True) as store:
+        pool = load_pool(store, config.run_ids, config.targets)
     console = err_console()
     console.print(f"arena: {len(pool.matchups)} challenge variants, {len(pool.targets)} targets, "
                   f"run(s) {', '.join(pool.run_ids)}")
@@ -107,6 +141,17 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
     if config.secret is None:
         console.print(f"secret: random for this process (set {SECRET_ENV} to keep pairs and voter ids across "
                       "restarts)")
+    elif drawn:
+        console.print(f"secret: drawn once and shared by the {workers} workers (set {SECRET_ENV} to keep pairs and "
+                      "voter ids across restarts, and on every host serving this store)")
+    limits = "in the store (shared by every worker)" if config.shared_rate_limits else "in memory"
+    reread = f"re-read every {refresh_s:g} s" if refresh_s else "read once at start"
+    console.print(f"workers: {workers}; rate limits {limits}; runs on offer {reread}")
     shown_host = f"[{host}]" if ":" in host else host
     console.print(f"open http://{shown_host}:{port}/  (Ctrl-C stops)")
-    serve_forever(app, host, port)
+    if workers == 1:
+        from harness.arena.app import create_app
+
+        serve_forever(create_app(config), host, port)
+        return
+    WorkerPool(config, host, port, workers).start().serve_forever()
