@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.store.core import Store, StoreError, _schema_statements
+from harness.store.images import image_name
 
 BATCH_ROWS = 2000
 
@@ -145,7 +146,7 @@ def _copy_images(source: Store, destination: Store, result: MigrationResult) -> 
         if destination.images.has(sha, ext):
             continue
         if not source.images.has(sha, ext):
-            result.images_missing.append(f"{sha}.{ext}")
+            result.images_missing.append(image_name(sha, ext))
             continue
         data = source.images.read(sha, ext)
         if hashlib.sha256(data).hexdigest() != sha:

@@ -19,9 +19,10 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from harness.errors import HarnessError
+from harness.store.images import IMAGES_FOLDER
 
 DEFAULT_DB = Path("results") / "harness.db"
-DEFAULT_SERVER_IMAGES = Path("results") / "images"
+DEFAULT_SERVER_IMAGES = Path("results") / IMAGES_FOLDER
 """Image folder of a PostgreSQL store whose URL names none (``?images=DIR``)."""
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
