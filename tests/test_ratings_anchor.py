@@ -173,3 +173,14 @@ def test_the_schema_is_written_from_the_type_and_a_mistyped_field_is_an_error() 
         RatingRow.model_validate({**row, "ratng": row["rating"]})
     with pytest.raises(ValidationError):
         RatingRow.model_validate({**row, "votes": "many"})
+
+
+def test_a_centred_anchor_from_the_cli_keeps_the_anchor_models_own_interval(tmp_path: Path) -> None:
+    path = tmp_path / "votes.csv"
+    panel_votes(1000).to_csv(path, index=False)
+    result = CliRunner().invoke(cli, ["ratings", "--votes", str(path), "--json", "--anchor", f"{ANCHOR}=940",
+                                      "--anchor-intervals", "centred"])
+    assert result.exit_code == 0, result.output
+    row = next(r for r in json.loads(result.stdout) if r["model"] == ANCHOR)
+    assert row["rating"] == pytest.approx(940.0) and row["ci_low"] < 940.0 < row["ci_high"]
+    assert row["intervals"] == f"centred (ratings shifted so {ANCHOR}=940)"

@@ -16,7 +16,7 @@ from harness.ratings import Leaderboard, RatingBoard, RatingOptions, RatingRow, 
 from harness.ratings.battles import load_battles
 from harness.ratings.bradley_terry import TIE_MODES
 from harness.ratings.intervals import CI_METHODS, DEFAULT_ROUNDS
-from harness.ratings.leaderboard import DEFAULT_MIN_VOTES, METHODS
+from harness.ratings.leaderboard import ANCHOR_INTERVALS, DEFAULT_MIN_VOTES, METHODS, AnchorIntervals
 
 
 def parse_anchor(text: str | None) -> tuple[str, float] | None:
@@ -69,6 +69,9 @@ def load_votes(votes: Path | None, db: Path, by: str | None, category: str | Non
 @click.option("--anchor", default=None, metavar="MODEL=VALUE",
               help="Fix MODEL's rating at VALUE: its interval has zero width and every other interval is that "
                    "of the difference to MODEL (FastChat's anchoring). Without it intervals are centred.")
+@click.option("--anchor-intervals", type=click.Choice(ANCHOR_INTERVALS), default="anchored", show_default=True,
+              help="With --anchor: 'anchored' pins MODEL with a zero-width interval; 'centred' only shifts every "
+                   "rating so MODEL sits at VALUE and keeps the centred intervals.")
 @click.option("--min-votes", type=click.IntRange(min=0), default=DEFAULT_MIN_VOTES, show_default=True,
               help="Flag models with fewer votes as provisional.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
@@ -81,7 +84,7 @@ def load_votes(votes: Path | None, db: Path, by: str | None, category: str | Non
 @handle_errors
 def ratings(votes: Path | None, db: Path, by: str | None, run_ids: tuple[str, ...], sources: tuple[str, ...],
             category: str | None, method: str, ci: str, rounds: int, ties: str, anchor: str | None,
-            min_votes: int, seed: int, as_json: bool, schema: str | None) -> None:
+            anchor_intervals: str, min_votes: int, seed: int, as_json: bool, schema: str | None) -> None:
     """Leaderboard from pairwise votes: Bradley-Terry ratings with 95% intervals, rank spread, win/tie/loss
     counts and online Elo."""
     if schema is not None:
@@ -90,7 +93,7 @@ def ratings(votes: Path | None, db: Path, by: str | None, run_ids: tuple[str, ..
     options = RatingOptions(
         method=cast(Literal["bt", "elo"], method), ci=cast(Literal["sandwich", "bootstrap"], ci), rounds=rounds,
         ties=cast(Literal["half", "drop", "davidson"], ties), anchor=parse_anchor(anchor), min_votes=min_votes,
-        seed=seed,
+        seed=seed, anchor_intervals=cast(AnchorIntervals, anchor_intervals),
     )
     frame = load_votes(votes, db, by, category, run_ids, sources)
     board = leaderboard(frame, options)
