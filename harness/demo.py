@@ -8,14 +8,16 @@
    outputs of the same challenge;
 3. CLIP scores when the default weights are on this machine (never downloaded; otherwise the report says
    how to add them);
-4. the static report, whose banners say the data is from the sandbox and the voters are simulated.
+4. a small concurrency sweep of one target (:data:`DEMO_SWEEP_TARGET`, levels :data:`DEMO_SWEEP_LEVELS`), attached
+   to the run so its report shows the levels and the knee;
+5. the static report, whose banners say the data is from the sandbox and the voters are simulated.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.challenges import load
@@ -30,6 +32,9 @@ from harness.stats.fidelity import FidelityReport, fidelity_for_run
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.store.votes import insert_votes
+from harness.sweep import SweepPlan, SweepSpec, SweepSummary, base_options, run_sweep
+from harness.sweep.execute import pick_challenge
+from harness.sweep.spec import attached_sweep_id
 from harness.targets import load_targets, resolve_keys, select
 
 DEMO_TARGETS = (
@@ -55,6 +60,12 @@ DEMO_SAMPLES = 1
 """Requests per challenge variant and target: about 45 per target, enough for every p50 to be shown with its
 interval; p95s need 59 and are withheld (``--samples 2`` shows most of them, in about twice the time)."""
 DEMO_VOTES = 3000
+DEMO_SWEEP_TARGET = "gemini-2.5-flash-image@google"
+"""The target the demo sweeps: the fastest in the profiles (7 s median, 0.7 s at the demo's scale)."""
+DEMO_SWEEP_LEVELS = (1.0, 2.0, 4.0)
+"""Requests in flight per level: enough to see throughput climb, a few seconds at the demo's time scale."""
+DEMO_SWEEP_REQUESTS = 8
+"""Requests per level: the fewest that show a p50 with its interval (6) and a throughput to compare."""
 
 
 @dataclass
@@ -66,6 +77,7 @@ class DemoResult:
     votes: int = 0
     scored: int = 0
     site: SiteResult | None = None
+    sweep: SweepSummary | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -102,13 +114,33 @@ def run_benchmark(db: Path, suite: Path = DEFAULT_SUITE, *, time_scale: float = 
 
 
 def cast_votes(db: Path, run_id: str, n_votes: int, seed: int = 0) -> int:
-    """The simulated panel votes on pairs of this run's outputs; returns how many votes were stored."""
+    """The simulated panel votes on pairs of this run's outputs, looking at their pixels; returns how many
+    votes were stored."""
+    from harness.quality.readings import pixel_looks
+
     with Store.open(db) as store:
         outputs = run_store.outputs_frame(store, [run_id])
         if outputs.empty:
             return 0
-        votes = VoterPanel(seed=seed).cast(outputs, n_votes)
+        votes = VoterPanel(seed=seed).cast(outputs, n_votes, looks=pixel_looks(store, outputs))
         return insert_votes(store, votes)
+
+
+def run_demo_sweep(db: Path, run_id: str, suite: Path = DEFAULT_SUITE, *, time_scale: float = DEMO_TIME_SCALE,
+                   seed: int = 0, observer: type[RunObserver] = RunObserver) -> SweepSummary:
+    """A small concurrency sweep of :data:`DEMO_SWEEP_TARGET` (the suite's first text-to-image challenge,
+    :data:`DEMO_SWEEP_REQUESTS` requests per level) attached to the demo's run ``run_id``. The profile's
+    random faults are off: its injected 429s (20 % for Gemini) would stop the climb at the first level, where a
+    sweep is meant to stop on the 429s that load causes."""
+    spec = SweepSpec(sweep_id=attached_sweep_id(run_id), mode="concurrency", levels=DEMO_SWEEP_LEVELS,
+                     requests=DEMO_SWEEP_REQUESTS)
+    (target,) = select(load_targets(), [DEMO_SWEEP_TARGET])
+    challenge = pick_challenge(load(suite), None, str(suite))
+    options = replace(base_options(spec, demo_options(time_scale=time_scale, seed=seed), "default"),
+                      sandbox_faults=False)
+    plan = SweepPlan(challenge, target, options, challenges_path=str(suite))
+    return run_sweep(db, spec, plan, lambda targets, sandbox: resolve_keys(targets, sandbox=sandbox),
+                     observer=observer)
 
 
 def score_if_possible(db: Path, run_id: str) -> tuple[int, str | None]:
@@ -147,7 +179,8 @@ def fidelity(db: Path, run_id: str) -> FidelityReport | None:
 
 def run_demo(db: Path, out: Path, *, suite: Path = DEFAULT_SUITE, time_scale: float = DEMO_TIME_SCALE,
              samples: int = DEMO_SAMPLES, votes: int = DEMO_VOTES, seed: int = 0,
-             observer: RunObserver | None = None, say: Callable[[str], None] = lambda _: None) -> DemoResult:
+             observer: RunObserver | None = None, say: Callable[[str], None] = lambda _: None,
+             sweep_observer: type[RunObserver] = RunObserver) -> DemoResult:
     """Every stage, in order; returns where the report is."""
     warning = demo_time_scale_warning(time_scale)
     if warning:
@@ -161,6 +194,9 @@ def run_demo(db: Path, out: Path, *, suite: Path = DEFAULT_SUITE, time_scale: fl
     result.scored, skipped = score_if_possible(db, run_id)
     if skipped:
         result.notes.append(skipped)
+    say(f"a small concurrency sweep of {DEMO_SWEEP_TARGET}: "
+        f"{', '.join(f'{level:g}' for level in DEMO_SWEEP_LEVELS)} in flight, {DEMO_SWEEP_REQUESTS} requests each")
+    result.sweep = run_demo_sweep(db, run_id, suite, time_scale=time_scale, seed=seed, observer=sweep_observer)
     say("building the report")
     with Store.open(db, readonly=True) as store:
         board = leaderboard_section(store, [run_id])

@@ -8,6 +8,7 @@ import click
 
 from harness.cli._common import db_option, err_console, handle_errors
 from harness.cli.run import ProgressObserver
+from harness.cli.sweep import print_summary
 from harness.cli.tables import print_model_views, print_stats_table
 from harness.demo import (
     DEFAULT_SUITE,
@@ -42,7 +43,8 @@ from harness.store import runs as run_store
 @handle_errors
 def demo(out: Path, suite: Path, time_scale: float, samples: int, votes: int, seed: int, db: Path) -> None:
     """Sandbox run of the starter suite over several providers and models, simulated votes, ratings, CLIP
-    scores when weights are available, and the static report; prints the path of index.html."""
+    scores when weights are available, a small concurrency sweep of one target, and the static report; prints
+    the path of index.html."""
     console = err_console()
     console.print("estimate of the same requests against the real providers (nothing is sent to them):\n"
                   + format_estimate(demo_estimate(suite, samples=samples)), markup=False)
@@ -56,6 +58,8 @@ def demo(out: Path, suite: Path, time_scale: float, samples: int, votes: int, se
     print_stats_table(summary.rows, title=f"demo run {info.id} (sandbox, time scale {time_scale:g}; goodput "
                                           f"within {DEMO_SLO_MS / 1000:g} s of simulated time)")
     print_model_views(views, title="one model, every provider")
+    if result.sweep is not None:
+        print_summary(result.sweep)
     for line in fidelity_lines(fidelity(db, info.id)):
         console.print(line, markup=False)
     if result.run.spend is not None:

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import click
 
-from harness.challenges import Challenge
 from harness.challenges import load as load_challenges
 from harness.cli._common import db_option, err_console, handle_errors, print_json
 from harness.cli.challenges import OUTSIDE_REFS
 from harness.cli.run import ProgressObserver, credentials_for
 from harness.cli.tables import WITHHELD, Column, Sheet, fmt_ms, fmt_pct, fmt_usd, print_sheet
 from harness.errors import ConfigError, ExitCode
-from harness.providers.base import ChallengeKind
 from harness.run import RunOptions, new_run_id
+from harness.store import Store
+from harness.store import runs as run_store
 from harness.sweep import SweepPlan, SweepSpec, base_options, load_spec, parse_levels, run_sweep, summarize
+from harness.sweep.execute import pick_challenge
 from harness.sweep.results import SweepLevel, SweepSummary
 from harness.sweep.spec import (
     DEFAULT_MAX_429_SHARE,
@@ -24,22 +25,15 @@ from harness.sweep.spec import (
     DEFAULT_REQUESTS_PER_LEVEL,
     MAX_REQUESTS_PER_LEVEL,
     Mode,
+    attached_sweep_id,
 )
 from harness.targets import load_targets, select
 
 
-def _pick_challenge(challenges: list[Challenge], challenge_id: str | None, path: Path) -> Challenge:
-    if challenge_id is not None:
-        for c in challenges:
-            if c.id == challenge_id:
-                return c
-        raise ConfigError(f"--challenge: no challenge {challenge_id!r} in {path}")
-    for c in challenges:
-        if c.kind is ChallengeKind.TEXT_TO_IMAGE:
-            return c
-    if not challenges:
-        raise ConfigError(f"--challenges: {path} holds no challenge")
-    return challenges[0]
+def _attached_run(db: Path, run_id: str) -> str:
+    """The id of the stored run ``run_id`` (``latest`` works) that a sweep is attached to."""
+    with Store.open(db, readonly=True) as store:
+        return run_store.get_run(store, run_id).id
 
 
 def _levels(concurrency: str | None, rpm: str | None) -> tuple[Mode, tuple[float, ...]]:
@@ -144,6 +138,8 @@ def _level_line(level: SweepLevel) -> None:
               help="Seconds to wait between levels (lets a real provider's per-minute window empty).")
 @click.option("--resume", "resume_id", metavar="SWEEP_ID",
               help="Continue the sweep SWEEP_ID at its first level without a finished run (other options ignored).")
+@click.option("--attach", "attach_to", metavar="RUN_ID",
+              help="Attach the sweep to run RUN_ID (its id becomes RUN_ID.sweep): that run's report shows it.")
 @click.option("--show", "show_id", metavar="SWEEP_ID", help="Print the stored sweep SWEEP_ID; send nothing.")
 @click.option("--yes", "-y", "assume_yes", is_flag=True,
               help="Do not ask before an uncapped sweep against real keys (non-interactive use never asks).")
@@ -155,8 +151,8 @@ def sweep(target_name: str | None, concurrency_levels: str | None, rpm_levels: s
           requests_per_level: int, max_429_share: float, min_gain: float, max_spend: float | None,
           challenges_path: Path, challenge_id: str | None, variant: str, targets_file: Path | None, timeout_s: float,
           stream: bool | None, sandbox: bool, time_scale: float, sandbox_profile: Path | None, faults: bool, seed: int,
-          cooldown_s: float, resume_id: str | None, show_id: str | None, assume_yes: bool, allow_outside_refs: bool,
-          as_json: bool, db: Path) -> None:
+          cooldown_s: float, resume_id: str | None, attach_to: str | None, show_id: str | None, assume_yes: bool,
+          allow_outside_refs: bool, as_json: bool, db: Path) -> None:
     """Sweep one target over increasing concurrency (or request rate) levels: one bounded run per level, with
     latency percentiles, success, 429 share and throughput per level, and the knee where throughput stops rising
     or 429s begin. Climbing stops once a level's 429 share passes --max-429-share.
@@ -170,7 +166,7 @@ def sweep(target_name: str | None, concurrency_levels: str | None, rpm_levels: s
         summary = _sweep(target_name, concurrency_levels, rpm_levels, requests_per_level, max_429_share, min_gain,
                          max_spend, challenges_path, challenge_id, variant, targets_file, timeout_s, stream, sandbox,
                          time_scale, sandbox_profile, faults, seed, cooldown_s, resume_id, assume_yes,
-                         allow_outside_refs, db)
+                         allow_outside_refs, db, attach_to=attach_to)
     if as_json:
         print_json(summary.model_dump(mode="json"))
     else:
@@ -187,7 +183,7 @@ def _sweep(target_name: str | None, concurrency_levels: str | None, rpm_levels: 
            challenge_id: str | None, variant: str, targets_file: Path | None, timeout_s: float, stream: bool | None,
            sandbox: bool, time_scale: float, sandbox_profile: Path | None, faults: bool, seed: int,
            cooldown_s: float, resume_id: str | None, assume_yes: bool, allow_outside_refs: bool,
-           db: Path) -> SweepSummary:
+           db: Path, *, attach_to: str | None = None) -> SweepSummary:
     plan: SweepPlan | None = None
     if resume_id is not None:
         spec = load_spec(db, resume_id)
@@ -203,10 +199,11 @@ def _sweep(target_name: str | None, concurrency_levels: str | None, rpm_levels: 
         if len(targets) != 1:
             raise ConfigError(f"--target {target_name!r} matches {len(targets)} targets "
                               f"({', '.join(t.name for t in targets)}); a sweep measures one")
-        spec = SweepSpec(sweep_id=new_run_id(), mode=mode, levels=levels, requests=requests_per_level,
+        sweep_id = new_run_id() if attach_to is None else attached_sweep_id(_attached_run(db, attach_to))
+        spec = SweepSpec(sweep_id=sweep_id, mode=mode, levels=levels, requests=requests_per_level,
                          max_429_share=max_429_share, min_gain=min_gain, max_spend_usd=max_spend)
-        challenge = _pick_challenge(load_challenges(challenges_path, allow_outside_refs=allow_outside_refs),
-                                    challenge_id, challenges_path)
+        challenge = pick_challenge(load_challenges(challenges_path, allow_outside_refs=allow_outside_refs),
+                                   challenge_id, str(challenges_path))
         if variant not in challenge.prompts:
             raise ConfigError(f"--variant: challenge {challenge.id} has no variant {variant!r} "
                               f"(it has {', '.join(challenge.prompts)})")

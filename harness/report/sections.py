@@ -5,8 +5,8 @@
 * one model, every provider (:func:`model_sections`): models served by two or more providers, from
   :func:`harness.stats.bymodel.model_views` (rank order, intervals and the pairwise statements the data
   support);
-* sweeps (:func:`sweep_sections`): runs that are levels of a concurrency or rate sweep, from
-  :mod:`harness.sweep` (figures per level and the knee).
+* sweeps (:func:`sweep_sections`): runs that are levels of a concurrency or rate sweep, or have a sweep
+  attached (the demo's), from :mod:`harness.sweep` (figures per level and the knee).
 
 Each returns an empty list when the report's runs do not call for the section; the page then leaves it out.
 """
@@ -27,7 +27,8 @@ from harness.stats.turns import STRIP_COLUMNS, Strip, turn_strips
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.sweep import SweepLevel, find_knee, sweep_levels
-from harness.sweep.spec import SweepSpec, is_sweep_label, parse_label
+from harness.sweep.results import sweep_runs
+from harness.sweep.spec import SweepSpec, attached_sweep_id, is_sweep_label, parse_label
 
 MULTI_TURN = "multi-turn"
 
@@ -109,9 +110,10 @@ def model_sections(attempts: pd.DataFrame, runs: Sequence[RunInfo], names: dict[
 
 
 def sweep_sections(store: Store, runs: Sequence[RunInfo]) -> list[SweepSection]:
-    """Every sweep one of ``runs`` is a level of, with all its stored levels and its knee. A run whose label
-    only looks like a sweep label (it does not parse) is no sweep level."""
-    specs: dict[str, SweepSpec] = {}
+    """Every sweep one of ``runs`` is a level of or is attached to (:func:`harness.sweep.spec.attached_sweep_id`),
+    with all its stored levels and its knee. A run whose label only looks like a sweep label (it does not parse)
+    is no sweep level."""
+    specs: dict[str, SweepSpec | None] = {}
     for run in runs:
         if is_sweep_label(run.label):
             try:
@@ -119,10 +121,20 @@ def sweep_sections(store: Store, runs: Sequence[RunInfo]) -> list[SweepSection]:
             except ConfigError:
                 continue  # a label that merely starts with "sweep:" (set by hand): an ordinary run
             specs.setdefault(spec.sweep_id, spec)
+        else:
+            specs.setdefault(attached_sweep_id(run.id), None)
     out: list[SweepSection] = []
-    for sweep_id, spec in specs.items():
+    if any(known is None for known in specs.values()):
+        stored = {str(r.label).split(":")[1] for r in run_store.list_runs(store) if is_sweep_label(r.label)}
+        specs = {k: v for k, v in specs.items() if v is not None or k in stored}
+    for sweep_id, known in specs.items():
+        if known is None:
+            try:
+                known = sweep_runs(store, sweep_id)[0]
+            except ConfigError:
+                continue  # an attached sweep whose labels this harness cannot read
         levels = sweep_levels(store, sweep_id)
         if not levels:
             continue
-        out.append(SweepSection(sweep_id, levels[0].target, levels, find_knee(levels, spec.min_gain).statement))
+        out.append(SweepSection(sweep_id, levels[0].target, levels, find_knee(levels, known.min_gain).statement))
     return out

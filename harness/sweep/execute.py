@@ -22,6 +22,7 @@ from typing import Literal
 
 from harness.challenges import Challenge
 from harness.errors import ConfigError
+from harness.providers.base import ChallengeKind
 from harness.records import NOT_SENT, RunInfo
 from harness.run import RunObserver, RunOptions, plan_items, resume_run, start_run, thaw_challenges
 from harness.run.lifecycle import thaw_target
@@ -54,6 +55,22 @@ class SweepPlan:
     options: RunOptions
     challenges_path: str | None = None
     targets_file: str | None = None
+
+
+def pick_challenge(challenges: Sequence[Challenge], challenge_id: str | None, where: str) -> Challenge:
+    """The challenge a sweep sends: ``challenge_id``, else the first text-to-image one, else the first; a clear
+    error naming ``where`` (the suite) when there is none."""
+    if challenge_id is not None:
+        for c in challenges:
+            if c.id == challenge_id:
+                return c
+        raise ConfigError(f"--challenge: no challenge {challenge_id!r} in {where}")
+    for c in challenges:
+        if c.kind is ChallengeKind.TEXT_TO_IMAGE:
+            return c
+    if not challenges:
+        raise ConfigError(f"--challenges: {where} holds no challenge")
+    return challenges[0]
 
 
 def base_options(spec: SweepSpec, options: RunOptions, variant: str) -> RunOptions:

@@ -139,6 +139,15 @@ class SweepSpec:
         return text
 
 
+ATTACHED_SUFFIX = ".sweep"
+
+
+def attached_sweep_id(run_id: str) -> str:
+    """The id of the sweep attached to run ``run_id`` (``<run id>.sweep``): a report of that run shows the
+    sweep beside it (``harness sweep --attach RUN_ID``; the demo attaches its sweep to its run this way)."""
+    return f"{run_id}{ATTACHED_SUFFIX}"
+
+
 def is_sweep_label(label: str | None) -> bool:
     """Whether a run's label says the run is a sweep level."""
     return bool(label) and str(label).startswith("sweep:")
