@@ -270,7 +270,8 @@ class BatchTargetRun:
         outcome_ = AttemptOutcome(outcome.result if outcome.error is None else None, list(checked or []),
                                   outcome.error, clock, 0, [], size)
         context = AttemptContext(run_id=self.run_id, key=item.key, target=self.target, attempt=attempt,
-                                 started_at=started_at, sched_ms=start_ms, start_ms=start_ms)
+                                 started_at=started_at, sched_ms=start_ms, start_ms=start_ms,
+                                 region=self.options.region)
         record = attempt_record(outcome_, context)
         record.final = True
         record.time_to_image_ms = turnaround_ms

@@ -106,8 +106,7 @@ def redact_provider_error(exc: ProviderError, redactor: Redactor) -> None:
 
 def multi_turn_refusal(protocol: str) -> str:
     """Why a target of ``protocol`` is not given multi-turn challenges (its adapter keeps no conversation)."""
-    return (f"protocol {protocol!r} cannot run multi-turn challenges yet: only the gemini and openrouter adapters "
-            "keep conversation state so far")
+    return f"protocol {protocol!r} cannot run multi-turn challenges yet: its adapter keeps no conversation"
 
 
 class ChallengeKind(enum.StrEnum):

@@ -369,7 +369,7 @@ class Runner:
             run_id=run_id, key=item.key, model=target.model_name, provider=target.provider,
             protocol=target.protocol, attempt=attempt, final=True, ok=False, started_at=time.time(),
             sched_ms=(sched_ns - t0) / 1e6, start_ms=(now_ns() - t0) / 1e6, clock=_unsent_clock(),
-            error_kind=NOT_SENT, error_message=rt.stop_reason,
+            error_kind=NOT_SENT, error_message=rt.stop_reason, region=self.options.region,
         )
         writer.put(record)
         rt.not_sent += 1
@@ -527,7 +527,8 @@ class Runner:
                                         strict_size=self.options.strict_size, limits=self.options.limits)
         context = AttemptContext(run_id=run_id, key=item.key, target=rt.target, attempt=attempt,
                                  started_at=started_at, sched_ms=(sched_ns - t0) / 1e6,
-                                 start_ms=(outcome.t_start - t0) / 1e6, retry_wait_ms=wait_ms)
+                                 start_ms=(outcome.t_start - t0) / 1e6, retry_wait_ms=wait_ms,
+                                 region=self.options.region)
         return outcome, attempt_record(outcome, context)
 
 

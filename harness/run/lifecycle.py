@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import signal
 import sqlite3
@@ -137,20 +138,28 @@ def start_run(db_path: Path, challenges: Sequence[Challenge], targets: Sequence[
     """Create a run in the store and execute it (blocking). The run is locked by this process from before
     it exists until it ends (see :mod:`harness.run.lock`)."""
     items = plan_items(challenges, targets, options)
+    if options.sandbox:
+        from harness.protocols import require_sandbox
+
+        for t in targets:
+            require_sandbox(t.protocol)
     if options.spend_caps.any:
         check_caps(plans_for(items, targets, options), options.spend_caps)
+    planned = (len(plan_items(challenges, targets, dataclasses.replace(options, shard=None))) if options.shard
+               else len(items))
     run_id = run_id or new_run_id()
     with Store.open(db_path) as store:
-        lock = locks_for(store).acquire(run_id)
+        lock = locks_for(store).acquire(run_store.lock_id(run_id, options.shard))
         try:
             store_references(store, challenges)
             run_store.create_run(
                 store, run_id=run_id, created_at=_utc_now(), harness_version=__version__, sandbox=options.sandbox,
                 time_scale=options.time_scale if options.sandbox else None, label=options.label,
-                planned=len(items),
+                planned=planned,
                 config={**frozen_config(options, challenges_path, targets_file, [t.name for t in targets]),
                         "unsupported": [list(p) for p in unsupported_pairs(challenges, targets)]},
                 challenges=[c.frozen() for c in challenges], targets=[t.frozen() for t in targets],
+                shard=options.shard,
             )
         except (sqlite3.Error, OSError) as exc:
             lock.release()
@@ -164,13 +173,15 @@ def start_run(db_path: Path, challenges: Sequence[Challenge], targets: Sequence[
                         already_done=0)
 
 
-def _record_status(db_path: Path, run_id: str, status: str, *, quiet: bool) -> None:
+def _record_status(db_path: Path, run_id: str, status: str, *, quiet: bool,
+                   shard: tuple[int, int] | None = None) -> None:
     """Store how the run ended. When the store cannot take it (full, read-only) and another error is already
     on its way (``quiet``), that error is the one reported: ``harness runs`` still shows the run as
     interrupted, because its lock died with this process."""
     try:
         with Store.open(db_path) as store:
-            run_store.set_run_status(store, run_id, status, _utc_now() if status == "finished" else None)
+            run_store.set_run_status(store, run_id, status, _utc_now() if status == "finished" else None,
+                                     shard=shard)
     except (HarnessError, sqlite3.Error, OSError) as exc:
         if not quiet:
             raise store_write_error(exc, db_path, run_id) from None
@@ -192,12 +203,12 @@ def _execute(db_path: Path, images_dir: Path, run_id: str, items: Sequence[WorkI
             status = result.status
     except KeyboardInterrupt:
         status = "interrupted"
-        _record_status(db_path, run_id, status, quiet=True)
+        _record_status(db_path, run_id, status, quiet=True, shard=options.shard)
         raise
     except BaseException:
-        _record_status(db_path, run_id, status, quiet=True)
+        _record_status(db_path, run_id, status, quiet=True, shard=options.shard)
         raise
-    _record_status(db_path, run_id, status, quiet=False)
+    _record_status(db_path, run_id, status, quiet=False, shard=options.shard)
     return result
 
 
@@ -209,9 +220,10 @@ def resume_run(db_path: Path, run_id: str, credentials_for: Callable[[Sequence[T
     Refuses (:class:`~harness.errors.RunLockedError`) while another live process holds the run."""
     with Store.open(db_path) as store:
         info = run_store.get_run(store, run_id)
-        lock = locks_for(store).acquire(info.id)
+        config = run_store.shard_config(store, info.id) or info.config
+        options = RunOptions.from_config(config)
+        lock = locks_for(store).acquire(run_store.lock_id(info.id, options.shard))
         try:
-            options = RunOptions.from_config(info.config)
             challenges = thaw_challenges(store, run_store.run_challenges(store, info.id))
             targets = [thaw_target(t) for t in run_store.run_targets(store, info.id)]
             done, unfinished = run_store.request_progress(store, info.id)
