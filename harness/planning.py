@@ -25,15 +25,20 @@ set the gate's threshold below it. When the gate evaluates ``m`` checks it tests
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from scipy import stats as sps
 
 from harness.errors import ConfigError
+from harness.globs import select_names
 from harness.stats.intervals import CONFIDENCE, min_n_for_quantile
+
+if TYPE_CHECKING:
+    from harness.store import Store
 
 Array = np.ndarray[Any, Any]
 Sampler = Callable[[np.random.Generator, tuple[int, int]], Array]
@@ -214,3 +219,117 @@ def plan_success(baseline_rate: float, change: float, power: float, alpha: float
     n = success_sample_size(baseline_rate, change, power, alpha)
     cost = n * price_per_request_usd if price_per_request_usd is not None else None
     return TargetPlan(target, n, n, power, baseline_rate, price_per_request_usd, cost, source)
+
+
+PERCENTILES: dict[str, float] = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+"""The latency percentiles a plan can target, by name."""
+Metric = Literal["p50", "p90", "p95", "p99", "success"]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What one target's plan starts from: its successful latencies (ms; ``None``: assume a lognormal
+    spread), success rate, price per request (USD, ``None`` when unknown) and where these came from."""
+
+    target: str | None
+    latencies: Array | None
+    success_rate: float
+    price_usd: float | None
+    source: str
+
+
+def baselines_from_run(store: Store, run_id: str, patterns: Sequence[str] = ()) -> list[Baseline]:
+    """Each target of the stored run ``run_id`` (those ``patterns`` select, names or globs) as a baseline:
+    its successful requests' latencies to resample, its success rate and its mean cost per request."""
+    from harness.stats.requests import INPUT_COLUMNS, logical_requests
+    from harness.stats.table import provider_table
+    from harness.store import runs as run_store
+
+    info = run_store.get_run(store, run_id)
+    frame = run_store.attempts_frame(store, [info.id], columns=list(INPUT_COLUMNS), with_challenge=False)
+    if frame.empty:
+        raise ConfigError(f"run {info.id} has no attempts to plan from")
+    if patterns:
+        keep, _ = select_names([str(t) for t in frame["target"].unique()], patterns)
+        if not keep:
+            raise ConfigError(f"--target {', '.join(patterns)} matches no target of run {info.id}")
+        frame = frame[frame["target"].isin(keep)]
+    rows = {r["target"]: r for r in provider_table(frame)}
+    out = []
+    for target, group in logical_requests(frame).groupby("target", sort=True):
+        row = rows[str(target)]
+        ok = group[group["ok"].astype(bool)]
+        price = row["cost_total_usd"] / row["n"] if row["cost_total_usd"] else None
+        out.append(Baseline(str(target), ok["latency_ms"].to_numpy(dtype=float), row["success_rate"], price,
+                            f"run {info.id}: {len(ok)} successful latencies resampled"))
+    return out
+
+
+def assumed_baselines(patterns: Sequence[str], targets_file: Path | None, *, success_rate: float,
+                      cv: float) -> list[Baseline]:
+    """Baselines without a stored run: a lognormal spread with coefficient of variation ``cv``, the given
+    success rate, and each selected catalog target's price (one target-free baseline without ``patterns``)."""
+    from harness.targets import load_targets, select
+
+    named: list[tuple[str | None, float | None]] = (
+        [(t.name, t.price_per_image_usd) for t in select(load_targets(targets_file), tuple(patterns))]
+        if patterns else [(None, None)])
+    return [Baseline(name, None, success_rate, price, f"lognormal, cv {cv:g}") for name, price in named]
+
+
+@dataclass(frozen=True)
+class PlanAsk:
+    """What a plan must detect, and how surely. ``relative_change``: the percentile's relative increase
+    (0.15 = +15 %); ``change``: the success rate's drop (0.03 = 3 points); ``baseline_rate`` overrides each
+    baseline's success rate; ``price_usd`` each baseline's price; ``level`` is the per-check one-sided alpha
+    (:func:`validate`); ``from_run`` names the run the baselines came from, if any."""
+
+    metric: Metric
+    relative_change: float
+    change: float
+    power: float
+    alpha: float
+    checks: int
+    level: float
+    baseline_rate: float | None = None
+    baseline_ms: float | None = None
+    price_usd: float | None = None
+    cv: float | None = None
+    repetitions: int = DEFAULT_REPETITIONS
+    seed: int = 0
+    from_run: str | None = None
+
+
+def plan_targets(baselines: Sequence[Baseline], ask: PlanAsk) -> list[TargetPlan]:
+    """One :class:`TargetPlan` per baseline."""
+    plans: list[TargetPlan] = []
+    for base in baselines:
+        price = ask.price_usd if ask.price_usd is not None else base.price_usd
+        rate = ask.baseline_rate or base.success_rate
+        if ask.metric == "success":
+            basis = "closed form (Fleiss, no continuity correction)"
+            if ask.from_run and ask.baseline_rate is None:
+                basis += f"; success rate of run {ask.from_run}"
+            plans.append(plan_success(rate, ask.change, ask.power, ask.level, price_per_request_usd=price,
+                                      target=base.target, source=basis))
+            continue
+        sampler = empirical_sampler(base.latencies) if base.latencies is not None else \
+            lognormal_sampler(ask.cv or DEFAULT_CV)
+        plans.append(plan_quantile(PERCENTILES[ask.metric], ask.relative_change, ask.power, ask.level,
+                                   sampler=sampler, success_rate=rate, price_per_request_usd=price,
+                                   target=base.target, source=base.source, repetitions=ask.repetitions,
+                                   seed=ask.seed))
+    return plans
+
+
+def plan_document(plans: Sequence[TargetPlan], ask: PlanAsk) -> dict[str, Any]:
+    """The plan as ``harness plan --json`` prints it: the question, each target's plan and the totals
+    (``total_cost_usd`` is ``None`` unless every target's price is known)."""
+    costs = [p.cost_usd for p in plans]
+    total = sum(c for c in costs if c is not None) if all(c is not None for c in costs) else None
+    return {"metric": ask.metric, "power": ask.power, "alpha": ask.alpha, "checks": ask.checks,
+            "per_check_alpha": ask.level,
+            "relative_change": ask.relative_change if ask.metric != "success" else None,
+            "change": ask.change if ask.metric == "success" else None, "baseline_ms": ask.baseline_ms,
+            "targets": [p.to_dict() for p in plans], "total_requests": sum(p.requests for p in plans),
+            "total_cost_usd": total}

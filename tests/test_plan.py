@@ -172,3 +172,22 @@ def test_plan_command_from_a_stored_run_plans_per_target(flaky_run: tuple[Path, 
 def test_plan_usage_errors_exit_2(args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["plan", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_a_plan_from_a_stored_run_is_made_without_the_command_line(flaky_run: tuple[Path, str]) -> None:
+    from harness.planning import PlanAsk, baselines_from_run, plan_document, plan_targets, validate
+    from harness.store import Store
+
+    db, run_id = flaky_run
+    with Store.open(db, readonly=True) as store:
+        baselines = baselines_from_run(store, run_id, ["gpt-image-1.*"])
+        assert [b.target for b in baselines] == ["gpt-image-1.5@openai"]
+        assert baselines_from_run(store, run_id, ["gpt-image-1@openai", "gpt-image-1.5@openai"])[0].latencies is not None
+        with pytest.raises(ConfigError, match="matches no target"):
+            baselines_from_run(store, run_id, ["flux*"])
+    ask = PlanAsk(metric="success", relative_change=0.15, change=0.1, power=0.8, alpha=0.05, checks=2,
+                  level=validate(0.8, 0.05, 2), from_run=run_id)
+    plans = plan_targets(baselines, ask)
+    doc = plan_document(plans, ask)
+    assert doc["per_check_alpha"] == 0.025 and doc["total_requests"] == plans[0].requests
+    assert plans[0].source.endswith(f"success rate of run {run_id}")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.table import Table
@@ -14,61 +13,16 @@ from harness.cli.tables import fmt_pct, fmt_usd
 from harness.errors import ConfigError
 from harness.planning import (
     DEFAULT_CV,
+    PERCENTILES,
+    Metric,
+    PlanAsk,
     TargetPlan,
-    empirical_sampler,
-    lognormal_sampler,
-    plan_quantile,
-    plan_success,
+    assumed_baselines,
+    baselines_from_run,
+    plan_document,
+    plan_targets,
     validate,
 )
-from harness.stats import provider_table
-from harness.stats.requests import INPUT_COLUMNS
-from harness.targets import load_targets, select
-
-PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
-
-
-@dataclass(frozen=True)
-class _Baseline:
-    target: str | None
-    latencies: Any
-    success_rate: float
-    price: float | None
-    source: str
-
-
-def _from_run(db: Path, run_id: str, patterns: tuple[str, ...]) -> list[_Baseline]:
-    import fnmatch
-
-    from harness.stats.requests import logical_requests
-    from harness.store import Store
-    from harness.store import runs as run_store
-
-    with Store.open(db, readonly=True) as store:
-        info = run_store.get_run(store, run_id)
-        frame = run_store.attempts_frame(store, [info.id], columns=list(INPUT_COLUMNS), with_challenge=False)
-    if frame.empty:
-        raise ConfigError(f"run {info.id} has no attempts to plan from")
-    if patterns:
-        keep = [t for t in frame["target"].unique() if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
-        if not keep:
-            raise ConfigError(f"--target {', '.join(patterns)} matches no target of run {info.id}")
-        frame = frame[frame["target"].isin(keep)]
-    rows = {r["target"]: r for r in provider_table(frame)}
-    requests = logical_requests(frame)
-    out = []
-    for target, group in requests.groupby("target", sort=True):
-        row = rows[str(target)]
-        ok = group[group["ok"].astype(bool)]
-        price = row["cost_total_usd"] / row["n"] if row["cost_total_usd"] else None
-        out.append(_Baseline(str(target), ok["latency_ms"].to_numpy(dtype=float), row["success_rate"], price,
-                             f"run {info.id}: {len(ok)} successful latencies resampled"))
-    return out
-
-
-def _catalog_prices(patterns: tuple[str, ...], targets_file: Path | None) -> list[tuple[str, float | None]]:
-    chosen = select(load_targets(targets_file), patterns)
-    return [(t.name, t.price_per_image_usd) for t in chosen]
 
 
 @click.command()
@@ -109,35 +63,18 @@ def plan(metric: str, relative_change: float, change: float, baseline_rate: floa
     if from_run and cv is not None:
         raise ConfigError("give --cv or --from-run, not both (a stored run supplies its own spread)")
     if from_run:
-        baselines = _from_run(db, from_run, patterns)
+        from harness.store import Store
+
+        with Store.open(db, readonly=True) as store:
+            baselines = baselines_from_run(store, from_run, patterns)
     else:
-        names = _catalog_prices(patterns, targets_file) if patterns else [(None, None)]
-        default_rate = 0.95 if metric == "success" else 1.0
-        baselines = [_Baseline(name, None, baseline_rate or default_rate, price,
-                               f"lognormal, cv {cv or DEFAULT_CV:g}") for name, price in names]
-    plans: list[TargetPlan] = []
-    for base in baselines:
-        price = price_usd if price_usd is not None else base.price
-        rate = baseline_rate or base.success_rate
-        if metric == "success":
-            basis = "closed form (Fleiss, no continuity correction)"
-            if from_run and baseline_rate is None:
-                basis += f"; success rate of run {from_run}"
-            plans.append(plan_success(rate, change, power, level, price_per_request_usd=price, target=base.target,
-                                      source=basis))
-            continue
-        sampler = empirical_sampler(base.latencies) if base.latencies is not None else \
-            lognormal_sampler(cv or DEFAULT_CV)
-        plans.append(plan_quantile(PERCENTILES[metric], relative_change, power, level, sampler=sampler,
-                                   success_rate=rate, price_per_request_usd=price, target=base.target,
-                                   source=base.source, repetitions=repetitions, seed=seed))
-    costs = [p.cost_usd for p in plans]
-    total = sum(c for c in costs if c is not None) if all(c is not None for c in costs) else None
-    doc = {"metric": metric, "power": power, "alpha": alpha, "checks": checks, "per_check_alpha": level,
-           "relative_change": relative_change if metric != "success" else None,
-           "change": change if metric == "success" else None, "baseline_ms": baseline_ms,
-           "targets": [p.to_dict() for p in plans], "total_requests": sum(p.requests for p in plans),
-           "total_cost_usd": total}
+        baselines = assumed_baselines(patterns, targets_file, cv=cv or DEFAULT_CV,
+                                      success_rate=baseline_rate or (0.95 if metric == "success" else 1.0))
+    ask = PlanAsk(metric=cast(Metric, metric), relative_change=relative_change, change=change, power=power,
+                  alpha=alpha, checks=checks, level=level, baseline_rate=baseline_rate, baseline_ms=baseline_ms,
+                  price_usd=price_usd, cv=cv, repetitions=repetitions, seed=seed, from_run=from_run)
+    plans = plan_targets(baselines, ask)
+    doc = plan_document(plans, ask)
     if as_json:
         print_json(doc)
         return
