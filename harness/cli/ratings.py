@@ -16,7 +16,13 @@ from harness.ratings import Leaderboard, RatingBoard, RatingOptions, RatingRow, 
 from harness.ratings.battles import load_battles
 from harness.ratings.bradley_terry import TIE_MODES
 from harness.ratings.intervals import CI_METHODS, DEFAULT_ROUNDS
-from harness.ratings.leaderboard import ANCHOR_INTERVALS, DEFAULT_MIN_VOTES, METHODS, AnchorIntervals
+from harness.ratings.leaderboard import (
+    ANCHOR_INTERVALS,
+    DEFAULT_MIN_VOTES,
+    METHODS,
+    AnchorIntervals,
+    board_columns,
+)
 
 
 def parse_anchor(text: str | None) -> tuple[str, float] | None:
@@ -112,19 +118,13 @@ def _title(votes: Path | None, db: Path, category: str | None) -> str:
 
 
 def print_board(board: Leaderboard, title: str) -> None:
-    """The leaderboard as a Rich table on stdout."""
-    level = f"{board.options.confidence:.0%}"
+    """The leaderboard as a Rich table on stdout (columns: :data:`harness.ratings.leaderboard.BOARD_COLUMNS`)."""
+    columns = board_columns("cli")
     table = Table(title=title, title_justify="left")
-    for name, justify in (("Rank", "right"), ("Model", "left"), ("Rating", "right"), (f"{level} CI", "right"),
-                          ("Votes", "right"), ("W / T / L", "right"), ("Win %", "right"), ("Elo", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for c in columns:
+        table.add_column(c.title("cli", board.options.confidence), justify=c.align)
     for r in board.rows:
-        rank = str(r.rank_best) if r.rank_best == r.rank_worst else f"{r.rank_best}–{r.rank_worst}"
-        table.add_row(
-            rank, r.model + (" *" if r.provisional else ""), f"{r.rating:.1f}",
-            f"+{r.ci_high - r.rating:.1f} / −{r.rating - r.ci_low:.1f}", f"{r.votes:,}",
-            f"{r.wins} / {r.ties} / {r.losses}", f"{100 * r.win_rate:.1f}", f"{r.elo:.1f}",
-        )
+        table.add_row(*(c.text(r) for c in columns))
     out_console().print(table)
     if board.rows:
         out_console().print(f"intervals: {board.intervals}", markup=False)

@@ -10,6 +10,7 @@ their JSON schemas are written from the types (``harness ratings --schema``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -166,6 +167,70 @@ class RatingRow(BaseModel):
 
 
 ROW_FIELDS = tuple(k for k in RatingRow.model_fields if k != "schema_version")
+
+Surface = Literal["cli", "page"]
+
+
+@dataclass(frozen=True)
+class BoardColumn:
+    """One column of the board as it is shown: in the terminal table (``cli_title``; None: not shown there)
+    and on the report page (``page_title``; None: not shown there). ``text`` renders a row's cell for the
+    terminal, ``page`` for the page (default: ``text``); ``sort`` is the page's sort value (None: sorted as
+    text); ``badge`` a short tag the page shows beside the cell; ``numeric`` right-aligns and sorts as a
+    number. ``{level}`` in a title becomes the interval's level (``95%`` in the terminal, ``95 %`` on the
+    page). The cells read typed :class:`RatingRow` fields, so a misspelt field fails the type check."""
+
+    key: str
+    cli_title: str | None
+    page_title: str | None
+    text: Callable[[RatingRow], str]
+    page: Callable[[RatingRow], str] | None = None
+    sort: Callable[[RatingRow], float] | None = None
+    badge: Callable[[RatingRow], str | None] | None = None
+    numeric: bool = True
+    align: Literal["left", "right"] = "right"
+
+    def title(self, surface: Surface, confidence: float) -> str:
+        title = self.cli_title if surface == "cli" else self.page_title
+        if title is None:
+            raise ValueError(f"column {self.key!r} is not shown on the {surface}")
+        level = f"{confidence:.0%}" if surface == "cli" else f"{100 * confidence:g} %"
+        return title.format(level=level)
+
+    def page_cell(self, row: RatingRow) -> str:
+        return (self.page or self.text)(row)
+
+
+def _rank_text(r: RatingRow) -> str:
+    return str(r.rank_best) if r.rank_best == r.rank_worst else f"{r.rank_best}–{r.rank_worst}"
+
+
+BOARD_COLUMNS: tuple[BoardColumn, ...] = (
+    BoardColumn("rank", "Rank", "rank", _rank_text, sort=lambda r: r.rank_best),
+    BoardColumn("model", "Model", "model", lambda r: r.model + (" *" if r.provisional else ""),
+                page=lambda r: r.model, badge=lambda r: "few votes" if r.provisional else None, numeric=False,
+                align="left"),
+    BoardColumn("rating", "Rating", "rating", lambda r: f"{r.rating:.1f}", page=lambda r: f"{r.rating:.0f}",
+                sort=lambda r: r.rating),
+    BoardColumn("interval", "{level} CI", "{level} interval",
+                lambda r: f"+{r.ci_high - r.rating:.1f} / −{r.rating - r.ci_low:.1f}",
+                page=lambda r: f"{r.ci_low:.0f}–{r.ci_high:.0f}", numeric=False),
+    BoardColumn("votes", "Votes", "votes", lambda r: f"{r.votes:,}", page=lambda r: str(r.votes),
+                sort=lambda r: r.votes),
+    BoardColumn("wtl", "W / T / L", None, lambda r: f"{r.wins} / {r.ties} / {r.losses}"),
+    BoardColumn("wins", None, "W", lambda r: str(r.wins), sort=lambda r: r.wins),
+    BoardColumn("ties", None, "T", lambda r: str(r.ties), sort=lambda r: r.ties),
+    BoardColumn("losses", None, "L", lambda r: str(r.losses), sort=lambda r: r.losses),
+    BoardColumn("win_rate", "Win %", None, lambda r: f"{100 * r.win_rate:.1f}"),
+    BoardColumn("elo", "Elo", "online Elo", lambda r: f"{r.elo:.1f}", page=lambda r: f"{r.elo:.0f}",
+                sort=lambda r: r.elo),
+)
+"""The board's columns, in order, for the terminal table and the report page alike."""
+
+
+def board_columns(surface: Surface) -> tuple[BoardColumn, ...]:
+    """The columns shown on ``surface``."""
+    return tuple(c for c in BOARD_COLUMNS if (c.cli_title if surface == "cli" else c.page_title) is not None)
 
 
 class AnchorSpec(BaseModel):

@@ -23,6 +23,7 @@ import jinja2
 import markupsafe
 
 from harness.ratings import RATINGS_SCHEMA_VERSION
+from harness.ratings.leaderboard import board_columns
 from harness.report import charts
 from harness.report.collect import ReportData
 from harness.report.gallery import GALLERY_PAGE_SIZE, gallery_filters, preview
@@ -314,7 +315,7 @@ def write_site(data: ReportData, out: Path, images_dir: Path, thumbs_cache: Path
     table = provider_page_table(data.provider_rows, data.row_labels)
     sections = _section_specs(data)
     context = {"data": data, "charts": _clean(specs), "all_charts": _clean({**specs, **sections}),
-               "strip_exts": strip_exts(data), "table": table,
+               "strip_exts": strip_exts(data), "table": table, "rating_columns": board_columns("page"),
                "figures": all_figures(data.provider_rows, table.columns),
                "legend": [(label, style) for label, style in colors.items()
                           if label in data.latency_curves or label in data.success_over_time],
