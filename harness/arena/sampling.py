@@ -64,7 +64,7 @@ RELEVANCE_POWER = 3
 """Exponent of the rank relevance in the ``rank`` policy's weight."""
 MIN_RELEVANCE = 0.01
 """Floor of a pair's rank relevance, so that no pair is ever out of the draw."""
-DEFAULT_REFIT_EVERY = 20
+DEFAULT_REFIT_EVERY = 10
 """New votes after which the sampler's Bradley–Terry fit is redone (at the next draw)."""
 PRIOR_GAMES = 1.0
 """Virtual drawn games per contender against a fixed reference in the sampler's fit (keeps it finite)."""
@@ -107,6 +107,18 @@ class StrengthFit:
         i, j = self.names.index(a), self.names.index(b)
         var = self.cov[i, i] + self.cov[j, j] - 2.0 * self.cov[i, j]
         return rank_relevance(float(self.theta[i] - self.theta[j]), math.sqrt(max(var, 0.0)))
+
+    def relevances(self, pairs: Sequence[TargetPair]) -> dict[TargetPair, float]:
+        """:meth:`relevance` of many pairs at once (vectorised: one refit serves every later draw)."""
+        index = {name: k for k, name in enumerate(self.names)}
+        i = np.array([index[a] for a, _ in pairs], dtype=np.intp)
+        j = np.array([index[b] for _, b in pairs], dtype=np.intp)
+        diag = np.diag(self.cov)
+        sd = np.sqrt(np.maximum(diag[i] + diag[j] - 2.0 * self.cov[i, j], 0.0))
+        gap = np.abs(self.theta[i] - self.theta[j])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(sd > 0, 2.0 * ndtr(-gap / sd), np.where(gap == 0, 1.0, MIN_RELEVANCE))
+        return dict(zip(pairs, np.maximum(r, MIN_RELEVANCE).tolist(), strict=True))
 
 
 def fit_strengths(names: Sequence[str], first: Sequence[int], second: Sequence[int], points: Sequence[float],
@@ -187,6 +199,7 @@ class PairSampler:
         self.points: defaultdict[TargetPair, float] = defaultdict(float)
         """Points of the first (alphabetically smaller) contender of each pair."""
         self._fit: StrengthFit | None = None
+        self._relevance: dict[TargetPair, float] = {}
         self._stale = 0
         self.fits = 0
         """How many times the sampler refitted its ratings (a measure of its cost)."""
@@ -209,6 +222,9 @@ class PairSampler:
         self._fit = fit_strengths(self._units, [index[a] for a, _ in voted], [index[b] for _, b in voted],
                                   [self.points[p] for p in voted], [float(self.votes[p]) for p in voted],
                                   start=start)
+        rated = {u for p in voted for u in p}
+        scored = [p for p in self._pair_matchups if p[0] in rated and p[1] in rated]
+        self._relevance = {p: r ** RELEVANCE_POWER for p, r in self._fit.relevances(scored).items()} if scored else {}
         self._stale = 0
         self.fits += 1
         return self._fit
@@ -226,12 +242,10 @@ class PairSampler:
         if self.policy == "uniform":
             return dict.fromkeys(self._pair_matchups, 1.0)
         base = {p: active_weight(self.points[p], self.votes[p], self.served[p]) for p in self._pair_matchups}
-        fitted = self.strengths() if self.policy == "rank" else None
-        if fitted is None:
+        if self.policy == "uncertainty" or self.strengths() is None:
             return base
-        rated = {u for p, n in self.votes.items() if n > 0 for u in p}
-        return {p: w * (fitted.relevance(*p) ** RELEVANCE_POWER if p[0] in rated and p[1] in rated else 1.0)
-                for p, w in base.items()}
+        relevance = self._relevance
+        return {p: w * relevance.get(p, 1.0) for p, w in base.items()}
 
     def _least(self, items: Iterable[str], key: Mapping[str, float]) -> str:
         pool = list(items)
