@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.battles.table import SCHEMA_VERSION as BATTLE_FILE_VERSION
+from harness.cli.run import RUN_JSON_SCHEMA_VERSION
+from harness.gate.evaluate import COMPARISON_SCHEMA_VERSION
+from harness.planning import PLAN_SCHEMA_VERSION
 from harness.ratings.leaderboard import RATINGS_SCHEMA_VERSION
 from harness.report.site import EXPORT_SCHEMA_VERSION
 from harness.run.options import CONFIG_VERSION
@@ -53,6 +56,10 @@ FORMATS: tuple[Format, ...] = (
            "`schema_version` column", "`harness export` CSV, Parquet and JSON Lines"),
     Format("battle file", BATTLE_FILE_VERSION, "harness.battles.table.SCHEMA_VERSION",
            "`schema_version` column", "votes as CSV, JSON Lines or a JSON array (`harness votes export`)"),
+    Format("run result", RUN_JSON_SCHEMA_VERSION, "harness.cli.run.RUN_JSON_SCHEMA_VERSION",
+           "`schema_version` key", "the object `harness run --json` prints (rows versioned apart)"),
+    Format("comparison", COMPARISON_SCHEMA_VERSION, "harness.gate.evaluate.COMPARISON_SCHEMA_VERSION",
+           "`schema_version` key", "`harness compare --json`"),
     Format("provider rows", ROW_SCHEMA_VERSION, "harness.stats.table.ROW_SCHEMA_VERSION",
            "`schema_version` key", "`harness stats --json`, `harness run --json`"),
     Format("model views", MODEL_VIEW_SCHEMA_VERSION, "harness.stats.bymodel.MODEL_VIEW_SCHEMA_VERSION",
@@ -69,6 +76,8 @@ FORMATS: tuple[Format, ...] = (
            "`schema_version` key", "`harness score --json`"),
     Format("ratings", RATINGS_SCHEMA_VERSION, "harness.ratings.leaderboard.RATINGS_SCHEMA_VERSION",
            "`schema_version` key", "`harness ratings --json`, the arena's leaderboard JSON"),
+    Format("sample-size plan", PLAN_SCHEMA_VERSION, "harness.planning.PLAN_SCHEMA_VERSION",
+           "`schema_version` key", "`harness plan --json`"),
     Format("report data files", EXPORT_SCHEMA_VERSION, "harness.report.site.EXPORT_SCHEMA_VERSION",
            "`schema_version` key", "the JSON files beside a static report's pages"),
 )

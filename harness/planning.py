@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 from scipy import stats as sps
@@ -47,6 +47,10 @@ Sampler = Callable[[np.random.Generator, tuple[int, int]], Array]
 DEFAULT_CV = 0.5
 """Coefficient of variation assumed without a stored run: the sandbox's openai profile (p95/p50 = 2.25) has
 0.52; provider tables range from about 0.2 (gemini) to 0.8 (fal's queue)."""
+
+PLAN_SCHEMA_VERSION: Final = 1
+"""Version of ``harness plan --json``'s document (:func:`plan_document`). Bump it when a key is removed or
+changes meaning; added keys keep the version."""
 
 DEFAULT_REPETITIONS = 2000
 MAX_N = 200_000
@@ -327,7 +331,7 @@ def plan_document(plans: Sequence[TargetPlan], ask: PlanAsk) -> dict[str, Any]:
     (``total_cost_usd`` is ``None`` unless every target's price is known)."""
     costs = [p.cost_usd for p in plans]
     total = sum(c for c in costs if c is not None) if all(c is not None for c in costs) else None
-    return {"metric": ask.metric, "power": ask.power, "alpha": ask.alpha, "checks": ask.checks,
+    return {"schema_version": PLAN_SCHEMA_VERSION, "metric": ask.metric, "power": ask.power, "alpha": ask.alpha, "checks": ask.checks,
             "per_check_alpha": ask.level,
             "relative_change": ask.relative_change if ask.metric != "success" else None,
             "change": ask.change if ask.metric == "success" else None, "baseline_ms": ask.baseline_ms,

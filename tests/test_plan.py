@@ -191,3 +191,11 @@ def test_a_plan_from_a_stored_run_is_made_without_the_command_line(flaky_run: tu
     doc = plan_document(plans, ask)
     assert doc["per_check_alpha"] == 0.025 and doc["total_requests"] == plans[0].requests
     assert plans[0].source.endswith(f"success rate of run {run_id}")
+
+
+def test_the_plan_document_says_its_version_first() -> None:
+    from harness.planning import PLAN_SCHEMA_VERSION, PlanAsk, plan_document
+
+    ask = PlanAsk(metric="p95", relative_change=0.15, change=0.03, power=0.8, alpha=0.05, checks=1, level=0.05)
+    doc = plan_document([], ask)
+    assert next(iter(doc)) == "schema_version" and doc["schema_version"] == PLAN_SCHEMA_VERSION == 1
