@@ -12,12 +12,14 @@ import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness import __version__
+from harness.outcomes import TileOutcome as Outcome
+from harness.outcomes import tile_outcome
 from harness.records import RunInfo
 from harness.report.leaderboard import LeaderboardSection
 from harness.report.sections import (
@@ -42,11 +44,6 @@ TIME_BINS = 24
 
 LIBRARIES = ("httpx", "pydantic", "pandas", "numpy", "scipy", "pillow", "jinja2", "plotly", "fastapi",
              "open-clip-torch", "torch")
-
-
-Outcome = Literal["ok", "failed", "not sent", "not run"]
-"""A gallery tile's outcome: an image, a failed request, a request recorded as never sent (dead target, spend
-cap), or no record at all (an interrupted run)."""
 
 
 @dataclass
@@ -212,7 +209,7 @@ def _tile(store_target: dict[str, Any], run: RunInfo, runs: list[RunInfo], key: 
     err = failed.loc[key]
     kind = None if pd.isna(err["error_kind"]) else str(err["error_kind"])
     message = "" if pd.isna(err["error_message"]) else str(err["error_message"])
-    outcome: Outcome = "not sent" if kind == "not_sent" else "failed"
+    outcome: Outcome = tile_outcome(False, kind)
     return GalleryOutput(name, model, provider, None, None, None, None, message or (kind or "failed"), {}, label,
                          run.id, outcome, kind)
 
