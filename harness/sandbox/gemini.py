@@ -34,7 +34,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
@@ -54,6 +54,9 @@ from harness.sandbox.simulation import (
 )
 from harness.sse import encode_event
 from harness.wire import gemini as wire
+
+if TYPE_CHECKING:
+    from harness.sandbox.gemini_batch import GeminiBatchRoutes
 
 KNOWN_MODELS = ("gemini-2.5-flash-image", "gemini-2.5-flash-image-preview", "gemini-3-pro-image-preview",
                 "gemini-3.1-flash-image-preview")
@@ -150,11 +153,50 @@ class GeminiServer:
         return len(raw) == 48 and hmac.compare_digest(mac, hmac.new(self.signing_key, nonce, hashlib.sha256).digest())
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{version}/models/{target}", self.handle, methods=["POST"])])
+        return Starlette(routes=[Route("/{version}/models/{target}", self.handle, methods=["POST"]),
+                                 *self.batch.routes()])
+
+    @property
+    def batch(self) -> GeminiBatchRoutes:
+        """Batch Mode's endpoints (:mod:`harness.sandbox.gemini_batch`), made on first use."""
+        routes = self.__dict__.get("_batch")
+        if routes is None:
+            from harness.sandbox.gemini_batch import GeminiBatchRoutes
+
+            routes = self.__dict__["_batch"] = GeminiBatchRoutes(self)
+        return routes
+
+    def key_problem(self, request: Request) -> GeminiError | None:
+        """The error for a request whose key is missing or wrong (no rate limit: batch calls have their own)."""
+        state = self.sim.check_key(_key(request))
+        if state == "missing":
+            return GeminiError("PERMISSION_DENIED", wire.MESSAGES["missing_key"])
+        if state == "invalid":
+            return GeminiError("INVALID_ARGUMENT", wire.MESSAGES["api_key_invalid"], [wire.error_info("API_KEY_INVALID")])
+        return None
+
+    async def answer(self, call: Call, plan: RequestPlan) -> tuple[dict[str, Any] | None, GeminiError | None]:
+        """What ``generateContent`` would answer ``call`` (a batch line): its response body, or its error."""
+        if plan.fault in (Fault.SERVER_ERROR, Fault.MID_STREAM_ERROR, Fault.TIMEOUT, Fault.CONNECTION_RESET,
+                          Fault.TRUNCATED_BODY):
+            return None, GeminiError("INTERNAL", wire.MESSAGES["internal"])
+        if plan.fault == Fault.OVERLOADED:
+            return None, GeminiError("UNAVAILABLE", wire.MESSAGES["overloaded"])
+        if plan.fault == Fault.INVALID_REQUEST:
+            return None, GeminiError("INVALID_ARGUMENT", wire.MESSAGES["payload_too_large"])
+        if plan.fault == Fault.REFUSED:
+            usage = {"promptTokenCount": _text_tokens(call.prompt), "totalTokenCount": _text_tokens(call.prompt)}
+            return self._envelope(call, None, usage, {"blockReason": "PROHIBITED_CONTENT"}), None
+        candidate, usage = await self._final(call, plan, text_sent=False)
+        if wire.is_thinking_model(call.model):
+            candidate["content"]["parts"] = await self._thought_parts(call) + candidate["content"]["parts"]
+        return self._envelope(call, candidate, usage), None
 
     # ---- request validation ------------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
+        if str(request.path_params["target"]).endswith(":" + wire.BATCH_GENERATE):
+            return await self.batch.create(request)
         start = time.monotonic()
         try:
             call = await self._validate(request)
@@ -196,6 +238,11 @@ class GeminiServer:
             raise GeminiError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from exc
         if not isinstance(body, dict):
             raise GeminiError("INVALID_ARGUMENT", "Invalid JSON payload received. Expected an object.")
+        return self.call_from_body(model, method, version, request.query_params.get("alt") == "sse", body)
+
+    def call_from_body(self, model: str, method: str, version: str, sse: bool, body: dict[str, Any]) -> Call:
+        """The validated call of a ``GenerateContentRequest`` body to ``model`` (a request's, or a batch line's);
+        :class:`GeminiError` with Google's message when it is not valid."""
         if model not in KNOWN_MODELS:
             raise GeminiError("NOT_FOUND", wire.MESSAGES["model_not_found"].format(model=model, version=version,
                                                                                    method=method))
@@ -212,7 +259,7 @@ class GeminiServer:
         seed = config.get("seed")
         if seed is not None and not isinstance(seed, int):
             raise GeminiError("INVALID_ARGUMENT", f"Invalid value at 'generation_config.seed' (TYPE_INT32), {seed!r}")
-        return Call(model=model, method=method, sse=request.query_params.get("alt") == "sse", prompt=prompt,
+        return Call(model=model, method=method, sse=sse, prompt=prompt,
                     images=images, ratio=ratio, tier=tier, seed=seed, wants_image="IMAGE" in modalities,
                     wants_text="TEXT" in modalities or not modalities, response_id=_response_id())
 

@@ -222,3 +222,34 @@ def parse_duration(text: str) -> float | None:
         return None
     value = float(match.group(1))
     return value / 1000.0 if match.group(2) == "ms" else value
+
+
+# --- Batch Mode (https://ai.google.dev/gemini-api/docs/batch-mode, https://ai.google.dev/api/batch-mode) ---
+BATCH_GENERATE = "batchGenerateContent"
+"""``POST {base}/v1beta/models/{model}:batchGenerateContent`` with ``{"batch": {"displayName", "inputConfig":
+{"requests": {"requests": [{"request": GenerateContentRequest, "metadata": {"key": …}}]}}}}`` (inline requests;
+the google-genai SDK's ``_InlinedRequest_to_mldev``) answers an Operation named ``batches/{id}``."""
+BATCHES_PATH = "/batches"
+"""``GET {base}/v1beta/batches/{id}`` polls a job; ``POST {base}/v1beta/batches/{id}:cancel`` cancels it."""
+BATCH_CANCEL = "cancel"
+BATCH_STATES = ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING", "BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED",
+                "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
+"""The REST API's ``metadata.state`` values; the SDK shows them as ``JOB_STATE_*`` (google-genai
+``_transformers.t_job_state``)."""
+BATCH_TERMINAL = frozenset({"BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED",
+                            "BATCH_STATE_EXPIRED"})
+BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+BATCH_OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
+BATCH_MAX_INLINE_BYTES = 20 * 1024 * 1024
+"""Inline requests must keep the whole create request under 20 MB (Batch Mode guide, "Inline requests")."""
+BATCH_DISCOUNT = 0.5
+BATCH_DISCOUNT_URL = "https://ai.google.dev/gemini-api/docs/batch-mode"
+"""Batch Mode is priced at 50 % of the interactive rate, with a 24-hour target turnaround (Batch Mode guide;
+https://developers.googleblog.com/scale-your-ai-workloads-batch-mode-gemini-api: "Batch jobs are priced at 50%
+less than the standard rate for a given model")."""
+BATCH_EXPIRED_NOTE = ("A job pending or running for more than 48 hours expires (JOB_STATE_EXPIRED) and has no "
+                      "results to retrieve (Batch Mode guide, job states).")
+RPC_CODES: dict[str, int] = {"INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5, "PERMISSION_DENIED": 7,
+                             "RESOURCE_EXHAUSTED": 8, "CANCELLED": 1, "INTERNAL": 13, "UNAVAILABLE": 14}
+"""``google.rpc.Code`` numbers: an inlined response's ``error`` is a ``google.rpc.Status`` with these codes
+(https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto)."""
