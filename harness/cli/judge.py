@@ -143,3 +143,47 @@ def report(run_ids: tuple[str, ...], judge_spec: str, as_json: bool, db: Path) -
         if vo["share"] is not None:
             line += f"; the voters {vo['share']:.0%} [{vo['low']:.0%}–{vo['high']:.0%}] of {vo['n']}"
         console.print(line)
+
+
+@judge.command("agreement")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option("--source", "sources", multiple=True, metavar="SOURCE",
+              help="Only votes from these sources (arena, simulated, import; repeatable). Default: every vote.")
+@click.option("--min-votes", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Compared votes below which a share is withheld.")
+@click.option("--readings/--no-readings", default=None,
+              help="Include the sandbox's pixel reading as a signal (default: when every run was sandboxed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schema_version 1).")
+@db_option
+@handle_errors
+def agreement_command(run_ids: tuple[str, ...], sources: tuple[str, ...], min_votes: int, readings: bool | None,
+                      as_json: bool, db: Path) -> None:
+    """How often each automatic signal (CLIP metrics, pixel metrics, judges) agrees with RUN's votes."""
+    from rich.table import Table
+
+    from harness.quality.agreement import agreement, votes_frame
+    from harness.quality.signals import all_signals
+
+    with Store.open(db, readonly=True) as store:
+        ids = [run_store.get_run(store, r).id for r in run_ids]
+        votes = votes_frame(store, ids, sources or None)
+        data = agreement(votes, all_signals(store, ids, readings=readings), min_votes=min_votes, runs=ids)
+    if as_json:
+        print_json(data)
+        return
+    console = out_console()
+    if not data["signals"]:
+        console.print("no automatic signal is stored for these runs (run `harness score` or `harness judge`)")
+        return
+    table = Table(title=f"Agreement with {data['votes']} votes on {', '.join(ids)}")
+    for column in ("signal", "agrees", "compared", "signal ties", "vote ties", "board ρ"):
+        table.add_column(column)
+    for entry in data["signals"]:
+        cell = entry["overall"]
+        share = (f"{cell['share']:.0%} [{cell['low']:.0%}–{cell['high']:.0%}]" if "share" in cell
+                 else f"withheld: {cell['withheld']}")
+        board = entry["board"]
+        rho = f"{board['spearman']:.2f} ({board['models']} models)" if "spearman" in board else board["withheld"]
+        table.add_row(entry["signal"], share, str(cell["compared"]), str(cell["signal_ties"]),
+                      str(cell["vote_ties"]), rho)
+    console.print(table)
