@@ -222,3 +222,38 @@ def test_edit_challenges_are_skipped_for_an_openai_batch_target_with_the_reason(
         planned = conn.execute("SELECT planned FROM runs WHERE id=?", (run_id,)).fetchone()[0]
     assert planned == len(finals(db, run_id))
 
+
+
+GEMINI = "gemini-2.5-flash-image@google-batch"
+GEMINI_TWIN = "gemini-2.5-flash-image@google"
+
+
+def test_a_gemini_batch_target_sends_inline_requests_and_records_each_answer_at_half_price(tmp_path: Path,
+                                                                                            tiny_suite: Path) -> None:
+    db, run_id, _ = run(tmp_path, tiny_suite, [GEMINI, GEMINI_TWIN])
+    rows = finals(db, run_id, GEMINI)
+    assert {r["challenge_id"] for r in rows} == {"fox", "smile", "together"}  # inpaint and multi-turn are skipped
+    assert len(rows) == 4 and all(r["ok"] for r in rows)  # fox has two variants
+    stored = jobs(db, run_id)
+    assert len(stored) == 1 and stored[0].protocol == "gemini" and stored[0].state == "BATCH_STATE_SUCCEEDED"
+    twin = {(r["challenge_id"], r["variant"]): r for r in finals(db, run_id, GEMINI_TWIN)}
+    for r in rows:
+        assert r["cost_usd"] == pytest.approx(twin[(r["challenge_id"], r["variant"])]["cost_usd"] / 2)
+
+
+def test_an_expired_gemini_job_fails_every_request_with_nothing_to_retrieve(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, {"a": "a fox [sandbox-batch:expire]", "b": "an owl"})
+    db, run_id, _ = run(tmp_path, suite, [GEMINI])
+    rows = finals(db, run_id, GEMINI)
+    assert len(rows) == 2 and all(r["error_kind"] == "timeout" and r["provider_code"] == "batch_expired"
+                                  and r["cost_usd"] == 0 for r in rows)
+
+
+def test_a_gemini_request_that_fails_inside_its_job_is_classified_as_the_interactive_error(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, {"a": "a fox [sandbox-fault:server_error]", "b": "an owl [sandbox-fault:refused]",
+                                   "c": "a cat"})
+    db, run_id, _ = run(tmp_path, suite, [GEMINI])
+    by = {r["challenge_id"]: r for r in finals(db, run_id, GEMINI)}
+    assert by["a"]["error_kind"] == "server_error" and by["a"]["provider_code"] == "INTERNAL"
+    assert by["b"]["error_kind"] == "refused" and by["b"]["provider_code"] == "PROHIBITED_CONTENT"
+    assert by["c"]["ok"] == 1
