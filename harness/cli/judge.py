@@ -108,13 +108,13 @@ async def _ask(store: Store, run_id: str, target: JudgeTarget, options: JudgeOpt
 @handle_errors
 def report(run_ids: tuple[str, ...], judge_spec: str, as_json: bool, db: Path) -> None:
     """A judge's position bias and self-preference on RUN's outputs (from stored verdicts only)."""
-    from harness.judge.report import final_verdicts, position_bias, self_preference
+    from harness.judge.report import JUDGE_SCHEMA_VERSION, final_verdicts, position_bias, self_preference
 
     target = JudgeTarget.parse(judge_spec)
     with Store.open(db, readonly=True) as store:
         ids = [run_store.get_run(store, r).id for r in run_ids]
         verdicts = final_verdicts(store, ids, target.spec)
-        data: dict[str, Any] = {"schema_version": 1, "judge": target.spec, "runs": ids,
+        data: dict[str, Any] = {"schema_version": JUDGE_SCHEMA_VERSION, "judge": target.spec, "runs": ids,
                                 "questions": len(verdicts),
                                 "position": position_bias(verdicts) if not verdicts.empty else None,
                                 "self_preference": self_preference(store, ids, target.spec)}

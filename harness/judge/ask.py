@@ -31,6 +31,7 @@ import httpx
 
 from harness.errors import ConfigError, HarnessError
 from harness.judge.pairs import Question, sample_questions
+from harness.judge.report import JUDGE_SCHEMA_VERSION
 from harness.judge.rubric import Rubric, parse_verdict, rubric_for
 from harness.judge.target import JudgeTarget
 from harness.providers.base import ProviderError
@@ -93,7 +94,7 @@ class JudgeSummary:
     rubrics: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"schema_version": 1, **self.__dict__}
+        return {"schema_version": JUDGE_SCHEMA_VERSION, **self.__dict__}
 
 
 async def model_info(client: httpx.AsyncClient, base_url: str, api_key: str | None, model: str) -> ModelInfo:

@@ -5,7 +5,7 @@ voters rated the same match-ups)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 
@@ -16,6 +16,9 @@ from harness.store import runs as run_store
 from harness.store.core import Store
 from harness.store.votes import battles_frame
 
+JUDGE_SCHEMA_VERSION: Final = 1
+"""Version of the JSON ``harness judge RUN --json`` (the summary of what was asked) and ``harness judge report
+--json`` (position bias and self-preference) print."""
 JUDGE_SOURCE = "judge"
 """The voter class judge verdicts carry when used as votes (never ``arena``, ``simulated`` or ``import``)."""
 DECISIVE = ("first", "second", "tie")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 from scipy.stats import spearmanr
@@ -33,7 +33,8 @@ from harness.ratings.bradley_terry import RatingError, fit
 from harness.stats.intervals import CONFIDENCE, wilson
 from harness.store.core import Store
 
-SCHEMA_VERSION = 1
+AGREEMENT_SCHEMA_VERSION: Final = 1
+"""Version of the agreement report's JSON (``harness judge agreement --json``, :func:`agreement`)."""
 MIN_VOTES = 30
 """Compared votes below which a share is withheld: under 30 a Wilson interval is wider than ±18 points."""
 MIN_MODELS = 3
@@ -117,7 +118,7 @@ def agreement(votes: pd.DataFrame, signals: Sequence[Signal], *, min_votes: int 
               runs: Sequence[str] = ()) -> dict[str, Any]:
     """The agreement report (JSON-ready, ``schema_version`` 1) of every signal with ``votes``."""
     report: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "runs": list(runs), "votes": len(votes), "min_votes": min_votes,
+        "schema_version": AGREEMENT_SCHEMA_VERSION, "runs": list(runs), "votes": len(votes), "min_votes": min_votes,
         "confidence": CONFIDENCE,
         "method": ("share of decisive votes the signal agrees with, among votes where the signal is decisive; "
                    "signal ties and tied votes are counted and left out; Wilson interval"),
