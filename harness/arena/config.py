@@ -10,6 +10,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 
+from harness.arena.sampling import PAIR_BY, PairBy
 from harness.errors import ConfigError
 from harness.store.url import parse_location
 
@@ -101,7 +102,9 @@ class ArenaConfig:
     :data:`RevealMemory`. ``pool_refresh_s``: seconds between reloads of the pool from the store, so new
     runs appear without a restart (None: read once at start). ``shared_rate_limits``: keep the token
     buckets in the store (table ``arena_ratelimits``) so they hold across every worker and host serving
-    this store, instead of in each process's memory.
+    this store, instead of in each process's memory. ``pair_by``: pair models (two providers of one model
+    never meet; the default) or targets (provider-quality studies). ``leaderboard_refresh_s``: seconds
+    between refits of the public leaderboard (at least 1).
     """
 
     db: Path
@@ -123,6 +126,8 @@ class ArenaConfig:
     reveal_memory: RevealMemory = "voter+address"
     pool_refresh_s: float | None = DEFAULT_POOL_REFRESH_S
     shared_rate_limits: bool = False
+    pair_by: PairBy = "model"
+    leaderboard_refresh_s: float = 300.0
 
     def __post_init__(self) -> None:
         check_forwarded_allow_ips(self.forwarded_allow_ips)
@@ -132,6 +137,10 @@ class ArenaConfig:
             raise ConfigError(f"max servings per output must be at least 1 (or no cap), not {self.max_servings}")
         if self.reveal_memory not in REVEAL_MEMORIES:
             raise ConfigError(f"reveal memory must be one of {', '.join(REVEAL_MEMORIES)}, not {self.reveal_memory!r}")
+        if self.pair_by not in PAIR_BY:
+            raise ConfigError(f"pair by must be one of {', '.join(PAIR_BY)}, not {self.pair_by!r}")
+        if not self.leaderboard_refresh_s >= 1:
+            raise ConfigError(f"leaderboard refresh must be at least 1 s, not {self.leaderboard_refresh_s}")
         if self.pool_refresh_s is not None and not self.pool_refresh_s > 0:
             raise ConfigError(f"pool refresh interval must be positive (or off), not {self.pool_refresh_s} s")
         if not self.token_ttl_s > 0:

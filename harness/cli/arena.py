@@ -20,6 +20,7 @@ from harness.arena.config import (
     parse_rate,
     secret_bytes,
 )
+from harness.arena.sampling import PAIR_BY, PairBy
 from harness.cli._common import db_option, err_console, handle_errors
 
 
@@ -93,11 +94,19 @@ def parse_refresh(text: str) -> float | None:
               metavar="DURATION|off",
               help="How often each worker re-reads the runs on offer from the store: runs finished since appear "
                    "within this, without a restart.")
+@click.option("--pair-by", "pair_by", type=click.Choice(PAIR_BY), default="model", show_default=True,
+              help="Pair models (two providers of one model never meet) or targets (provider-quality studies); "
+                   "docs/arena.md")
+@click.option("--leaderboard-refresh", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              metavar="SECONDS",
+              help="How often the public leaderboard is refitted; it only ever shows votes older than one refresh, "
+                   "see docs/leaderboard.md")
 @handle_errors
 def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[str, ...], secret: str | None,
           token_ttl: float, image_side: int, voter_limit: str, ip_limit: str, new_voter_limit: str,
           proxies: tuple[str, ...], max_body_bytes: int, max_servings: int, reveal_memory: str,
-          origins: tuple[str, ...], min_exposure: int, workers: int, refresh: str) -> None:
+          origins: tuple[str, ...], min_exposure: int, workers: int, refresh: str, pair_by: str,
+          leaderboard_refresh: float) -> None:
     """Serve the arena until interrupted. The page is at /, the JSON API under /api (schema: /openapi.json).
 
     The outputs on offer are re-read from the store every --refresh interval, so runs finished since appear
@@ -121,7 +130,8 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
         ip_new_voters=parse_rate(new_voter_limit, "--new-voter-limit"), forwarded_allow_ips=_split(proxies),
         max_body_bytes=max_body_bytes, max_servings=max_servings or None,
         reveal_memory=cast(RevealMemory, reveal_memory), pool_refresh_s=refresh_s,
-        shared_rate_limits=workers > 1 or on_server,
+        shared_rate_limits=workers > 1 or on_server, pair_by=cast(PairBy, pair_by),
+        leaderboard_refresh_s=leaderboard_refresh,
     )
     with Store.open(db, readonly=True) as store:
         pool = load_pool(store, config.run_ids, config.targets)

@@ -49,7 +49,7 @@ def migrate_cmd(source: str, destination: str, as_json: bool) -> None:
     with Store.open(source, readonly=True) as src, Store.open(destination) as dst:
         result = migrate(src, dst)
     if as_json:
-        print_json({"source": result.source, "destination": result.destination, "verified": True,
+        print_json({"schema_version": 1, "source": result.source, "destination": result.destination, "verified": True,
                     "tables": [{"table": t.table, "rows": t.rows, "sha256": t.sha256} for t in result.tables],
                     "images_copied": result.images_copied, "images_missing": result.images_missing})
         return
@@ -162,7 +162,7 @@ def scrub_cmd(db: Path, key_envs: tuple[str, ...], key_files: tuple[Path, ...], 
     else:
         result = scrub(db, folders, redactor, dry_run=dry_run)
     if as_json:
-        print_json({"dry_run": dry_run, "keys": len(redactor.keys), "removed": result.removed,
+        print_json({"schema_version": 1, "dry_run": dry_run, "keys": len(redactor.keys), "removed": result.removed,
                     "remaining": result.remaining, "places_searched": [location.display, *map(str, folders)],
                     "notes": result.notes})
     else:
