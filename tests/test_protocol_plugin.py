@@ -82,6 +82,16 @@ def test_a_sandbox_run_sends_the_plugin_targets_requests_to_its_server_and_store
     assert images == 3
 
 
+def test_a_sandbox_run_of_an_adapter_only_plugin_stops_before_any_request_with_the_reason(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "suite.yaml").write_text(SUITE, encoding="utf-8")
+    run = harness("run", "--sandbox", "--time-scale", "0.01", "--targets", str(targets_file(tmp_path, "echo-images-direct")),
+                  "--target", "echo-1@echo", "--challenges", str(suite), "--db", str(tmp_path / "runs.db"))
+    assert run.returncode == 2
+    assert "protocol 'echo-images-direct' cannot run in the sandbox: its spec names no sandbox server" in run.stderr
+
+
 def test_sandbox_serve_mounts_the_plugin_server_and_says_why_it_skips_an_adapter_only_plugin() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "harness", "sandbox", "serve", "--time-scale", "0.01",
                              "--faults", "off"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
