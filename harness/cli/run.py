@@ -27,13 +27,14 @@ from harness.cli._common import db_option, err_console, handle_errors, plain_out
 from harness.cli.challenges import OUTSIDE_REFS
 from harness.cli.tables import print_stats_table
 from harness.errors import ConfigError, ExitCode, HarnessError
-from harness.records import NOT_SENT, AttemptRecord
+from harness.outcomes import NOT_SENT
+from harness.records import AttemptRecord
 from harness.run import RunObserver, RunOptions, RunResult, resume_run, start_run
 from harness.run.items import plan_items, refusal
 from harness.run.options import DEFAULT_DEAD_TARGET_AFTER
 from harness.spend import SpendCaps, check_caps, estimate, format_estimate, format_totals, plans_for
-from harness.stats import provider_table
 from harness.stats.source import effective_timeout_ms
+from harness.stats.table import provider_rows, rows_json
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.targets import Credential, Target, load_targets, resolve_keys, select
@@ -109,6 +110,9 @@ def _shard(value: str | None) -> tuple[int, int] | None:
         raise click.BadParameter(f"shard index must be in 0..{count - 1}", param_hint="--shard")
     return index, count
 
+
+RUN_JSON_SCHEMA_VERSION = 1
+"""Version of the object ``harness run --json`` prints (its rows carry their own ``schema_version``)."""
 
 RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """What ``--run-id`` accepts: it names files and appears in URLs and commands, so no spaces or slashes."""
@@ -238,10 +242,12 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         return
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, result.run_id)
-        rows = provider_table(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
+        typed = provider_rows(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
+    rows = [r.to_dict() for r in typed]
     spend = result.spend
     if as_json:
-        print_json({"run_id": result.run_id, "status": result.status, "rows": rows,
+        print_json({"schema_version": RUN_JSON_SCHEMA_VERSION, "run_id": result.run_id, "status": result.status,
+                    "rows": rows_json(typed),
                     "stopped_targets": result.stopped_targets, "not_sent": result.not_sent,
                     "spend": None if spend is None else {"per_target_usd": spend.per_target_usd,
                                                          "total_usd": spend.total_usd,

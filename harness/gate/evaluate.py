@@ -43,6 +43,9 @@ MIN_PAIRS = 6
 
 REGRESSION, IMPROVED, OK, SKIPPED = "regression", "improved", "ok", "skipped"
 
+COMPARISON_SCHEMA_VERSION = 1
+"""Version of :meth:`Comparison.to_dict`, the object ``harness compare --json`` prints."""
+
 
 @dataclass(frozen=True)
 class Side:
@@ -117,6 +120,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema_version": COMPARISON_SCHEMA_VERSION,
             "baseline": self.baseline, "candidate": self.candidate, "regressed": self.regressed,
             "alpha": self.gate.alpha, "tests": self.tests, "per_check_alpha": self.per_check_alpha,
             "resamples": self.gate.resamples, "seed": self.gate.seed, "bootstrap": "percentile",

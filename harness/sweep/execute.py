@@ -22,8 +22,9 @@ from typing import Literal
 
 from harness.challenges import Challenge
 from harness.errors import ConfigError
+from harness.outcomes import NOT_SENT
 from harness.providers.base import ChallengeKind
-from harness.records import NOT_SENT, RunInfo
+from harness.records import RunInfo
 from harness.run import RunObserver, RunOptions, plan_items, resume_run, start_run, thaw_challenges
 from harness.run.lifecycle import thaw_target
 from harness.spend import SPEND_CAP_REASON, SpendCaps, check_caps, plans_for
