@@ -325,6 +325,7 @@ def _deviation_cell(row: ProviderRow) -> str:
 Cell = Callable[[ProviderRow], str]
 REQUESTS, LATENCY, TIME_TO_IMAGE = "requests and cost", "latency (ms)", "time to image and client time (ms)"
 FIDELITY = "sandbox fidelity: measured − intended (ms)"
+BATCH = "batch jobs: per-request latency is its job's turnaround (ms)"
 
 
 def _ms_column(header: str, section: str, field: str, *, with_ci: bool = False) -> tuple[Column, Cell]:
@@ -362,12 +363,27 @@ def _stat_columns(rows: Sequence[ProviderRow]) -> list[tuple[Column, Cell]]:
         (Column("deviation p50\n(! beyond 5 %)", FIDELITY, "fidelity_deviation_p50_ms"), _deviation_cell),
         (Column("deviation\np95", FIDELITY), lambda r: _signed_ms(r.fidelity_deviation_p95_ms)),
         (Column("n", FIDELITY), lambda r: str(r.fidelity_n)),
+        (Column("mode", BATCH), lambda r: _mode_cell(r, rows)),
+        (Column("jobs", BATCH), lambda r: "—" if r.batch_jobs is None else str(r.batch_jobs)),
+        _ms_column("job turnaround\np50", BATCH, "job_turnaround_p50_ms"),
+        _ms_column("job turnaround\nmax", BATCH, "job_turnaround_max_ms"),
     ]
     shown = {"not sent": has("not_sent"), goodput_header(rows): any(r.slo_ms is not None for r in rows), "size as\nasked": has("size_as_asked_n"),
              "time to image\np50 (95% CI)": has("time_to_image_n"), "time to\nimage p95": has("time_to_image_n"),
              "latency with\nconnect p50": has("latency_with_connect_n"), "client\np50": has("client_n")}
+    batch = any(r.mode == "batch" for r in rows)
     return [(c, cell) for c, cell in columns
-            if shown.get(c.header, True) and (c.section != FIDELITY or has("fidelity_n"))]
+            if shown.get(c.header, True) and (c.section != FIDELITY or has("fidelity_n"))
+            and (c.section != BATCH or batch)]
+
+
+def _mode_cell(row: ProviderRow, rows: Sequence[ProviderRow]) -> str:
+    """``batch`` (``batch of <twin>`` when its twin is in the table, right above it) or ``interactive``."""
+    if row.mode != "batch":
+        return row.mode or "—"
+    if row.batch_of and any(r.target == row.batch_of for r in rows):
+        return f"batch of {short_names([row.batch_of, row.target]).get(row.batch_of, row.batch_of)}"
+    return "batch"
 
 
 def _as_rows(rows: Iterable[ProviderRow | Mapping[str, Any]]) -> list[ProviderRow]:

@@ -151,6 +151,16 @@ def _phases(row: ProviderRow) -> Cell:
     return Cell(text, _finite(row.queue_p50_ms), note=note)
 
 
+def _batch(row: ProviderRow) -> Cell:
+    """A batch target's median job turnaround, its jobs and the interactive target it mirrors."""
+    if row.mode != "batch":
+        return Cell("—", None, note="interactive" if row.mode == "interactive" else None)
+    jobs = f"{row.batch_jobs} job{'s' if row.batch_jobs != 1 else ''}" if row.batch_jobs is not None else None
+    twin = f"batch of {row.batch_of}" if row.batch_of else "batch"
+    return Cell(fmt_ms(row.job_turnaround_p50_ms), _finite(row.job_turnaround_p50_ms),
+                note=", ".join(x for x in (twin, jobs) if x))
+
+
 def _any(field: str) -> Callable[[Sequence[ProviderRow]], bool]:
     def shown(rows: Sequence[ProviderRow]) -> bool:
         return any(getattr(r, field) not in (None, 0) or field in r.withheld for r in rows)
@@ -188,6 +198,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("queue phases (p50 ms)", ("queue_p50_ms", "submit_p50_ms", "run_p50_ms", "fetch_p50_ms",
                                      "download_p50_ms", "poll_interval_ms"), _phases, wrap=True,
            shown_when=_any("queue_p50_ms")),
+    Column("batch job turnaround (p50 ms)", ("job_turnaround_p50_ms", "job_turnaround_max_ms", "batch_jobs",
+                                             "mode", "batch_of"), _batch, shown_when=_any("job_turnaround_p50_ms")),
 )
 """The figures the page's table shows, in order (after target, model, provider)."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
@@ -190,6 +191,18 @@ class ProviderRow(BaseModel):
     cost_per_image_usd: float | None = Field(description="cost_total_usd / images (USD)")
     invariant_violations: int = Field(description="attempts breaking 0 <= TTFB <= latency or queue + run <= latency")
     invariant_attempt_ids: list[int] = Field(description="up to five of those attempts' ids")
+
+    mode: Literal["interactive", "batch"] | None = Field(
+        None, description="batch: the target sent its requests as provider batch jobs (docs/batch.md); its "
+                          "latency columns are then per-request turnaround (its job's submit to all results); "
+                          "null when not known")
+    batch_of: str | None = Field(None, description="batch targets: the interactive target they mirror (shown "
+                                                   "next to it)")
+    batch_jobs: int | None = Field(None, description="batch targets: jobs whose results were collected")
+    job_turnaround_p50_ms: float | None = Field(
+        None, description="batch targets: median job turnaround, from a job's submit being acknowledged to all its "
+                          "results in hand (ms)")
+    job_turnaround_max_ms: float | None = Field(None, description="batch targets: the slowest job's turnaround (ms)")
 
     SCORE_COLUMN_PATTERN: ClassVar[str] = r"^(score_scorer|[A-Za-z0-9_]+_(mean|low|high|n))$"
     """Keys a JSON row may add from the CLIP score summary (``<metric>_mean``, ``_low``, ``_high``, ``_n``)."""
@@ -486,3 +499,40 @@ def provider_table(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, t
     """:func:`provider_rows` in dict form (:meth:`ProviderRow.to_dict`), for readers that take rows as dicts."""
     return [r.to_dict() for r in provider_rows(attempts, by, timeout_ms=timeout_ms, confidence=confidence,
                                                slo_ms=slo_ms, goodput_measure=goodput_measure)]
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """What the provider table needs to know about one batch target: its twin and its jobs' turnarounds (ms)."""
+
+    target: str
+    batch_of: str | None
+    turnarounds_ms: tuple[float, ...]
+
+
+def with_batch_columns(rows: Sequence[ProviderRow], facts: Mapping[str, BatchFacts]) -> list[ProviderRow]:
+    """``rows`` with the batch columns of each batch target (``facts`` by target name) and every batch row moved
+    right after its interactive twin's rows, so the two read side by side. Other rows keep their order and get
+    ``mode`` interactive."""
+    out: list[ProviderRow] = []
+    for row in rows:
+        fact = facts.get(row.target)
+        if fact is None:
+            out.append(row.model_copy(update={"mode": "interactive"}))
+            continue
+        times = np.sort(np.asarray(fact.turnarounds_ms, dtype=float))
+        out.append(row.model_copy(update={
+            "mode": "batch", "batch_of": fact.batch_of, "batch_jobs": int(times.size),
+            "job_turnaround_p50_ms": float(np.median(times)) if times.size else None,
+            "job_turnaround_max_ms": float(times[-1]) if times.size else None}))
+    def twin_of(row: ProviderRow, among: Sequence[ProviderRow]) -> int | None:
+        return next((i for i, o in enumerate(among) if o.target == row.batch_of
+                     and o.group_keys() == row.group_keys()), None)
+
+    batch = [r for r in out if r.mode == "batch" and twin_of(r, out) is not None]
+    ordered = [r for r in out if not any(r is b for b in batch)]
+    for r in batch:
+        at = twin_of(r, ordered)
+        assert at is not None
+        ordered.insert(at + 1, r)
+    return ordered
