@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from harness.battles.table import SCHEMA_VERSION as BATTLE_FILE_VERSION
 from harness.cli.run import RUN_JSON_SCHEMA_VERSION
 from harness.gate.evaluate import COMPARISON_SCHEMA_VERSION
+from harness.judge.report import JUDGE_SCHEMA_VERSION
 from harness.planning import PLAN_SCHEMA_VERSION
+from harness.quality.agreement import AGREEMENT_SCHEMA_VERSION
 from harness.ratings.leaderboard import RATINGS_SCHEMA_VERSION
 from harness.report.site import EXPORT_SCHEMA_VERSION
 from harness.run.options import CONFIG_VERSION
 from harness.run.sequence import STATE_VERSION
 from harness.scoring.summary import SCORE_SCHEMA_VERSION
 from harness.stats.bymodel import MODEL_VIEW_SCHEMA_VERSION
+from harness.stats.byregion import REGION_VIEW_SCHEMA_VERSION
 from harness.stats.table import ROW_SCHEMA_VERSION
 from harness.stats.turns import TURN_SCHEMA_VERSION
 from harness.store.core import SCHEMA_VERSION as STORE_SCHEMA_VERSION
@@ -64,6 +67,8 @@ FORMATS: tuple[Format, ...] = (
            "`schema_version` key", "`harness stats --json`, `harness run --json`"),
     Format("model views", MODEL_VIEW_SCHEMA_VERSION, "harness.stats.bymodel.MODEL_VIEW_SCHEMA_VERSION",
            "`schema_version` key", "`harness stats RUN --by model --json`"),
+    Format("region views", REGION_VIEW_SCHEMA_VERSION, "harness.stats.byregion.REGION_VIEW_SCHEMA_VERSION",
+           "`schema_version` key", "`harness stats RUN --by region --json`"),
     Format("turn rows", TURN_SCHEMA_VERSION, "harness.stats.turns.TURN_SCHEMA_VERSION",
            "`schema_version` key", "`harness stats RUN --by turn --json`"),
     Format("trend", TREND_SCHEMA_VERSION, "harness.trend.build.TREND_SCHEMA_VERSION",
@@ -78,6 +83,10 @@ FORMATS: tuple[Format, ...] = (
            "`schema_version` key", "`harness ratings --json`, the arena's leaderboard JSON"),
     Format("sample-size plan", PLAN_SCHEMA_VERSION, "harness.planning.PLAN_SCHEMA_VERSION",
            "`schema_version` key", "`harness plan --json`"),
+    Format("judge summary", JUDGE_SCHEMA_VERSION, "harness.judge.report.JUDGE_SCHEMA_VERSION",
+           "`schema_version` key", "`harness judge RUN --json`, `harness judge report --json`"),
+    Format("judge agreement", AGREEMENT_SCHEMA_VERSION, "harness.quality.agreement.AGREEMENT_SCHEMA_VERSION",
+           "`schema_version` key", "`harness judge agreement --json`"),
     Format("report data files", EXPORT_SCHEMA_VERSION, "harness.report.site.EXPORT_SCHEMA_VERSION",
            "`schema_version` key", "the JSON files beside a static report's pages"),
 )

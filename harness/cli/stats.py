@@ -13,8 +13,9 @@ from harness.cli.tables import print_model_views, print_run_stats, print_scores_
 from harness.errors import ConfigError
 from harness.scoring.summary import summarise_scores, summary_columns, summary_records
 from harness.stats.bymodel import RANK_BY, ModelView, RankBy, model_views
+from harness.stats.byregion import RegionView, run_region_views
 from harness.stats.goodput import DEFAULT_MEASURE, MEASURES, Measure, parse_slo
-from harness.stats.source import effective_timeout_ms, run_stats, stats_frame_columns
+from harness.stats.source import RunStats, effective_timeout_ms, run_stats, stats_frame_columns
 from harness.stats.table import BY_ALIASES, ProviderRow, resolve_by, rows_json
 from harness.stats.turns import COLUMNS as TURN_COLUMNS
 from harness.stats.turns import SequenceRow, TurnRow, print_turn_stats, turn_stats
@@ -26,6 +27,14 @@ MODEL_VIEW = "model"
 """``--by model`` asks for the per-model view rather than a split of the provider table."""
 TURN_VIEW = "turn"
 """``--by turn`` asks for the multi-turn view: success and latency by turn, and each target's conversations."""
+REGION_VIEW = "region"
+"""``--by region`` prints one provider table per region the run's shards ran in (docs/sharding.md)."""
+
+
+def wants_region_view(values: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
+    """Whether ``--by`` asks for one table per region, and the other splits each table keeps."""
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return REGION_VIEW in names, tuple(n for n in names if n != REGION_VIEW)
 
 
 def wants_turn_view(values: tuple[str, ...]) -> bool:
@@ -72,7 +81,8 @@ def _slo(ctx: click.Context, param: click.Parameter, value: str | None) -> float
 @click.argument("run_id", required=False)
 @click.option("--by", "by", multiple=True, metavar="NAME",
               help=f"Also split rows by {', '.join(n for n in BY_ALIASES if n not in ('target', 'challenge_id', 'run_id', 'model'))}"
-                   " (repeatable or comma-separated). --by model instead ranks the providers of each model "
+                   " (repeatable or comma-separated). --by region prints one table per region the run's shards "
+                   "ran in (hosts named). --by model instead ranks the providers of each model "
                    "served by two or more, with the differences the data support; --by turn shows multi-turn "
                    "challenges turn by turn and per conversation.")
 @click.option("--rank-by", type=click.Choice(list(RANK_BY)), default="p50", show_default=True,
@@ -108,6 +118,9 @@ def stats(run_id: str | None, by: tuple[str, ...], rank_by: str, slo_ms: float |
     by_model = wants_model_view(by)
     measure = cast(Measure, slo_measure)
     if schema:
+        if wants_region_view(by)[0]:
+            print_json(RegionView.model_json_schema())
+            return
         print_json(ModelView.json_schema() if by_model else ProviderRow.json_schema())
         return
     if run_id is None:
@@ -119,6 +132,10 @@ def stats(run_id: str | None, by: tuple[str, ...], rank_by: str, slo_ms: float |
         return
     if rank_by != "p50":
         raise ConfigError("--rank-by applies to --by model only")
+    by_region, by = wants_region_view(by)
+    if by_region:
+        _region_view(run_id, parse_by(by), slo_ms, measure, as_json, wide, db)
+        return
     columns = parse_by(by)
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, run_id)
@@ -136,6 +153,20 @@ def stats(run_id: str | None, by: tuple[str, ...], rank_by: str, slo_ms: float |
         print_scores_table(summary_records(summarise_scores(scores, by=columns) if scores is not None
                                            and columns != ("target",) else summary),
                            title=f"CLIP scores ({scorer}); mean and 95 % interval")
+
+
+def _region_view(run_id: str, columns: tuple[str, ...], slo_ms: float | None, measure: Measure, as_json: bool,
+                 wide: bool, db: Path) -> None:
+    with Store.open(db, readonly=True) as store:
+        info = run_store.get_run(store, run_id)
+        views, warning = run_region_views(store, info, columns, slo_ms=slo_ms, goodput_measure=measure)
+    if as_json:
+        print_json([v.to_json() for v in views])
+        return
+    for i, view in enumerate(views):
+        hosts = f"; hosts {', '.join(view.hosts)}" if view.hosts else ""
+        print_run_stats(RunStats(info, view.rows, warning if i == len(views) - 1 else None),
+                        title=f"run {info.id}, region {view.label} ({view.requests} requests{hosts})", wide=wide)
 
 
 def _model_view(run_id: str, rank_by: RankBy, slo_ms: float | None, measure: Measure, as_json: bool, wide: bool,
