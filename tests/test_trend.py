@@ -113,3 +113,23 @@ def test_goodput_joins_the_figures_and_the_checks_with_an_objective(series: dict
     slow = next(p for p in doc["points"] if p["run_id"] == series["slow"])
     assert slow["goodput_slo_ms"] == 150.0 and slow["goodput_ci_low"] <= slow["goodput"] <= slow["goodput_ci_high"]
     assert next(c for c in slow["checks"] if c["check"] == "goodput")["status"] == "regression"
+
+
+def test_the_report_section_draws_each_targets_p50_over_the_series_and_marks_the_flagged_run(
+        series: dict[str, Any]) -> None:
+    from harness.report.sections import trend_sections
+    from harness.store import Store
+    from harness.store import runs as run_store
+
+    with Store.open(series["db"], readonly=True) as store:
+        runs = run_store.list_runs(store)
+        (section,) = trend_sections(store, [r for r in runs if r.id == series["slow"]])
+        assert trend_sections(store, []) == []
+    assert section.series == "nightly" and len(section.trend.runs) == 6
+    p50 = [t for t in section.figure["data"] if t["name"].endswith(" p50")]
+    assert len(p50) == 2, "one line per measurement, never joined"
+    main = max(p50, key=lambda t: len(t["y"]))
+    assert len(main["y"]) == 5 and main["marker"]["symbol"][3] == "circle-open"
+    assert main["marker"]["symbol"].count("circle-open") == 1
+    assert all(e >= 0 for e in main["error_y"]["array"] + main["error_y"]["arrayminus"])
+    assert len(section.flags) == 1 and series["slow"] in section.flags[0] and "latency_p50" in section.flags[0]
