@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from harness.cli import cli
@@ -184,3 +186,24 @@ def test_a_centred_anchor_from_the_cli_keeps_the_anchor_models_own_interval(tmp_
     row = next(r for r in json.loads(result.stdout) if r["model"] == ANCHOR)
     assert row["rating"] == pytest.approx(940.0) and row["ci_low"] < 940.0 < row["ci_high"]
     assert row["intervals"] == f"centred (ratings shifted so {ANCHOR}=940)"
+
+
+@settings(max_examples=25, deadline=None)
+@given(wins=st.lists(st.integers(min_value=1, max_value=30), min_size=6, max_size=6),
+       anchor=st.sampled_from(["A", "B", "C"]), value=st.floats(min_value=-5000, max_value=5000),
+       ci=st.sampled_from(["sandwich", "bootstrap"]))
+def test_any_connected_vote_set_anchors_exactly(wins: list[int], anchor: str, value: float, ci: str) -> None:
+    pairs = [("A", "B"), ("B", "C"), ("A", "C")]
+    frame = votes([(a, b, w, n) for (a, b), (n_a, n_b) in zip(pairs, zip(wins[::2], wins[1::2], strict=True),
+                                                                strict=True)
+                   for w, n in (("model_a", n_a), ("model_b", n_b))])
+    plain = leaderboard(frame, RatingOptions(ci=ci, rounds=30))  # type: ignore[arg-type]
+    pinned = leaderboard(frame, RatingOptions(ci=ci, rounds=30, anchor=(anchor, value)))  # type: ignore[arg-type]
+    assert pinned.row(anchor).rating == pinned.row(anchor).ci_low == pinned.row(anchor).ci_high == value
+    for model in ("A", "B", "C"):
+        row = pinned.row(model)
+        assert row.ci_low <= row.ci_high
+        if ci == "sandwich":  # a percentile interval need not contain the MLE on a handful of votes
+            assert row.ci_low <= row.rating + 1e-9 and row.rating <= row.ci_high + 1e-9
+        assert row.rating - value == pytest.approx(plain.row(model).rating - plain.row(anchor).rating, abs=1e-7)
+        assert 1 <= row.rank_best <= row.rank_worst <= 3
