@@ -42,11 +42,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from harness import __version__
 from harness.arena.blind import MEDIA_TYPE
 from harness.arena.config import ArenaConfig
+from harness.arena.leaderboard import (
+    DEFAULT_REFRESH_S,
+    LeaderboardPublisher,
+    PublicLeaderboard,
+    board_view,
+    window_start,
+)
 from harness.arena.ratelimit import TokenBuckets, retry_after_header
 from harness.arena.sampling import PairBy
 from harness.arena.schemas import Health, PairView, Problem, Reveal, VoteIn
 from harness.arena.service import ArenaService, VoteRejected
 from harness.arena.sizelimit import BodySizeLimit
+from harness.errors import ConfigError
 
 VOTER_COOKIE = "arena_voter"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -161,18 +169,28 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
-               pair_by: PairBy | None = None) -> FastAPI:
+               pair_by: PairBy | None = None, leaderboard_refresh_s: float | None = None) -> FastAPI:
     """The arena app over ``config.db``. Opens the store and loads the pool now, so a bad configuration
     fails here (``HarnessError``) rather than at the first request; the store closes on shutdown.
     ``clock`` (Unix seconds) is injectable for expiry tests. ``pair_by``: ``model`` or ``target`` (None:
-    the configuration's setting, else ``model``; see :mod:`harness.arena.sampling`)."""
+    the configuration's setting, else ``model``; see :mod:`harness.arena.sampling`). ``leaderboard_refresh_s``:
+    seconds between fits of the public board (None: the configuration's ``leaderboard_refresh_s`` when it
+    has one, else :data:`~harness.arena.leaderboard.DEFAULT_REFRESH_S`)."""
     service = ArenaService(config, clock=clock, pair_by=pair_by)
     guards = Guards(config, service)
     templates = _templates()
+    refresh = leaderboard_refresh_s if leaderboard_refresh_s is not None else \
+        float(getattr(config, "leaderboard_refresh_s", DEFAULT_REFRESH_S))
+    try:
+        board = LeaderboardPublisher(service.arena_votes, refresh_s=refresh, rated_by=service.pair_by, clock=clock)
+    except ValueError as exc:
+        service.close()
+        raise ConfigError(str(exc)) from None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        board.close()
         service.close()
 
     app = FastAPI(
@@ -182,6 +200,7 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
                     "prompt, post the voter's choice with the pair's token; names are revealed in the answer.",
     )
     app.state.arena = service
+    app.state.leaderboard = board
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(SecurityHeaders, resource_policy="same-site" if config.allowed_origins else "same-origin")
     if config.allowed_origins:
@@ -266,6 +285,27 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
         if data is None:
             raise HTTPException(404, "unknown image id")
         return Response(data, media_type=MEDIA_TYPE)
+
+    def board_headers() -> dict[str, str]:
+        """Shared caches may keep the board until it can next change."""
+        return {"Cache-Control": f"public, max-age={max(1, int(window_start(clock(), refresh) + refresh - clock()))}"}
+
+    # The board's JSON has its own schema at /leaderboard.schema.json (the OpenAPI schema lists the voting API).
+    @app.get("/leaderboard.json", response_model=PublicLeaderboard, include_in_schema=False)
+    async def leaderboard_json(response: Response) -> PublicLeaderboard:
+        """Aggregates only, refitted on a schedule and delayed (see ``docs/leaderboard.md``); no login."""
+        response.headers.update(board_headers())
+        return await board.current()
+
+    @app.get("/leaderboard.schema.json", include_in_schema=False)
+    async def leaderboard_schema() -> JSONResponse:
+        return JSONResponse(PublicLeaderboard.json_schema(), headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.get("/leaderboard", response_class=HTMLResponse, include_in_schema=False)
+    async def leaderboard_page() -> HTMLResponse:
+        current = await board.current()
+        html = templates.get_template("leaderboard.html").render(board=current, view=board_view(current))
+        return HTMLResponse(html, headers=board_headers())
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:

@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+import pandas as pd
+
 from harness.arena.blind import BlindImages, blind_size, pair_canvas
 from harness.arena.config import ArenaConfig
+from harness.arena.leaderboard import SOURCES as LEADERBOARD_SOURCES
 from harness.arena.phash import dhash
 from harness.arena.pool import ArenaPool, Entry, Matchup, Picture, load_pool
 from harness.arena.recognition import Recognition
@@ -313,6 +316,17 @@ class ArenaService:
         except Exception as exc:
             log.warning("arena: image %s cannot be shown (%s: %s)", found[0][:12], type(exc).__name__, exc)
             return None
+
+    # -- leaderboard -------------------------------------------------------------------------------------
+
+    def _arena_votes(self) -> pd.DataFrame:
+        return vote_store.battles_frame(self._store, by=self.pair_by, run_ids=self.pool.run_ids,
+                                        sources=LEADERBOARD_SOURCES)
+
+    def arena_votes(self) -> pd.DataFrame:
+        """The votes the public leaderboard counts (battle format, oldest first), rated by ``pair_by``.
+        Blocks until the store thread has read them: call it from another thread, never the event loop's."""
+        return self._db.submit(self._arena_votes).result()
 
     async def health(self) -> Health:
         votes = await self._on_store(vote_store.count_votes, self._store)

@@ -1,0 +1,271 @@
+"""The arena's public leaderboard: overall and per-category boards, ratings over time, the method in plain
+words, as one typed value (:class:`PublicLeaderboard`, served at ``/leaderboard.json`` and rendered at
+``/leaderboard``).
+
+**Never per request.** The board is fitted on a schedule: :class:`LeaderboardPublisher` keeps the last
+board and refits at most once per ``refresh_s`` seconds, on a worker thread (the first request after a
+window boundary waits for it; concurrent ones share the same fit).
+
+**Never a way around blindness.** The board shows aggregates only (per-model ratings and counts; no vote,
+voter, pair, image or time of a single vote). A board that moved after every vote would tell a watcher
+which two models a just-cast vote compared and who won, and would let a voter line up board changes with
+pairs in flight. So the published board only ever counts votes cast before the last window boundary that
+lies at least one whole window in the past (a vote appears between one and two refresh periods after it
+was cast), and the cut-off moves forward only when at least ``min_batch`` new votes fall behind it: every
+change of the board mixes at least that many votes, cast by whoever voted in those windows. Vote counts
+are exact (they are aggregates of many votes by then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.ratings import RatingError, RatingOptions, leaderboard, validate_battles
+from harness.ratings.leaderboard import RatingBoard
+
+LEADERBOARD_SCHEMA_VERSION: Literal[1] = 1
+DEFAULT_REFRESH_S = 300.0
+"""Seconds between two fits of the public board (also the unit of its delay, see the module docstring)."""
+DEFAULT_MIN_BATCH = 10
+"""Fewest new votes that move the board's cut-off forward."""
+MAX_POINTS = 12
+"""Most points of the board over time."""
+SOURCES = ("arena",)
+"""Votes the public board counts: those cast in the arena (not simulated nor imported ones)."""
+
+METHODOLOGY = (
+    "Voters see two images made for the same request, without the makers' names, and pick the better one "
+    "(or a tie, or both bad). Names are shown only after the vote.",
+    "Ratings come from all votes at once with the Bradley–Terry model, on the Elo scale: a model rated 100 "
+    "points above another is preferred about 64 % of the time. Ties and both-bad votes count half a win "
+    "for each side. The average model sits near 1000.",
+    "Each rating has a 95 % confidence interval (sandwich standard errors). Ranks are shown as a spread: the "
+    "best rank is 1 + the number of models whose interval lies wholly above this one, the worst rank "
+    "1 + the number whose upper end lies above this one's lower end. Models whose intervals overlap share "
+    "ranks: the data cannot tell them apart yet.",
+    "Models with few votes are marked provisional; their intervals are wide.",
+    "Pairs are chosen to spend votes where the order is still open (neighbours whose intervals overlap), and "
+    "two providers of the same model are never paired against each other.",
+    "The board is refitted on a schedule and shows votes only once they are at least one refresh period "
+    "old and at least a batch of them has gathered, so it cannot be used to tell how any single vote went.",
+    "Skipped pairs are recorded but never counted.",
+)
+
+
+class TimeRow(BaseModel):
+    """One model at one point of the board over time (Elo points)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    rating: float
+    ci_low: float
+    ci_high: float
+    rank_best: int
+    rank_worst: int
+    votes: int
+
+
+class TimePoint(BaseModel):
+    """The board fitted on the first ``votes`` votes (the oldest first), cast up to ``until`` (Unix s)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    votes: int
+    until: float
+    rows: list[TimeRow]
+
+
+class CategoryBoard(BaseModel):
+    """The board of one challenge category (fitted on that category's votes alone); ``board`` is None when
+    its votes cannot rate two models yet (``note`` says why)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: str
+    votes: int
+    board: RatingBoard | None
+    note: str | None = None
+
+
+class PublicLeaderboard(BaseModel):
+    """The public leaderboard's JSON (``/leaderboard.json``). Times are Unix seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(LEADERBOARD_SCHEMA_VERSION, description="version of this JSON form")
+    generated_at: float = Field(description="when this board was fitted")
+    votes_until: float | None = Field(description="cut-off: only votes cast before it are counted (null: none yet)")
+    next_update_at: float = Field(description="the earliest time the board may change")
+    refresh_s: float = Field(description="seconds between fits; votes appear one to two periods after they are cast")
+    min_batch: int = Field(description="fewest new votes that move the cut-off")
+    rated_by: Literal["model", "target"] = Field(description="what is rated: models, or targets (model@provider)")
+    sources: list[str] = Field(description="vote sources counted")
+    total_votes: int = Field(description="votes counted")
+    overall: RatingBoard | None = Field(description="the board over every counted vote (null: too few votes)")
+    categories: list[CategoryBoard] = Field(description="one board per challenge category")
+    over_time_step: int = Field(description="votes between two points of the board over time")
+    over_time: list[TimePoint] = Field(description="the board after every `over_time_step` votes")
+    methodology: list[str] = Field(description="how the board is made, in plain words")
+    notes: list[str] = Field(description="remarks")
+
+    @classmethod
+    def json_schema(cls) -> dict[str, object]:
+        schema = cls.model_json_schema(mode="serialization")
+        schema["$id"] = f"urn:image-arena-harness:arena-leaderboard:v{LEADERBOARD_SCHEMA_VERSION}"
+        return schema
+
+
+def _board(frame: pd.DataFrame, options: RatingOptions) -> tuple[RatingBoard | None, str | None]:
+    try:
+        board = leaderboard(frame, options).board()
+    except RatingError as exc:
+        return None, str(exc)
+    if not board.rows:
+        return None, "; ".join(board.notes) or "no votes between two different models"
+    return board, None
+
+
+def over_time_step(total: int) -> int:
+    """Votes between two points of the board over time: a round number giving at most :data:`MAX_POINTS`."""
+    if total <= 0:
+        return 0
+    raw = max(10, math.ceil(total / MAX_POINTS))
+    magnitude = 10 ** (len(str(raw)) - 1)
+    return int(next(nice * magnitude for nice in (1, 2, 5, 10) if nice * magnitude >= raw))
+
+
+def build_leaderboard(frame: pd.DataFrame, *, now: float, cutoff: float | None, refresh_s: float,
+                      min_batch: int = DEFAULT_MIN_BATCH, rated_by: Literal["model", "target"] = "model",
+                      sources: tuple[str, ...] = SOURCES, options: RatingOptions | None = None) -> PublicLeaderboard:
+    """The public board over ``frame`` (a battle frame, oldest first) restricted to votes before ``cutoff``."""
+    options = options or RatingOptions()
+    counted = frame if cutoff is not None else frame.iloc[0:0]
+    if cutoff is not None:
+        counted = validate_battles(frame[frame["tstamp"] < cutoff].reset_index(drop=True), "arena votes")
+    notes: list[str] = []
+    if cutoff is None:
+        notes.append(f"no board yet: it appears once {min_batch} votes are at least one refresh period old")
+    overall, why = _board(counted, options)
+    if why and cutoff is not None:
+        notes.append(f"overall: {why}")
+    categories = []
+    for category in sorted({str(c) for c in counted["category"].dropna().unique()}) if len(counted) else []:
+        group = counted[counted["category"].astype(object) == category].reset_index(drop=True)
+        board, note = _board(group, options)
+        categories.append(CategoryBoard(category=category, votes=len(group), board=board, note=note))
+    step = over_time_step(len(counted))
+    points = []
+    for upto in range(step, len(counted) + 1, step) if step else ():
+        board, _ = _board(counted.iloc[:upto], options)
+        if board is not None:
+            points.append(TimePoint(votes=upto, until=float(counted["tstamp"].iloc[upto - 1]), rows=[
+                TimeRow(model=r.model, rating=r.rating, ci_low=r.ci_low, ci_high=r.ci_high, rank_best=r.rank_best,
+                        rank_worst=r.rank_worst, votes=r.votes) for r in board.rows]))
+    return PublicLeaderboard(
+        generated_at=now, votes_until=cutoff, next_update_at=window_start(now, refresh_s) + refresh_s,
+        refresh_s=refresh_s, min_batch=min_batch, rated_by=rated_by, sources=list(sources),
+        total_votes=len(counted), overall=overall, categories=categories, over_time_step=step, over_time=points,
+        methodology=list(METHODOLOGY), notes=notes)
+
+
+def window_start(now: float, refresh_s: float) -> float:
+    """Start of the refresh window ``now`` falls in (windows are aligned to multiples of ``refresh_s``)."""
+    return math.floor(now / refresh_s) * refresh_s
+
+
+def next_cutoff(now: float, refresh_s: float, current: float | None, tstamps: pd.Series, min_batch: int) -> float | None:
+    """The cut-off the board may publish at ``now``: the window boundary one whole window back, when at
+    least ``min_batch`` votes lie between the ``current`` cut-off and it; else ``current``."""
+    candidate = window_start(now, refresh_s) - refresh_s
+    if current is not None and candidate <= current:
+        return current
+    new = int(((tstamps < candidate) & (tstamps >= (current if current is not None else -math.inf))).sum())
+    return candidate if new >= min_batch else current
+
+
+@dataclass
+class _Cache:
+    board: PublicLeaderboard
+    window: float
+
+
+class LeaderboardPublisher:
+    """The scheduled, cached public board of one arena. ``votes`` reads the battle frame (blocking; the
+    arena's reads it on its store thread). Fitting runs on this publisher's one thread, which also makes
+    concurrent requests of a new window share one fit: the first fits, the others find it done."""
+
+    def __init__(self, votes: Callable[[], pd.DataFrame], *, refresh_s: float = DEFAULT_REFRESH_S,
+                 min_batch: int = DEFAULT_MIN_BATCH, rated_by: Literal["model", "target"] = "model",
+                 clock: Callable[[], float]) -> None:
+        if not refresh_s >= 1:
+            raise ValueError(f"leaderboard refresh must be at least 1 s, not {refresh_s}")
+        self._votes = votes
+        self.refresh_s = refresh_s
+        self.min_batch = min_batch
+        self.rated_by: Literal["model", "target"] = rated_by
+        self._clock = clock
+        self._cache: _Cache | None = None
+        self._fitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arena-leaderboard")
+        self.fits = 0
+        """Boards fitted so far (each costs a read of every vote and several rating fits)."""
+
+    def close(self) -> None:
+        self._fitter.shutdown(wait=True)
+
+    def _refresh(self, window: float) -> PublicLeaderboard:
+        cached = self._cache
+        if cached is not None and cached.window == window:
+            return cached.board
+        frame = self._votes()
+        now = self._clock()
+        current = cached.board.votes_until if cached is not None else None
+        cutoff = next_cutoff(now, self.refresh_s, current, frame["tstamp"], self.min_batch) if len(frame) else current
+        board = build_leaderboard(frame, now=now, cutoff=cutoff, refresh_s=self.refresh_s, min_batch=self.min_batch,
+                                  rated_by=self.rated_by)
+        self.fits += 1
+        self._cache = _Cache(board, window)
+        return board
+
+    async def current(self) -> PublicLeaderboard:
+        """The board of the current refresh window (fitted now when this window has none yet)."""
+        window = window_start(self._clock(), self.refresh_s)
+        cached = self._cache
+        if cached is not None and cached.window == window:
+            return cached.board
+        return await asyncio.get_running_loop().run_in_executor(self._fitter, self._refresh, window)
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True)
+class BoardView:
+    """What the page shows beyond the board itself: times in words and the board over time as a table
+    (one row per model, one column per point; ratings rounded, "" where the model had no rating yet)."""
+
+    as_of: str
+    next_update: str
+    time_columns: tuple[str, ...]
+    time_rows: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def board_view(board: PublicLeaderboard) -> BoardView:
+    as_of = f"votes cast before {_utc(board.votes_until)}" if board.votes_until is not None else \
+        "no votes counted yet"
+    latest = board.over_time[-1].rows if board.over_time else []
+    models = [r.model for r in latest] + sorted({r.model for p in board.over_time for r in p.rows}
+                                                - {r.model for r in latest})
+    by_point = [{r.model: r for r in p.rows} for p in board.over_time]
+    rows = tuple((m, tuple(f"{rows[m].rating:.0f}" if m in rows else "" for rows in by_point)) for m in models)
+    return BoardView(as_of, _utc(board.next_update_at), tuple(f"{p.votes:,}" for p in board.over_time), rows)
