@@ -59,6 +59,7 @@ an unchanged one always is.
 from __future__ import annotations
 
 import difflib
+import enum
 import hashlib
 import io
 import itertools
@@ -84,7 +85,34 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError
-from harness.providers.base import ChallengeKind, InputImage
+
+# ---- domain types: what a challenge asks and the images it sends --------------------------------------------
+# They live with the challenges (adapters, runner and sandbox import them from here, or through
+# harness.providers.base, which re-exports them for adapters).
+
+
+class ChallengeKind(enum.StrEnum):
+    """What a challenge asks of a model."""
+
+    TEXT_TO_IMAGE = "text-to-image"
+    EDIT = "edit"
+    COMPOSE = "compose"
+    INPAINT = "inpaint"
+    MULTI_TURN = "multi-turn"
+    """An ordered list of turns in one conversation: each turn's request carries the earlier turns (their
+    instructions and the model's own replies), see :class:`Exchange`."""
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """A reference image or mask sent with a request. ``mime`` is the real type of ``data``."""
+
+    name: str
+    data: bytes
+    mime: str
+    width: int
+    height: int
+    sha256: str
 
 CATEGORIES = (
     "portraiture", "photorealism", "typography", "infographic", "illustration", "anime", "product",

@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness.challenges import ChallengeKind as ChallengeKind  # re-exported for adapters
+from harness.challenges import InputImage as InputImage
 from harness.origins import OriginPolicy, RefusedURL, reset_policy, use_policy
 from harness.redaction import Redactor, redact_exception
 
@@ -109,18 +111,6 @@ def multi_turn_refusal(protocol: str) -> str:
     return f"protocol {protocol!r} cannot run multi-turn challenges yet: its adapter keeps no conversation"
 
 
-class ChallengeKind(enum.StrEnum):
-    """What a challenge asks of a model."""
-
-    TEXT_TO_IMAGE = "text-to-image"
-    EDIT = "edit"
-    COMPOSE = "compose"
-    INPAINT = "inpaint"
-    MULTI_TURN = "multi-turn"
-    """An ordered list of turns in one conversation: each turn's request carries the earlier turns (their
-    instructions and the model's own replies), see :class:`Exchange`."""
-
-
 class ProviderError(Exception):
     """A failed attempt, classified.
 
@@ -157,18 +147,6 @@ class ProviderError(Exception):
             f"ProviderError({self.kind.value!r}, {self.message!r}, http_status={self.http_status}, "
             f"provider_code={self.provider_code!r})"
         )
-
-
-@dataclass(frozen=True)
-class InputImage:
-    """A reference image or mask sent with a request. ``mime`` is the real type of ``data``."""
-
-    name: str
-    data: bytes
-    mime: str
-    width: int
-    height: int
-    sha256: str
 
 
 @dataclass(frozen=True)
