@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.batch.stats import with_batch
 from harness.records import RunInfo
 from harness.stats.fidelity import fidelity_rows, fidelity_warning
 from harness.stats.goodput import DEFAULT_MEASURE, Measure
@@ -66,6 +67,7 @@ def run_stats(store: Store, info: RunInfo, by: Sequence[str] = ("target",), *, s
     frame = run_store.attempts_frame(store, [info.id], columns=stats_frame_columns(store, by))
     rows = provider_rows(frame, by, timeout_ms=effective_timeout_ms(info), slo_ms=slo_ms,
                          goodput_measure=goodput_measure)
+    rows = with_batch(store, [info.id], rows)
     warning = None
     if info.sandbox and info.time_scale and "intended_ms" in frame.columns:
         warning = fidelity_warning(fidelity_rows(frame), float(info.time_scale))
