@@ -12,6 +12,7 @@ retrieve); a cancelled one keeps nothing either. Timing follows :mod:`harness.sa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,8 @@ class _Job:
     ended: str | None = None
     responses: list[dict[str, Any]] = field(default_factory=list)
     failed_reason: str | None = None
+    answers: asyncio.Task[list[dict[str, Any]]] | None = None
+    """Every line's inlined response, rendered in the background while the job's clock runs."""
 
 
 def _now() -> str:
@@ -103,6 +106,8 @@ class GeminiBatchRoutes:
                                self.server.sim.settings.time_scale, fate)
         job = _Job("batches/" + self.server.sim.new_id(), model, str(batch.get("displayName") or "batch"),  # type: ignore[union-attr]
                    _now(), clock, lines)
+        if fate is Fate.COMPLETE:
+            job.answers = asyncio.create_task(self._answers(job))
         self.jobs[job.name] = job
         while len(self.jobs) > BATCH_LIMIT:
             self.jobs.pop(next(iter(self.jobs)))
@@ -164,6 +169,11 @@ class GeminiBatchRoutes:
             job.finished = "BATCH_STATE_FAILED"
             job.failed_reason = "The batch failed validation."
             return
+        job.responses = await job.answers if job.answers is not None else []
+        job.finished = "BATCH_STATE_SUCCEEDED"
+
+    async def _answers(self, job: _Job) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         for line in job.lines:
             entry: dict[str, Any] = {}
             if line.call is None or line.plan is None:
@@ -177,8 +187,8 @@ class GeminiBatchRoutes:
                     entry["response"] = body
             if line.metadata is not None:
                 entry["metadata"] = line.metadata
-            job.responses.append(entry)
-        job.finished = "BATCH_STATE_SUCCEEDED"
+            out.append(entry)
+        return out
 
     def _operation(self, job: _Job) -> dict[str, Any]:
         state = self._state(job)

@@ -11,6 +11,7 @@ Job timing follows :mod:`harness.sandbox.batch_clock`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class _Batch:
     finished_at: int | None = None
     completed: int = 0
     failed: int = 0
+    answers: asyncio.Task[list[tuple[int, dict[str, Any], str]]] | None = None
+    """Every line's answer, rendered in the background while the job's clock runs (as a real job works)."""
 
 
 def _invalid(message: str, param: str | None, code: str = "invalid_value", status: int = 400) -> JSONResponse:
@@ -164,8 +167,18 @@ class OpenAIBatchRoutes:
         batch = _Batch("batch_" + self.server.sim.new_id(), source.id, str(endpoint),
                        body.get("metadata") if isinstance(body.get("metadata"), dict) else None, int(time.time()),
                        clock, lines, errors)
+        if fate is not Fate.FAIL:
+            batch.answers = asyncio.create_task(self._answers(batch, request))
         self.batches[batch.id] = batch
         return JSONResponse(self._object(batch))
+
+    async def _answers(self, batch: _Batch, request: Request) -> list[tuple[int, dict[str, Any], str]]:
+        out = []
+        for line in batch.lines:
+            request_id = "req_" + self.server.sim.new_id()
+            status_code, answer = await self._answer(line, request, request_id)
+            out.append((status_code, answer, request_id))
+        return out
 
     def _parse_lines(self, data: bytes, endpoint: str) -> tuple[list[_Line], list[dict[str, Any]]]:
         lines: list[_Line] = []
@@ -257,15 +270,15 @@ class OpenAIBatchRoutes:
             done, status, reason = len(batch.lines), "completed", ("", "")
         outputs: list[str] = []
         failures: list[str] = []
+        answers = await batch.answers if batch.answers is not None else []
         for index, line in enumerate(batch.lines):
-            request_id = "req_" + self.server.sim.new_id()
             entry: dict[str, Any] = {"id": "batch_req_" + self.server.sim.new_id(), "custom_id": line.custom_id}
             if index >= done:
                 entry.update(response=None, error={"code": reason[0], "message": reason[1]})
                 failures.append(json.dumps(entry))
                 batch.failed += 1
                 continue
-            status_code, answer = await self._answer(line, request, request_id)
+            status_code, answer, request_id = answers[index]
             entry.update(response={"status_code": status_code, "request_id": request_id, "body": answer}, error=None)
             if status_code == 200:
                 outputs.append(json.dumps(entry))
