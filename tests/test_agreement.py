@@ -159,3 +159,17 @@ def test_the_cli_prints_and_exports_agreement(judged_run: tuple[Path, str, Voter
     assert data["schema_version"] == 1 and data["votes"] == 3000
     table = runner.invoke(cli, ["judge", "agreement", run_id, "--db", str(db), "--source", "arena"])
     assert table.exit_code == 0 and "withheld" in table.stdout
+
+
+def test_the_style_board_stands_beside_the_plain_one_on_a_sandboxed_run(
+        judged_run: tuple[Path, str, VoterPanel]) -> None:
+    db, run_id, _ = judged_run
+    result = CliRunner().invoke(cli, ["judge", "style", run_id, "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["style"]["n_votes"] == data["plain"]["n_votes"] > 2000
+    assert {c["covariate"] for c in data["style"]["coefficients"]} >= {"file_size", "sharpness", "latency"}
+    assert data["plain"]["coefficients"] == []
+    assert {r["model"] for r in data["style"]["ratings"]} == {r["model"] for r in data["plain"]["ratings"]}
+    table = CliRunner().invoke(cli, ["judge", "style", run_id, "--db", str(db)])
+    assert table.exit_code == 0 and "Style coefficients" in table.stdout

@@ -187,3 +187,42 @@ def agreement_command(run_ids: tuple[str, ...], sources: tuple[str, ...], min_vo
         table.add_row(entry["signal"], share, str(cell["compared"]), str(cell["signal_ties"]),
                       str(cell["vote_ties"]), rho)
     console.print(table)
+
+
+@judge.command("style")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option("--source", "sources", multiple=True, metavar="SOURCE",
+              help="Only votes from these sources (arena, simulated, import; repeatable). Default: every vote.")
+@click.option("--json", "as_json", is_flag=True, help="Print both boards and the coefficients as JSON.")
+@db_option
+@handle_errors
+def style_command(run_ids: tuple[str, ...], sources: tuple[str, ...], as_json: bool, db: Path) -> None:
+    """RUN's board with style held equal (size, aspect, file size, sharpness, latency) beside the plain one."""
+    from rich.table import Table
+
+    from harness.quality.agreement import votes_frame
+    from harness.quality.covariates import style_report
+
+    with Store.open(db, readonly=True) as store:
+        ids = [run_store.get_run(store, r).id for r in run_ids]
+        data = style_report(store, votes_frame(store, ids, sources or None), ids)
+    if as_json:
+        print_json(data)
+        return
+    console = out_console()
+    plain = {r["model"]: r for r in data["plain"]["ratings"]}
+    board = Table(title=f"Style-controlled board ({data['style']['n_votes']} votes)")
+    for column in ("model", "style-controlled", "plain"):
+        board.add_column(column)
+    for row in data["style"]["ratings"]:
+        p = plain[row["model"]]
+        board.add_row(row["model"], f"{row['rating']:.0f} [{row['low']:.0f}–{row['high']:.0f}]",
+                      f"{p['rating']:.0f} [{p['low']:.0f}–{p['high']:.0f}]")
+    console.print(board)
+    coefficients = Table(title="Style coefficients (log-odds per SD of the left−right difference)")
+    for column in ("covariate", "β [95 %]", "SD of difference"):
+        coefficients.add_column(column)
+    for c in data["style"]["coefficients"]:
+        coefficients.add_row(c["covariate"], f"{c['beta']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]",
+                             f"{c['sd_of_difference']:.3g}")
+    console.print(coefficients)
