@@ -280,3 +280,17 @@ def test_goodput_columns_follow_the_schema_and_keep_the_schema_version(steady_ru
         assert r["slo_ms"] == 10_000.0 and r["goodput_n"] == r["n"]
         assert r["goodput_ci_low"] <= r["goodput"] <= r["goodput_ci_high"]
     assert not validator.is_valid({**rows[0], "goodput_measure": "wall"}), "the measure is one of two names"
+
+
+def test_the_report_table_names_the_objective_in_its_goodput_heading() -> None:
+    from harness.report.provider_columns import provider_page_table
+
+    rows = provider_rows(frame([attempt(i, latency_ms=500.0 + 100 * i, time_to_image_ms=500.0 + 100 * i)
+                                for i in range(10)]), slo_ms=1000.0)
+    table = provider_page_table(rows, [r.target for r in rows])
+    headers = [c.header for c in table.columns]
+    assert "goodput ≤ 1 s (95 % CI)" in headers
+    cell = table.rows[0][2][headers.index("goodput ≤ 1 s (95 % CI)")]
+    assert cell.text == "60.0%" and cell.ci is not None  # 500 … 1000 ms of 500 … 1400 ms
+    plain = provider_rows(frame([attempt(i) for i in range(3)]))
+    assert not any(c.header.startswith("goodput") for c in provider_page_table(plain, ["t"]).columns)

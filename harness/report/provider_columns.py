@@ -13,11 +13,13 @@ without a change here, and ``providers.json/.csv`` carry every field.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.stats.goodput import format_slo
 from harness.stats.table import ProviderRow
 
 FIELDS = ProviderRow.model_fields
@@ -176,10 +178,23 @@ def _measured(field: str, n_field: str) -> Callable[[Sequence[ProviderRow]], boo
     return shown
 
 
+GOODPUT = "goodput (95 % CI)"
+"""The goodput column's heading; the page names the objective in it (:func:`goodput_heading`)."""
+
+
+def goodput_heading(rows: Sequence[ProviderRow]) -> str:
+    """``goodput ≤ 10 s (95 % CI)``: the objective the rows' goodput was judged against."""
+    judged = next((r.slo_ms for r in rows if r.slo_ms is not None), None)
+    return GOODPUT if judged is None else f"goodput ≤ {format_slo(judged)} (95 % CI)"
+
+
 COLUMNS: tuple[Column, ...] = (
     Column("n", ("n", "attempts"), _n),
     Column("success", ("success_rate", "success_ci_low", "success_ci_high"),
            _share_cell("success_rate", "success_ci_low", "success_ci_high")),
+    Column(GOODPUT, ("goodput", "goodput_ci_low", "goodput_ci_high", "slo_ms", "goodput_measure", "goodput_n"),
+           _share_cell("goodput", "goodput_ci_low", "goodput_ci_high"),
+           shown_when=lambda rows: any(r.slo_ms is not None for r in rows)),
     Column("p50 ms", ("p50_ms", "p50_ci_low_ms", "p50_ci_high_ms"), _ms_cell("p50_ms")),
     Column("p95 ms", ("p95_ms", "p95_ci_low_ms", "p95_ci_high_ms"), _ms_cell("p95_ms")),
     Column("p95 incl. failures", ("p95_with_failures_ms", "p95_with_failures_censored", "timeout_ms"), _tail),
@@ -271,7 +286,8 @@ def all_figures(rows: Sequence[ProviderRow], shown_columns: Sequence[Column]) ->
 
 def provider_page_table(rows: Sequence[ProviderRow], labels: Sequence[str]) -> Table:
     """The table of ``rows`` (``labels``: the page's name of each row, same order)."""
-    shown = [c for c in COLUMNS if c.shown_when(rows)]
+    shown = [dataclasses.replace(c, header=goodput_heading(rows)) if c.header == GOODPUT else c
+             for c in COLUMNS if c.shown_when(rows)]
     return Table(shown, [(label, row, [c.render(row) for c in shown]) for label, row in zip(labels, rows,
                                                                                               strict=True)])
 
