@@ -7,7 +7,7 @@ read them from); code is named by ``"module:Class"`` so importing this table imp
 from __future__ import annotations
 
 from harness.protocols.spec import ProtocolSpec
-from harness.wire import fal, gemini, openai_images, openrouter, replicate
+from harness.wire import fal, gemini, openai_images, openai_responses, openrouter, replicate
 
 BUILTIN_SPECS: tuple[ProtocolSpec, ...] = (
     ProtocolSpec(
@@ -16,6 +16,13 @@ BUILTIN_SPECS: tuple[ProtocolSpec, ...] = (
         adapter="harness.providers.openai_images:OpenAIImagesProvider",
         server="harness.sandbox.openai_images:OpenAIImagesServer", mount=openai_images.SANDBOX_PREFIX,
         profile="harness.sandbox.profiles:OPENAI",
+    ),
+    ProtocolSpec(
+        name="openai-responses",
+        description="OpenAI Responses API with the image_generation tool (conversations by previous_response_id)",
+        adapter="harness.providers.openai_responses:OpenAIResponsesProvider",
+        server="harness.sandbox.openai_responses:OpenAIResponsesServer", mount=openai_responses.SANDBOX_PREFIX,
+        profile="harness.sandbox.profiles:OPENAI_RESPONSES",
     ),
     ProtocolSpec(
         name="gemini", description="Gemini API generateContent (Google AI Studio), sync and streaming",

@@ -177,6 +177,17 @@ OPENAI = ProviderProfile(
     rpm=None, price_per_image_usd=0.042, model_speed=MODEL_SPEED,
     source="assumption: gpt-image-1 medium quality 1024x1024 typically 15-45 s (no public table)",
 )
+
+OPENAI_RESPONSES = ProviderProfile(
+    latency=Lognormal(median_s=24.0, p95_s=52.0),
+    first_event_fraction=0.5,
+    faults={Fault.RATE_LIMITED: 0.015, Fault.SERVER_ERROR: 0.01, Fault.REFUSED_OUTPUT: 0.005,
+            Fault.NO_IMAGE: 0.005},
+    rpm=None, price_per_image_usd=0.042, model_speed=MODEL_SPEED,
+    source=("assumption: the Images API's gpt-image-1 medium 1024x1024 time (15-45 s, no public table) plus the "
+            "mainline model's turn that calls the image_generation tool (a few seconds); a model that answers in "
+            "text instead of calling the tool is the no_image share"),
+)
 """The five built-in simulated providers' profiles; :mod:`harness.protocols.builtin` names each one in its
 protocol's spec."""
 
