@@ -90,7 +90,7 @@ def test_streaming_yields_partial_images_then_the_completed_response(client: ope
 
 def test_a_model_that_cannot_call_the_tool_and_a_bad_key_are_refused(sandbox: SandboxServer,
                                                                      client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="not supported with gpt-3.5-turbo"):
+    with pytest.raises(openai.BadRequestError, match=r"not supported with gpt-3\.5-turbo"):
         client.responses.create(model="gpt-3.5-turbo", input="a fox", tools=[{"type": "image_generation"}])
     with openai.OpenAI(base_url=sandbox.base_urls()["openai-responses"], api_key="invalid",
                        max_retries=0) as bad, pytest.raises(openai.AuthenticationError):
