@@ -9,6 +9,7 @@ server is refused on every other."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
@@ -122,6 +123,25 @@ def test_a_token_voted_on_one_server_is_refused_on_the_other(pg_db: Path, tmp_pa
     assert first == [200] * 10
     assert replays == [409] * 20
     assert sorted(p for p, _ in stored_votes(pg_db)) == sorted(pair_id(t) for t in tokens)
+
+
+def test_a_voters_rate_limit_holds_across_servers(pg_db: Path, tmp_path: Path) -> None:
+    """A voter allowed 3 votes a minute (so 6 pairs: pairs are twice the votes) gets 6 pairs in all from two
+    servers sharing the store, not 6 from each; the 7th is refused with 429 and Retry-After on both."""
+    tight = dataclasses.replace(config(pg_db, tmp_path / "cache"), voter_votes=RateLimit(3.0, 3))
+    a = WorkerPool(tight, workers=1).start()
+    b = WorkerPool(dataclasses.replace(tight, cache_dir=tmp_path / "cache-b"), workers=1).start()
+    try:
+        with httpx.Client(base_url=a.url, timeout=30) as on_a, httpx.Client(base_url=b.url, timeout=30) as on_b:
+            statuses = [on_a.get("/api/pair").status_code]
+            on_b.cookies.update(on_a.cookies)
+            statuses += [c.get("/api/pair").status_code for _ in range(4) for c in (on_b, on_a)]
+            refused = on_b.get("/api/pair")
+    finally:
+        a.stop()
+        b.stop()
+    assert statuses == [200] * 6 + [429] * 3
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
 
 
 def test_a_worker_killed_mid_vote_loses_no_answered_vote_and_doubles_none(pg_db: Path, tmp_path: Path) -> None:
