@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import jinja2
@@ -43,13 +43,12 @@ from harness import __version__
 from harness.arena.blind import MEDIA_TYPE
 from harness.arena.config import ArenaConfig
 from harness.arena.leaderboard import (
-    DEFAULT_REFRESH_S,
     LeaderboardPublisher,
     PublicLeaderboard,
     board_view,
     window_start,
 )
-from harness.arena.ratelimit import TokenBuckets, retry_after_header
+from harness.arena.ratelimit import ArenaLimits, retry_after_header
 from harness.arena.sampling import PairBy
 from harness.arena.schemas import Health, PairView, Problem, Reveal, VoteIn
 from harness.arena.service import ArenaService, VoteRejected
@@ -111,11 +110,7 @@ class Guards:
     def __init__(self, config: ArenaConfig, service: ArenaService) -> None:
         self.config = config
         self.service = service
-        self.voter_votes = TokenBuckets(config.voter_votes)
-        self.ip_votes = TokenBuckets(config.ip_votes)
-        self.voter_pairs = TokenBuckets(config.voter_pairs)
-        self.ip_pairs = TokenBuckets(config.ip_pairs)
-        self.ip_new_voters = TokenBuckets(config.ip_new_voters)
+        self.limits = ArenaLimits.for_config(config)
         self.allowed_origins = {o.rstrip("/").lower() for o in config.allowed_origins}
 
     def same_origin(self, request: Request) -> None:
@@ -146,11 +141,12 @@ class Guards:
         """The client's address: the connecting one, or what a trusted proxy said (uvicorn decides)."""
         return request.client.host if request.client else "unknown"
 
-    def limit(self, per_voter: TokenBuckets, per_ip: TokenBuckets, voter: str | None, request: Request,
-              *, new_voter: bool = False) -> None:
+    async def limit(self, kind: Literal["pairs", "votes"], voter: str | None, request: Request, *,
+                    new_voter: bool = False) -> None:
+        """Spend a token of every bucket this request counts against, or refuse it with 429."""
         ip = self.address(request)
-        wait = max(per_ip.take(f"ip:{ip}"), per_voter.take(f"voter:{voter}") if voter else 0.0,
-                   self.ip_new_voters.take(f"ip:{ip}") if new_voter else 0.0)
+        wait = await (self.limits.pairs(voter, ip, new_voter=new_voter) if kind == "pairs"
+                      else self.limits.votes(voter, ip))
         if wait > 0:
             raise HTTPException(429, f"too many requests: retry in {retry_after_header(wait)} s",
                                 headers={"Retry-After": retry_after_header(wait)})
@@ -174,13 +170,11 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
     fails here (``HarnessError``) rather than at the first request; the store closes on shutdown.
     ``clock`` (Unix seconds) is injectable for expiry tests. ``pair_by``: ``model`` or ``target`` (None:
     the configuration's setting, else ``model``; see :mod:`harness.arena.sampling`). ``leaderboard_refresh_s``:
-    seconds between fits of the public board (None: the configuration's ``leaderboard_refresh_s`` when it
-    has one, else :data:`~harness.arena.leaderboard.DEFAULT_REFRESH_S`)."""
+    seconds between fits of the public board (None: the configuration's ``leaderboard_refresh_s``)."""
     service = ArenaService(config, clock=clock, pair_by=pair_by)
     guards = Guards(config, service)
     templates = _templates()
-    refresh = leaderboard_refresh_s if leaderboard_refresh_s is not None else \
-        float(getattr(config, "leaderboard_refresh_s", DEFAULT_REFRESH_S))
+    refresh = leaderboard_refresh_s if leaderboard_refresh_s is not None else config.leaderboard_refresh_s
     try:
         board = LeaderboardPublisher(service.arena_votes, refresh_s=refresh, rated_by=service.pair_by, clock=clock)
     except ValueError as exc:
@@ -190,6 +184,7 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        guards.limits.close()
         board.close()
         service.close()
 
@@ -225,7 +220,7 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
         voter, cookie = guards.voter(request), None
         if voter is None:
             voter, cookie = service.signer.new_voter_cookie()
-        guards.limit(guards.voter_pairs, guards.ip_pairs, voter, request, new_voter=cookie is not None)
+        await guards.limit("pairs", voter, request, new_voter=cookie is not None)
         return await service.new_pair(voter, guards.address(request)), cookie
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -251,11 +246,11 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
             _set_voter_cookie(response, request, cookie)
         return pair
 
-    def vote_guards(request: Request) -> str:
+    async def vote_guards(request: Request) -> str:
         guards.same_origin(request)
         guards.json_body(request)
         voter = guards.voter(request)
-        guards.limit(guards.voter_votes, guards.ip_votes, voter, request)
+        await guards.limit("votes", voter, request)
         if voter is None:
             raise HTTPException(403, "no valid voter cookie: load a pair from this arena first")
         return voter

@@ -32,6 +32,7 @@ from pathlib import Path
 from PIL import Image, ImageCms, ImageOps, features
 
 from harness.images import FORMAT_EXT
+from harness.store.images import image_name
 
 MEDIA_TYPE = "image/webp"
 WEBP_QUALITY = 90
@@ -145,7 +146,7 @@ class BlindImages:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            data = reencode((self.images_dir / f"{sha256}.{ext}").read_bytes(), self.side, canvas=canvas)
+            data = reencode((self.images_dir / image_name(sha256, ext)).read_bytes(), self.side, canvas=canvas)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(data)

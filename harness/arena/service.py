@@ -31,7 +31,7 @@ from harness.arena.blind import BlindImages, blind_size, pair_canvas
 from harness.arena.config import ArenaConfig
 from harness.arena.leaderboard import SOURCES as LEADERBOARD_SOURCES
 from harness.arena.phash import dhash
-from harness.arena.pool import ArenaPool, Entry, Matchup, Picture, load_pool
+from harness.arena.pool import ArenaPool, Entry, Matchup, Picture, PoolRefresher, load_pool
 from harness.arena.recognition import Recognition
 from harness.arena.sampling import PAIR_BY, PairBy, PairSampler
 from harness.arena.schemas import ChallengeView, Contender, Health, ImageView, Outcome, PairView, Reveal
@@ -77,9 +77,8 @@ class _Plan:
 
 
 def pair_by_of(config: ArenaConfig, pair_by: PairBy | None = None) -> PairBy:
-    """What the arena pairs: ``pair_by`` when given, else the configuration's ``pair_by`` (when the
-    configuration has that setting), else ``model``."""
-    chosen = pair_by if pair_by is not None else getattr(config, "pair_by", "model")
+    """What the arena pairs: ``pair_by`` when given, else the configuration's ``pair_by``."""
+    chosen = pair_by if pair_by is not None else config.pair_by
     if chosen not in PAIR_BY:
         raise ConfigError(f"pair by must be one of {', '.join(PAIR_BY)}, not {chosen!r}")
     return chosen
@@ -112,6 +111,7 @@ class ArenaService:
             self.pool: ArenaPool = self._db.submit(load_pool, self._store, config.run_ids, config.targets).result()
             self._matchups = self.pool.by_key()
             self.sampler = self._sampler()
+            self._refresher = PoolRefresher(config, self._clock)
             self.recognition = Recognition(config.max_servings)
             self._db.submit(self._load_counts).result()
         except BaseException:
@@ -131,6 +131,24 @@ class ArenaService:
                 "nothing to pair by model: every challenge here has outputs of one model only (targets: "
                 f"{', '.join(sorted(unit_of))}); pair by target to compare the providers of one model"
             ) from None
+
+    def _refresh_pool(self) -> None:
+        """Take up a freshly loaded pool (see :class:`~harness.arena.pool.PoolRefresher`): a new sampler over
+        its matchups, and the counts re-read from the store, which also makes other workers' pairs and votes
+        count here (so the serving cap holds across workers within one interval)."""
+        fresh = self._refresher.poll(self._store)
+        if fresh is None:
+            return
+        try:
+            matchups = fresh.by_key()
+            previous = self.pool, self._matchups, self.sampler
+            self.pool, self._matchups = fresh, matchups
+            self.sampler = self._sampler()
+        except ConfigError as exc:
+            self.pool, self._matchups, self.sampler = previous
+            log.warning("arena: pool not refreshed, the current one is kept: %s", exc)
+            return
+        self._load_counts()
 
     def _load_counts(self) -> None:
         for matchup, left, right, count in vote_store.served_counts(self._store):
@@ -171,6 +189,7 @@ class ArenaService:
         """Two outputs for ``voter``: never broken, over the serving cap, or in a group (same picture) that
         was revealed to the voter's cookie or address; None when no matchup has two such targets. (A commit
         that finds one of them unservable after rendering makes the next plan avoid it.)"""
+        self._refresh_pool()
         identities = self._identities(voter, address)
         seen = self.recognition.groups(arena_seen.revealed_to(self._store, identities))
         allowed: dict[str, dict[str, list[Entry]]] = {}
