@@ -4,12 +4,15 @@ offer within one refresh interval (and not before), a failing reload keeps the c
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
+import httpx
 import pytest
 
-from harness.arena.config import ArenaConfig
+from harness.arena.app import create_app
+from harness.arena.config import ArenaConfig, RateLimit
 from harness.arena.pool import PoolRefresher, load_pool
 from harness.cli.arena import parse_refresh
 from harness.store import Store
@@ -45,6 +48,41 @@ def test_a_run_finished_while_serving_is_on_offer_after_one_interval(tmp_path: P
     assert fresh is not None and set(fresh.run_ids) == {arena_store.run_id, later}
     runs_offered = {e.run_id for m in fresh.matchups for entries in m.entries.values() for e in entries}
     assert later in runs_offered
+
+
+def test_the_serving_arena_takes_up_a_new_run_within_one_interval(tmp_path: Path, arena_store: ArenaStore) -> None:
+    """The app itself (its clock injected): pairs served before the interval has passed come from the old
+    run only; once it has, the new run's outputs are served (they are the least served, so chosen first)."""
+    store_copy = clone_store(arena_store, tmp_path / "store")
+    clock = Clock()
+    generous = RateLimit(1e6, 100_000)
+    config = ArenaConfig(db=store_copy.db, cache_dir=store_copy.cache_dir, pool_refresh_s=60.0, seed=3,
+                         voter_votes=generous, ip_votes=generous, ip_new_voters=generous, max_servings=None,
+                         reveal_memory="off")
+    app = create_app(config, clock=clock)
+
+    async def serve(n: int) -> None:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://arena.test") as client:
+            for _ in range(n):
+                (await client.get("/api/pair")).raise_for_status()
+
+    def runs_served() -> set[str]:
+        with Store.open(store_copy.db, readonly=True) as store:
+            return {str(r[0]) for r in store.conn.execute("SELECT run_id FROM arena_pairs UNION "
+                                                          "SELECT right_run_id FROM arena_pairs")}
+
+    try:
+        asyncio.run(serve(5))
+        later = _sandbox_run(tmp_path, store_copy.db, ["gpt-image-1@openai"], "openai: {faults: {}}\n")
+        clock.now += 30.0
+        asyncio.run(serve(10))
+        assert runs_served() == {arena_store.run_id}
+        clock.now += 30.0
+        asyncio.run(serve(20))
+        assert runs_served() == {arena_store.run_id, later}
+    finally:
+        app.state.arena.close()
 
 
 def test_an_arena_limited_to_named_runs_does_not_take_up_others(tmp_path: Path, arena_store: ArenaStore) -> None:
