@@ -173,3 +173,14 @@ def test_the_style_board_stands_beside_the_plain_one_on_a_sandboxed_run(
     assert {r["model"] for r in data["style"]["ratings"]} == {r["model"] for r in data["plain"]["ratings"]}
     table = CliRunner().invoke(cli, ["judge", "style", run_id, "--db", str(db)])
     assert table.exit_code == 0 and "Style coefficients" in table.stdout
+
+
+def test_the_cli_flags_voters_and_shows_what_removing_them_changes(judged_run: tuple[Path, str, VoterPanel]) -> None:
+    db, run_id, _ = judged_run
+    result = CliRunner().invoke(cli, ["judge", "voters", run_id, "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1 and data["votes"] == 3000 and len(data["impact"]) == 4
+    assert set(data["flagged"]) <= {v["voter"] for v in data["voters"]}
+    text = CliRunner().invoke(cli, ["judge", "voters", run_id, "--db", str(db)])
+    assert text.exit_code == 0 and "never removed" in text.stdout

@@ -226,3 +226,38 @@ def style_command(run_ids: tuple[str, ...], sources: tuple[str, ...], as_json: b
         coefficients.add_row(c["covariate"], f"{c['beta']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]",
                              f"{c['sd_of_difference']:.3g}")
     console.print(coefficients)
+
+
+@judge.command("voters")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option("--source", "sources", multiple=True, metavar="SOURCE", help="Only votes from these sources.")
+@click.option("--min-votes", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Decisive votes a voter needs before their agreement is judged.")
+@click.option("--min-decision-ms", type=click.FloatRange(min=0), default=1500.0, show_default=True,
+              help="A median decision time below this flags a voter as too fast to have looked.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@db_option
+@handle_errors
+def voters_command(run_ids: tuple[str, ...], sources: tuple[str, ...], min_votes: int, min_decision_ms: float,
+                   as_json: bool, db: Path) -> None:
+    """Voters at chance or too fast, and what removing them would change (nobody is removed)."""
+    from harness.quality.voters import voter_quality, voter_votes
+
+    with Store.open(db, readonly=True) as store:
+        ids = [run_store.get_run(store, r).id for r in run_ids]
+        data = voter_quality(voter_votes(store, ids, sources or None), min_votes=min_votes,
+                             min_decision_ms=min_decision_ms)
+    if as_json:
+        print_json(data)
+        return
+    console = out_console()
+    console.print(f"{len(data['flagged'])} of {len(data['voters'])} voters flagged ({data['flagged_votes']} of "
+                  f"{data['votes']} votes); {data['note']}")
+    for v in data["voters"]:
+        if v["flags"]:
+            share = f"{v['agreement']:.0%} [{v['low']:.0%}–{v['high']:.0%}]" if "agreement" in v else "—"
+            console.print(f"  {v['voter']}: {', '.join(v['flags'])}; agreement {share} of {v['decisive']}, "
+                          f"median {v.get('median_decision_ms', float('nan')):.0f} ms")
+    for row in data["impact"]:
+        change = f"{row['change']:+.0f}" if row["change"] is not None else "—"
+        console.print(f"  {row['model']}: {row['rating']:.0f} -> without flagged {change}")
