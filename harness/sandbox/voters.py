@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.sandbox.imagery import DEFAULT_STRENGTHS
+from harness.sandbox.imagery import DEFAULT_STRENGTHS as DEFAULT_STRENGTHS
 from harness.store.votes import Vote
 
 _Z95 = 1.6448536269514722
