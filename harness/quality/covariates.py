@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from harness.ratings.style import StyleFit, features, fit_votes
+from harness.ratings.style import STYLE_SCHEMA_VERSION, StyleFit, features, fit_votes
 from harness.store import runs as run_store
 from harness.store.core import Store
 
@@ -60,4 +60,4 @@ with a feature unknown, such as a latency never measured, are left out of both).
                   if all(np.isfinite(v) for v in f.values())}
     styled: StyleFit = fit_votes(votes, per_output)
     plain: StyleFit = fit_votes(votes, per_output, covariates=())
-    return {"schema_version": 1, "runs": list(run_ids), "style": styled.as_dict(), "plain": plain.as_dict()}
+    return {"schema_version": STYLE_SCHEMA_VERSION, "runs": list(run_ids), "style": styled.as_dict(), "plain": plain.as_dict()}

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from scipy.special import expit
 from harness.errors import HarnessError
 from harness.ratings.bradley_terry import INITIAL_RATING, RATING_SCALE
 
+STYLE_SCHEMA_VERSION: Final = 1
+"""Version of the JSON of a style-controlled board (:meth:`StyleFit.as_dict`) and of ``harness judge style
+--json`` (both boards and the coefficients)."""
 COVARIATES = ("pixels", "aspect", "file_size", "sharpness", "latency")
 """Style features per output: delivered ``width·height`` (log), ``|log(width/height)|``, file size in bytes
 (log), sharpness (log variance of a Laplacian of the grey image), latency of its request in ms (log)."""
@@ -63,7 +66,7 @@ class StyleFit:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": 1, "method": "bradley-terry with style covariates (LMArena style control)",
+            "schema_version": STYLE_SCHEMA_VERSION, "method": "bradley-terry with style covariates (LMArena style control)",
             "n_votes": self.n_votes,
             "ratings": [{"model": m, "rating": self.ratings[m], "low": self.ratings[m] - Z95 * self.rating_se[m],
                          "high": self.ratings[m] + Z95 * self.rating_se[m]}
