@@ -115,7 +115,7 @@ def test_fastchat_clean_battle_json_imports_unchanged(tmp_path: Path, layout: st
         ("playground-v2.5", "sdxl", "tie", None, None, None, "arena_user_7f3a", 1708423321.0, 0)]
     db = tmp_path / "h.db"
     code, out, err = invoke("votes", "import", str(path), "--db", str(db))
-    assert code == 0 and json.loads(out) == {"read": 3, "new": 3, "already_present": 0}
+    assert code == 0 and json.loads(out) == {"schema_version": 1, "read": 3, "new": 3, "already_present": 0}
     assert "1 of 3 vote(s) are marked anony=false" in err
     code, out, _ = invoke("ratings", "--votes", str(path), "--json", "--min-votes", "0")
     assert code == 0 and sum(r["votes"] for r in json.loads(out)) == 6

@@ -363,7 +363,7 @@ def test_cli_validate_json_lists_problems_on_stdout(tmp_path: Path) -> None:
     root = suite(tmp_path / "s", challenge(category="portrait"))
     result = CliRunner().invoke(cli, ["challenges", "validate", str(root), "--json"])
     assert result.exit_code == 1
-    assert json.loads(result.stdout) == {"challenges": 0, "problems": [
+    assert json.loads(result.stdout) == {"schema_version": 1, "challenges": 0, "problems": [
         {"file": str(root / "suite.yaml"), "field": "challenges[0].category",
          "reason": "unknown category 'portrait'; did you mean 'portraiture'?"}]}
 

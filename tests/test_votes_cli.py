@@ -64,7 +64,7 @@ def test_export_then_import_into_another_store_gives_the_same_battles(tmp_path: 
     assert code == 0 and "exported 12 vote(s)" in err
     other = tmp_path / "other" / "harness.db"
     code, stdout, _ = invoke("votes", "import", str(out), "--db", str(other))
-    assert code == 0 and json.loads(stdout) == {"read": 12, "new": 12, "already_present": 0}
+    assert code == 0 and json.loads(stdout) == {"schema_version": 1, "read": 12, "new": 12, "already_present": 0}
     with Store.open(db, readonly=True) as a, Store.open(other, readonly=True) as b:
         original, copied = battles_frame(a), battles_frame(b)
     columns = ["model_a", "model_b", "winner", "category", "challenge", "voter", "tstamp"]
@@ -80,8 +80,8 @@ def test_importing_twice_adds_nothing_and_keeps_repeated_votes(tmp_path: Path, d
     path.write_text("\n".join(json.dumps(r) for r in (row, row, {**row, "winner": "tie (bothbad)"})) + "\n\n")
     first = json.loads(invoke("votes", "import", str(path), "--db", str(db))[1])
     second = json.loads(invoke("votes", "import", str(path), "--db", str(db))[1])
-    assert first == {"read": 3, "new": 3, "already_present": 0}
-    assert second == {"read": 3, "new": 0, "already_present": 3}
+    assert first == {"schema_version": 1, "read": 3, "new": 3, "already_present": 0}
+    assert second == {"schema_version": 1, "read": 3, "new": 0, "already_present": 3}
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM votes").fetchone() == (15,)
         assert conn.execute("SELECT outcome FROM votes WHERE source='import' ORDER BY voted_at").fetchall() == [
@@ -199,3 +199,29 @@ def test_unreadable_files_are_a_clear_error(tmp_path: Path) -> None:
     latin.write_bytes("model_a,model_b,winner\nsch\xf6n,b,tie\n".encode("latin-1"))
     with pytest.raises(BattleFileError, match="not UTF-8"):
         read_battles(latin, now=0)
+
+
+def test_a_vote_whose_voter_knew_the_models_stays_so_through_import_and_export(tmp_path: Path) -> None:
+    path = tmp_path / "battles.jsonl"
+    rows = [{"model_a": "a", "model_b": "b", "winner": "model_a", "anony": False},
+            {"model_a": "b", "model_b": "a", "winner": "tie", "anony": True},
+            {"model_a": "a", "model_b": "b", "winner": "model_b"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    db = tmp_path / "h.db"
+    code, _, err = invoke("votes", "import", str(path), "--db", str(db))
+    assert code == 0 and "1 of 3 vote(s) are marked anony=false" in err
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT anony FROM votes ORDER BY voted_at")] == [0, 1, None]
+    out = tmp_path / "again.jsonl"
+    assert invoke("votes", "export", "--db", str(db), "--out", str(out))[0] == 0
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["anony"] for r in exported] == [False, True, True], "unknown is written as FastChat's default"
+
+
+def test_every_json_listing_says_its_schema_version(tmp_path: Path, db: Path) -> None:
+    code, out, _ = invoke("targets", "list", "--target", "*@fal", "--json")
+    assert code == 0 and all(t["schema_version"] == 1 for t in json.loads(out))
+    code, out, _ = invoke("runs", "--json", "--db", str(db))
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = invoke("challenges", "list", "challenges/starter", "--json")
+    assert code == 0 and {c["schema_version"] for c in json.loads(out)} == {1}

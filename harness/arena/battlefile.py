@@ -2,7 +2,8 @@
 
 Export writes :func:`harness.store.votes.battles_frame` through :func:`harness.battles.write_battles`
 (FastChat's columns first). Import turns each row of a :class:`~harness.battles.BattleTable` into a
-:class:`~harness.store.votes.Vote` with ``source="import"``; model names stand in for targets.
+:class:`~harness.store.votes.Vote` with ``source="import"``; model names stand in for targets, and the file's
+``anony`` (unknown when absent) is kept, so an export gives it back.
 
 Import is idempotent: each row's id is a hash of its content and of how many identical rows came before
 it in the file, so importing a file twice adds nothing the second time, while genuinely repeated votes in
@@ -44,8 +45,8 @@ def table_votes(table: BattleTable, *, now: float) -> list[Vote]:
     seen: Counter[str] = Counter()
     votes: list[Vote] = []
     rows = zip(table.model_a.tolist(), table.model_b.tolist(), table.winner.tolist(), table.tstamp.tolist(),
-               strict=True)
-    for index, (a, b, w, t) in enumerate(rows):
+               table.anony.tolist(), strict=True)
+    for index, (a, b, w, t, anony) in enumerate(rows):
         tstamp = None if math.isnan(t) else t
         category, kind, challenge, voter = (values[n][codes[n][index]] for n in ("category", "kind", "challenge",
                                                                                  "voter"))
@@ -57,7 +58,7 @@ def table_votes(table: BattleTable, *, now: float) -> list[Vote]:
             vote_uid=f"import-{uid}", left_target=models[a], right_target=models[b], left_model=models[a],
             right_model=models[b], outcome=WINNER_TO_OUTCOME[winner],
             voted_at=tstamp if tstamp is not None else now + index * 1e-6, source="import", category=category,
-            kind=kind, challenge_id=challenge, voter=voter,
+            kind=kind, challenge_id=challenge, voter=voter, anony=None if anony < 0 else int(anony),
         ))
     return votes
 

@@ -11,6 +11,9 @@ from rich.table import Table
 from harness.challenges import validate
 from harness.cli._common import EXIT_CHECK_FAILED, err_console, out_console, print_json
 
+CHALLENGES_JSON_SCHEMA_VERSION = 1
+"""Version of ``harness challenges validate/list --json``: the validation summary, and each listed challenge (its frozen form, as stored with a run) with ``schema_version`` added."""
+
 
 @click.group()
 def challenges() -> None:
@@ -34,7 +37,7 @@ def validate_cmd(path: Path, as_json: bool, allow_outside_refs: bool) -> None:
     """Report every problem in PATH (a suite folder or file) with file, field and reason; exit 1 if any."""
     found, problems = validate(path, allow_outside_refs=allow_outside_refs)
     if as_json:
-        print_json({"challenges": len(found),
+        print_json({"schema_version": CHALLENGES_JSON_SCHEMA_VERSION, "challenges": len(found),
                     "problems": [{"file": p.file, "field": p.field, "reason": p.reason} for p in problems]})
     else:
         console = err_console()
@@ -54,7 +57,7 @@ def list_cmd(path: Path, as_json: bool, allow_outside_refs: bool) -> None:
     """List the challenges of a suite with kind, category and variants."""
     found, problems = validate(path, allow_outside_refs=allow_outside_refs)
     if as_json:
-        print_json([c.frozen() for c in found])
+        print_json([{"schema_version": CHALLENGES_JSON_SCHEMA_VERSION, **c.frozen()} for c in found])
     else:
         table = Table("id", "kind", "category", "variants", "refs", "title")
         for c in found:

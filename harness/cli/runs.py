@@ -13,6 +13,9 @@ from harness.records import RunInfo
 from harness.store import Store
 from harness.store import runs as run_store
 
+RUNS_JSON_SCHEMA_VERSION = 1
+"""Version of ``harness runs --json``: one object per run (its listing fields and ``spend_usd``)."""
+
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON list.")
@@ -27,7 +30,8 @@ def runs(as_json: bool, db: Path) -> None:
         found = run_store.list_runs(store)
         spend = run_store.spend_by_run(store)
     if as_json:
-        print_json([{**asdict(r), "spend_usd": spend.get(r.id, 0.0)} for r in found])
+        print_json([{"schema_version": RUNS_JSON_SCHEMA_VERSION, **asdict(r), "spend_usd": spend.get(r.id, 0.0)}
+                    for r in found])
         return
     table = Table("id", "created (UTC)", "status", "requests", "attempts", "mode", "spend (USD)", "label")
     for r in found:

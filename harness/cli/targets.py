@@ -12,6 +12,9 @@ from harness.envfile import key_value
 from harness.pricing import list_price
 from harness.targets import load_targets, select
 
+TARGETS_JSON_SCHEMA_VERSION = 1
+"""Version of ``harness targets list --json``: each target's frozen form (as stored with a run) with ``schema_version`` added."""
+
 
 @click.group()
 def targets() -> None:
@@ -27,7 +30,7 @@ def list_cmd(targets_file: Path | None, patterns: tuple[str, ...], as_json: bool
     """List catalog (and user-file) targets."""
     chosen = select(load_targets(targets_file), patterns)
     if as_json:
-        print_json([t.frozen() for t in chosen])
+        print_json([{"schema_version": TARGETS_JSON_SCHEMA_VERSION, **t.frozen()} for t in chosen])
         return
     table = Table("name", "protocol", "key variable", "price (USD)", "unit", "price as of", "limits")
     for t in chosen:

@@ -10,6 +10,9 @@ import click
 
 from harness.cli._common import db_option, err_console, handle_errors, print_json
 
+IMPORT_SUMMARY_SCHEMA_VERSION = 1
+"""Version of ``harness votes import``'s JSON summary (``read``, ``new``, ``already_present``)."""
+
 
 @click.group()
 def votes() -> None:
@@ -62,8 +65,9 @@ def export(db: Path, out: Path | None, fmt: str | None, by: str, runs: tuple[str
 def import_(file: Path, db: Path, fmt: str | None) -> None:
     """Add the votes of a battle file (rows already imported are skipped; nothing is replaced).
 
-    Reads CSV, JSON Lines and JSON arrays, FastChat's clean_battle files included. Prints
-    {"read", "new", "already_present"} as JSON."""
+    Reads CSV, JSON Lines and JSON arrays, FastChat's clean_battle files included; each vote keeps the file's
+    ``anony`` flag (a vote whose voter knew the models stays marked so). Prints
+    {"schema_version", "read", "new", "already_present"} as JSON."""
     from harness.arena.battlefile import table_votes
     from harness.battles import read_battle_file
     from harness.store import Store
@@ -74,10 +78,10 @@ def import_(file: Path, db: Path, fmt: str | None) -> None:
     named = int((table.anony == 0).sum())
     if named:
         err_console().print(f"note: {named} of {len(table)} vote(s) are marked anony=false (the voter knew the "
-                            "models); the store keeps no such flag, and an export marks every vote anonymous",
-                            markup=False)
+                            "models); the store keeps the flag and an export gives it back", markup=False)
     with Store.open(db) as store:
         added = insert_votes(store, parsed)
-    print_json({"read": len(parsed), "new": added, "already_present": len(parsed) - added})
+    print_json({"schema_version": IMPORT_SUMMARY_SCHEMA_VERSION, "read": len(parsed), "new": added,
+                "already_present": len(parsed) - added})
     err_console().print(f"imported {added} new vote(s) from {file} ({len(parsed) - added} already present)")
 
