@@ -50,6 +50,7 @@ from harness.providers.base import (
     Provider,
     ProviderError,
 )
+from harness.providers.chain import previous_output
 from harness.providers.common import (
     data_url,
     decode_b64_image,
@@ -66,6 +67,10 @@ RESPONSE_OPTIONS = ("instructions", "reasoning", "max_output_tokens", "safety_id
                     "text")
 """Target options copied into the request body unchanged."""
 DEFAULT_PARTIAL_IMAGES = 2
+LOST_CONVERSATION = ("resend", "fail")
+"""Target option ``lost_conversation``: what a turn does when the API no longer holds the previous response."""
+LOST_KEY = "previous_response"
+RESENT = "not_found_resent_image"
 
 
 # ---- request ---------------------------------------------------------------------------------------------
@@ -125,6 +130,31 @@ def request_body(request: GenerationRequest, options: Mapping[str, Any]) -> dict
     if request.stream:
         body["stream"] = True
     return body
+
+
+def resend_body(request: GenerationRequest, options: Mapping[str, Any], body: Mapping[str, Any],
+                error: ProviderError) -> dict[str, Any] | None:
+    """The body that continues a conversation whose previous response the API no longer holds, or ``None``
+    when ``error`` is not that or the target says ``lost_conversation: fail``.
+
+    Stored responses do not live for ever (30 days by default, https://platform.openai.com/docs/guides/your-data),
+    and a sandbox restarted for ``--resume`` holds none: the turn is then sent once more without
+    ``previous_response_id``, with the previous turn's stored answer image first among its inputs (what the
+    chained edits of stateless protocols send, :mod:`harness.providers.chain`). The attempt records
+    ``provider_timings["previous_response"] = "not_found_resent_image"``; its latency includes both requests."""
+    lost = str(options.get("lost_conversation", "resend"))
+    if lost not in LOST_CONVERSATION:
+        raise ConfigError(f"target option lost_conversation must be one of {', '.join(LOST_CONVERSATION)}, "
+                          f"got {lost!r}")
+    if error.provider_code != wire.PREVIOUS_NOT_FOUND or not request.history or lost == "fail":
+        return None
+    image = previous_output(request.history, prefer_url=False)
+    message = user_message(request)
+    content = [message["content"][0], {"type": wire.INPUT_IMAGE, "image_url": image, "detail": wire.IMAGE_DETAIL},
+               *message["content"][1:]]
+    resent = {k: v for k, v in body.items() if k != "previous_response_id"}
+    resent["input"] = [{"role": "user", "content": content}]
+    return resent
 
 
 # ---- answers ---------------------------------------------------------------------------------------------
@@ -271,14 +301,23 @@ class OpenAIResponsesProvider(Provider):
         requested = body["tools"][0].get("size")
         expected = wire.pixel_size(requested) if isinstance(requested, str) else None
         url = self.base_url + wire.RESPONSES_PATH
-        answers = await gather_all([self._one(url, body, request.stream, http) for _ in range(request.n)])
+        timings: dict[str, Any] = {}
+        try:
+            answers = await gather_all([self._one(url, body, request.stream, http) for _ in range(request.n)])
+        except ProviderError as exc:
+            fallback = resend_body(request, options, body, exc)
+            if fallback is None:
+                raise
+            answers = [await self._one(url, fallback, request.stream, http)]
+            timings[LOST_KEY] = RESENT
         first, request_id, processing = answers[0]
         images = [img for a, _, _ in answers for img in a.images]
         usage: dict[str, Any] = {}
         for a, _, _ in answers:
             for key, value in a.usage.items():
                 usage[key] = usage.get(key, 0) + value
-        timings = {"processing_ms": processing} if processing is not None else {}
+        if processing is not None:
+            timings["processing_ms"] = processing
         return GenerationResult(images=images, request_id=first.response_id or request_id,
                                 expected_size=first.size or expected, usage=usage, provider_timings=timings,
                                 text=" ".join(first.texts) or None, finish_reason=first.status,

@@ -121,6 +121,9 @@ RESPONSE_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
 conversation. The wording of ``tool_not_supported`` is an assumption (no public sample)."""
 
 
+PREVIOUS_NOT_FOUND = "previous_response_not_found"
+
+
 def previous_not_found(response_id: str) -> dict[str, Any]:
     """The body the API answers an unknown or unstored ``previous_response_id`` with (HTTP 400)."""
     _, type_, code, message = RESPONSE_ERRORS["previous_response_not_found"]
