@@ -257,3 +257,26 @@ def test_a_gemini_request_that_fails_inside_its_job_is_classified_as_the_interac
     assert by["a"]["error_kind"] == "server_error" and by["a"]["provider_code"] == "INTERNAL"
     assert by["b"]["error_kind"] == "refused" and by["b"]["provider_code"] == "PROHIBITED_CONTENT"
     assert by["c"]["ok"] == 1
+
+
+def test_a_job_id_that_carries_the_key_is_never_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile provider names its job with the caller's key: the harness keeps no trace of it, and records each
+    request's failure (counted at its bound: the job may still run and be billed)."""
+    from harness.batch.openai import OpenAIBatch
+    from harness.targets import SANDBOX_KEY
+
+    original = OpenAIBatch.submit
+
+    async def hostile(self: OpenAIBatch, client: object, lines: object, name: str) -> str:
+        job_id = await original(self, client, lines, name)  # type: ignore[arg-type]
+        return f"{job_id}-{SANDBOX_KEY}"
+
+    monkeypatch.setattr(OpenAIBatch, "submit", hostile)
+    suite = write_suite(tmp_path, {"fox": "a fox"})
+    db, run_id, _ = run(tmp_path, suite, [BATCH])
+    rows = finals(db, run_id)
+    assert len(rows) == 1 and rows[0]["provider_code"] == "key_in_output" and rows[0]["cost_usd"] > 0
+    assert jobs(db, run_id) == []
+    with sqlite3.connect(db) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert SANDBOX_KEY not in dump

@@ -40,7 +40,7 @@ from harness.records import AttemptRecord, RequestKey
 from harness.run.attempt import NO_SIZE, AttemptContext, AttemptOutcome, attempt_record
 from harness.run.items import WorkItem, build_request
 from harness.run.options import RunOptions
-from harness.spend import Reservation, SpendGuard
+from harness.spend import TIMEOUT_COST_SOURCE, Reservation, SpendGuard
 from harness.store import Store, batch_jobs
 from harness.targets import Target
 from harness.timing import AttemptClock, now_ns
@@ -148,6 +148,15 @@ class BatchTargetRun:
                              turnaround_ms=None, started_at=time.time(), start_ms=(t_start - self.t0) / 1e6)
             return None
         submitted_at = time.time()
+        if self.mode.provider.redactor.contains(job_id):
+            self.spend.settle(reservation, reservation.bound_usd, timed_out=True)  # it may run and be billed
+            error = ProviderError(ErrorKind.BAD_OUTPUT, "the provider named the batch job with a text carrying this "
+                                  "target's API key; the job is not stored or followed", provider_code="key_in_output")
+            for request, item, attempt in lines.values():
+                self._record(None, request, item, attempt, LineOutcome(error=error), state="refused_job_id",
+                             turnaround_ms=None, started_at=submitted_at, start_ms=(t_start - self.t0) / 1e6,
+                             at_bound=self.spend.bound(self.target, request))
+            return None
         keys = {line: (item.key, attempt) for line, (_, item, attempt) in lines.items()}
         bound = reservation.bound_usd
         await asyncio.to_thread(self._persist, job_id, submitted_at, keys, bound)
@@ -257,7 +266,7 @@ class BatchTargetRun:
     def _record(self, job: _Job | None, request: GenerationRequest, item: WorkItem, attempt: int,
                 outcome: LineOutcome, state: str, turnaround_ms: float | None, started_at: float, start_ms: float,
                 *, checked: list[CheckedImage] | None = None, size: SizeCheck = NO_SIZE,
-                fetch_ms: float | None = None) -> AttemptRecord:
+                fetch_ms: float | None = None, at_bound: float | None = None) -> AttemptRecord:
         if job is not None and turnaround_ms is not None:
             running = job.running_seen
             clock = _clock(latency_ms=turnaround_ms, latency_with_connect_ms=turnaround_ms, submit_ms=job.submit_ms,
@@ -274,6 +283,8 @@ class BatchTargetRun:
                                  region=self.options.region)
         record = attempt_record(outcome_, context)
         record.final = True
+        if at_bound is not None:
+            record.cost_usd, record.cost_source = at_bound, TIMEOUT_COST_SOURCE
         record.time_to_image_ms = turnaround_ms
         record.provider_timings = {**record.provider_timings, BATCH_TIMINGS_KEY: {
             "job_id": job.job_id if job is not None else None, "state": state, "turnaround_ms": turnaround_ms}}
