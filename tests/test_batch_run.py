@@ -280,3 +280,43 @@ def test_a_job_id_that_carries_the_key_is_never_stored(tmp_path: Path, monkeypat
     with sqlite3.connect(db) as conn:
         dump = "\n".join(conn.iterdump())
     assert SANDBOX_KEY not in dump
+
+
+def test_polls_that_fail_for_a_while_are_retried_and_the_job_is_still_collected(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.batch.openai import OpenAIBatch
+    from harness.providers.base import ErrorKind, ProviderError
+
+    original = OpenAIBatch.poll
+    failures = [0]
+
+    async def flaky(self: OpenAIBatch, client: object, job_id: str) -> object:
+        if failures[0] < 3:
+            failures[0] += 1
+            raise ProviderError(ErrorKind.SERVER_ERROR, "upstream hiccup", http_status=503)
+        return await original(self, client, job_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OpenAIBatch, "poll", flaky)
+    suite = write_suite(tmp_path, {"fox": "a fox", "owl": "an owl"})
+    db, run_id, _ = run(tmp_path, suite, [BATCH])
+    assert failures[0] == 3
+    assert [r["ok"] for r in finals(db, run_id)] == [1, 1]
+
+
+def test_a_poll_refused_for_good_stops_the_run_and_keeps_the_job_for_resume(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.batch.openai import OpenAIBatch
+    from harness.errors import HarnessError
+    from harness.providers.base import ErrorKind, ProviderError
+
+    async def refused(self: OpenAIBatch, client: object, job_id: str) -> object:
+        raise ProviderError(ErrorKind.AUTH, "Incorrect API key provided", http_status=401)
+
+    monkeypatch.setattr(OpenAIBatch, "poll", refused)
+    suite = write_suite(tmp_path, {"fox": "a fox"})
+    with pytest.raises(HarnessError, match=r"cannot be polled.*--resume"):
+        run(tmp_path, suite, [BATCH])
+    db = tmp_path / "results" / "harness.db"
+    with sqlite3.connect(db) as conn:
+        run_id, status = conn.execute("SELECT id, status FROM runs").fetchone()
+    assert status == "failed" and len(jobs(db, run_id)) == 1 and finals(db, run_id) == []
