@@ -20,10 +20,15 @@ ROOT = "http://127.0.0.1:9"
 
 
 def test_the_five_builtin_protocols_keep_their_names_and_simulated_provider_names() -> None:
-    assert list(BUILTIN_PROTOCOLS) == ["openai-images", "gemini", "openrouter", "fal", "replicate"]
+    """The five protocols of before keep their names and order; openai-responses (added after them) is served
+    under its own name."""
+    assert list(BUILTIN_PROTOCOLS) == ["openai-images", "gemini", "openrouter", "fal", "replicate",
+                                       "openai-responses"]
     assert dict(PROTOCOL_TO_PROVIDER) == {"openai-images": "openai", "gemini": "gemini",
-                                          "openrouter": "openrouter", "fal": "fal", "replicate": "replicate"}
-    assert set(SERVERS) == set(DEFAULT_PROFILES) == {"openai", "gemini", "openrouter", "fal", "replicate"}
+                                          "openrouter": "openrouter", "fal": "fal", "replicate": "replicate",
+                                          "openai-responses": "openai-responses"}
+    assert set(SERVERS) == set(DEFAULT_PROFILES) == {"openai", "gemini", "openrouter", "fal", "replicate",
+                                                     "openai-responses"}
 
 
 @pytest.mark.parametrize("spec", BUILTIN_SPECS, ids=lambda s: s.name)
@@ -149,5 +154,5 @@ def test_a_plugin_server_that_cannot_load_is_skipped_and_the_builtin_servers_sti
     installed(monkeypatch, ghost="tests.test_protocol_spec:GHOST_SERVER")
     assert "ghost" in sandbox_layout().served
     sandbox = build_sandbox(SandboxSettings(), DEFAULT_PROFILES)
-    assert sandbox.served == ("openai", "gemini", "openrouter", "fal", "replicate")
+    assert sandbox.served == ("openai", "gemini", "openrouter", "fal", "replicate", "openai-responses")
     assert "no_such_module_here:S: cannot import no_such_module_here" in sandbox.skipped["ghost"]

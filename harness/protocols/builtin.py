@@ -18,13 +18,6 @@ BUILTIN_SPECS: tuple[ProtocolSpec, ...] = (
         profile="harness.sandbox.profiles:OPENAI",
     ),
     ProtocolSpec(
-        name="openai-responses",
-        description="OpenAI Responses API with the image_generation tool (conversations by previous_response_id)",
-        adapter="harness.providers.openai_responses:OpenAIResponsesProvider",
-        server="harness.sandbox.openai_responses:OpenAIResponsesServer", mount=openai_responses.SANDBOX_PREFIX,
-        profile="harness.sandbox.profiles:OPENAI_RESPONSES",
-    ),
-    ProtocolSpec(
         name="gemini", description="Gemini API generateContent (Google AI Studio), sync and streaming",
         adapter="harness.providers.gemini:GeminiProvider",
         server="harness.sandbox.gemini:GeminiServer", mount=gemini.SANDBOX_PREFIX,
@@ -47,6 +40,13 @@ BUILTIN_SPECS: tuple[ProtocolSpec, ...] = (
         adapter="harness.providers.replicate:ReplicateProvider",
         server="harness.sandbox.replicate:ReplicateServer", mount=replicate.SANDBOX_PREFIX,
         profile="harness.sandbox.profiles:REPLICATE",
+    ),
+    ProtocolSpec(
+        name="openai-responses",
+        description="OpenAI Responses API with the image_generation tool (conversations by previous_response_id)",
+        adapter="harness.providers.openai_responses:OpenAIResponsesProvider",
+        server="harness.sandbox.openai_responses:OpenAIResponsesServer", mount=openai_responses.SANDBOX_PREFIX,
+        profile="harness.sandbox.profiles:OPENAI_RESPONSES",
     ),
 )
 """Built-in protocols, in the order listings show them."""
