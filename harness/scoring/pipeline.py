@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from harness.errors import ConfigError
 from harness.scoring import pixels as pixel_ops
@@ -75,14 +76,15 @@ class ScoreOptions:
         return max(1, min(4 if device == "cpu" else 16, os.cpu_count() or 1))
 
 
-@dataclass
-class ScoreReport:
-    """What one scoring pass did.
+class ScoreReport(BaseModel):
+    """What one scoring pass did (what ``harness score --json`` prints under ``report``).
 
     ``images_embedded``/``texts_embedded`` count model computations (cache misses); ``*_cached`` count
     embeddings read from the cache. ``embed_seconds`` is the wall time of the image-embedding stage and
     ``images_per_s`` its throughput (images embedded per second, decode included).
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     scorer: str
     scorer_id: str
@@ -99,8 +101,9 @@ class ScoreReport:
     rows_written: int = 0
     embed_seconds: float = 0.0
     seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def images_per_s(self) -> float | None:
         if self.images_embedded == 0 or self.embed_seconds <= 0:
@@ -108,7 +111,7 @@ class ScoreReport:
         return self.images_embedded / self.embed_seconds
 
     def as_dict(self) -> dict[str, Any]:
-        return {**vars(self), "images_per_s": self.images_per_s}
+        return self.model_dump(mode="json")
 
 
 def _now() -> str:
