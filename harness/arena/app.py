@@ -50,7 +50,7 @@ from harness.arena.leaderboard import (
 )
 from harness.arena.ratelimit import ArenaLimits, retry_after_header
 from harness.arena.sampling import PairBy
-from harness.arena.schemas import Health, PairView, Problem, Reveal, VoteIn
+from harness.arena.schemas import Health, PairView, Problem, Reveal, SkipIn, Skipped, VoteIn
 from harness.arena.service import ArenaService, VoteRejected
 from harness.arena.sizelimit import BodySizeLimit
 from harness.errors import ConfigError
@@ -230,7 +230,8 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
         except VoteRejected as exc:
             html = templates.get_template("none.html").render(message=str(exc))
             return HTMLResponse(html, status_code=exc.status, headers={"Cache-Control": "no-store"})
-        html = templates.get_template("index.html").render(pair=pair)
+        tally = await service.tally(guards.voter(request) or "") if cookie is None else None
+        html = templates.get_template("index.html").render(pair=pair, votes_cast=tally.votes if tally else 0)
         response = HTMLResponse(html, headers={"Cache-Control": "no-store"})
         if cookie:
             _set_voter_cookie(response, request, cookie)
@@ -268,6 +269,12 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
     async def vote(request: Request, body: VoteIn, voter: str = voter_checked) -> Reveal:
         """Record the vote (once per pair) and reveal who made each image."""
         return await service.vote(voter, body.token, body.outcome, body.client_ms, address=guards.address(request))
+
+    # Not in the OpenAPI schema yet: the fuzz test pins the published operations (docs/arena.md lists it).
+    @app.post("/api/skip", response_model=Skipped, include_in_schema=False)
+    async def skip(body: SkipIn, voter: str = voter_checked) -> Skipped:
+        """Pass on a served pair without judging it: recorded, never a vote, no names revealed."""
+        return await service.skip(voter, body.token, body.client_ms)
 
     @app.get("/img/{image_id}", summary="A blind image of a served pair",
              responses={200: {"content": {MEDIA_TYPE: {}}, "description": "WebP image, no metadata"},

@@ -52,6 +52,24 @@ class VoteIn(BaseModel):
     client_ms: float | None = Field(default=None, ge=0, le=86_400_000)
 
 
+class SkipIn(BaseModel):
+    """A skip: the voter passes on the pair ``token`` stands for without judging it (not a vote; no names
+    are revealed). ``client_ms``: optional time the page showed the pair (ms)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200)
+    client_ms: float | None = Field(default=None, ge=0, le=86_400_000)
+
+
+class Skipped(BaseModel):
+    """An accepted skip, and the voter's counts so far (this skip included)."""
+
+    skipped: Literal[True]
+    votes_cast: int = Field(description="votes this voter cookie has cast in this arena")
+    skips: int = Field(description="pairs this voter cookie has skipped")
+
+
 class Contender(BaseModel):
     """Who made one side's image."""
 
@@ -69,6 +87,8 @@ class Reveal(BaseModel):
     left: Contender
     right: Contender
     decision_ms: float
+    votes_cast: int = Field(default=0, description="votes this voter cookie has cast in this arena, this one "
+                                                   "included (the page's counter)")
 
 
 class Health(BaseModel):

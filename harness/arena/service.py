@@ -34,10 +34,20 @@ from harness.arena.phash import dhash
 from harness.arena.pool import ArenaPool, Entry, Matchup, Picture, PoolRefresher, load_pool
 from harness.arena.recognition import Recognition
 from harness.arena.sampling import PAIR_BY, PairBy, PairSampler
-from harness.arena.schemas import ChallengeView, Contender, Health, ImageView, Outcome, PairView, Reveal
+from harness.arena.schemas import (
+    ChallengeView,
+    Contender,
+    Health,
+    ImageView,
+    Outcome,
+    PairView,
+    Reveal,
+    Skipped,
+)
 from harness.arena.tokens import Signer, TokenError, new_image_id, new_pair_id
 from harness.errors import ConfigError, HarnessError
 from harness.store import Store, arena_seen
+from harness.store import skips as skip_store
 from harness.store import votes as vote_store
 
 T = TypeVar("T")
@@ -296,6 +306,8 @@ class ArenaService:
             if self.recognition.groups((sides.left_sha, sides.right_sha)) & seen:
                 raise VoteRejected(409, "this pair shows an image whose makers an earlier vote already revealed to "
                                         "you: load a new pair")
+        if skip_store.is_skipped(self._store, pair_id):
+            raise VoteRejected(409, "this pair was skipped: load a new pair")
         result = vote_store.cast_vote(self._store, pair_id=pair_id, voter=voter, outcome=outcome,
                                       voted_at=self._clock(), vote_uid=uuid.uuid4().hex, client_ms=client_ms)
         if result.status != "accepted" or result.pair is None or result.vote is None:
@@ -310,7 +322,7 @@ class ArenaService:
             vote_id=vote.vote_uid, outcome=outcome,
             left=Contender(target=pair.left.target, model=pair.left.model, provider=pair.left.provider),
             right=Contender(target=pair.right.target, model=pair.right.model, provider=pair.right.provider),
-            decision_ms=vote.decision_ms or 0.0,
+            decision_ms=vote.decision_ms or 0.0, votes_cast=skip_store.voter_tally(self._store, voter).votes,
         )
 
     async def vote(self, voter: str, token: str, outcome: Outcome, client_ms: float | None = None,
@@ -322,6 +334,31 @@ class ArenaService:
         except TokenError as exc:
             raise VoteRejected(410 if exc.expired else 403, str(exc)) from None
         return await self._on_store(self._cast, voter, address, claims.pair_id, outcome, client_ms)
+
+    # -- skips and the voter's counter -----------------------------------------------------------------
+
+    def _skip(self, voter: str, pair_id: str, client_ms: float | None) -> Skipped:
+        status = skip_store.record_skip(self._store, pair_id=pair_id, voter=voter, skipped_at=self._clock(),
+                                        client_ms=client_ms)
+        if status != "skipped":
+            code, message = _REJECTIONS[status]
+            raise VoteRejected(code, message.replace("voted on", "voted on or skipped"))
+        tally = skip_store.voter_tally(self._store, voter)
+        return Skipped(skipped=True, votes_cast=tally.votes, skips=tally.skips)
+
+    async def skip(self, voter: str, token: str, client_ms: float | None = None) -> Skipped:
+        """Record that ``voter`` passed on the pair ``token`` stands for: not a vote, never in the ratings,
+        and no names revealed; the pair cannot be voted on afterwards. Raises :class:`VoteRejected` like
+        :meth:`vote` (403 forged or another voter's, 409 already voted or skipped, 410 expired)."""
+        try:
+            claims = self.signer.verify_pair_token(token, voter, self._clock())
+        except TokenError as exc:
+            raise VoteRejected(410 if exc.expired else 403, str(exc)) from None
+        return await self._on_store(self._skip, voter, claims.pair_id, client_ms)
+
+    async def tally(self, voter: str) -> skip_store.VoterTally:
+        """Votes and skips of one voter cookie."""
+        return await self._on_store(skip_store.voter_tally, self._store, voter)
 
     # -- images and health -------------------------------------------------------------------------------
 

@@ -6,7 +6,13 @@
   const root = document.getElementById("arena");
   const buttons = Array.from(document.querySelectorAll(".choices button[data-outcome]"));
   const next = document.getElementById("next");
+  const skipButton = document.getElementById("skip");
   const status = document.getElementById("status");
+  const counter = document.getElementById("votes-cast");
+  const zoom = document.getElementById("zoom");
+  const zoomFrame = document.getElementById("zoom-frame");
+  const zoomTitle = document.getElementById("zoom-title");
+  const ZOOM_KEYS = { "z": "left", "Z": "left", "x": "right", "X": "right" };
   const KEYS = {
     "1": "left", "ArrowLeft": "left",
     "2": "right", "ArrowRight": "right",
@@ -40,8 +46,80 @@
   }
 
   function showNext() {
+    skipButton.hidden = true;
     next.hidden = false;
     next.focus();
+  }
+
+  function setCounter(votes) {
+    if (typeof votes === "number" && votes >= 0) counter.textContent = String(votes);
+  }
+
+  // Zoom: the side's own blind image, large, in a modal dialog (Esc or Close shuts it; focus returns).
+  let zoomOpener = null;
+
+  function openZoom(side, opener) {
+    const source = document.getElementById(side + "-img");
+    const img = document.createElement("img");
+    img.src = source.src;
+    img.alt = (side === "left" ? "Left" : "Right") + " image, enlarged";
+    zoomFrame.replaceChildren(img);
+    zoomTitle.textContent = side === "left" ? "Left image" : "Right image";
+    zoomOpener = opener || document.activeElement;
+    zoom.showModal();
+    document.getElementById("zoom-close").focus();
+  }
+
+  zoom.addEventListener("close", function () {
+    zoomFrame.replaceChildren();
+    if (zoomOpener && typeof zoomOpener.focus === "function") zoomOpener.focus();
+    zoomOpener = null;
+  });
+  document.getElementById("zoom-close").addEventListener("click", function () { zoom.close(); });
+  zoom.addEventListener("click", function (event) { if (event.target === zoom) zoom.close(); });
+  document.querySelectorAll("button.zoom").forEach(function (b) {
+    b.addEventListener("click", function () { openZoom(b.dataset.zoom, b); });
+  });
+  ["left", "right"].forEach(function (side) {
+    document.getElementById(side + "-img").addEventListener("click", function () { openZoom(side, null); });
+  });
+
+  async function skip() {
+    if (state.voted || state.busy) return;
+    state.busy = true;
+    buttons.forEach(function (b) { b.disabled = true; });
+    skipButton.disabled = true;
+    say("Skipping this pair…");
+    let response;
+    try {
+      response = await fetch("/api/skip", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: JSON.stringify({ token: state.token, client_ms: Math.round(performance.now() - state.shownAt) }),
+      });
+    } catch (e) {
+      state.busy = false;
+      buttons.forEach(function (b) { b.disabled = false; });
+      skipButton.disabled = false;
+      say("Network error: the pair was not skipped. Try again.", true);
+      return;
+    }
+    state.busy = false;
+    skipButton.disabled = false;
+    if (response.status === 429) {
+      buttons.forEach(function (b) { b.disabled = false; });
+      say(await problem(response), true);
+      return;
+    }
+    state.voted = true;
+    if (!response.ok) {
+      say(await problem(response), true);
+      showNext();
+      return;
+    }
+    setCounter((await response.json()).votes_cast);
+    await loadNext("Skipped. Here is another pair.");
   }
 
   async function vote(outcome) {
@@ -78,6 +156,7 @@
       return;
     }
     const reveal = await response.json();
+    setCounter(reveal.votes_cast);
     buttons.forEach(function (b) { b.classList.toggle("picked", b.dataset.outcome === outcome); });
     const leftName = document.getElementById("left-name");
     const rightName = document.getElementById("right-name");
@@ -120,12 +199,13 @@
     });
     buttons.forEach(function (b) { b.disabled = false; b.classList.remove("picked"); });
     next.hidden = true;
+    skipButton.hidden = false;
     state.voted = false;
     state.shownAt = performance.now();
     say("");
   }
 
-  async function loadNext() {
+  async function loadNext(message) {
     if (state.busy) return;
     state.busy = true;
     say("Loading the next pair…");
@@ -136,6 +216,7 @@
         return;
       }
       render(await response.json());
+      if (typeof message === "string") say(message);
       buttons[0].focus();
     } catch (e) {
       say("Network error: could not load a new pair.", true);
@@ -147,10 +228,17 @@
   buttons.forEach(function (b) {
     b.addEventListener("click", function () { vote(b.dataset.outcome); });
   });
-  next.addEventListener("click", loadNext);
+  next.addEventListener("click", function () { loadNext(); });
+  skipButton.addEventListener("click", skip);
   document.addEventListener("keydown", function (event) {
-    if (event.altKey || event.ctrlKey || event.metaKey) return;
-    if (!state.voted && Object.prototype.hasOwnProperty.call(KEYS, event.key)) {
+    if (event.altKey || event.ctrlKey || event.metaKey || zoom.open) return;
+    if (Object.prototype.hasOwnProperty.call(ZOOM_KEYS, event.key)) {
+      event.preventDefault();
+      openZoom(ZOOM_KEYS[event.key], null);
+    } else if (!state.voted && (event.key === "s" || event.key === "S")) {
+      event.preventDefault();
+      skip();
+    } else if (!state.voted && Object.prototype.hasOwnProperty.call(KEYS, event.key)) {
       event.preventDefault();
       vote(KEYS[event.key]);
     } else if (state.voted && (event.key === "n" || event.key === "N" ||
