@@ -184,3 +184,15 @@ def test_the_cli_flags_voters_and_shows_what_removing_them_changes(judged_run: t
     assert set(data["flagged"]) <= {v["voter"] for v in data["voters"]}
     text = CliRunner().invoke(cli, ["judge", "voters", run_id, "--db", str(db)])
     assert text.exit_code == 0 and "never removed" in text.stdout
+
+
+def test_the_quality_section_gathers_agreement_style_and_judges(judged_run: tuple[Path, str, VoterPanel]) -> None:
+    from harness.quality.section import quality_section
+
+    db, run_id, _ = judged_run
+    with Store.open(db, readonly=True) as store:
+        section = quality_section(store, [run_id])
+        assert quality_section(store, ["no-such-run"]) is None
+    assert section is not None and section["agreement"]["votes"] == 3000
+    assert "coefficients" in section["style"]["style"]
+    assert set(section["judges"]) == {"google/gemini-2.5-flash@openrouter", "openai/gpt-4o-mini@openrouter"}

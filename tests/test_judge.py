@@ -3,11 +3,9 @@ pictures' pixels, stored with its raw answer, cached, resumable, and kept under 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -15,16 +13,15 @@ from hypothesis import strategies as st
 
 from harness.challenges import load
 from harness.cli import cli
-from harness.judge.ask import JudgeError, JudgeOptions, JudgeSummary, judge_run
+from harness.judge.ask import JudgeError, JudgeOptions, JudgeSummary
+from harness.judge.inprocess import judge_sandboxed
 from harness.judge.pairs import sample_questions
 from harness.judge.report import as_battles, final_verdicts, position_bias, self_preference
 from harness.judge.rubric import RUBRICS, parse_verdict
 from harness.judge.target import JudgeTarget, family_of
-from harness.protocols.registry import sandbox_layout
 from harness.quality.readings import read_outputs
 from harness.run import RunOptions, start_run
-from harness.sandbox.openrouter import JudgeSettings, OpenRouterServer
-from harness.sandbox.simulation import SandboxSettings, SimulatedProvider
+from harness.sandbox.openrouter import JudgeSettings
 from harness.store import Store
 from harness.store import judgements as jstore
 from harness.store import runs as run_store
@@ -64,23 +61,11 @@ def sandbox_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return db, run.run_id
 
 
-def judge_app(judges: dict[str, JudgeSettings] | None = None) -> httpx.AsyncClient:
-    """The simulated OpenRouter API in process (ASGI), 1000x faster than real time."""
-    spec = sandbox_layout().served["openrouter"]
-    sim = SimulatedProvider(name="openrouter", profile=spec.default_profile(),
-                            settings=SandboxSettings(time_scale=0.001, faults=False))
-    app = OpenRouterServer(sim, judges).app()
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox")
-
-
 def ask(db: Path, run_id: str, target: JudgeTarget = GOOD_JUDGE, options: JudgeOptions | None = None,
         judges: dict[str, JudgeSettings] | None = None) -> JudgeSummary:
-    async def go() -> JudgeSummary:
-        async with judge_app(judges) as client:
-            with Store.open(db) as store:
-                return await judge_run(store, run_id, target, options or JudgeOptions(pairs=12), client=client,
-                                       base_url="http://sandbox", api_key="test-key")
-    return asyncio.run(go())
+    """Ask the sandbox's judges in process (ASGI), 1000x faster than real time."""
+    with Store.open(db) as store:
+        return judge_sandboxed(store, run_id, target, options or JudgeOptions(pairs=12), judges)
 
 
 def test_every_rubric_has_a_version_and_names_the_request() -> None:
