@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,35 +36,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.challenges import ChallengeKind as ChallengeKind  # re-exported for adapters
 from harness.challenges import InputImage as InputImage
 from harness.origins import OriginPolicy, RefusedURL, reset_policy, use_policy
+from harness.outcomes import ErrorKind as ErrorKind
 from harness.redaction import Redactor, redact_exception
 
 if TYPE_CHECKING:
     from harness.timing import TimedHttp
-
-
-class ErrorKind(enum.StrEnum):
-    """The class of a failed attempt; shared by all adapters, the runner and the statistics."""
-
-    RATE_LIMITED = "rate_limited"
-    QUOTA_EXHAUSTED = "quota_exhausted"
-    AUTH = "auth"
-    INVALID_REQUEST = "invalid_request"
-    REFUSED = "refused"
-    NO_IMAGE = "no_image"
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    CONNECTION = "connection"
-    BAD_OUTPUT = "bad_output"
-
-    @property
-    def retryable(self) -> bool:
-        """Whether waiting and sending the same request again can succeed."""
-        return self in _RETRYABLE
-
-
-_RETRYABLE = frozenset(
-    {ErrorKind.RATE_LIMITED, ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION}
-)
 
 
 REFUSED_URL = "refused_url"

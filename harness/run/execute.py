@@ -29,9 +29,10 @@ import httpx
 from harness.challenges import Challenge
 from harness.errors import HarnessError
 from harness.http_pool import ClientPool
+from harness.outcomes import NOT_SENT, RunStatus
 from harness.providers.base import ErrorKind, Exchange, GenerationRequest, Provider, ProviderError
 from harness.providers.registry import get_protocol
-from harness.records import NOT_SENT, AttemptRecord, FinalOutcome, RequestKey
+from harness.records import AttemptRecord, FinalOutcome, RequestKey
 from harness.redaction import Redactor
 from harness.run.attempt import AttemptContext, AttemptOutcome, attempt_record, perform_attempt
 from harness.run.items import WorkItem, build_request, build_turn_request
@@ -244,7 +245,7 @@ class Runner:
         writer = StoreWriter(self.db_path, self.images_dir,
                              Redactor.for_credentials(credentials[t.name] for t in targets))
         self.observer.on_start(run_id, len(items) + already_done, already_done)
-        status = "finished"
+        status: str = RunStatus.FINISHED
         counter = [0]
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -267,10 +268,10 @@ class Runner:
             except RuntimeError as exc:
                 raise _writer_failure(exc, self.db_path, run_id) from None
         except asyncio.CancelledError:
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
             raise
         except BaseException:
-            status = "failed"
+            status = RunStatus.FAILED
             raise
         finally:
             with contextlib.suppress(RuntimeError):
