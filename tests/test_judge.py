@@ -3,9 +3,11 @@ pictures' pixels, stored with its raw answer, cached, resumable, and kept under 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -13,8 +15,8 @@ from hypothesis import strategies as st
 
 from harness.challenges import load
 from harness.cli import cli
-from harness.judge.ask import JudgeError, JudgeOptions, JudgeSummary
-from harness.judge.inprocess import judge_sandboxed
+from harness.judge.ask import JudgeError, JudgeOptions, JudgeSummary, judge_run
+from harness.judge.inprocess import BASE_URL, judge_sandboxed, sandbox_client
 from harness.judge.pairs import sample_questions
 from harness.judge.report import as_battles, final_verdicts, position_bias, self_preference
 from harness.judge.rubric import RUBRICS, parse_verdict
@@ -223,3 +225,42 @@ def test_the_cli_judges_a_sandboxed_run_and_reports_on_it(sandbox_run: tuple[Pat
     refused = runner.invoke(cli, ["judge", run_id, "--judge", "meta-llama/llama-3.1-8b-instruct@openrouter",
                                   "--db", str(db)])
     assert refused.exit_code == 2 and "cannot take images" in refused.output
+
+
+def test_a_judge_cut_off_midway_resumes_and_loses_nothing(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    target = JudgeTarget("x/resumer", "openrouter")
+    judges = {"x/resumer": JudgeSettings()}
+    options = JudgeOptions(pairs=10, seed=7, concurrency=1)
+
+    async def cut_off() -> JudgeSummary:
+        async with sandbox_client(judges) as inner:
+            answered = 0
+
+            async def handler(request: httpx.Request) -> httpx.Response:
+                nonlocal answered
+                if request.url.path.endswith("/chat/completions"):
+                    answered += 1
+                    if answered > 7:
+                        raise httpx.ConnectError("network went away")
+                reply = await inner.send(inner.build_request(request.method, str(request.url),
+                                                             headers=request.headers, content=request.content))
+                return httpx.Response(reply.status_code, headers=reply.headers, content=reply.content)
+
+            async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+                with Store.open(db) as store:
+                    return await judge_run(store, run_id, target, options, client=client, base_url=BASE_URL,
+                                           api_key="k")
+
+    first = asyncio.run(cut_off())
+    assert first.verdicts == 7 and first.errors == 13
+    second = ask(db, run_id, target, options, judges)
+    assert second.asked == 13 and second.verdicts == 13 and second.cached == 7
+    with Store.open(db, readonly=True) as store:
+        rows = jstore.judgements_frame(store, judge=target.spec)
+        final = final_verdicts(store, [run_id], target.spec)
+        outputs = run_store.outputs_frame(store, [run_id])
+    assert (rows["verdict"] == "error").sum() == 13 and rows["error"].dropna().str.contains("transport").all()
+    sampled = {(q.first.sha256, q.second.sha256) for q in sample_questions(outputs, 10, 7)}
+    assert set(zip(final["first_sha"], final["second_sha"], strict=True)) == sampled
+    assert final["verdict"].isin(["first", "second", "tie"]).all(), "every question answered in the end"

@@ -16,7 +16,8 @@ worker thread so the event loop never waits on the database). A failed request w
 counted at its bound: the provider may still bill it.
 
 An answer the rubric cannot parse is stored as ``unparseable`` with the raw text and asked again up to
-``retries`` times (each try is a row); a failed request is stored as ``error``. Nothing is guessed.
+``retries`` times (each try is a row); a failed request is stored as ``error`` and asked again by the next
+``harness judge`` of the run (it is not an answer). Nothing is guessed.
 """
 
 from __future__ import annotations
@@ -194,7 +195,9 @@ async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: Jud
             if rubric.id not in caches:
                 caches[rubric.id] = await asyncio.to_thread(jstore.cached, store, target.spec, rubric.id)
         hit = caches[rubric.id].get((question.first.sha256, question.second.sha256))
-        if hit is not None and (hit.verdict in ("first", "second", "tie") or hit.try_no >= options.retries):
+        answered = hit is not None and (hit.verdict in ("first", "second", "tie")
+                                        or (hit.verdict == "unparseable" and hit.try_no >= options.retries))
+        if answered:
             summary.cached += 1
             return
         try_no = 0 if hit is None else hit.try_no + 1
