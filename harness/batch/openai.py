@@ -140,8 +140,12 @@ class OpenAIBatch(BatchProtocol):
             return LineOutcome(error=ProviderError(kind, trim(str(err.get("message") or code)), provider_code=code),
                                nbytes=nbytes)
         request_id = response.get("request_id")
-        status_code = int(response.get("status_code") or 0)
+        raw_status = response.get("status_code")
+        status_code = raw_status if isinstance(raw_status, int) and not isinstance(raw_status, bool) else 0
         body = response.get("body")
+        if status_code == 0:
+            return LineOutcome(error=ProviderError(ErrorKind.BAD_OUTPUT, f"result line has no status code "
+                                                   f"({trim(repr(raw_status))})"), nbytes=nbytes)
         if status_code != 200:
             error = classify(status_code, json.dumps(body).encode(),
                              {wire.REQUEST_ID_HEADER: str(request_id)} if request_id else {})
