@@ -69,3 +69,48 @@ def test_any_gemini_inlined_responses_give_every_key_an_outcome(entries: list[di
     for outcome in outcomes.values():
         assert (outcome.result is None) != (outcome.error is None)
     assert outcomes["r00001"].error is not None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({"name": st.just("batches/x")}, optional={
+    "metadata": st.one_of(JSON, st.fixed_dictionaries({"state": st.sampled_from(["BATCH_STATE_SUCCEEDED", "ODD"])},
+                                                      optional={"output": JSON})),
+    "response": JSON, "error": JSON, "done": JSON}))
+def test_any_gemini_poll_answer_is_a_status_or_a_classified_error(body: dict[str, Any]) -> None:
+    import json
+
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=json.dumps(body).encode())
+
+    async def poll() -> object:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            try:
+                return await GEMINI.poll(client, "batches/x")
+            except ProviderError as error:
+                return error
+
+    assert isinstance(asyncio.run(poll()), (JobStatus, ProviderError))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(JSON, st.fixed_dictionaries({"status": st.sampled_from(["completed", "failed", "odd"])}, optional={
+    "errors": st.one_of(JSON, st.fixed_dictionaries({"data": st.lists(JSON, max_size=2)})),
+    "output_file_id": JSON, "error_file_id": JSON})))
+def test_any_openai_poll_answer_is_a_status_or_a_classified_error(body: Any) -> None:
+    import json
+
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=json.dumps(body).encode())
+
+    async def poll() -> object:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            try:
+                return await OPENAI.poll(client, "batch_x")
+            except ProviderError as error:
+                return error
+
+    assert isinstance(asyncio.run(poll()), (JobStatus, ProviderError))

@@ -122,8 +122,9 @@ class GeminiBatch(BatchProtocol):
         if state is None:
             raise ProviderError(ErrorKind.BAD_OUTPUT, f"{job_id} has unknown state {raw_state!r}")
         output = metadata.get("output") or body.get("response") or {}
-        inline = ((output.get("inlinedResponses") or {}).get("inlinedResponses") or []) if isinstance(output, dict) \
-            else []
+        outer = output.get("inlinedResponses") if isinstance(output, dict) else None
+        inner = outer.get("inlinedResponses") if isinstance(outer, dict) else None
+        inline = inner if isinstance(inner, list) else []
         error = body.get("error") if isinstance(body.get("error"), dict) else None
         message = str(error.get("message")) if error else None
         responses_file = output.get("responsesFile") if isinstance(output, dict) else None

@@ -89,13 +89,15 @@ class OpenAIBatch(BatchProtocol):
         state = STATES.get(status)
         if state is None:
             raise ProviderError(ErrorKind.BAD_OUTPUT, f"batch {job_id} has unknown status {status!r}")
-        errors = (body.get("errors") or {}).get("data") or []
+        raw_errors = body.get("errors")
+        errors = raw_errors.get("data") if isinstance(raw_errors, dict) else None
         message = None
-        if errors and isinstance(errors[0], dict):
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
             line = f" (line {first.get('line')})" if first.get("line") is not None else ""
-            message = f"{first.get('code')}: {first.get('message')}{line}"
-        return JobStatus(state, status, body.get("output_file_id"), body.get("error_file_id"), message)
+            message = trim(f"{first.get('code')}: {first.get('message')}{line}")
+        return JobStatus(state, status, _file_id(body.get("output_file_id")), _file_id(body.get("error_file_id")),
+                         message)
 
     async def _lines(self, client: httpx.AsyncClient, file_id: str | None) -> dict[str, tuple[dict[str, Any], int]]:
         if not file_id:
@@ -155,3 +157,8 @@ class OpenAIBatch(BatchProtocol):
         except ProviderError as error:
             return LineOutcome(error=error, nbytes=nbytes)
         return LineOutcome(result=result, nbytes=nbytes)
+
+
+def _file_id(value: Any) -> str | None:
+    """A file id as the batch object gives it (a non-empty string), else None."""
+    return value if isinstance(value, str) and value else None
