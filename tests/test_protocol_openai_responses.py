@@ -5,7 +5,10 @@ streaming, and every failure classified."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,6 +136,25 @@ def test_resume_after_a_crash_sends_turn_two_with_the_stored_response_id(
     assert [(r["mark"]["turn"], r["ok"]) for r in after] == [(1, 1), (2, 1), (3, 1)]
     assert "previous_response" not in json.loads(after[1]["provider_timings_json"]), "the id was still held"
     assert "sk-resume-test" not in "".join(r["provider_timings_json"] for r in after), "the key is never stored"
+
+
+def test_harness_run_sandbox_runs_a_conversation_on_an_openai_responses_target(tmp_path: Path) -> None:
+    suite = write_talk_suite(tmp_path / "suite")
+    db = tmp_path / "runs.db"
+    run = subprocess.run([sys.executable, "-m", "harness", "run", "--sandbox", "--no-faults", "--time-scale", "0.005",
+                          "--targets", str(targets_file(tmp_path, "https://api.openai.com/v1")), "--target", TARGET,
+                          "--challenges", str(suite), "--variant", "default", "--db", str(db)],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true"})
+    assert run.returncode == 0, run.stderr
+    with sqlite3.connect(db) as conn:
+        found = conn.execute("SELECT protocol, ok, final, request_id, provider_timings_json FROM attempts "
+                             "ORDER BY attempt").fetchall()
+    assert [(p, ok, final) for p, ok, final, _, _ in found] == [("openai-responses", 1, 0),
+                                                                ("openai-responses", 1, 0),
+                                                                ("openai-responses", 1, 1)]
+    assert all(str(rid).startswith("resp_") for _, _, _, rid, _ in found)
+    replies = [json.loads(t)["sequence"]["reply"] for _, _, _, _, t in found]
+    assert [r["id"] for r in replies] == [rid for _, _, _, rid, _ in found], "each turn keeps its response id"
 
 
 @pytest.mark.anyio
