@@ -320,3 +320,50 @@ def test_a_poll_refused_for_good_stops_the_run_and_keeps_the_job_for_resume(
     with sqlite3.connect(db) as conn:
         run_id, status = conn.execute("SELECT id, status FROM runs").fetchone()
     assert status == "failed" and len(jobs(db, run_id)) == 1 and finals(db, run_id) == []
+
+
+def test_a_run_killed_while_its_job_runs_is_collected_by_resume_with_one_job_in_all(
+        tmp_path: Path, sandbox: SandboxServer) -> None:
+    """A real `harness run` killed with SIGKILL while it waits on its job, then `harness run --resume`: the job
+    submitted before the kill is the run's only job (resume submits none), and every request ends with one final
+    attempt. The provider (the session's sandbox as a real endpoint) outlives both processes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    suite = write_suite(tmp_path, {"fox": "a fox", "owl": "an owl"})
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(f"targets:\n  - name: {BATCH}\n    base_url: {sandbox.base_urls()['openai']}\n"
+                       "    batch_poll_s: 30\n    api_key_env: BATCH_TEST_KEY\n", encoding="utf-8")
+    db = tmp_path / "store" / "harness.db"
+    env = {**os.environ, "CI": "true", "BATCH_TEST_KEY": "sk-batch-test"}
+    cmd = [sys.executable, "-m", "harness", "run", "--challenges", str(suite), "--targets", str(targets),
+           "--target", BATCH, "--samples", "3", "--db", str(db), "--yes"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 60
+    stored: list[batch_jobs.BatchJobRow] = []
+    while not stored:
+        assert proc.poll() is None, f"run ended before it could be killed: {proc.communicate()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=5) as conn:
+                    run_id = conn.execute("SELECT id FROM runs").fetchone()
+                stored = jobs(db, run_id[0]) if run_id else []
+            except sqlite3.OperationalError:
+                stored = []
+    time.sleep(0.3)  # past the first poll: the process now sleeps out its 30 s poll interval
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    run_id = stored[0].run_id
+    assert finals(db, run_id) == []
+    resumed = subprocess.run([sys.executable, "-m", "harness", "run", "--resume", run_id, "--db", str(db), "--json"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = finals(db, run_id)
+    assert len(rows) == 6 and all(r["ok"] for r in rows)
+    after = jobs(db, run_id)
+    assert [j.job_id for j in after] == [stored[0].job_id] and after[0].collected
