@@ -91,3 +91,23 @@ def test_without_covariates_the_fit_is_the_plain_bradley_terry_board() -> None:
 def test_style_control_needs_two_models() -> None:
     with pytest.raises(StyleError, match="two models"):
         fit_style(["a"], ["a"], [1.0], {})
+
+
+def test_rating_intervals_come_from_the_observed_information_under_the_mean_zero_gauge() -> None:
+    rng = np.random.default_rng(0)
+    models = list(TRUTH)
+    a = rng.integers(0, 5, 4000)
+    b = (a + rng.integers(1, 5, 4000)) % 5
+    result = fit_style([models[i] for i in a], [models[i] for i in b],
+                       (rng.random(4000) < 0.5).astype(float).tolist(), {})
+    x = np.zeros((4000, 5))
+    x[np.arange(4000), a] += 1.0
+    x[np.arange(4000), b] -= 1.0
+    theta = np.array([(result.ratings[m] - 1000.0) / RATING_SCALE for m in models])
+    p = 1.0 / (1.0 + np.exp(-(x @ theta)))
+    laplacian = (x * (p * (1 - p))[:, None]).T @ x
+    # on a complete graph the constrained variance is ((m-1)/m)^2 / information-per-model, near 8 points
+    expected = RATING_SCALE * np.sqrt(np.diag(np.linalg.pinv(laplacian)))
+    for model, se in zip(models, expected, strict=True):
+        assert result.rating_se[model] == pytest.approx(float(se), rel=1e-6)
+        assert 6.0 < result.rating_se[model] < 8.5

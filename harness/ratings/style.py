@@ -16,7 +16,8 @@ deviation of difference. Ties count half (LMArena's convention, as the plain boa
 maximum-likelihood optimum: Newton's method with the analytic Hessian on the concave log-likelihood, the
 mean θ fixed at 0 (ratings mean 1000 on the Elo scale, 400/ln 10 points per unit of θ); a tiny ridge
 (:data:`RIDGE`) keeps it finite when a model wins every vote. Intervals are Wald intervals from the inverse
-Hessian (the observed information).
+Hessian (the observed information; its Moore–Penrose inverse is the covariance under the mean-zero gauge,
+since the constant model direction is exactly its null space).
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def fit_style(left: Sequence[str], right: Sequence[str], score: Sequence[float],
         w = w + t * step
         w[:m] -= w[:m].mean()
     prob = expit(x @ w)
-    info = (x * (prob * (1 - prob))[:, None]).T @ x + ridge * np.eye(p)
-    cov = np.linalg.pinv(info + np.outer(centre, centre))
+    info = (x * (prob * (1 - prob))[:, None]).T @ x
+    cov = np.linalg.pinv(info, hermitian=True)  # the constant direction is info's null space: mean-zero gauge
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     return StyleFit(
         models=models,
