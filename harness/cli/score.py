@@ -21,7 +21,7 @@ from harness.cli._common import (
 )
 from harness.errors import HarnessError
 from harness.scoring.backbone import DEVICES, PRECISIONS
-from harness.scoring.summary import ScoreOutput
+from harness.scoring.summary import ConsistencyOutput, ScoreOutput
 from harness.scoring.weights import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from harness.store import Store
 from harness.store import runs as run_store
@@ -35,6 +35,50 @@ def _forbid_downloads() -> None:
 
 def _fmt(value: float | None) -> str:
     return "—" if value is None or value != value else f"{value:.4f}"
+
+
+def _cell(mean: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
+    if mean is None:
+        return "—"
+    ci = f" ({low:.{digits}f}–{high:.{digits}f})" if low is not None and high is not None else ""
+    return f"{mean:.{digits}f}{ci}"
+
+
+CONSISTENCY_HEADINGS = {"clip_i_first": "CLIP-I to first", "clip_i_prev": "CLIP-I to previous",
+                        "clip_t_turn": "CLIP-T of the turn", "l1_prev": "L1 to previous ↓",
+                        "psnr_prev": "PSNR to previous dB"}
+
+
+def print_consistency(result: ConsistencyOutput) -> None:
+    """The two consistency tables of ``harness score``: per turn index, then per conversation."""
+    console = out_console()
+    metrics = list(CONSISTENCY_HEADINGS)
+    table = Table("target", "turn", "n", *CONSISTENCY_HEADINGS.values(),
+                  title=escape(f"{result.scorer} — consistency by turn (mean, 95 % CI)"))
+    cells: dict[tuple[str, int], dict[str, str]] = {}
+    counts: dict[tuple[str, int], int] = {}
+    for r in result.turns:
+        cells.setdefault((r.target, r.turn), {})[r.metric] = _cell(r.mean, r.low, r.high)
+        counts[(r.target, r.turn)] = max(counts.get((r.target, r.turn), 0), r.n_images)
+    for (target, turn), row in sorted(cells.items()):
+        table.add_row(escape(target), str(turn), str(counts[(target, turn)]),
+                      *(row.get(m, "—") for m in metrics))
+    console.print(table)
+    table = Table("target", "metric", "conversations (incomplete)", "mean over turns", "worst turn", "last turn",
+                  "change first→last", title=escape(f"{result.scorer} — consistency by conversation"))
+    by: dict[tuple[str, str], dict[str, str]] = {}
+    sizes: dict[tuple[str, str], str] = {}
+    for s in result.sequences:
+        by.setdefault((s.target, s.metric), {})[s.aggregate] = _cell(s.mean, s.low, s.high)
+        if s.aggregate == "mean":
+            sizes[(s.target, s.metric)] = f"{s.n_sequences} ({s.n_incomplete})"
+    for (target, metric), row in sorted(by.items(), key=lambda kv: (kv[0][0], metrics.index(kv[0][1]))):
+        table.add_row(escape(target), CONSISTENCY_HEADINGS[metric], sizes.get((target, metric), "—"),
+                      *(row.get(a, "—") for a in ("mean", "worst", "last", "change")))
+    console.print(table)
+    for rec in result.conversations:
+        if rec.note:
+            console.print(escape(f"{rec.target} · {rec.challenge_id}/{rec.variant} sample {rec.sample}: {rec.note}"))
 
 
 @click.command()
@@ -64,7 +108,8 @@ def _fmt(value: float | None) -> str:
 def score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device: str, precision: str,
           batch_size: int, workers: int, allow_download: bool, hf_cache: Path | None, force: bool, as_json: bool,
           schema: bool, db: Path) -> None:
-    """CLIP-T (cosine, 100·cos, CLIPScore), long-prompt chunk scores, edit / compose / inpaint metrics.
+    """CLIP-T (cosine, 100·cos, CLIPScore), long-prompt chunk scores, edit / compose / inpaint metrics, and
+    the consistency of multi-turn conversations turn by turn (docs/consistency.md).
 
     Default backbone: ViT-B-32-quickgelu with OpenAI weights, the backbone of published CLIPScore numbers.
     Weights are never downloaded unless --allow-download is given. Embeddings are cached in the store, so
@@ -89,6 +134,7 @@ def _score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device:
     if not allow_download:
         _forbid_downloads()
     from harness.scoring import BackboneSpec, ScoreOptions, load_backbone, score_runs, summarise_scores
+    from harness.scoring.consistency import consistency, embed_conversations
     from harness.scoring.summary import summary_rows
     from harness.store.scores import scores_frame
 
@@ -112,7 +158,11 @@ def _score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device:
 
         report = score_runs(store, ids, backbone, options, progress=progress)
         summary = summarise_scores(scores_frame(store, ids, scorer=info.id))
-    for problem in report.problems:
+        embedded = embed_conversations(store, ids, backbone, options)
+        consistent = consistency(store, ids, info.id)
+    problems = [*(f"conversation image {key}: {why}" for key, why in embedded.failures.items()),
+                *(consistent.problems if consistent else [])]
+    for problem in [*report.problems, *problems]:
         console.print(f"[yellow]warning:[/] {escape(problem)}", markup=True)
     rate = report.images_per_s
     console.print(
@@ -121,8 +171,12 @@ def _score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device:
         f"{f' at {rate:.1f}/s' if rate else ''} and {report.texts_embedded} text(s), "
         f"{report.images_cached + report.texts_cached} from the cache; {report.seconds:.1f} s")
     rows = summary_rows(summary)
+    if consistent is not None:
+        console.print(f"conversations: embedded {embedded.images_embedded} turn image(s) and "
+                      f"{embedded.texts_embedded} instruction(s), "
+                      f"{embedded.images_cached + embedded.texts_cached} from the cache")
     if as_json:
-        print_json(ScoreOutput(report=report.as_dict(), summary=rows).to_json())
+        print_json(ScoreOutput(report=report.as_dict(), summary=rows, consistency=consistent).to_json())
     else:
         table = Table("metric", "target", "n", "mean (95 % CI)", "better", title=escape(info.name))
         for row in sorted(rows, key=lambda r: (r.metric, str(r.target))):
@@ -130,5 +184,7 @@ def _score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device:
             table.add_row(row.metric, escape(str(row.target)), str(row.n_images), _fmt(row.mean) + ci,
                           "higher" if row.higher_is_better else "lower")
         out_console().print(table)
+        if consistent is not None:
+            print_consistency(consistent)
     if report.outputs_failed:
         raise SystemExit(EXIT_CHECK_FAILED)

@@ -89,8 +89,115 @@ class ScoreSummaryRow(BaseModel):
         return schema
 
 
+ConsistencyMetric = Literal["clip_i_first", "clip_i_prev", "clip_t_turn", "l1_prev", "psnr_prev"]
+"""Per-turn consistency metrics of a multi-turn conversation (:mod:`harness.scoring.consistency`)."""
+SequenceAggregate = Literal["mean", "worst", "last", "change"]
+"""How a conversation's per-turn values become one number: ``mean`` over its scored turns, ``worst`` turn,
+value at its ``last`` turn, ``change`` from its first scored turn to its last (last − first)."""
+
+
+class ConsistencyTurnRow(BaseModel):
+    """Mean of one consistency metric over one target's conversations at one turn index, with the
+    cluster-bootstrap interval of the score summaries (clusters: the (challenge, variant) prompts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(SCORE_SCHEMA_VERSION, description="version of this row's JSON form")
+    scorer: str = Field(description="the scorer's id (backbone and weights)")
+    target: str = Field(description="the target (model@provider)")
+    turn: int = Field(description="1-based turn index")
+    metric: ConsistencyMetric = Field(description="the consistency metric (see docs/consistency.md)")
+    higher_is_better: bool = Field(description="direction of the metric")
+    n_images: int = Field(description="turn images scored (conversations that completed this turn)")
+    n_prompts: int = Field(description="distinct (challenge, variant) prompts: the bootstrap's clusters")
+    mean: float = Field(description="plain mean over the turn images")
+    low: float | None = Field(description="lower end of the 95 % cluster-bootstrap interval (null with one prompt)")
+    high: float | None = Field(description="upper end of the 95 % cluster-bootstrap interval (null with one prompt)")
+
+
+class ConsistencySequenceRow(BaseModel):
+    """One target's conversations summarised per conversation and then averaged: each conversation's
+    ``aggregate`` of ``metric`` over its scored turns, mean over conversations with the cluster-bootstrap
+    interval. ``mean`` and ``worst`` count incomplete conversations (their completed turns); ``last`` and
+    ``change`` only complete ones, so a conversation that stopped early never looks steadier for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(SCORE_SCHEMA_VERSION, description="version of this row's JSON form")
+    scorer: str = Field(description="the scorer's id (backbone and weights)")
+    target: str = Field(description="the target (model@provider)")
+    metric: ConsistencyMetric = Field(description="the consistency metric (see docs/consistency.md)")
+    aggregate: SequenceAggregate = Field(description="mean over turns, worst turn, last turn, or last − first")
+    higher_is_better: bool = Field(description="direction of the metric (and of its change)")
+    n_sequences: int = Field(description="conversations that give this aggregate")
+    n_incomplete: int = Field(description="of those, conversations that failed before their last turn")
+    n_prompts: int = Field(description="distinct (challenge, variant) prompts: the bootstrap's clusters")
+    mean: float = Field(description="mean over the conversations")
+    low: float | None = Field(description="lower end of the 95 % cluster-bootstrap interval (null with one prompt)")
+    high: float | None = Field(description="upper end of the 95 % cluster-bootstrap interval (null with one prompt)")
+
+
+class TurnConsistency(BaseModel):
+    """One completed turn of one conversation: its image and its consistency values (null where the turn has
+    nothing to compare with: ``clip_i_first`` on turn 1, ``clip_i_prev`` on a turn 1 without starting images,
+    the pixel metrics on a turn whose challenge names nothing to ``preserve``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    turn: int = Field(description="1-based turn index")
+    image_sha256: str = Field(description="the turn's output in the image store")
+    image_ext: str = Field(description="its file extension there")
+    preserve: list[str] = Field(default_factory=list, description="what the turn had to keep")
+    clip_i_first: float | None = Field(description="CLIP image cosine to the first turn's output")
+    clip_i_prev: float | None = Field(description="CLIP image cosine to the previous turn's output (turn 1: to the "
+                                                  "first starting image)")
+    clip_t_turn: float | None = Field(description="CLIP image cosine to the turn's own instruction")
+    l1_prev: float | None = Field(description="mean |Δ| in [0, 1] against the previous image, where the turn "
+                                              "names what to preserve")
+    psnr_prev: float | None = Field(description="PSNR (dB, capped at 100) against the previous image, where the "
+                                                "turn names what to preserve")
+
+
+class ConversationConsistency(BaseModel):
+    """One conversation's consistency, turn by turn; only completed turns are scored, and ``note`` says so
+    when the conversation stopped early."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(SCORE_SCHEMA_VERSION, description="version of this row's JSON form")
+    run_id: str
+    challenge_id: str
+    variant: str
+    target: str
+    sample: int
+    turns: int = Field(description="turns the challenge has")
+    scored_turns: int = Field(description="turns scored: the completed ones")
+    completed: bool = Field(description="whether every turn succeeded")
+    failed_at_turn: int | None = Field(description="the turn that failed (null when complete)")
+    note: str | None = Field(description="why fewer turns than the challenge has were scored")
+    steps: list[TurnConsistency]
+
+
+class ConsistencyOutput(BaseModel):
+    """Consistency of a run's multi-turn conversations under one scorer: per turn index, per conversation
+    aggregated per target, and each conversation. ``problems`` lists turns that could not be scored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(SCORE_SCHEMA_VERSION, description="version of this JSON form")
+    scorer: str
+    turns: list[ConsistencyTurnRow] = Field(default_factory=list)
+    sequences: list[ConsistencySequenceRow] = Field(default_factory=list)
+    conversations: list[ConversationConsistency] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 class ScoreOutput(BaseModel):
-    """What ``harness score --json`` prints: the scoring pass's counters and the summary rows."""
+    """What ``harness score --json`` prints: the scoring pass's counters, the summary rows and, when the runs
+    hold multi-turn conversations, their consistency."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,10 +205,16 @@ class ScoreOutput(BaseModel):
     report: dict[str, Any] = Field(description="the scoring pass's counters: outputs scored, skipped and failed, "
                                                "images and texts embedded or cached, seconds, problems")
     summary: list[ScoreSummaryRow] = Field(description="mean and interval per target and metric")
+    consistency: ConsistencyOutput | None = Field(
+        None, description="multi-turn consistency (CLIP-I to the first and previous turn, CLIP-T per turn, pixel "
+                          "preservation); null when the runs hold no conversation")
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema_version": self.schema_version, "report": self.report,
-                "summary": [r.to_json() for r in self.summary]}
+        out: dict[str, Any] = {"schema_version": self.schema_version, "report": self.report,
+                               "summary": [r.to_json() for r in self.summary]}
+        if self.consistency is not None:
+            out["consistency"] = self.consistency.to_json()
+        return out
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
