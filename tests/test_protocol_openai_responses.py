@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from harness.challenges import load
 from harness.providers import openai_responses as adapter
@@ -303,3 +305,33 @@ def test_a_conversation_turn_without_a_stored_id_cannot_continue() -> None:
                              history=(Exchange("first", (), {"images": []}),))
     with pytest.raises(Exception, match="holds no response id"):
         adapter.request_body(turn, {})
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=12)
+_item = st.fixed_dictionaries({"type": st.sampled_from(["image_generation_call", "message", "reasoning"])},
+                              optional={"result": _json | st.just("aGVsbG8="), "size": _json | st.just("1x2x3"),
+                                        "status": _json, "error": _json, "content": _json,
+                                        "output_format": _json})
+_body = st.fixed_dictionaries({}, optional={
+    "id": _json, "object": st.just("response") | _json, "status": st.sampled_from(list(wire.RESPONSE_STATUSES)) | _json,
+    "output": st.lists(_item, max_size=3) | _json, "error": _json, "incomplete_details": _json,
+    "usage": _json, "tool_usage": _json})
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_body)
+@example(body={"output": [{"type": "message", "content": 5}]})
+@example(body={"status": "failed", "error": {"code": 3}, "output": [{"type": "image_generation_call",
+                                                                     "size": "axb", "result": None}]})
+def test_any_answer_body_gives_images_or_a_classified_failure(body: dict[str, Any]) -> None:
+    """Whatever a server sends with a 200, reading it gives images or a ProviderError, never a crash."""
+    try:
+        answer = read_response(body, "req_1", 200)
+        problem = failure(body, answer, "req_1", 200)
+    except ProviderError as exc:
+        assert exc.kind == ErrorKind.BAD_OUTPUT
+        return
+    assert (problem is None) == bool(answer.images)
+    assert all(isinstance(v, int) for v in answer.usage.values())

@@ -57,6 +57,7 @@ from harness.providers.common import (
     gather_all,
     image_data_url,
     json_or_none,
+    parse_wxh,
     trim,
 )
 from harness.providers.openai_images import choose_size, classify, mask_to_alpha_png
@@ -177,7 +178,7 @@ def usage_of(body: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(mainline, Mapping):
         usage["text_model_input_tokens"] = mainline.get("input_tokens")
         usage["text_model_output_tokens"] = mainline.get("output_tokens")
-    return {k: v for k, v in usage.items() if v is not None}
+    return {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _mime(fmt: Any) -> str | None:
@@ -218,11 +219,12 @@ def read_response(body: Any, request_id: str | None, http_status: int) -> Answer
                 answer.images.append(decode_b64_image(result, _mime(item.get("output_format")) or "image/png",
                                                       what=f"output[{i}].result"))
                 if isinstance(item.get("size"), str):
-                    answer.size = wire.pixel_size(str(item["size"])) or answer.size
+                    answer.size = parse_wxh(str(item["size"])) or answer.size
             kept.append({k: v for k, v in item.items() if k != "result"})
             continue
         if item.get("type") == wire.MESSAGE_TYPE:
-            for part in item.get("content") or []:
+            content = item.get("content")
+            for part in content if isinstance(content, list) else []:
                 if isinstance(part, Mapping) and part.get("type") == "refusal":
                     answer.refusals.append(str(part.get("refusal", "")))
                 elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
@@ -299,7 +301,7 @@ class OpenAIResponsesProvider(Provider):
             raise ProviderError(ErrorKind.INVALID_REQUEST, "a conversation turn asks for exactly one image (n=1)")
         body = request_body(request, options)
         requested = body["tools"][0].get("size")
-        expected = wire.pixel_size(requested) if isinstance(requested, str) else None
+        expected = parse_wxh(requested) if isinstance(requested, str) else None
         url = self.base_url + wire.RESPONSES_PATH
         timings: dict[str, Any] = {}
         try:
