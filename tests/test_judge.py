@@ -264,3 +264,59 @@ def test_a_judge_cut_off_midway_resumes_and_loses_nothing(sandbox_run: tuple[Pat
     sampled = {(q.first.sha256, q.second.sha256) for q in sample_questions(outputs, 10, 7)}
     assert set(zip(final["first_sha"], final["second_sha"], strict=True)) == sampled
     assert final["verdict"].isin(["first", "second", "tie"]).all(), "every question answered in the end"
+
+
+def gemini_api(seen_keys: list[str]) -> httpx.MockTransport:
+    """The Gemini API's model entry and generateContent as https://ai.google.dev/api/generate-content shapes
+    them, answered from the pictures' pixels by the sandbox judge's own eyes."""
+    import base64
+
+    from harness.sandbox.openrouter import OpenRouterServer
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen_keys.append(request.headers.get("x-goog-api-key", ""))
+        path = request.url.path
+        if request.method == "GET":
+            model = path.rsplit("/", 1)[-1]
+            methods = ["embedContent"] if "embedding" in model else ["generateContent", "countTokens"]
+            if model.startswith("nope"):
+                return httpx.Response(404, json={"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+            return httpx.Response(200, json={"name": f"models/{model}", "supportedGenerationMethods": methods})
+        body = json.loads(request.content)
+        labelled, texts, label = [], [], ""
+        for part in body["contents"][0]["parts"]:
+            if "text" in part:
+                texts.append(part["text"])
+                label = part["text"]
+            else:
+                labelled.append((label, base64.b64decode(part["inline_data"]["data"])))
+        answer = OpenRouterServer._verdict("gemini", JudgeSettings(), "\n".join(texts), labelled)
+        return httpx.Response(200, json={
+            "candidates": [{"content": {"parts": [{"text": answer}], "role": "model"}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 3000, "candidatesTokenCount": 40}, "responseId": "resp-1"})
+
+    return httpx.MockTransport(handler)
+
+
+def test_a_gemini_judge_is_asked_through_generate_content_and_priced_from_its_tokens(
+        sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    keys: list[str] = []
+    target = JudgeTarget.parse("gemini-2.5-flash@google")
+
+    async def go(t: JudgeTarget) -> JudgeSummary:
+        async with httpx.AsyncClient(transport=gemini_api(keys)) as client:
+            with Store.open(db) as store:
+                return await judge_run(store, run_id, t, JudgeOptions(pairs=4), client=client,
+                                       base_url="https://generativelanguage.googleapis.com", api_key="g-secret")
+
+    summary = asyncio.run(go(target))
+    assert summary.verdicts == 8 and summary.spent_usd == pytest.approx(8 * (3000 * 0.30e-6 + 40 * 2.50e-6))
+    assert set(keys) == {"g-secret"}
+    with Store.open(db, readonly=True) as store:
+        rows = jstore.judgements_frame(store, judge="gemini-2.5-flash@google")
+    assert not rows.astype(str).apply(lambda c: c.str.contains("g-secret")).any().any(), "the key is never stored"
+    with pytest.raises(JudgeError, match="cannot take images"):
+        asyncio.run(go(JudgeTarget("gemini-embedding-001", "google")))
+    with pytest.raises(JudgeError, match="not in the provider's model list"):
+        asyncio.run(go(JudgeTarget("nope-1", "google")))

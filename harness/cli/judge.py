@@ -14,6 +14,7 @@ import click
 import httpx
 
 from harness.cli._common import db_option, err_console, handle_errors, out_console, plain_output, print_json
+from harness.errors import ConfigError
 from harness.judge.ask import JudgeOptions, JudgeSummary, check_judge, judge_run
 from harness.judge.target import JudgeTarget
 from harness.store import Store
@@ -67,6 +68,9 @@ def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, r
         api_key = SANDBOX_KEY if use_sandbox else target.api_key()
         check_judge(target, api_key, use_sandbox)
         with ExitStack() as stack:
+            if use_sandbox and target.provider != "openrouter":
+                raise ConfigError(f"--judge {target.spec}: the sandbox's judges answer through openrouter only "
+                                  "(e.g. google/gemini-2.5-flash@openrouter); pass --no-sandbox for a real provider")
             if use_sandbox:
                 from harness.sandbox.servers import SandboxServer
                 from harness.sandbox.simulation import SandboxSettings

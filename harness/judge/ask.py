@@ -30,13 +30,15 @@ from typing import Any
 
 import httpx
 
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError
+from harness.judge.backends import JudgeError as JudgeError
+from harness.judge.backends import backend_for
 from harness.judge.pairs import Question, sample_questions
 from harness.judge.report import JUDGE_SCHEMA_VERSION
 from harness.judge.rubric import Rubric, parse_verdict, rubric_for
 from harness.judge.target import JudgeTarget
 from harness.providers.base import ProviderError
-from harness.providers.openrouter import LabelledImage, chat_text, judge_body
+from harness.providers.openrouter import LabelledImage
 from harness.quality.readings import challenge_text
 from harness.store import judgements as jstore
 from harness.store import runs as run_store
@@ -49,19 +51,6 @@ IMAGE_TOKENS_BOUND = 1800
 """Prompt tokens one image is bounded by (OpenAI counts at most 1105 for a detail-high 1024² image at
 https://platform.openai.com/docs/guides/images-vision#calculating-costs; Gemini 258 per 768² tile)."""
 MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
-
-
-class JudgeError(HarnessError):
-    """The judge cannot be asked (no image input, unknown model, no key, no way to bound its cost)."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the provider's model list says about the judge model: input modalities and USD per token."""
-
-    input_modalities: tuple[str, ...]
-    prompt_price: float | None
-    completion_price: float | None
 
 
 @dataclass(frozen=True)
@@ -96,29 +85,6 @@ class JudgeSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"schema_version": JUDGE_SCHEMA_VERSION, **self.__dict__}
-
-
-async def model_info(client: httpx.AsyncClient, base_url: str, api_key: str | None, model: str) -> ModelInfo:
-    """The judge model's entry of the provider's model list; a clear error when it is absent."""
-    response = await client.get(base_url.rstrip("/") + wire.MODELS_PATH,
-                                headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
-    if response.status_code >= 400:
-        raise JudgeError(f"judge model list {base_url}{wire.MODELS_PATH} answered HTTP {response.status_code}")
-    body = response.json()
-    for entry in body.get("data", []) if isinstance(body, dict) else []:
-        if isinstance(entry, dict) and entry.get("id") == model:
-            arch = entry.get("architecture") or {}
-            pricing = entry.get("pricing") or {}
-            return ModelInfo(tuple(str(m) for m in arch.get("input_modalities") or ()),
-                             _price(pricing.get("prompt")), _price(pricing.get("completion")))
-    raise JudgeError(f"judge model {model!r} is not in the provider's model list ({base_url}{wire.MODELS_PATH})")
-
-
-def _price(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 class _Ledger:
@@ -165,7 +131,8 @@ async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: Jud
     """Ask ``target`` about sampled pairs of ``run_id``'s outputs and store every answer (see the module)."""
     info = run_store.get_run(store, run_id)
     summary = JudgeSummary(judge=target.spec, run_id=info.id)
-    model = await model_info(client, base_url, api_key, target.model)
+    backend = backend_for(target, client, base_url, api_key)
+    model = await backend.info()
     if "image" not in model.input_modalities:
         raise JudgeError(f"judge {target.spec} cannot take images (its input modalities: "
                          f"{', '.join(model.input_modalities) or 'none listed'}); pick a vision model")
@@ -214,7 +181,7 @@ async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: Jud
                 error: str | None = None
                 cost: float | None = None
                 try:
-                    reply = await chat_text(client, base_url, api_key, judge_body(target.model, prompt, images))
+                    reply = await backend.ask(prompt, images)
                     raw, cost = reply.text, reply.cost_usd
                 except ProviderError as exc:
                     error = f"{exc.kind.value}: {exc.message}"

@@ -9,10 +9,13 @@ from harness.errors import ConfigError
 
 PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "openrouter": ("https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",)),
+    "google": ("https://generativelanguage.googleapis.com", ("GOOGLE_API_KEY", "GEMINI_API_KEY")),
 }
 """Providers a judge can be asked through: default base URL and the environment variables holding the key
 (OpenRouter's OpenAI-compatible chat completions with image input,
-https://openrouter.ai/docs/features/multimodal/images)."""
+https://openrouter.ai/docs/features/multimodal/images; the Gemini API's generateContent, where
+``GOOGLE_API_KEY`` takes precedence over ``GEMINI_API_KEY`` as in Google's SDK). See
+:mod:`harness.judge.backends`."""
 
 
 @dataclass(frozen=True)
