@@ -4,6 +4,7 @@ streaming, and every failure classified."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -26,7 +27,7 @@ from harness.run import RunOptions, perform_attempt, resume_run, start_run
 from harness.sandbox.servers import SandboxServer
 from harness.targets import load_targets, resolve_keys, select
 from harness.wire import openai_responses as wire
-from tests.conftest import image, mask
+from tests.conftest import image, mask, photo_like
 from tests.test_multiturn_run import rows, write_talk_suite
 
 TARGET = "gpt-image-1.5@openai-responses-test"
@@ -176,6 +177,50 @@ async def test_a_lost_previous_response_resends_the_stored_image_or_fails_as_tol
     assert failed.error is not None and failed.error.kind == ErrorKind.INVALID_REQUEST
     assert failed.error.provider_code == "previous_response_not_found" and failed.error.http_status == 400
     assert "resp_forgotten" in failed.error.message
+
+
+@pytest.mark.anyio
+async def test_a_streamed_conversation_continues_from_the_streamed_response(
+        sandbox: SandboxServer, client: httpx.AsyncClient, bodies: list[dict[str, Any]]) -> None:
+    first = await perform_attempt(provider(sandbox), GenerationRequest(
+        model_id="gpt-4.1", prompt="Draw a cat", kind=ChallengeKind.MULTI_TURN, stream=True), client, 30)
+    assert first.result is not None and first.result.reply is not None
+    second = await perform_attempt(provider(sandbox), GenerationRequest(
+        model_id="gpt-4.1", prompt="Make it orange", kind=ChallengeKind.MULTI_TURN, stream=True,
+        history=(Exchange("Draw a cat", (), first.result.reply),)), client, 30)
+    assert second.error is None, second.error
+    assert bodies[1]["previous_response_id"] == first.result.reply["id"] == first.result.request_id
+    assert second.result is not None and "previous_response" not in second.result.provider_timings
+
+
+@pytest.mark.anyio
+async def test_a_hostile_server_echoing_the_key_plants_it_nowhere() -> None:
+    """A server that writes the key into the response id, its text and the tool call: the reply kept for the
+    next turn, the result and the error carry none of it."""
+    key = "sk-hostile-secret-123456"
+    png = photo_like((64, 64), 5)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent = json.loads(request.content)
+        if "previous_response_id" in sent:
+            return httpx.Response(400, json=wire.previous_not_found(key))
+        return httpx.Response(200, headers={"x-request-id": f"req_{key}"}, json={
+            "id": f"resp_{key}", "object": "response", "status": "completed", "model": "gpt-4.1",
+            "output": [{"type": "message", "content": [{"type": "output_text", "text": f"your key is {key}"}]},
+                       {"type": "image_generation_call", "id": f"ig_{key}", "status": "completed",
+                        "revised_prompt": key, "result": base64.b64encode(png).decode()}]})
+
+    hostile = OpenAIResponsesProvider("https://api.openai.com/v1", key, {"lost_conversation": "fail"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as mock:
+        first = await perform_attempt(hostile, GenerationRequest(
+            model_id="gpt-4.1", prompt="a cat", kind=ChallengeKind.MULTI_TURN), mock, 30)
+        assert first.error is None and first.result is not None and first.result.reply is not None
+        assert key not in json.dumps(first.result.reply) and key not in str(first.result.request_id)
+        assert key not in (first.result.text or "")
+        second = await perform_attempt(hostile, GenerationRequest(
+            model_id="gpt-4.1", prompt="again", kind=ChallengeKind.MULTI_TURN,
+            history=(Exchange("a cat", (), first.result.reply),)), mock, 30)
+    assert second.error is not None and key not in second.error.message
 
 
 # ---- single requests -------------------------------------------------------------------------------------

@@ -86,6 +86,15 @@ def test_streaming_yields_partial_images_then_the_completed_response(client: ope
     assert kinds.count("response.image_generation_call.partial_image") == 2
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert image_of(events[-1].response).size == (1024, 1024)  # type: ignore[union-attr]
+    assert events[0].response.id == events[-1].response.id, "a stream names one response throughout"  # type: ignore[union-attr]
+
+
+def test_a_deleted_response_cannot_be_continued(client: openai.OpenAI) -> None:
+    kept = client.responses.create(model="gpt-4.1", input="a fox", tools=[{"type": "image_generation"}], store=True)
+    client.responses.delete(kept.id)
+    with pytest.raises(openai.BadRequestError, match="not found"):
+        client.responses.create(model="gpt-4.1", input="again", previous_response_id=kept.id,
+                                tools=[{"type": "image_generation"}])
 
 
 def test_a_model_that_cannot_call_the_tool_and_a_bad_key_are_refused(sandbox: SandboxServer,

@@ -2,7 +2,7 @@
 :mod:`harness.wire.openai_responses`): ``POST /responses`` (JSON or SSE), ``GET /responses/{id}``, stored
 responses and ``previous_response_id``.
 
-* A response created with ``store: true`` is kept (per API key, as a project's are; at most
+* A response created with ``store: true`` is kept (``DELETE /responses/{id}`` forgets it) (per API key, as a project's are; at most
   :data:`MAX_STORED`, oldest dropped); a later request naming it as ``previous_response_id`` continues it, and
   the previous answer's image is an input of the new drawing (so a conversation's images follow on). An id
   that is unknown, unstored or another key's is refused with OpenAI's 400 ``previous_response_not_found``.
@@ -113,6 +113,7 @@ class OpenAIResponsesServer:
         return Starlette(routes=[
             Route(wire.RESPONSES_PATH, self.create, methods=["POST"]),
             Route(wire.RESPONSES_PATH + "/{response_id}", self.retrieve, methods=["GET"]),
+            Route(wire.RESPONSES_PATH + "/{response_id}", self.delete, methods=["DELETE"]),
         ])
 
     def _denied(self, request: Request, request_id: str, model: str, limited: bool) -> Response | None:
@@ -150,6 +151,23 @@ class OpenAIResponsesServer:
                                                 None, None), status_code=404,
                                 headers={wire.REQUEST_ID_HEADER: request_id})
         return JSONResponse(stored.body, headers={wire.REQUEST_ID_HEADER: request_id})
+
+    async def delete(self, request: Request) -> Response:
+        """``DELETE /responses/{id}``: forget a stored response (a later ``previous_response_id`` naming it is
+        refused as unknown)."""
+        request_id = "req_" + self.sim.new_id()
+        denied = self._denied(request, request_id, "", limited=False)
+        if denied is not None:
+            return denied
+        rid = request.path_params["response_id"]
+        stored = self.stored.get(rid)
+        if stored is None or stored.owner != _owner(_key(request)):
+            return JSONResponse(wire.error_body(f"Response with id '{rid}' not found.", "invalid_request_error",
+                                                None, None), status_code=404,
+                                headers={wire.REQUEST_ID_HEADER: request_id})
+        del self.stored[rid]
+        return JSONResponse({"id": rid, "object": "response.deleted", "deleted": True},
+                            headers={wire.REQUEST_ID_HEADER: request_id})
 
     async def create(self, request: Request) -> Response:
         start = time.monotonic()
@@ -282,9 +300,10 @@ class OpenAIResponsesServer:
                                                  call.images, None, PIL_FORMATS[call.fmt])
         return b"<html><body>upstream error</body></html>" if plan.fault == Fault.NOT_AN_IMAGE else raw
 
-    def _finish(self, call: Call, plan: RequestPlan, image: bytes | None) -> dict[str, Any]:
-        """The response object for a finished drawing (stored when ``store``)."""
-        rid = "resp_" + self.sim.new_id()
+    def _finish(self, call: Call, plan: RequestPlan, image: bytes | None, rid: str | None = None) -> dict[str, Any]:
+        """The response object for a finished drawing (stored when ``store``); ``rid`` is the id a stream already
+        announced."""
+        rid = rid or "resp_" + self.sim.new_id()
         output: list[dict[str, Any]] = []
         quality = str(call.tool.get("quality", "auto"))
         size = f"{call.size[0]}x{call.size[1]}"
@@ -351,7 +370,8 @@ class OpenAIResponsesServer:
             return encode_event(json.dumps(payload), event=str(payload["type"]))
 
         drawing = asyncio.create_task(self._draw(call, plan))
-        shell = {"id": "resp_pending", "object": "response", "created_at": int(time.time()), "status": "in_progress",
+        rid = "resp_" + self.sim.new_id()
+        shell = {"id": rid, "object": "response", "created_at": int(time.time()), "status": "in_progress",
                  "model": call.model, "output": [], "tools": [call.tool], "tool_choice": {"type": wire.TOOL_TYPE},
                  "parallel_tool_calls": True}
         yield event({"type": wire.EVENT_CREATED, "response": shell})
@@ -378,7 +398,7 @@ class OpenAIResponsesServer:
         if plan.fault in (Fault.CONNECTION_RESET, Fault.TRUNCATED_BODY):
             await abort_connection(request.scope)
         image = await drawing
-        payload = self._finish(call, plan, image)
+        payload = self._finish(call, plan, image, rid)
         if plan.fault == Fault.MID_STREAM_ERROR:
             failed = {**payload, "status": "failed", "output": [],
                       "error": {"code": "server_error", "message": "An error occurred while processing your "
