@@ -16,7 +16,7 @@ PACKAGE = Path(outcomes.__file__).parent
 
 
 def test_every_error_kind_an_adapter_can_raise_is_a_stored_word_with_a_meaning() -> None:
-    assert {k.value for k in base.ErrorKind} == {k.value for k in ErrorKind}
+    assert base.ErrorKind is ErrorKind, "adapters raise the one vocabulary's kinds"
     assert {*(k.value for k in ErrorKind), NOT_SENT} == ERROR_KINDS
     assert {k.value for k in EXPECTED_KIND.values() if k is not None} <= ERROR_KINDS
     doc = ast.get_docstring

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import httpx
 
 from harness.images import CheckedImage, SizeCheck, check_images_async, size_asked
+from harness.outcomes import ErrorKind
 from harness.pricing import Cost, failure_cost, success_cost
-from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult, Provider, ProviderError
+from harness.providers.base import GenerationRequest, GenerationResult, Provider, ProviderError
 from harness.records import AttemptRecord, OutputRecord, RequestKey
 from harness.targets import Target
 from harness.timing import (
