@@ -20,6 +20,7 @@ from PIL import Image
 from harness.cli import cli
 from harness.providers.base import ErrorKind, GenerationRequest, GenerationResult, ProviderError
 from harness.providers.gemini import GeminiProvider
+from harness.report.consistency import consistency_sections
 from harness.scoring import Backbone, BackboneSpec, ScoreOptions, load_backbone, score_runs
 from harness.scoring.consistency import (
     Conversation,
@@ -134,6 +135,15 @@ def test_a_sandbox_conversation_is_scored_turn_by_turn_end_to_end(tmp_path: Path
     assert table.exit_code == 0, table.output
     assert "consistency by turn" in table.stdout and "consistency by conversation" in table.stdout
 
+    with Store.open(db, readonly=True) as store:
+        (section,) = consistency_sections(store, [run_store.get_run(store, run_id)])
+    traces = {t["name"]: t for t in section.figure["data"]}
+    assert set(traces) == set(TARGETS) and not section.notes
+    for target, trace in traces.items():
+        assert trace["x"] == [1, 2, 3] and trace["y"][0] == 1.0, "turn 1 is itself"
+        assert trace["y"][1:] == [by_turn[(target, k, "clip_i_first")]["mean"] for k in (2, 3)]
+    assert traces[TARGETS[0]]["error_y"]["arrayminus"][2] == pytest.approx(row["mean"] - row["low"])
+
 
 def _start(store: Store, run_id: str) -> tuple[str, str]:
     (talk,) = run_store.run_challenges(store, run_id)
@@ -155,6 +165,7 @@ def test_a_conversation_that_failed_at_turn_2_scores_its_completed_turn_and_says
     db = tmp_path / "results" / "harness.db"
     run_id = sandbox_run(db, suite, TARGETS[:1])
     with Store.open(db) as store:
+        assert consistency_sections(store, [run_store.get_run(store, run_id)]) == [], "nothing scored yet"
         score_runs(store, [run_id], backbone, ScoreOptions(batch_size=4))
         counts = embed_conversations(store, [run_id], backbone, ScoreOptions(batch_size=4))
         result = consistency(store, [run_id], backbone.info.id)
@@ -172,6 +183,9 @@ def test_a_conversation_that_failed_at_turn_2_scores_its_completed_turn_and_says
     assert (seq[("clip_t_turn", "last")].n_sequences, seq[("clip_t_turn", "last")].n_incomplete) == (1, 0), \
         "a conversation that stopped early gives no last turn"
     assert seq[("clip_i_first", "last")].n_sequences == 1
+    with Store.open(db, readonly=True) as store:
+        (section,) = consistency_sections(store, [run_store.get_run(store, run_id)])
+    assert section.notes == [f"{TARGETS[0]} · smile-scarf-night/default sample 0: {failed.note}"]
 
 
 def _png(pixels: np.ndarray) -> bytes:
