@@ -271,7 +271,7 @@ def gemini_api(seen_keys: list[str]) -> httpx.MockTransport:
     them, answered from the pictures' pixels by the sandbox judge's own eyes."""
     import base64
 
-    from harness.sandbox.openrouter import OpenRouterServer
+    from harness.sandbox.openrouter import judge_answer
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen_keys.append(request.headers.get("x-goog-api-key", ""))
@@ -290,7 +290,7 @@ def gemini_api(seen_keys: list[str]) -> httpx.MockTransport:
                 label = part["text"]
             else:
                 labelled.append((label, base64.b64decode(part["inline_data"]["data"])))
-        answer = OpenRouterServer._verdict("gemini", JudgeSettings(), "\n".join(texts), labelled)
+        answer = judge_answer("gemini", JudgeSettings(), "\n".join(texts), labelled)
         return httpx.Response(200, json={
             "candidates": [{"content": {"parts": [{"text": answer}], "role": "model"}, "finishReason": "STOP"}],
             "usageMetadata": {"promptTokenCount": 3000, "candidatesTokenCount": 40}, "responseId": "resp-1"})

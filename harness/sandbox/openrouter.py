@@ -218,7 +218,7 @@ class OpenRouterServer:
             raise OpenRouterError(404, "No endpoints found that support image input")
         if not texts:
             raise _bad('Input required: specify "prompt" or "messages"')
-        answer = await asyncio.to_thread(self._verdict, model, settings, "\n".join(texts), labelled)
+        answer = await asyncio.to_thread(judge_answer, model, settings, "\n".join(texts), labelled)
         await self.sim.sleep(JUDGE_LATENCY_S)
         prompt_tokens = sum(_tokens(t) for t in texts) + settings.image_tokens * len(labelled)
         completion_tokens = _tokens(answer)
@@ -249,27 +249,6 @@ class OpenRouterServer:
                 elif part.get("type") == "image_url":
                     images.append((texts[-1] if texts else "", self._image(part.get("image_url"), m, p)))
         return images, texts
-
-    @staticmethod
-    def _verdict(model: str, settings: JudgeSettings, text: str, labelled: list[tuple[str, bytes]]) -> str:
-        """The answer: the last two images are A and B, earlier ones the sources (one labelled as a mask is
-        the inpainting mask); the request is the text's ``Request:`` line."""
-        digest = hashlib.sha256(model.encode() + b"".join(hashlib.sha256(d).digest() for _, d in labelled))
-        rng = random.Random(digest.digest())
-        if len(labelled) < 2:
-            return "I need two images to compare."
-        request = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                        if line.lower().startswith("request:")), text)
-        sources = [d for label, d in labelled[:-2] if "mask" not in label.lower()]
-        mask = next((d for label, d in labelled[:-2] if "mask" in label.lower()), None)
-        a, b = (imagery.read(d, request, tuple(sources), mask) for _, d in labelled[-2:])
-        if rng.random() < settings.unparseable_rate:
-            return "Both images have merits; it depends on what you value more."
-        seen_a = a.quality + rng.gauss(0.0, settings.noise_sd) + settings.position_bias
-        seen_b = b.quality + rng.gauss(0.0, settings.noise_sd)
-        winner = "TIE" if abs(seen_a - seen_b) <= settings.tie_margin else ("A" if seen_a > seen_b else "B")
-        return (f"Image A shows {a.found} of {a.total} requested elements, image B {b.found} of {b.total}."
-                f"\nWINNER: {winner}")
 
     # ---- validation --------------------------------------------------------------------------------------
 
@@ -569,3 +548,25 @@ class OpenRouterServer:
         yield self._chunk(call, {"content": ""}, finish, native, usage)
         yield encode_event(wire.DONE)
 
+
+def judge_answer(model: str, settings: JudgeSettings, text: str, labelled: list[tuple[str, bytes]]) -> str:
+    """A simulated judge's answer to a request carrying ``text`` and ``labelled`` images (label = the text part
+    right before each): the last two images are A and B, earlier ones the sources (one labelled as a mask is
+    the inpainting mask); the request is the text's ``Request:`` line. Any sandbox protocol can answer with it
+    (the Gemini sandbox's generateContent included)."""
+    digest = hashlib.sha256(model.encode() + b"".join(hashlib.sha256(d).digest() for _, d in labelled))
+    rng = random.Random(digest.digest())
+    if len(labelled) < 2:
+        return "I need two images to compare."
+    request = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                    if line.lower().startswith("request:")), text)
+    sources = [d for label, d in labelled[:-2] if "mask" not in label.lower()]
+    mask = next((d for label, d in labelled[:-2] if "mask" in label.lower()), None)
+    a, b = (imagery.read(d, request, tuple(sources), mask) for _, d in labelled[-2:])
+    if rng.random() < settings.unparseable_rate:
+        return "Both images have merits; it depends on what you value more."
+    seen_a = a.quality + rng.gauss(0.0, settings.noise_sd) + settings.position_bias
+    seen_b = b.quality + rng.gauss(0.0, settings.noise_sd)
+    winner = "TIE" if abs(seen_a - seen_b) <= settings.tie_margin else ("A" if seen_a > seen_b else "B")
+    return (f"Image A shows {a.found} of {a.total} requested elements, image B {b.found} of {b.total}."
+            f"\nWINNER: {winner}")
