@@ -5,6 +5,7 @@ streaming, and every failure classified."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import sqlite3
@@ -158,6 +159,47 @@ def test_harness_run_sandbox_runs_a_conversation_on_an_openai_responses_target(t
     assert all(str(rid).startswith("resp_") for _, _, _, rid, _ in found)
     replies = [json.loads(t)["sequence"]["reply"] for _, _, _, _, t in found]
     assert [r["id"] for r in replies] == [rid for _, _, _, rid, _ in found], "each turn keeps its response id"
+
+
+def test_a_sandbox_run_resumed_in_a_fresh_sandbox_resends_the_stored_image(
+        tmp_path: Path, bodies: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``harness run --sandbox --resume`` starts a new sandbox, which holds no stored response: turn 2 is
+    refused as previous_response_not_found and sent again with turn 1's stored image, and says so."""
+    suite = write_talk_suite(tmp_path / "suite")
+    chosen = select(load_targets(targets_file(tmp_path, "https://api.openai.com/v1")), [TARGET])
+    db = tmp_path / "results" / "harness.db"
+    opts = RunOptions(sandbox=True, time_scale=0.005, sandbox_faults=False, variants=("default",))
+    run_id = start_run(db, load(suite), chosen, resolve_keys(chosen, sandbox=True), opts).run_id
+    with sqlite3.connect(db) as conn:
+        turn1 = conn.execute("SELECT o.sha256 FROM outputs o JOIN attempts a ON a.id = o.attempt_id "
+                             "WHERE a.attempt = 1").fetchone()[0]
+        conn.execute("DELETE FROM outputs WHERE attempt_id IN (SELECT id FROM attempts WHERE attempt > 1)")
+        conn.execute("DELETE FROM attempts WHERE attempt > 1")
+        conn.execute("UPDATE runs SET status='interrupted', finished_at=NULL")
+    bodies.clear()
+    resent: list[dict[str, Any]] = []
+    original = adapter.resend_body
+
+    def record(*args: Any) -> dict[str, Any] | None:
+        body = original(*args)
+        if body is not None:
+            resent.append(body)
+        return body
+
+    monkeypatch.setattr(adapter, "resend_body", record)
+
+    resume_run(db, run_id, lambda targets, sandbox: resolve_keys(targets, sandbox=sandbox))
+
+    after = rows(db, run_id)
+    assert [(r["mark"]["turn"], r["ok"]) for r in after] == [(1, 1), (2, 1), (3, 1)]
+    assert len(resent) == 1 and "previous_response_id" not in resent[0]
+    assert texts_and_images(resent[0]) == (["Add this scarf"], 2), "turn 1's image, then the scarf"
+    first_image = resent[0]["input"][0]["content"][1]["image_url"]
+    assert hashlib.sha256(base64.b64decode(first_image.split(",", 1)[1])).hexdigest() == turn1
+    timings = json.loads(after[1]["provider_timings_json"])
+    assert timings["previous_response"] == adapter.RESENT
+    assert "previous_response" not in json.loads(after[2]["provider_timings_json"]), "turn 3 continues turn 2"
+    assert bodies[0]["previous_response_id"] == response_ids(db, run_id)[("default", 1)]
 
 
 @pytest.mark.anyio
