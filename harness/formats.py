@@ -11,13 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.arena.leaderboard import LEADERBOARD_SCHEMA_VERSION
 from harness.battles.table import SCHEMA_VERSION as BATTLE_FILE_VERSION
+from harness.cli.challenges import CHALLENGES_JSON_SCHEMA_VERSION
 from harness.cli.run import RUN_JSON_SCHEMA_VERSION
+from harness.cli.runs import RUNS_JSON_SCHEMA_VERSION
+from harness.cli.targets import TARGETS_JSON_SCHEMA_VERSION
+from harness.cli.votes import IMPORT_SUMMARY_SCHEMA_VERSION
 from harness.gate.evaluate import COMPARISON_SCHEMA_VERSION
 from harness.judge.report import JUDGE_SCHEMA_VERSION
 from harness.planning import PLAN_SCHEMA_VERSION
 from harness.quality.agreement import AGREEMENT_SCHEMA_VERSION
+from harness.quality.section import QUALITY_SECTION_SCHEMA_VERSION
+from harness.quality.voters import VOTER_QUALITY_SCHEMA_VERSION
 from harness.ratings.leaderboard import RATINGS_SCHEMA_VERSION
+from harness.ratings.style import STYLE_SCHEMA_VERSION
 from harness.report.site import EXPORT_SCHEMA_VERSION
 from harness.run.options import CONFIG_VERSION
 from harness.run.sequence import STATE_VERSION
@@ -80,13 +88,31 @@ FORMATS: tuple[Format, ...] = (
     Format("score summary", SCORE_SCHEMA_VERSION, "harness.scoring.summary.SCORE_SCHEMA_VERSION",
            "`schema_version` key", "`harness score --json`"),
     Format("ratings", RATINGS_SCHEMA_VERSION, "harness.ratings.leaderboard.RATINGS_SCHEMA_VERSION",
-           "`schema_version` key", "`harness ratings --json`, the arena's leaderboard JSON"),
+           "`schema_version` key", "`harness ratings --json`"),
     Format("sample-size plan", PLAN_SCHEMA_VERSION, "harness.planning.PLAN_SCHEMA_VERSION",
            "`schema_version` key", "`harness plan --json`"),
     Format("judge summary", JUDGE_SCHEMA_VERSION, "harness.judge.report.JUDGE_SCHEMA_VERSION",
            "`schema_version` key", "`harness judge RUN --json`, `harness judge report --json`"),
     Format("judge agreement", AGREEMENT_SCHEMA_VERSION, "harness.quality.agreement.AGREEMENT_SCHEMA_VERSION",
            "`schema_version` key", "`harness judge agreement --json`"),
+    Format("style-controlled board", STYLE_SCHEMA_VERSION, "harness.ratings.style.STYLE_SCHEMA_VERSION",
+           "`schema_version` key", "`harness judge style --json`"),
+    Format("voter quality", VOTER_QUALITY_SCHEMA_VERSION, "harness.quality.voters.VOTER_QUALITY_SCHEMA_VERSION",
+           "`schema_version` key", "`harness judge voters --json`"),
+    Format("quality report section", QUALITY_SECTION_SCHEMA_VERSION,
+           "harness.quality.section.QUALITY_SECTION_SCHEMA_VERSION", "`schema_version` key",
+           "the report's quality section input"),
+    Format("live leaderboard", LEADERBOARD_SCHEMA_VERSION, "harness.arena.leaderboard.LEADERBOARD_SCHEMA_VERSION",
+           "`schema_version` key", "the arena's public leaderboard JSON"),
+    Format("run listing", RUNS_JSON_SCHEMA_VERSION, "harness.cli.runs.RUNS_JSON_SCHEMA_VERSION",
+           "`schema_version` key", "`harness runs --json`"),
+    Format("target listing", TARGETS_JSON_SCHEMA_VERSION, "harness.cli.targets.TARGETS_JSON_SCHEMA_VERSION",
+           "`schema_version` key", "`harness targets list --json`"),
+    Format("challenge listing", CHALLENGES_JSON_SCHEMA_VERSION,
+           "harness.cli.challenges.CHALLENGES_JSON_SCHEMA_VERSION", "`schema_version` key",
+           "`harness challenges validate/list --json`"),
+    Format("vote import summary", IMPORT_SUMMARY_SCHEMA_VERSION, "harness.cli.votes.IMPORT_SUMMARY_SCHEMA_VERSION",
+           "`schema_version` key", "`harness votes import`'s JSON summary"),
     Format("report data files", EXPORT_SCHEMA_VERSION, "harness.report.site.EXPORT_SCHEMA_VERSION",
            "`schema_version` key", "the JSON files beside a static report's pages"),
 )
