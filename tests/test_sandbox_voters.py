@@ -70,7 +70,7 @@ def sandbox_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     db = tmp_path_factory.mktemp("store") / "harness.db"
     chosen = select(load_targets(), TARGETS)
     run = start_run(db, load(suite), chosen, resolve_keys(chosen, sandbox=True),
-                    RunOptions(sandbox=True, time_scale=0.002, samples=3, sandbox_faults=False,
+                    RunOptions(sandbox=True, time_scale=0.01, samples=3, sandbox_faults=False,
                                respect_limits=False))
     return db, run.run_id
 
