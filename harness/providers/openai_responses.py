@@ -138,7 +138,8 @@ def resend_body(request: GenerationRequest, options: Mapping[str, Any], body: Ma
     """The body that continues a conversation whose previous response the API no longer holds, or ``None``
     when ``error`` is not that or the target says ``lost_conversation: fail``.
 
-    Stored responses do not live for ever (30 days by default, https://platform.openai.com/docs/guides/your-data),
+    Stored responses do not live for ever ("stored for at least 30 days",
+    https://developers.openai.com/api/docs/guides/your-data#v1responses),
     and a sandbox restarted for ``--resume`` holds none: the turn is then sent once more without
     ``previous_response_id``, with the previous turn's stored answer image first among its inputs (what the
     chained edits of stateless protocols send, :mod:`harness.providers.chain`). The attempt records
