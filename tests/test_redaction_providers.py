@@ -34,6 +34,7 @@ CREDENTIAL_HEADERS = ("authorization", "x-goog-api-key", "x-api-key")
 MODELS = {
     "gemini": "gemini-2.5-flash-image",
     "openai-images": "gpt-image-1",
+    "openai-responses": "gpt-4.1",
     "openrouter": "google/gemini-2.5-flash-image",
     "fal": "fal-ai/flux/dev",
     "replicate": "black-forest-labs/flux-dev",

@@ -43,7 +43,7 @@ def test_every_fault_has_an_expected_class_and_can_be_forced_by_header_or_prompt
 
 
 def test_default_profiles_document_their_source_and_the_published_table_success_rate() -> None:
-    assert set(DEFAULT_PROFILES) == {"openai", "gemini", "openrouter", "fal", "replicate"}
+    assert set(DEFAULT_PROFILES) == {"openai", "openai-responses", "gemini", "openrouter", "fal", "replicate"}
     assert all(p.source for p in DEFAULT_PROFILES.values())
     assert DEFAULT_PROFILES["gemini"].failure_rate == pytest.approx(1 - 0.579)
     assert DEFAULT_PROFILES["fal"].latency.median_s == pytest.approx(31.825)
@@ -112,7 +112,7 @@ def test_sandbox_serve_prints_base_urls_first_and_they_answer() -> None:
     try:
         assert proc.stdout is not None
         urls = json.loads(proc.stdout.readline())
-        assert {"openai", "gemini", "openrouter", "fal", "replicate"} >= set(urls) >= {"openai"}
+        assert {"openai", "openai-responses", "gemini", "openrouter", "fal", "replicate"} >= set(urls) >= {"openai"}
         r = httpx.post(urls["openai"] + "/images/generations", json={"model": "gpt-image-1", "prompt": "x"},
                        headers={"Authorization": "Bearer k"}, timeout=30)
         assert r.status_code == 200 and r.json()["data"][0]["b64_json"]
