@@ -61,7 +61,7 @@
   function openZoom(side, opener) {
     const source = document.getElementById(side + "-img");
     const img = document.createElement("img");
-    img.src = source.src;
+    img.src = source.getAttribute("src");
     img.alt = (side === "left" ? "Left" : "Right") + " image, enlarged";
     zoomFrame.replaceChildren(img);
     zoomTitle.textContent = side === "left" ? "Left image" : "Right image";
@@ -70,7 +70,9 @@
     document.getElementById("zoom-close").focus();
   }
 
+  // The close event arrives a task after the dialog shut: by then it may have been opened again.
   zoom.addEventListener("close", function () {
+    if (zoom.open) return;
     zoomFrame.replaceChildren();
     if (zoomOpener && typeof zoomOpener.focus === "function") zoomOpener.focus();
     zoomOpener = null;
