@@ -142,7 +142,8 @@ def test_a_noisier_judge_agrees_less_and_the_report_says_so_per_category_and_kin
     assert {"reading:sandbox", "pixel:edit_l1_to_source", "judge:google/gemini-2.5-flash@openrouter",
             "judge:openai/gpt-4o-mini@openrouter"} <= set(by)
     good, poor = by["judge:google/gemini-2.5-flash@openrouter"], by["judge:openai/gpt-4o-mini@openrouter"]
-    assert good["overall"]["share"] > poor["overall"]["share"] > 0.5
+    assert good["overall"]["share_ties_half"] > poor["overall"]["share_ties_half"] > 0.5
+    assert poor["overall"]["signal_ties"] > good["overall"]["signal_ties"], "the noisy judge contradicts itself more"
     assert good["board"]["models"] == 4 and -1.0 <= good["board"]["spearman"] <= 1.0
     assert set(good["by_kind"]) == {"text-to-image", "edit", "inpaint"}
     assert any("withheld" in c for c in good["by_kind"].values()) or all("share" in c for c in good["by_kind"].values())

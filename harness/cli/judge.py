@@ -180,7 +180,7 @@ def agreement_command(run_ids: tuple[str, ...], sources: tuple[str, ...], min_vo
         console.print("no automatic signal is stored for these runs (run `harness score` or `harness judge`)")
         return
     table = Table(title=f"Agreement with {data['votes']} votes on {', '.join(ids)}")
-    for column in ("signal", "agrees", "compared", "signal ties", "vote ties", "board ρ"):
+    for column in ("signal", "agrees", "ties ½", "compared", "signal ties", "vote ties", "board ρ"):
         table.add_column(column)
     for entry in data["signals"]:
         cell = entry["overall"]
@@ -188,7 +188,8 @@ def agreement_command(run_ids: tuple[str, ...], sources: tuple[str, ...], min_vo
                  else f"withheld: {cell['withheld']}")
         board = entry["board"]
         rho = f"{board['spearman']:.2f} ({board['models']} models)" if "spearman" in board else board["withheld"]
-        table.add_row(entry["signal"], share, str(cell["compared"]), str(cell["signal_ties"]),
+        half = f"{cell['share_ties_half']:.0%}" if "share_ties_half" in cell else "—"
+        table.add_row(entry["signal"], share, half, str(cell["compared"]), str(cell["signal_ties"]),
                       str(cell["vote_ties"]), rho)
     console.print(table)
 

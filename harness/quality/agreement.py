@@ -9,7 +9,9 @@ For each vote whose two outputs the signal has an opinion on:
 
 * a decisive vote (left or right) and a decisive signal **agree** or **disagree**; the share agreeing is
   reported with a Wilson interval (Wilson 1927, as :func:`harness.stats.intervals.wilson`);
-* a decisive vote where the signal ties is counted as ``signal_ties`` and left out of the share;
+* a decisive vote where the signal ties is counted as ``signal_ties`` and left out of the share; since a
+  cautious signal (one that ties whenever unsure) would look better for it, ``share_ties_half`` also gives
+  the share over every decisive vote with the signal's ties counted as half an agreement (no interval);
 * a tie or "both bad" vote is counted as ``vote_ties`` and left out (no side to agree with).
 
 Overall, per category and per challenge kind. A cell with fewer than ``min_votes`` compared votes is
@@ -73,7 +75,8 @@ class Cell:
             base["withheld"] = (f"only {self.compared} vote(s) to compare (at least {min_votes} needed)")
             return base
         iv = wilson(self.agree, self.compared)
-        return {**base, "share": iv.estimate, "low": iv.low, "high": iv.high}
+        half = (self.agree + self.signal_ties / 2) / (self.compared + self.signal_ties)
+        return {**base, "share": iv.estimate, "low": iv.low, "high": iv.high, "share_ties_half": half}
 
 
 def _cell(outcomes: pd.Series, prefs: pd.Series) -> Cell:

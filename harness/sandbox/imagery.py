@@ -7,9 +7,10 @@ model's palette, with the model's motif over them); inpainting repaints only the
 
 **Quality the pictures carry.** A prompt names elements (:func:`elements`: its content words, in order, at
 most :data:`MAX_ELEMENTS`; a colour word colours the element after it). A picture renders each element as a
-*mark* — a two-coloured patch in that element's slot (:func:`slot_box`), the element's colour on the left
-and a colour coded from its word on the right — or leaves the slot alone. Whether a model renders an
-element is a draw with probability :func:`render_probability` of the model's true strength
+*mark* — a two-coloured patch in that element's slot (:func:`slot_box`), the element's colour (the one the
+prompt names, else the slot's own) on the left and the slot's code colour on the right — or leaves the slot
+alone. Whether a model renders an element is a draw with probability :func:`render_probability` of the
+model's true strength
 (:data:`DEFAULT_STRENGTHS`), so a stronger model's pictures show more of what was asked for. An edit also
 *disturbs* what it should keep: the model's palette and motif are laid over the reference with an opacity
 (:func:`disturbance`) that falls with strength. :func:`read` measures both from pixels alone (which marks
@@ -18,9 +19,11 @@ is the truth the simulation knows, so estimators built on the reading can be tes
 
 Rendering is CPU work, and a simulated provider's latency must not depend on this machine's CPU: the cache
 keys a request's image by model, size, format and references plus one of :data:`VARIANTS` variants picked by
-the prompt and seed, and by the marks the drawing shows (which the prompt's elements decide), so each
-variant is drawn and encoded once (in a worker thread, off the server's event loop) and every later request
-reuses its pixels; the unmarked drawing is kept too, so another prompt's marks only cost an encoding. Each
+the prompt and seed, and by the marks the drawing shows. The marks depend on a prompt only through its
+number of elements, the colours it names and one of :data:`MARK_BUCKETS` buckets (:func:`marks_for`), so a
+model makes a handful of drawings per size, each drawn and encoded once (in a worker thread, off the
+server's event loop), and every later request reuses its pixels; the unmarked drawing is kept too, so new
+marks cost an encoding only. Each
 answer still gets bytes of its own — a metadata record naming its model, prompt and seed (a PNG ``tEXt``
 chunk, a JPEG comment, a WebP chunk) is spliced into the cached file, which costs a copy, not an encoding —
 so two requests never share an image file (the store keeps files by content hash) while their pixels come
@@ -114,6 +117,8 @@ the simulated provider, must not set the latency of a scaled run (a 1024² photo
 
 MAX_ELEMENTS = 6
 """Elements read from a prompt (the slots a picture has: 3 columns by 2 rows)."""
+MARK_BUCKETS = 2
+"""Independent sets of mark draws per model, element count and variant (see :func:`marks_for`)."""
 COLOURS: Mapping[str, tuple[int, int, int]] = MappingProxyType({
     "red": (220, 38, 38), "orange": (249, 115, 22), "yellow": (250, 204, 21), "gold": (202, 138, 4),
     "golden": (202, 138, 4), "green": (22, 163, 74), "teal": (13, 148, 136), "cyan": (6, 182, 212),
@@ -126,8 +131,9 @@ CODES: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
     (70, 240, 240), (240, 50, 230), (0, 128, 128), (170, 110, 40), (128, 0, 0), (0, 0, 128),
 )
-"""Well separated colours: an element's word picks its code colour (and its own colour when the prompt
-gives none) by hash."""
+"""Well separated colours. Slot ``i``'s mark shows ``CODES[i]`` on its right half (or the first of the later
+ones far enough from the left half's colour) and, when the prompt names no colour for the element,
+``CODES[i + 6]`` on its left half."""
 _STOPWORD_TEXT = """
 a an the and or of in on at to with without from by for into onto over under above below beside behind
 near next its it this that these those is are was were be been being as his her their our your my some any
@@ -144,8 +150,8 @@ TOLERANCE = 60.0
 :func:`read` to count the mark: wide enough for JPEG and WebP at the sandbox's qualities."""
 
 CONTRAST = 150.0
-"""Least distance between a mark's two colours (an element's code colour is the first, in its word's hash
-order, this far from its own colour), and :func:`read` wants the halves at least half this far apart: a
+"""Least distance between a mark's two colours (an element's code colour is the first, from its slot's
+on, this far from its own colour), and :func:`read` wants the halves at least half this far apart: a
 patch of background in one colour never passes for a mark."""
 
 _WORD = re.compile(r"[a-z]+")
@@ -161,7 +167,8 @@ class Look:
 
 @dataclass(frozen=True)
 class Element:
-    """One thing a prompt asks for: its word, the colour it should have and the code colour of its word."""
+    """One thing a prompt asks for: its word, the colour its mark shows (named or its slot's) and its slot's
+    code colour."""
 
     word: str
     colour: tuple[int, int, int]
@@ -256,9 +263,9 @@ def elements(prompt: str) -> tuple[Element, ...]:
             continue
         if word not in seen:
             seen.add(word)
-            h = zlib.crc32(word.encode())
-            own = colour if colour is not None else CODES[(h // len(CODES)) % len(CODES)]
-            code = next(c for k in range(len(CODES)) if math.dist(c := CODES[(h + k) % len(CODES)], own) >= CONTRAST)
+            i = len(out)
+            own = colour if colour is not None else CODES[i + MAX_ELEMENTS]
+            code = next(c for k in range(len(CODES)) if math.dist(c := CODES[(i + k) % len(CODES)], own) >= CONTRAST)
             out.append(Element(word, own, code))
             if len(out) == MAX_ELEMENTS:
                 break
@@ -301,11 +308,13 @@ def mask_stage(mask: bytes | None) -> Box:
 
 
 def marks_for(model: str, prompt: str, seed: int | None) -> tuple[bool, ...]:
-    """Which of ``prompt``'s elements ``model`` renders (one draw each with :func:`render_probability`,
-    seeded by model, the elements' words and ``seed``)."""
+    """Which of ``prompt``'s elements ``model`` renders: one draw each with :func:`render_probability`,
+    seeded by the model, the number of elements, one of :data:`MARK_BUCKETS` buckets the elements' words
+    fall in, and ``seed``. The buckets bound how many distinct drawings a model makes (so the cache still
+    serves most requests); within a bucket, prompts with as many elements get the same draws."""
     found = elements(prompt)
-    words = "\x00".join(e.word for e in found)
-    rng = random.Random(hashlib.sha256(f"{model}\x00{words}\x00{seed}".encode()).digest())
+    bucket = zlib.crc32("\x00".join(e.word for e in found).encode()) % MARK_BUCKETS
+    rng = random.Random(hashlib.sha256(f"{model}\x00{len(found)}\x00{bucket}\x00{seed}".encode()).digest())
     p = render_probability(model)
     return tuple(rng.random() < p for _ in found)
 
