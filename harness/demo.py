@@ -62,8 +62,10 @@ interval; p95s need 59 and are withheld (``--samples 2`` shows most of them, in 
 DEMO_VOTES = 3000
 DEMO_SWEEP_TARGET = "gemini-2.5-flash-image@google"
 """The target the demo sweeps: the fastest in the profiles (7 s median, 0.7 s at the demo's scale)."""
-DEMO_SWEEP_LEVELS = (1.0, 2.0, 4.0)
-"""Requests in flight per level: enough to see throughput climb, a few seconds at the demo's time scale."""
+DEMO_SWEEP_LEVELS = (2.0, 4.0, 8.0)
+"""Requests in flight per level, from the demo run's own :data:`DEMO_CONCURRENCY` up: enough to see throughput
+climb, about 6 s of simulated waiting at the demo's time scale (each level also starts its own sandbox, about
+1 s). Starting at 1 would double the waiting for a level that says little more."""
 DEMO_SWEEP_REQUESTS = 8
 """Requests per level: the fewest that show a p50 with its interval (6) and a throughput to compare."""
 

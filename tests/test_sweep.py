@@ -329,3 +329,28 @@ def test_a_target_that_rejects_the_key_stops_the_sweep_at_its_first_level(tmp_pa
     assert only["not_sent"] == 3 and only["n"] == 5 and only["successes"] == 0
     assert data["stop_cause"] == "dead_target" and "HTTP 401" in data["stopped"]
     assert run_ids(db) == [only["run_id"]]
+
+
+def test_a_sweep_attached_to_a_run_is_named_after_it_and_shown_with_it(tmp_path: Path, tiny_suite: Path) -> None:
+    from harness.cli import cli
+    from harness.report.sections import sweep_sections
+    from harness.store import runs as run_store
+
+    db = tmp_path / "harness.db"
+    started = CliRunner().invoke(cli, ["run", "--sandbox", "--time-scale", "0.01", "--target", FAL, "--no-faults",
+                                       "--challenges", str(tiny_suite), "--db", str(db)], env={"CI": "true"})
+    assert started.exit_code == 0, started.output
+    data = sweep_json(invoke("--target", FAL, "--concurrency", "1,2", "--requests-per-level", "2", "--sandbox",
+                             "--time-scale", "0.01", "--no-faults", "--challenges", str(tiny_suite), "--attach",
+                             "latest", "--db", str(db), "--json"))
+    with Store.open(db, readonly=True) as store:
+        runs = run_store.list_runs(store)
+        (run,) = [r for r in runs if not str(r.label or "").startswith("sweep:")]
+        shown = sweep_sections(store, [run])
+        alone = sweep_sections(store, [])
+    assert data["sweep_id"] == f"{run.id}.sweep"
+    assert [s.sweep_id for s in shown] == [data["sweep_id"]] and [lv.level for lv in shown[0].levels] == [1.0, 2.0]
+    assert alone == []
+    unknown = CliRunner().invoke(sweep, ["--target", FAL, "--concurrency", "1", "--sandbox", "--attach", "nope",
+                                         "--db", str(db)], env={"CI": "true"})
+    assert unknown.exit_code == 2 and "nope" in unknown.output
