@@ -8,7 +8,9 @@
 * sweeps (:func:`sweep_sections`): runs that are levels of a concurrency or rate sweep, or have a sweep
   attached (the demo's), from :mod:`harness.sweep` (figures per level and the knee);
 * trends (:func:`trend_sections`, from :mod:`harness.report.trend`): every series a report's run belongs to,
-  each target's p50/p95 over the series' runs and the runs flagged against their history.
+  each target's p50/p95 over the series' runs and the runs flagged against their history;
+* consistency (:func:`consistency_sections`, from :mod:`harness.report.consistency`): multi-turn
+  conversations scored by ``harness score``.
 
 Each returns an empty list when the report's runs do not call for the section; the page then leaves it out.
 """
@@ -23,6 +25,7 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.records import RunInfo
+from harness.report.consistency import ConsistencySection, consistency_sections
 from harness.report.trend import TrendSection, trend_sections
 from harness.stats.bymodel import ModelView, model_views
 from harness.stats.source import effective_timeout_ms
@@ -33,8 +36,8 @@ from harness.sweep import SweepLevel, find_knee, sweep_levels
 from harness.sweep.results import sweep_runs
 from harness.sweep.spec import SweepSpec, attached_sweep_id, is_sweep_label, parse_label
 
-__all__ = ["ModelSection", "SweepSection", "TrendSection", "TurnStripItem", "model_sections", "sweep_sections",
-           "trend_sections", "turn_strip_items"]
+__all__ = ["ConsistencySection", "ModelSection", "SweepSection", "TrendSection", "TurnStripItem",
+           "consistency_sections", "model_sections", "sweep_sections", "trend_sections", "turn_strip_items"]
 
 MULTI_TURN = "multi-turn"
 
