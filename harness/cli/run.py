@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from harness.batch.stats import with_batch
 from harness.challenges import Challenge
 from harness.challenges import load as load_challenges
 from harness.cli._common import db_option, err_console, handle_errors, plain_output, print_json
@@ -242,7 +243,8 @@ def run(challenges_path: Path, targets_file: Path | None, target_patterns: tuple
         return
     with Store.open(db, readonly=True) as store:
         info = run_store.get_run(store, result.run_id)
-        typed = provider_rows(run_store.attempts_frame(store, [info.id]), timeout_ms=effective_timeout_ms(info))
+        typed = with_batch(store, [info.id], provider_rows(run_store.attempts_frame(store, [info.id]),
+                                                           timeout_ms=effective_timeout_ms(info)))
     rows = [r.to_dict() for r in typed]
     spend = result.spend
     if as_json:
