@@ -27,9 +27,10 @@ from harness.scoring.consistency import (
     TurnImage,
     consistency,
     embed_conversations,
+    pixel_values,
     score_conversation,
 )
-from harness.scoring.metrics import PSNR_CAP_DB
+from harness.scoring.metrics import PSNR_CAP_DB, preservation
 from harness.scoring.plan import text_key
 from harness.scoring.summary import ScoreOutput
 from harness.stats.turns import Strip, StripTurn
@@ -208,10 +209,10 @@ def _strip(turns: int) -> Strip:
 def test_identical_consecutive_images_keep_clip_i_at_one_and_preservation_perfect(
         tmp_path: Path, backbone: Backbone, width: int, height: int, seed: int, changed: int) -> None:
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, size=(height, width, 3))
-    other = pixels.copy()
+    start = rng.integers(0, 256, size=(height, width, 3))
+    other = start.copy()
     other[0, 0, 0] = (int(other[0, 0, 0]) + changed) % 256
-    files = {"t1": _png(pixels), "t2": _png(pixels), "t3": _png(other)}
+    files = {"t1": _png(start), "t2": _png(start), "t3": _png(other)}
     for name, data in files.items():
         (tmp_path / f"{name}.png").write_bytes(data)
     conv = Conversation(_strip(3), None, tuple(TurnImage(k, f"t{k}", "png", "keep it", ("everything",))
@@ -219,11 +220,18 @@ def test_identical_consecutive_images_keep_clip_i_at_one_and_preservation_perfec
     images = {name: _embed(backbone, tmp_path / f"{name}.png") for name in files}
     texts = {text_key("keep it"): backbone.encode_texts(["keep it"])[0]}
     problems: list[str] = []
-    record = score_conversation(conv, images, texts, lambda sha, ext: tmp_path / f"{sha}.{ext}", problems)
+    compared = pixel_values([conv], lambda sha, ext: tmp_path / f"{sha}.{ext}", workers=2)
+    record = score_conversation(conv, images, texts, compared, problems)
     assert not problems
     same, moved = record.steps[1], record.steps[2]
     assert same.clip_i_prev == pytest.approx(1.0, abs=1e-5) and same.clip_i_first == pytest.approx(1.0, abs=1e-5)
     assert same.l1_prev == 0.0 and same.psnr_prev == PSNR_CAP_DB
     assert moved.l1_prev is not None and moved.l1_prev > 0 and moved.psnr_prev is not None
     assert moved.psnr_prev < PSNR_CAP_DB and math.isfinite(moved.psnr_prev)
+    unit = 1.0 / 255.0
+    masked = preservation(other.astype(np.float32) * unit, start.astype(np.float32) * unit,
+                          np.ones((height, width), dtype=bool))
+    assert masked is not None
+    assert moved.l1_prev == pytest.approx(masked["l1_outside_mask"], rel=1e-5)
+    assert moved.psnr_prev == pytest.approx(masked["psnr_outside_mask"], rel=1e-5), "the inpainting formulas"
     assert record.steps[0].l1_prev is None and record.steps[0].clip_i_prev is None, "turn 1 has nothing before it"
