@@ -43,6 +43,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from harness.sandbox.faults import Fault
+from harness.sandbox.openrouter import JudgeSettings
 from harness.sandbox.simulation import (
     RequestPlan,
     SimulatedProvider,
@@ -66,6 +67,16 @@ MODALITIES = ("TEXT", "IMAGE", "AUDIO")
 INPUT_IMAGE_TOKENS = {"gemini-2.5": 258, "gemini-3-pro": 560, "gemini-3.1-flash": 560}
 """Prompt tokens per input image (2.5: 258 per image up to 384 px, documented; Gemini 3 at the default media
 resolution: an assumption)."""
+JUDGES: dict[str, JudgeSettings] = {
+    "gemini-2.5-flash": JudgeSettings(noise_sd=0.15, position_bias=0.05),
+    "gemini-2.5-pro": JudgeSettings(noise_sd=0.1, position_bias=0.03),
+}
+"""Text models of the Gemini API that judge pairs of images (``harness judge RUN --judge gemini-2.5-flash@google``
+on a sandboxed run); their noise and position bias are assumptions, as the OpenRouter sandbox's judges'."""
+JUDGE_LATENCY_S = 3.0
+"""Simulated seconds a judge takes to answer."""
+JUDGE_IMAGE_TOKENS = 258
+"""Prompt tokens per image a judge is shown (Gemini 2.5: 258 per image up to 384 px, documented)."""
 THOUGHT_TOKENS = 180
 OPENING = "Here is the image you asked for."
 """The short text Gemini 2.5 puts before its image when TEXT is among the response modalities."""
@@ -154,7 +165,64 @@ class GeminiServer:
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{version}/models/{target}", self.handle, methods=["POST"]),
+                                 Route("/{version}/models/{target}", self.model_info, methods=["GET"]),
                                  *self.batch.routes()])
+
+    # ---- judges (text models that look at images) ---------------------------------------------------------
+
+    async def model_info(self, request: Request) -> Response:
+        """``GET models/{model}``: the model's name and methods (what a judge backend checks before asking)."""
+        problem = self.key_problem(request)
+        if problem is not None:
+            return problem.response()
+        model = str(request.path_params["target"]).removeprefix("models/")
+        if model not in KNOWN_MODELS and model not in JUDGES:
+            return GeminiError("NOT_FOUND", f"models/{model} is not found for API version "
+                                            f"{request.path_params['version']}").response()
+        methods = [wire.GENERATE, wire.STREAM] + ([wire.BATCH_GENERATE] if model in KNOWN_MODELS else [])
+        return JSONResponse({"name": f"models/{model}", "displayName": model,
+                             "supportedGenerationMethods": methods})
+
+    async def _judge(self, request: Request, model: str) -> Response:
+        """A judge's answer to ``generateContent``: which of the last two images is better, read from their
+        pixels (:func:`harness.sandbox.openrouter.judge_answer`); each image's label is the text part before it."""
+        from harness.sandbox.openrouter import judge_answer
+
+        problem = self.key_problem(request)
+        if problem is not None:
+            return problem.response()
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return GeminiError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}").response()
+        texts: list[str] = []
+        labelled: list[tuple[str, bytes]] = []
+        contents = body.get("contents") if isinstance(body, dict) else None
+        try:
+            for c, content in enumerate(contents if isinstance(contents, list) else []):
+                for p, part in enumerate((content or {}).get("parts") or [] if isinstance(content, dict) else []):
+                    if not isinstance(part, dict):
+                        continue
+                    inline = part.get("inlineData") or part.get("inline_data")
+                    if isinstance(part.get("text"), str):
+                        texts.append(part["text"])
+                    elif isinstance(inline, dict):
+                        labelled.append((texts[-1] if texts else "", self._decode_inline(inline, c, p)))
+        except GeminiError as err:
+            return err.response()
+        if not texts and not labelled:
+            return GeminiError("INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not "
+                                                   "specified\n").response()
+        answer = await asyncio.to_thread(judge_answer, model, JUDGES[model], "\n".join(texts), labelled)
+        await self.sim.sleep(JUDGE_LATENCY_S)
+        prompt = sum(_text_tokens(t) for t in texts) + JUDGE_IMAGE_TOKENS * len(labelled)
+        output = _text_tokens(answer)
+        return JSONResponse({
+            "candidates": [{"content": {"role": "model", "parts": [{"text": answer}]}, "finishReason": "STOP",
+                            "index": 0}],
+            "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": output,
+                              "totalTokenCount": prompt + output},
+            "modelVersion": model, "responseId": _response_id()})
 
     @property
     def batch(self) -> GeminiBatchRoutes:
@@ -197,6 +265,9 @@ class GeminiServer:
     async def handle(self, request: Request) -> Response:
         if str(request.path_params["target"]).endswith(":" + wire.BATCH_GENERATE):
             return await self.batch.create(request)
+        model, _, method = str(request.path_params["target"]).rpartition(":")
+        if model.removeprefix("models/") in JUDGES and method == wire.GENERATE:
+            return await self._judge(request, model.removeprefix("models/"))
         start = time.monotonic()
         try:
             call = await self._validate(request)
