@@ -1,5 +1,7 @@
-"""The arena web app: a JSON API (``/api/pair``, ``/api/vote``, ``/api/health``, OpenAPI schema at
-``/openapi.json``), blind images under ``/img/<random id>``, and one page that is a thin client of the API.
+"""The arena web app: a JSON API (``/api/pair``, ``/api/vote``, ``/api/skip``, ``/api/health``, OpenAPI
+schema at ``/openapi.json``), blind images under ``/img/<random id>``, one voting page that is a thin client
+of the API, and the public leaderboard (``/leaderboard``, ``/leaderboard.json``; see
+:mod:`harness.arena.leaderboard`: aggregates only, fitted on a schedule, delayed and batched).
 
 Integrity guards, in the order a request meets them:
 
@@ -18,8 +20,9 @@ Integrity guards, in the order a request meets them:
   cookies per client IP, so a fresh cookie does not reset the per-voter limit (429 + ``Retry-After``).
 * **Pair token**: HMAC-signed, expiring, bound to the voter, single use (see :mod:`harness.arena.tokens`).
 
-No response before a vote names a model, provider, target or run; response headers carry no server name
-and every API answer is ``Cache-Control: no-store``.
+No response of the voting page or API before a vote names a model, provider, target or run (a skip names
+none either); response headers carry no server name and every API answer is ``Cache-Control: no-store``.
+The leaderboard names models, with aggregates only.
 """
 
 from __future__ import annotations
