@@ -5,7 +5,7 @@
    Image, GPT Image 1, FLUX.1 [dev], SD 3.5 Large), so the provider table and the leaderboard both say
    something;
 2. a simulated voter panel with known model strengths (:mod:`harness.sandbox.voters`) votes on pairs of
-   outputs of the same challenge;
+   outputs of the same challenge, and a sandbox judge (:mod:`harness.judge`) gives its verdicts on pairs;
 3. CLIP scores when the default weights are on this machine (never downloaded; otherwise the report says
    how to add them);
 4. a small concurrency sweep of one target (:data:`DEMO_SWEEP_TARGET`, levels :data:`DEMO_SWEEP_LEVELS`), attached
@@ -80,6 +80,8 @@ class DemoResult:
     scored: int = 0
     site: SiteResult | None = None
     sweep: SweepSummary | None = None
+    judged: int = 0
+    """Verdicts the sandbox judge gave on pairs of the run's outputs."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -145,6 +147,22 @@ def run_demo_sweep(db: Path, run_id: str, suite: Path = DEFAULT_SUITE, *, time_s
                      observer=observer)
 
 
+DEMO_JUDGE_PAIRS = 60
+"""Pairs the sandbox judge is asked about (each in both orders: 120 questions, about 2 s in process)."""
+
+
+def judge_demo(db: Path, run_id: str, say: Callable[[str], None] = lambda _: None) -> int:
+    """A sandbox judge's verdicts on :data:`DEMO_JUDGE_PAIRS` pairs of the run's outputs (in process, no
+    port); returns how many verdicts it gave."""
+    from harness.judge.ask import JudgeOptions
+    from harness.judge.inprocess import judge_sandboxed
+
+    with Store.open(db) as store:
+        summary = judge_sandboxed(store, run_id, options=JudgeOptions(pairs=DEMO_JUDGE_PAIRS))
+    say(f"sandbox judge {summary.judge}: {summary.verdicts} verdicts on {summary.questions} questions")
+    return summary.verdicts
+
+
 def score_if_possible(db: Path, run_id: str) -> tuple[int, str | None]:
     """CLIP-score the run with the default weights when they are already on this machine.
 
@@ -192,6 +210,7 @@ def run_demo(db: Path, out: Path, *, suite: Path = DEFAULT_SUITE, time_scale: fl
     run_id = result.run.run_id
     say(f"simulated panel casting {votes} votes on pairs of outputs")
     result.votes = cast_votes(db, run_id, votes, seed=seed)
+    result.judged = judge_demo(db, run_id, say)
     say("CLIP scores (only with weights already on this machine)")
     result.scored, skipped = score_if_possible(db, run_id)
     if skipped:

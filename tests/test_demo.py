@@ -64,6 +64,7 @@ def test_demo_runs_every_stage_and_prints_the_report_path(tmp_path: Path) -> Non
     assert 'id="by-model"' in html, "and one model across its providers"
     assert f"sweep {attached_sweep_id(run.id)}: {DEMO_SWEEP_TARGET}" in proc.stdout
     assert "goodput" in proc.stdout and "one model, every provider" in proc.stdout
+    assert "sandbox judge" in proc.stderr and " verdicts on " in proc.stderr
     board = json.loads((out / "leaderboard.json").read_text())
     assert board["simulated_votes"] is True and board["votes"] == 400
     assert {r["model"] for r in board["rows"]} <= {t.split("@")[0] for t in targets}
