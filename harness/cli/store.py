@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Final
 
 import click
 from rich.table import Table
@@ -26,6 +27,10 @@ from harness.envfile import OPTION_PREFIX, catalog_key_variables, key_value, rea
 from harness.errors import ConfigError
 from harness.redaction import Redactor
 from harness.store.scrub import scrub
+
+STORE_REPORT_SCHEMA_VERSION: Final = 1
+"""Version of the JSON objects `harness store migrate --json` and `harness store scrub --json` print (their
+first key, ``schema_version``); bumped when a key changes meaning or goes away."""
 
 
 @click.group()
@@ -49,7 +54,7 @@ def migrate_cmd(source: str, destination: str, as_json: bool) -> None:
     with Store.open(source, readonly=True) as src, Store.open(destination) as dst:
         result = migrate(src, dst)
     if as_json:
-        print_json({"schema_version": 1, "source": result.source, "destination": result.destination, "verified": True,
+        print_json({"schema_version": STORE_REPORT_SCHEMA_VERSION, "source": result.source, "destination": result.destination, "verified": True,
                     "tables": [{"table": t.table, "rows": t.rows, "sha256": t.sha256} for t in result.tables],
                     "images_copied": result.images_copied, "images_missing": result.images_missing})
         return
@@ -162,7 +167,7 @@ def scrub_cmd(db: Path, key_envs: tuple[str, ...], key_files: tuple[Path, ...], 
     else:
         result = scrub(db, folders, redactor, dry_run=dry_run)
     if as_json:
-        print_json({"schema_version": 1, "dry_run": dry_run, "keys": len(redactor.keys), "removed": result.removed,
+        print_json({"schema_version": STORE_REPORT_SCHEMA_VERSION, "dry_run": dry_run, "keys": len(redactor.keys), "removed": result.removed,
                     "remaining": result.remaining, "places_searched": [location.display, *map(str, folders)],
                     "notes": result.notes})
     else:

@@ -27,6 +27,8 @@ WINNER_TO_OUTCOME = {v: k for k, v in OUTCOME_TO_WINNER.items()}
 DDL: list[str] = [
     "<votes table: generated from Vote below>",
     "CREATE INDEX IF NOT EXISTS votes_time ON votes(voted_at)",
+    # The arena counts a voter's votes on every page (harness.store.skips.voter_tally).
+    "CREATE INDEX IF NOT EXISTS votes_voter ON votes(voter)",
     # Pairs the arena served: the server-side half of every blind pair (which output is on which side, who
     # it was served to, until when it may be voted on). A pair is voted at most once (``state``).
     """CREATE TABLE IF NOT EXISTS arena_pairs (
