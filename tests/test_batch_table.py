@@ -78,3 +78,13 @@ def test_the_row_schema_names_the_batch_columns() -> None:
     properties = ProviderRow.json_schema()["properties"]
     for name in ("mode", "batch_of", "batch_jobs", "job_turnaround_p50_ms", "job_turnaround_max_ms"):
         assert name in properties and properties[name].get("description")
+
+
+def test_a_batch_rows_latency_intervals_are_withheld_because_its_requests_share_their_jobs_time(
+        batch_run: tuple[Path, str]) -> None:
+    db, run_id = batch_run
+    rows = {r.target: r for r in rows_of(db, run_id)}
+    batch, twin = rows[BATCH], rows[TWIN]
+    assert batch.p50_ms is not None and batch.p50_ci_low_ms is None and batch.p50_ci_high_ms is None
+    assert any("batch job" in reason for reason in batch.withheld.values())
+    assert twin.p50_ci_low_ms is not None

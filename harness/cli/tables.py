@@ -325,7 +325,8 @@ def _deviation_cell(row: ProviderRow) -> str:
 Cell = Callable[[ProviderRow], str]
 REQUESTS, LATENCY, TIME_TO_IMAGE = "requests and cost", "latency (ms)", "time to image and client time (ms)"
 FIDELITY = "sandbox fidelity: measured − intended (ms)"
-BATCH = "batch jobs: per-request latency is its job's turnaround (ms)"
+BATCH = ("batch jobs: a request's latency is its job's turnaround (ms); no latency intervals for batch rows, "
+         "as a job's requests share its time")
 
 
 def _ms_column(header: str, section: str, field: str, *, with_ci: bool = False) -> tuple[Column, Cell]:

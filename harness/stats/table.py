@@ -501,6 +501,13 @@ def provider_table(attempts: pd.DataFrame, by: Sequence[str] = ("target",), *, t
                                                slo_ms=slo_ms, goodput_measure=goodput_measure)]
 
 
+BATCH_SHARED_PREFIXES = ("p50", "p90", "p95", "p99", "time_to_image_", "latency_with_connect_")
+"""Latency figures whose intervals a batch row does not show: its requests' times are their jobs'."""
+BATCH_SHARED_REASON = ("the requests of one batch job share its turnaround, so they are not independent draws; "
+                       "read the job turnaround columns for the spread between jobs")
+ROW_FIELDS = tuple(ProviderRow.model_fields)
+
+
 @dataclass(frozen=True)
 class BatchFacts:
     """What the provider table needs to know about one batch target: its twin and its jobs' turnarounds (ms)."""
@@ -521,10 +528,16 @@ def with_batch_columns(rows: Sequence[ProviderRow], facts: Mapping[str, BatchFac
             out.append(row.model_copy(update={"mode": "interactive"}))
             continue
         times = np.sort(np.asarray(fact.turnarounds_ms, dtype=float))
-        out.append(row.model_copy(update={
+        update: dict[str, Any] = {
             "mode": "batch", "batch_of": fact.batch_of, "batch_jobs": int(times.size),
             "job_turnaround_p50_ms": float(np.median(times)) if times.size else None,
-            "job_turnaround_max_ms": float(times[-1]) if times.size else None}))
+            "job_turnaround_max_ms": float(times[-1]) if times.size else None}
+        shared = [f for f in ROW_FIELDS if f.endswith(("_ci_low_ms", "_ci_high_ms"))
+                  and f.startswith(BATCH_SHARED_PREFIXES) and getattr(row, f) is not None]
+        update.update({f: None for f in shared})
+        if shared:
+            update["withheld"] = {**row.withheld, "interval across a batch job's requests": BATCH_SHARED_REASON}
+        out.append(row.model_copy(update=update))
     def twin_of(row: ProviderRow, among: Sequence[ProviderRow]) -> int | None:
         return next((i for i, o in enumerate(among) if o.target == row.batch_of
                      and o.group_keys() == row.group_keys()), None)
