@@ -4,6 +4,8 @@ alone; runs measured otherwise are shown apart and never compared; an unknown se
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,9 +99,18 @@ def test_a_run_measured_at_another_time_scale_is_shown_apart_and_never_compared(
     assert "FLAG: worse (latency_p50)" in table and series["slow"] in table
 
 
-def test_the_newest_run_fails_the_check_only_when_it_is_the_flagged_one(series: dict[str, Any]) -> None:
+def test_the_newest_run_fails_the_check_only_when_it_is_the_flagged_one(series: dict[str, Any],
+                                                                       tmp_path: Path) -> None:
     code, out = trend(series, "nightly", "--fail-on-flag")
     assert code == 0, out
+    db = tmp_path / "harness.db"
+    shutil.copy(series["db"], db)
+    with sqlite3.connect(db) as conn:  # the slow run becomes the newest: the runs after it move to the start
+        conn.executemany("UPDATE runs SET created_at = ? WHERE id = ?",
+                         [("2000-01-01T00:00:00.000+00:00", series["runs"][4]),
+                          ("2000-01-01T00:00:01.000+00:00", series["other_scale"])])
+    code, out = trend({**series, "db": db}, "nightly", "--fail-on-flag", "--history", "3")
+    assert code == 1 and f"newest run {series['slow']} is worse than its history" in out
 
 
 def test_an_unknown_series_is_an_error_naming_the_known_ones(series: dict[str, Any]) -> None:
