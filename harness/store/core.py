@@ -38,8 +38,10 @@ SCHEMA_VERSION = 3
 
 History: 1, the first release; 2, attempts gain size conformance, time to image and the measurement
 columns of clock version 2 (client time, intended delay), runs gain ``clock_version``; 3, attempts gain
-``host`` and ``region`` (which machine and region made each attempt of a sharded run), and the table
-``run_shards`` (the shards of a run filled by several processes).
+``host`` and ``region`` (which machine and region made each attempt of a sharded run), votes gain ``anony``,
+and new tables hold the shards of a run filled by several processes (``run_shards``), batch jobs
+(``batch_jobs``), judge verdicts (``judgements``), arena skips (``arena_skips``) and rate-limit buckets shared
+by arena workers (``arena_ratelimits``).
 
 Migration is additive: :func:`_migrate` creates missing tables and adds every column the code declares
 that an older store lacks (``ALTER TABLE ... ADD COLUMN``), so a column added later must be nullable or
