@@ -24,7 +24,9 @@ from harness.errors import ConfigError
 from harness.pricing import (
     RequestShape,
     UnboundedPrice,
+    batch_discount,
     image_price,
+    list_request_bound,
     price_unit_of,
     request_bound,
     request_tier,
@@ -266,15 +268,16 @@ def expected_request_cost(target: Target, shape: RequestShape) -> float:
     output tokens at the output price plus the prompt at about 4 bytes a token, or the provider-reported
     cost's list-price fallback; else its bound."""
     unit = price_unit_of(target)
+    factor = 1.0 - batch_discount(target)
     if unit == "image":
-        return image_price(target, request_tier(target, shape)) * shape.images
+        return image_price(target, request_tier(target, shape)) * shape.images * factor
     if unit == "provider_reported" and target.price_per_image_usd is not None:
         return target.price_per_image_usd * shape.images
     if unit == "token" and target.output_tokens_per_image:
         documented = RequestShape(size=shape.size, images=shape.images)
-        out = request_bound(target.model_copy(update={"max_output_tokens": None, "max_request_usd": None}),
-                            documented)
-        return out + shape.prompt_bytes / 4 * (target.price_input_per_mtok_usd or 0.0) / 1e6
+        out = list_request_bound(target.model_copy(update={"max_output_tokens": None, "max_request_usd": None}),
+                                 documented)
+        return (out + shape.prompt_bytes / 4 * (target.price_input_per_mtok_usd or 0.0) / 1e6) * factor
     try:
         return request_bound(target, shape)
     except UnboundedPrice:
@@ -307,6 +310,11 @@ class Estimate:
     assumptions: list[str]
 
 
+BATCH_WINDOW_S = 24 * 3600.0
+"""The time a batch job may take: OpenAI's only ``completion_window`` ("24h") and Gemini Batch Mode's 24-hour
+target turnaround (https://ai.google.dev/gemini-api/docs/batch-mode)."""
+
+
 def estimate(plans: Sequence[TargetPlan], *, retries: int, concurrency: int, rpm: float | None = None,
              respect_limits: bool = True, success_rate: float = 0.95, latency_s: float = 20.0) -> Estimate:
     """Requests, cost range and wall time of a run before anything is sent.
@@ -325,15 +333,19 @@ def estimate(plans: Sequence[TargetPlan], *, retries: int, concurrency: int, rpm
     p_success = 1 - (1 - success_rate) ** (retries + 1)
     for plan in plans:
         t, n = plan.target, len(plan.shapes)
+        batch = t.mode == "batch"
         try:
             bounds = [request_bound(t, s) for s in plan.shapes]
-            high: float | None = sum(bounds) * (retries + 1)
+            high: float | None = sum(bounds) * (1 if batch else retries + 1)
         except UnboundedPrice:
             high = None
         expected = [expected_request_cost(t, s) for s in plan.shapes]
         known = price_unit_of(t) is not None
         low = sum(expected) if known else None
-        likely = low * p_success if low is not None else None
+        likely = low * (success_rate if batch else p_success) if low is not None else None
+        if batch:
+            rows.append(TargetEstimate(t.name, n, low, likely, high, BATCH_WINDOW_S, "batch jobs, 24 h window"))
+            continue
         published_concurrency = t.concurrency if respect_limits else None
         in_flight = min(concurrency, published_concurrency or concurrency)
         pace = rpm if rpm is not None else (t.rpm if respect_limits else None)
@@ -356,6 +368,9 @@ def estimate(plans: Sequence[TargetPlan], *, retries: int, concurrency: int, rpm
         f"concurrency) at once, no faster than its published rpm" + (f" or --rpm {rpm:g}" if rpm else "")
         + "; targets run side by side",
     ]
+    if any(p.target.mode == "batch" for p in plans):
+        assumptions.append("batch targets: each request is sent once (no retries) at the batch price, and a job "
+                           "may take the provider's whole 24 h window (docs/batch.md)")
     return Estimate(rows, total([r.low_usd for r in rows]), total([r.likely_usd for r in rows]),
                     total([r.high_usd for r in rows]), max((r.wall_s for r in rows), default=0.0), assumptions)
 

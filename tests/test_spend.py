@@ -280,3 +280,15 @@ def test_without_a_cap_the_guard_only_counts() -> None:
         return guard.totals().total_usd
 
     assert asyncio.run(scenario()) == pytest.approx(0.02)
+
+
+def test_the_estimate_of_a_batch_target_sends_each_request_once_at_half_price_within_a_day() -> None:
+    batch, twin = CATALOG["gpt-image-1@openai-batch"], CATALOG["gpt-image-1@openai"]
+    shapes = [RequestShape(size="1024x1024", prompt_bytes=40)] * 10
+    est = estimate([TargetPlan(batch, shapes), TargetPlan(twin, shapes)], retries=2, concurrency=4)
+    rows = {r.target: r for r in est.rows}
+    assert rows[batch.name].low_usd == pytest.approx(rows[twin.name].low_usd / 2)  # type: ignore[operator]
+    assert rows[batch.name].high_usd == pytest.approx(rows[twin.name].high_usd / 2 / 3)  # type: ignore[operator]
+    assert rows[batch.name].wall_s == 24 * 3600 and est.wall_s == 24 * 3600
+    assert any("batch targets" in a for a in est.assumptions)
+    assert "24 h window" in format_estimate(est)
