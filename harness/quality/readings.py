@@ -9,7 +9,9 @@ this module, and the agreement report can use it as a signal of its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -18,6 +20,9 @@ from harness.providers.base import ChallengeKind
 from harness.sandbox.imagery import Reading, read
 from harness.store import runs as run_store
 from harness.store.core import Store
+
+READ_WORKERS = min(4, os.cpu_count() or 1)
+"""Pictures decoded at once (Pillow releases the GIL while it decodes, which is most of a reading's time)."""
 
 
 def challenge_text(challenge: Mapping[str, Any], variant: str) -> str:
@@ -48,10 +53,10 @@ def read_outputs(store: Store, outputs: pd.DataFrame) -> dict[str, Reading]:
             refs_cache[sha] = store.images.read(sha, str(entry["ext"]))
         return refs_cache[sha]
 
-    out: dict[str, Reading] = {}
+    jobs: dict[str, tuple[str, str, tuple[bytes, ...], bytes | None]] = {}
     for row in outputs.itertuples(index=False):
         sha = str(row.sha256)
-        if sha in out:
+        if sha in jobs:
             continue
         challenge = challenges.get((str(row.run_id), str(row.challenge_id)), {})
         kind = challenge.get("kind")
@@ -62,8 +67,14 @@ def read_outputs(store: Store, outputs: pd.DataFrame) -> dict[str, Reading]:
             references = tuple(image(r) for r in challenge.get("references") or [])
         if kind == ChallengeKind.INPAINT.value and challenge.get("mask"):
             mask = image(challenge["mask"])
-        out[sha] = read(store.images.read(sha, str(row.ext)), text, references, mask)
-    return out
+        jobs[sha] = (str(row.ext), text, references, mask)
+
+    def one(item: tuple[str, tuple[str, str, tuple[bytes, ...], bytes | None]]) -> tuple[str, Reading]:
+        sha, (ext, text, references, mask) = item
+        return sha, read(store.images.read(sha, ext), text, references, mask)
+
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        return dict(pool.map(one, jobs.items()))
 
 
 def pixel_looks(store: Store, outputs: pd.DataFrame) -> dict[str, float]:

@@ -43,6 +43,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from threading import Lock
 from types import MappingProxyType
 from typing import Any
@@ -441,9 +442,12 @@ def read(image: bytes | Image.Image, prompt: str, references: tuple[bytes, ...] 
     outside the slots. Works for any picture, sandbox-drawn or not (a real one simply shows no marks)."""
     if isinstance(image, bytes):
         with Image.open(io.BytesIO(image)) as im:
-            picture = im.convert("RGB")
+            im.draft("RGB", (READ_SIDE, READ_SIDE))
+            full = im.size
+            picture = _reduced(im.convert("RGB"), full)
     else:
-        picture = image.convert("RGB")
+        full = image.size
+        picture = _reduced(image.convert("RGB"), full)
     pixels = np.asarray(picture, dtype=np.float32)
     stage = mask_stage(mask)
     found = elements(prompt)
@@ -457,13 +461,37 @@ def read(image: bytes | Image.Image, prompt: str, references: tuple[bytes, ...] 
                         and math.dist(other, element.code) <= TOLERANCE)
     moved = None
     if references and mask is None:
-        base = np.asarray(reference_base(references, picture.size), dtype=np.float32)
+        base = _base_pixels(references, full, picture.size)
         keep = np.ones(pixels.shape[:2], dtype=bool)
         for i in range(len(found)):
             left, top, right, bottom = _pixels(slot_box(i, stage), picture.size)
             keep[top:bottom, left:right] = False
         moved = float(np.abs(pixels[keep] - base[keep]).mean() / 255.0) if keep.any() else 0.0
     return Reading(tuple(rendered), moved)
+
+
+READ_SIDE = 320
+""":func:`read` looks at a picture shrunk (box filter) to about this many pixels a side: marks stay tens of
+pixels wide, and reading a run's pictures costs a decode each, not full-size arithmetic."""
+
+
+def _reduced(picture: Image.Image, full: tuple[int, int]) -> Image.Image:
+    """``picture`` (possibly already shrunk by a JPEG draft) box-filtered to the reading size of a ``full``
+    picture: the same size for the output and its reference, whatever decoder shortcuts were taken."""
+    factor = max(1, math.ceil(max(full) / READ_SIDE))
+    target = (max(1, full[0] // factor), max(1, full[1] // factor))
+    return picture if picture.size == target else picture.resize(target, Image.Resampling.BOX)
+
+
+@lru_cache(maxsize=32)
+def _base_pixels(references: tuple[bytes, ...], full: tuple[int, int], size: tuple[int, int]) -> np.ndarray[Any, Any]:
+    """The reference an edit starts from, at the full output size then shrunk like the output (cached: every
+    output of one edit challenge compares with the same one)."""
+    base = np.asarray(_reduced(reference_base(references, full), full), dtype=np.float32)
+    base.flags.writeable = False
+    if base.shape[:2] != (size[1], size[0]):
+        raise ValueError(f"reference shrunk to {base.shape[1]}x{base.shape[0]}, picture to {size[0]}x{size[1]}")
+    return base
 
 
 def _mean(pixels: np.ndarray[Any, Any], box: tuple[int, int, int, int]) -> list[float] | None:
