@@ -21,7 +21,7 @@ FLAG_MARK = {"regression": "FLAG: worse", "improved": "FLAG: better", "ok": "ok"
 
 
 def _ms(point: TrendPoint, name: str) -> str:
-    if name in point.withheld:
+    if f"{name}_ms" in point.withheld:
         return WITHHELD
     value, low, high = (getattr(point, f"{name}_ms"), getattr(point, f"{name}_ci_low_ms"),
                         getattr(point, f"{name}_ci_high_ms"))
@@ -46,14 +46,14 @@ def _flag(point: TrendPoint) -> str:
 def trend_sheets(trend: Trend) -> list[Sheet]:
     """One table per measurement (runs measured otherwise are shown apart): a row per target and run."""
     goodput = any(p.goodput_slo_ms is not None for p in trend.points)
-    columns = [Column("created"), Column("n"), Column("p50 ms (95 % CI)", field="p50_ms"),
-               Column("p95 ms (95 % CI)", field="p95_ms"), Column("success (95 % CI)"),
-               Column("cost/image (95 % CI)")]
+    columns = [Column("n", "figures"), Column("p50 ms (95 % CI)", "figures", field="p50_ms"),
+               Column("p95 ms (95 % CI)", "figures", field="p95_ms"), Column("success (95 % CI)", "figures"),
+               Column("cost/image (95 % CI)", "figures")]
     if goodput:
         slo = next(p.goodput_slo_ms for p in trend.points if p.goodput_slo_ms is not None)
         assert slo is not None
-        columns.append(Column(f"goodput ≤ {format_slo(slo)} (95 % CI)"))
-    columns.append(Column(f"vs last {trend.history}"))
+        columns.append(Column(f"goodput ≤ {format_slo(slo)} (95 % CI)", "figures"))
+    columns.append(Column(f"vs last {trend.history} runs", "against history"))
     sheets: list[Sheet] = []
     for measurement in trend.measurements:
         sheet = Sheet(f"series {trend.series} — {measurement}", ("target", "run"), tuple(columns))
@@ -62,7 +62,7 @@ def trend_sheets(trend: Trend) -> list[Sheet]:
             cost = fmt_usd(p.cost_per_image_usd) + (
                 f" ({fmt_usd(p.cost_per_image_ci_low_usd)}–{fmt_usd(p.cost_per_image_ci_high_usd)})"
                 if p.cost_per_image_ci_low_usd is not None and p.cost_per_image_ci_high_usd is not None else "")
-            cells = [p.created_at[:16].replace("T", " "), str(p.n), _ms(p, "p50"), _ms(p, "p95"),
+            cells = [str(p.n), _ms(p, "p50"), _ms(p, "p95"),
                      _rate(p.success_rate, p.success_ci_low, p.success_ci_high), cost]
             if goodput:
                 cells.append(_rate(p.goodput, p.goodput_ci_low, p.goodput_ci_high))
@@ -114,6 +114,10 @@ def trend(series: str, history: int, target_patterns: tuple[str, ...], gate_file
     else:
         for sheet in trend_sheets(result):
             print_sheet(sheet)
+        shown = {"p50_ms", "p95_ms"}
+        reasons = {k: v for p in result.points for k, v in p.withheld.items() if k in shown}
+        for _, why in sorted(reasons.items()):
+            click.echo(f"{WITHHELD}: {why}")
         for line in flag_lines(result):
             click.echo(line)
         click.echo(f"{len(result.runs)} run(s); each compared with up to {history} earlier finished run(s) measured "
