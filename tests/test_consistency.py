@@ -42,7 +42,8 @@ from tests.test_scoring_support import make_tiny_clip, sandbox_run
 
 pytest.importorskip("open_clip")
 
-TARGETS = ["gemini-2.5-flash-image@google", "gemini-3-pro-image-preview@openrouter"]
+TARGETS = ["gemini-2.5-flash-image@google", "gemini-2.5-flash-image@fal"]
+"""A conversation sent whole each turn (Gemini) and one of chained edits (fal)."""
 KEEP = "    preserve: [face identity, background]\n"
 
 
@@ -235,3 +236,27 @@ def test_identical_consecutive_images_keep_clip_i_at_one_and_preservation_perfec
     assert moved.l1_prev == pytest.approx(masked["l1_outside_mask"], rel=1e-5)
     assert moved.psnr_prev == pytest.approx(masked["psnr_outside_mask"], rel=1e-5), "the inpainting formulas"
     assert record.steps[0].l1_prev is None and record.steps[0].clip_i_prev is None, "turn 1 has nothing before it"
+
+
+def test_an_unreadable_turn_image_is_named_the_other_turns_are_scored_and_the_exit_says_so(
+        tmp_path: Path, tiny_clip_dir: Path) -> None:
+    suite = preserving_talk_suite(tmp_path / "suite")
+    db = tmp_path / "results" / "harness.db"
+    run_id = sandbox_run(db, suite, TARGETS[:1])
+    with Store.open(db, readonly=True) as store:
+        outputs = run_store.outputs_frame(store, [run_id], final_only=False)
+        middle = outputs[outputs["variant"] == "default"].sort_values("attempt_id").iloc[1]  # turn 2 of 3
+        assert middle["sha256"] not in set(outputs[outputs["variant"] == "terse"]["sha256"])
+        path = store.image_path(str(middle["sha256"]), str(middle["ext"]))
+    path.write_bytes(b"not an image")
+    shown = CliRunner().invoke(cli, ["score", run_id, "--model", f"local-dir:{tiny_clip_dir}", "--json",
+                                     "--db", str(db)])
+    assert shown.exit_code == 1, shown.output
+    assert f"conversation image {middle['sha256']}: cannot read {path}" in " ".join(shown.stderr.split())
+    talks = {c["variant"]: c for c in json.loads(shown.stdout)["consistency"]["conversations"]}
+    broken = next(s for s in talks["default"]["steps"] if s["image_sha256"] == middle["sha256"])
+    assert broken["turn"] == 2 and broken["clip_i_prev"] is None and broken["clip_t_turn"] is None
+    assert broken["l1_prev"] is None, "its pixels cannot be compared either"
+    last = talks["default"]["steps"][2]
+    assert last["clip_i_prev"] is None and last["clip_i_first"] is not None
+    assert all(s["clip_t_turn"] is not None for s in talks["terse"]["steps"]), "the other conversation is whole"

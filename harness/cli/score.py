@@ -186,5 +186,5 @@ def _score(run_ids: tuple[str, ...], model: str, pretrained: str | None, device:
         out_console().print(table)
         if consistent is not None:
             print_consistency(consistent)
-    if report.outputs_failed:
+    if report.outputs_failed or problems:
         raise SystemExit(EXIT_CHECK_FAILED)
