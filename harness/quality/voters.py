@@ -3,9 +3,12 @@ faster than a person can look at two pictures; report what removing them would c
 anyone silently.
 
 * **Consensus**: the Bradley–Terry board fitted to every vote (ties half). A voter's decisive vote agrees
-  when it picks the model the board rates higher. A voter with at least ``min_votes`` decisive votes whose
-  Wilson interval of agreement still contains one half is flagged ``at_chance``; fewer votes are reported as
-  too few to judge, not flagged.
+  when it picks the model the board rates higher. A voter with at least ``min_votes`` decisive votes is
+  flagged ``at_chance`` when the Wilson interval of their agreement reaches down to one half *and* stays
+  below the agreement of all votes together (``typical_agreement``): consistent with coin-flipping and
+  distinguishable from the typical voter. (Where voters judge pictures rather than model names, even a
+  careful voter agrees with the board's favourite only part of the time, so one half alone would flag the
+  careful ones who voted little.) Fewer votes are reported as too few to judge, not flagged.
 * **Speed**: a voter whose median decision time is under ``min_decision_ms`` (default 1 500 ms) is flagged
   ``too_fast``. Looking at two images and choosing takes people seconds (the simulated panel's median is 6 s).
 * **Impact**: the board refitted without the flagged voters, beside the full one, per model.
@@ -63,6 +66,8 @@ def voter_quality(votes: pd.DataFrame, *, min_votes: int = MIN_VOTES,
     favourite_left = left_r > right_r
     decisive["agrees"] = np.where(decisive["outcome"] == "left", favourite_left, ~favourite_left).astype(float)
     decisive.loc[left_r == right_r, "agrees"] = np.nan
+    known = decisive["agrees"].dropna()
+    typical = float(known.mean()) if len(known) else 1.0
     voters: list[dict[str, Any]] = []
     for voter, rows in votes.groupby(votes["voter"].fillna("(unknown)"), sort=True):
         mine = decisive[decisive["voter"].fillna("(unknown)") == voter]["agrees"].dropna()
@@ -70,7 +75,7 @@ def voter_quality(votes: pd.DataFrame, *, min_votes: int = MIN_VOTES,
         if len(mine) >= min_votes:
             iv = wilson(int(mine.sum()), len(mine))
             entry.update(agreement=iv.estimate, low=iv.low, high=iv.high)
-            if iv.low <= 0.5 <= iv.high:
+            if iv.low <= 0.5 and iv.high < typical:
                 entry["flags"].append("at_chance")
         else:
             entry["note"] = f"only {len(mine)} decisive vote(s) (at least {min_votes} needed to judge agreement)"
@@ -85,7 +90,7 @@ def voter_quality(votes: pd.DataFrame, *, min_votes: int = MIN_VOTES,
     without = _board(kept) if len(kept) else {}
     return {
         "schema_version": VOTER_QUALITY_SCHEMA_VERSION, "votes": len(votes), "min_votes": min_votes,
-        "min_decision_ms": min_decision_ms, "flagged": sorted(flagged),
+        "min_decision_ms": min_decision_ms, "typical_agreement": typical, "flagged": sorted(flagged),
         "flagged_votes": int(len(votes) - len(kept)), "voters": voters,
         "impact": [{"model": m, "rating": r, "without_flagged": without.get(m),
                     "change": (without[m] - r) if m in without else None}

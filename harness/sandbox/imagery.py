@@ -278,7 +278,10 @@ Box = tuple[float, float, float, float]
 """``(left, top, right, bottom)`` as fractions of the picture's width and height."""
 
 
-def slot_box(index: int, stage: Box = (0.0, 0.0, 1.0, 1.0)) -> Box:
+WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
+
+
+def slot_box(index: int, stage: Box = WHOLE) -> Box:
     """Where element ``index``'s mark goes: cells of 3 columns by 2 rows over ``stage`` (the whole picture,
     or an inpainting mask's white box), the mark a centred 60 % × 50 % of its cell."""
     col, row = index % 3, index // 3
@@ -438,7 +441,8 @@ def read(image: bytes | Image.Image, prompt: str, references: tuple[bytes, ...] 
          mask: bytes | None = None) -> Reading:
     """Measure a picture from its pixels alone: which of ``prompt``'s elements have their mark in their
     slot (both halves' mean colours within :data:`TOLERANCE` of the expected ones, read from the middle
-    of each half), and for an edit or composition without a mask how much it disturbed the reference
+    of each half; for an inpainting, slots inside the mask's box or, where a provider could only send the
+    mask as one more image, over the whole picture), and for an edit or composition without a mask how much it disturbed the reference
     outside the slots. Works for any picture, sandbox-drawn or not (a real one simply shows no marks)."""
     if isinstance(image, bytes):
         with Image.open(io.BytesIO(image)) as im:
@@ -451,14 +455,9 @@ def read(image: bytes | Image.Image, prompt: str, references: tuple[bytes, ...] 
     pixels = np.asarray(picture, dtype=np.float32)
     stage = mask_stage(mask)
     found = elements(prompt)
-    rendered = []
-    for i, element in enumerate(found):
-        left, top, right, bottom = _pixels(slot_box(i, stage), picture.size)
-        middle = (left + right) // 2
-        one, other = _mean(pixels, (left, top, middle, bottom)), _mean(pixels, (middle, top, right, bottom))
-        rendered.append(one is not None and other is not None and math.dist(one, other) >= CONTRAST / 2
-                        and math.dist(one, element.colour) <= TOLERANCE
-                        and math.dist(other, element.code) <= TOLERANCE)
+    stages = [stage] if stage == WHOLE else [stage, WHOLE]
+    rendered = [any(_has_mark(pixels, element, slot_box(i, at), picture.size) for at in stages)
+                for i, element in enumerate(found)]
     moved = None
     if references and mask is None:
         base = _base_pixels(references, full, picture.size)
@@ -492,6 +491,14 @@ def _base_pixels(references: tuple[bytes, ...], full: tuple[int, int], size: tup
     if base.shape[:2] != (size[1], size[0]):
         raise ValueError(f"reference shrunk to {base.shape[1]}x{base.shape[0]}, picture to {size[0]}x{size[1]}")
     return base
+
+
+def _has_mark(pixels: np.ndarray[Any, Any], element: Element, box: Box, size: tuple[int, int]) -> bool:
+    left, top, right, bottom = _pixels(box, size)
+    middle = (left + right) // 2
+    one, other = _mean(pixels, (left, top, middle, bottom)), _mean(pixels, (middle, top, right, bottom))
+    return (one is not None and other is not None and math.dist(one, other) >= CONTRAST / 2
+            and math.dist(one, element.colour) <= TOLERANCE and math.dist(other, element.code) <= TOLERANCE)
 
 
 def _mean(pixels: np.ndarray[Any, Any], box: tuple[int, int, int, int]) -> list[float] | None:
