@@ -55,7 +55,9 @@ def test_an_inline_batch_moves_through_its_states_and_answers_each_request_by_it
                                 config={"display_name": "sdk-test"})
     assert job.name and job.name.startswith("batches/") and job.display_name == "sdk-test"
     job, seen = wait(client, job)
-    assert seen[0] == "JOB_STATE_PENDING" and "JOB_STATE_RUNNING" in seen and seen[-1] == "JOB_STATE_SUCCEEDED"
+    order = ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
+    assert seen[0] == order[0] and seen[-1] == order[-1]
+    assert seen == sorted(seen, key=order.index), "states only move forward (a slow poll may miss RUNNING)"
     assert job.dest is not None and job.dest.inlined_responses is not None
     by_key = {r.metadata["key"]: r for r in job.dest.inlined_responses if r.metadata}
     assert set(by_key) == {"fox", "owl"}
