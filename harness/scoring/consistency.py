@@ -113,12 +113,13 @@ def conversations(store: Store, run_ids: Sequence[str]) -> list[Conversation]:
         specs = list(challenge.get("turns") or [])
         exts = {str(r["sha256"]): str(r["ext"]) for r in challenge.get("references") or []}
         start = next(((sha, exts[sha]) for sha in strip.start_images if sha in exts), None)
-        turns = tuple(
-            TurnImage(s.turn, s.image_sha256, s.image_ext or "png",
-                      _turn_prompt(specs[s.turn - 1], strip.variant) if s.turn - 1 < len(specs) else s.prompt,
-                      tuple(s.preserve))
-            for s in strip.steps if s.ok and s.image_sha256)
-        out.append(Conversation(strip, start, turns))
+        turns: list[TurnImage] = []
+        for s in strip.steps:
+            if not s.ok or not s.image_sha256:
+                break  # a turn without an image ends what can be compared turn to turn
+            prompt = _turn_prompt(specs[s.turn - 1], strip.variant) if s.turn - 1 < len(specs) else s.prompt
+            turns.append(TurnImage(s.turn, s.image_sha256, s.image_ext or "png", prompt, tuple(s.preserve)))
+        out.append(Conversation(strip, start, tuple(turns)))
     return out
 
 
