@@ -214,3 +214,16 @@ def test_rank_relevance_is_a_probability_floored_above_zero(gap: float, sd: floa
     assert MIN_RELEVANCE <= r <= 1.0
     if sd > 0:
         assert rank_relevance(gap / 2, sd) >= r  # closer ratings: more relevant
+
+
+def test_only_allowed_targets_are_chosen_when_pairing_by_model() -> None:
+    """The arena narrows each matchup to the outputs this voter may see: a model whose only allowed target
+    in a challenge is one provider is shown through that provider there, and nowhere it has none."""
+    s = PairSampler(TWO_PROVIDERS, min_exposure=0, rng=random.Random(8), unit_of=MODEL_OF)
+    allowed = {"m1": {"gem@openrouter", "flux@fal", "sd@replicate"}, "m2": {"flux@fal"}}
+    for _ in range(300):
+        c = s.choose_among(allowed)
+        assert c is not None and c.matchup == "m1"
+        assert {c.left, c.right} <= allowed["m1"]
+        s.note_served(c.matchup, c.left, c.right)
+    assert s.choose_among({"m1": {"gem@openrouter", "gem@google"}, "m2": {"flux@fal"}}) is None

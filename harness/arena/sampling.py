@@ -177,10 +177,12 @@ class PairSampler:
         self._unit_of = {t: (unit_of or {}).get(t, t) for ts in matchups.values() for t in ts}
         self._members: dict[tuple[str, str], list[str]] = defaultdict(list)
         self._pair_matchups: dict[TargetPair, list[str]] = {}
+        self._matchup_units: dict[str, set[str]] = {}
         for key, targets in sorted(matchups.items()):
             for t in sorted(set(targets)):
                 self._members[(key, self._unit_of[t])].append(t)
             units = sorted({self._unit_of[t] for t in targets})
+            self._matchup_units[key] = set(units)
             for i, a in enumerate(units):
                 for b in units[i + 1:]:
                     self._pair_matchups.setdefault((a, b), []).append(key)
@@ -291,9 +293,11 @@ class PairSampler:
         voter with many identities from recognising sides."""
         pair_keys: Mapping[TargetPair, Sequence[str]] = self._pair_matchups
         if allowed is not None:
-            pair_keys = {p: kept for p, keys in self._pair_matchups.items()
-                         if (kept := [k for k in keys if self._allowed_members(k, p[0], allowed)
-                                      and self._allowed_members(k, p[1], allowed)])}
+            present = {k: {self._unit_of[t] for t in allowed.get(k, ()) if t in self._unit_of}
+                       for k in self._matchup_units}
+            if any(present[k] != units for k, units in self._matchup_units.items()):
+                pair_keys = {p: kept for p, keys in self._pair_matchups.items()
+                             if (kept := [k for k in keys if p[0] in present[k] and p[1] in present[k]])}
             if not pair_keys:
                 return None
         pair = self._balanced_pair(pair_keys) if self.in_warmup() else self._active_pair(pair_keys)
