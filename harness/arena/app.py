@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -57,6 +58,7 @@ from harness.arena.schemas import Health, PairView, Problem, Reveal, SkipIn, Ski
 from harness.arena.service import ArenaService, VoteRejected
 from harness.arena.sizelimit import BodySizeLimit
 from harness.errors import ConfigError
+from harness.store import Store
 
 VOTER_COOKIE = "arena_voter"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -179,7 +181,8 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
     templates = _templates()
     refresh = leaderboard_refresh_s if leaderboard_refresh_s is not None else config.leaderboard_refresh_s
     try:
-        board = LeaderboardPublisher(service.arena_votes, refresh_s=refresh, rated_by=service.pair_by, clock=clock)
+        board = LeaderboardPublisher(service.arena_votes, open_store=partial(Store.open, config.db, readonly=True),
+                                     refresh_s=refresh, rated_by=service.pair_by, clock=clock)
     except ValueError as exc:
         service.close()
         raise ConfigError(str(exc)) from None

@@ -19,6 +19,7 @@ are exact (they are aggregates of many votes by then).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.ratings import RatingError, RatingOptions, leaderboard, validate_battles
 from harness.ratings.leaderboard import RatingBoard
+from harness.store import Store
 
 LEADERBOARD_SCHEMA_VERSION: Literal[1] = 1
 DEFAULT_REFRESH_S = 300.0
@@ -200,16 +202,20 @@ class _Cache:
 
 
 class LeaderboardPublisher:
-    """The scheduled, cached public board of one arena. ``votes`` reads the battle frame (blocking; the
-    arena's reads it on its store thread). Fitting runs on this publisher's one thread, which also makes
-    concurrent requests of a new window share one fit: the first fits, the others find it done."""
+    """The scheduled, cached public board of one arena. ``votes`` reads the battle frame from a store;
+    ``open_store`` opens the publisher's own (read-only) connection, on first use, so a large read never
+    holds up pair serving on the arena's store thread. Reading and fitting run on this publisher's one
+    thread, which also makes concurrent requests of a new window share one fit: the first fits, the
+    others find it done."""
 
-    def __init__(self, votes: Callable[[], pd.DataFrame], *, refresh_s: float = DEFAULT_REFRESH_S,
-                 min_batch: int = DEFAULT_MIN_BATCH, rated_by: Literal["model", "target"] = "model",
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, votes: Callable[[Store], pd.DataFrame], *, open_store: Callable[[], Store],
+                 refresh_s: float = DEFAULT_REFRESH_S, min_batch: int = DEFAULT_MIN_BATCH,
+                 rated_by: Literal["model", "target"] = "model", clock: Callable[[], float]) -> None:
         if not refresh_s >= 1:
             raise ValueError(f"leaderboard refresh must be at least 1 s, not {refresh_s}")
         self._votes = votes
+        self._open_store = open_store
+        self._store: Store | None = None
         self.refresh_s = refresh_s
         self.min_batch = min_batch
         self.rated_by: Literal["model", "target"] = rated_by
@@ -220,13 +226,23 @@ class LeaderboardPublisher:
         """Boards fitted so far (each costs a read of every vote and several rating fits)."""
 
     def close(self) -> None:
+        """Close the publisher's store connection and thread; safe to call twice."""
+        def close_store() -> None:
+            store, self._store = self._store, None
+            if store is not None:
+                store.close()
+
+        with contextlib.suppress(RuntimeError):  # the thread was already shut down by an earlier close
+            self._fitter.submit(close_store).result()
         self._fitter.shutdown(wait=True)
 
     def _refresh(self, window: float) -> PublicLeaderboard:
         cached = self._cache
         if cached is not None and cached.window == window:
             return cached.board
-        frame = self._votes()
+        if self._store is None:
+            self._store = self._open_store()
+        frame = self._votes(self._store)
         now = self._clock()
         current = cached.board.votes_until if cached is not None else None
         cutoff = next_cutoff(now, self.refresh_s, current, frame["tstamp"], self.min_batch) if len(frame) else current

@@ -375,14 +375,11 @@ class ArenaService:
 
     # -- leaderboard -------------------------------------------------------------------------------------
 
-    def _arena_votes(self) -> pd.DataFrame:
-        return vote_store.battles_frame(self._store, by=self.pair_by, run_ids=self.pool.run_ids,
+    def arena_votes(self, store: Store) -> pd.DataFrame:
+        """The votes the public leaderboard counts (battle format, oldest first), rated by ``pair_by``, read
+        from ``store`` (the leaderboard's own connection, so the read never holds up the store thread)."""
+        return vote_store.battles_frame(store, by=self.pair_by, run_ids=self.pool.run_ids,
                                         sources=LEADERBOARD_SOURCES)
-
-    def arena_votes(self) -> pd.DataFrame:
-        """The votes the public leaderboard counts (battle format, oldest first), rated by ``pair_by``.
-        Blocks until the store thread has read them: call it from another thread, never the event loop's."""
-        return self._db.submit(self._arena_votes).result()
 
     async def health(self) -> Health:
         votes = await self._on_store(vote_store.count_votes, self._store)
