@@ -155,14 +155,15 @@ async def open_loop(url: str, offered: int, rate: float) -> Round:
 
 
 async def replay(url: str, tokens: list[str], cookies: list[str]) -> list[int]:
-    """Every token posted again by its voter, twice, each time on a new connection (so either worker may
-    take it)."""
-    statuses = []
-    for token, cookie in zip(tokens, cookies, strict=True):
-        for _ in range(2):
-            async with httpx.AsyncClient(base_url=url, timeout=30, cookies={"arena_voter": cookie}) as c:
-                statuses.append((await c.post("/api/vote", json={"token": token, "outcome": "left"})).status_code)
-    return statuses
+    """Every token posted again by its voter, twice, each time on a new connection (so the kernel may hand
+    it to either worker), 16 at a time."""
+    gate = asyncio.Semaphore(VOTERS)
+
+    async def once(token: str, cookie: str) -> int:
+        async with gate, httpx.AsyncClient(base_url=url, timeout=60, cookies={"arena_voter": cookie}) as c:
+            return (await c.post("/api/vote", json={"token": token, "outcome": "left"})).status_code
+
+    return list(await asyncio.gather(*(once(t, c) for t, c in zip(tokens, cookies, strict=True) for _ in range(2))))
 
 
 def stored(db: Path) -> tuple[list[str], int]:
@@ -173,44 +174,45 @@ def stored(db: Path) -> tuple[list[str], int]:
     return uids, pairs
 
 
-def measure(benchmark: Any, pool: WorkerPool, db: Path, label: str) -> list[dict[str, float]]:
-    asyncio.run(open_loop(pool.url, 48, 50.0))  # warm the image cache and every worker
-    rounds: list[Round] = []
-    offered = int(OFFERED_PER_S * OFFER_S)
-
-    def one_round() -> None:
-        before, _ = stored(db)
-        fig = asyncio.run(open_loop(pool.url, offered, OFFERED_PER_S))
-        after, distinct_pairs = stored(db)
-        new = set(after) - set(before)
-        answered = [v for s, v in zip(fig.statuses, fig.vote_ids, strict=True) if s == 200]
-        assert not fig.failures, fig.failures[:3]
-        assert set(fig.statuses) == {200}
-        assert len(after) == len(set(after)) == len(before) + len(answered) == distinct_pairs  # none lost, none doubled
-        assert new == set(answered)
-        replayed = asyncio.run(replay(pool.url, fig.tokens, fig.cookies))
-        assert replayed == [409] * (2 * len(fig.tokens))  # no token accepted twice, on either worker
-        rounds.append(fig)
-        print(f"\n{label} round {len(rounds)}: {fig.summary()}", flush=True)
-
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
-    summaries = [r.summary() for r in rounds]
-    benchmark.extra_info["rounds"] = summaries
-    return summaries
+def one_round(pool: WorkerPool, db: Path) -> Round:
+    """One bounded open-loop round, then the store and replay checks."""
+    before, _ = stored(db)
+    fig = asyncio.run(open_loop(pool.url, int(OFFERED_PER_S * OFFER_S), OFFERED_PER_S))
+    after, distinct_pairs = stored(db)
+    answered = [v for s, v in zip(fig.statuses, fig.vote_ids, strict=True) if s == 200]
+    assert not fig.failures, fig.failures[:3]
+    assert set(fig.statuses) == {200}
+    assert len(after) == len(set(after)) == len(before) + len(answered) == distinct_pairs  # none lost, none doubled
+    assert set(after) - set(before) == set(answered)
+    replayed = asyncio.run(replay(pool.url, fig.tokens, fig.cookies))
+    assert replayed == [409] * (2 * len(fig.tokens))  # no token accepted twice, on either worker
+    return fig
 
 
-def test_two_workers_on_postgresql_open_loop(benchmark: Any, postgres_arena: tuple[WorkerPool, Path]) -> None:
-    pool, db = postgres_arena
-    summaries = measure(benchmark, pool, db, f"PostgreSQL, 2 workers, {VOTERS} voters, {OFFERED_PER_S:g} loops/s offered")
-    goal = [s["votes_per_s"] >= 300 and s["vote_p99_ms"] < 50 for s in summaries]
-    print(f"\ngoal (>= 300 votes/s, p99 vote < 50 ms) met in {sum(goal)} of {len(goal)} rounds", flush=True)
+@pytest.mark.timeout(900)
+def test_two_postgresql_workers_beside_one_sqlite_process(
+        benchmark: Any, postgres_arena: tuple[WorkerPool, Path], sqlite_arena: tuple[WorkerPool, Path]) -> None:
+    """Rounds alternate between the two set-ups, so both meet the same background load from other jobs;
+    compare them round by round. The goal is the issue's: at least 300 votes/s with p99 vote latency under
+    50 ms, on PostgreSQL with 2 workers, in some round."""
+    setups = {"PostgreSQL, 2 workers": postgres_arena, "SQLite, 1 process": sqlite_arena}
+    for pool, _ in setups.values():
+        asyncio.run(open_loop(pool.url, 48, 50.0))  # warm every worker and the image caches
+    rounds: dict[str, list[dict[str, float]]] = {label: [] for label in setups}
 
+    def both() -> None:
+        for label, (pool, db) in setups.items():
+            summary = one_round(pool, db).summary()
+            rounds[label].append(summary)
+            print(f"\n{label}, {VOTERS} voters, {OFFERED_PER_S:g} loops/s offered, round {len(rounds[label])}: "
+                  f"{summary}", flush=True)
 
-def test_one_process_on_sqlite_open_loop(benchmark: Any, sqlite_arena: tuple[WorkerPool, Path]) -> None:
-    pool, db = sqlite_arena
-    summaries = measure(benchmark, pool, db, f"SQLite, 1 process, {VOTERS} voters, {OFFERED_PER_S:g} loops/s offered")
-    goal = [s["votes_per_s"] >= 300 and s["vote_p99_ms"] < 50 for s in summaries]
-    print(f"\ngoal (>= 300 votes/s, p99 vote < 50 ms) met in {sum(goal)} of {len(goal)} rounds", flush=True)
+    benchmark.pedantic(both, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info["rounds"] = rounds
+    met = [s["votes_per_s"] >= 300 and s["vote_p99_ms"] < 50 for s in rounds["PostgreSQL, 2 workers"]]
+    print(f"\ngoal (>= 300 votes/s, p99 vote < 50 ms) met by PostgreSQL with 2 workers in {sum(met)} of {len(met)} "
+          "rounds", flush=True)
+    assert any(met)
 
 
 class Timers:
