@@ -5,6 +5,7 @@ request, and delayed and batched so that it cannot tell anyone how a single vote
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -184,7 +185,7 @@ def test_a_vote_appears_one_to_two_periods_after_it_was_cast(cast_at: float, ref
     cut-off; never sooner than one period after it was cast, never later than two."""
     tstamps = pd.Series([T0 + cast_at])
     for t in sorted(checks):
-        cutoff = next_cutoff(T0 + t, refresh, None, tstamps, 1)
+        cutoff = next_cutoff(T0 + t, refresh, tstamps, 1)
         counted = cutoff is not None and T0 + cast_at < cutoff
         if t - cast_at < refresh:
             assert not counted
@@ -192,18 +193,33 @@ def test_a_vote_appears_one_to_two_periods_after_it_was_cast(cast_at: float, ref
             assert counted
 
 
-def test_the_cutoff_moves_only_when_a_batch_of_votes_fell_behind_it() -> None:
-    tstamps = pd.Series([T0 + 1.0, T0 + 2.0, T0 + 3.0])
-    assert next_cutoff(T0 + 300, 60, None, tstamps, 10) is None
+def test_the_cutoff_moves_only_across_a_batch_of_votes() -> None:
+    few = pd.Series([T0 + 1.0, T0 + 2.0, T0 + 3.0])
+    assert next_cutoff(T0 + 300, 60, few, 10) is None
     many = pd.Series(T0 + np.arange(12.0))
-    first = next_cutoff(T0 + 300, 60, None, many, 10)
-    assert first == T0 + 240
+    assert next_cutoff(T0 + 300, 60, many, 10) == T0 + 60
     # three more votes later on do not move it ...
     later = pd.concat([many, pd.Series([T0 + 400.0, T0 + 401.0, T0 + 402.0])])
-    assert next_cutoff(T0 + 900, 60, first, later, 10) == first
-    # ... ten more do
-    more = pd.concat([later, pd.Series(T0 + 500 + np.arange(10.0))])
-    assert next_cutoff(T0 + 900, 60, first, more, 10) == T0 + 840
+    assert next_cutoff(T0 + 900, 60, later, 10) == T0 + 60
+    # ... ten more do, even spread over windows; and not before they are a whole window old
+    more = pd.concat([later, pd.Series(T0 + 500 + 10 * np.arange(7.0))])
+    assert next_cutoff(T0 + 619, 60, more, 10) == T0 + 60
+    assert next_cutoff(T0 + 900, 60, more, 10) == T0 + 600
+
+
+@settings(max_examples=40)
+@given(times=st.lists(st.floats(0, 5_000), max_size=80), batch=st.integers(1, 15),
+       now=st.lists(st.floats(0, 8_000), min_size=2, max_size=6))
+def test_consecutive_boards_differ_by_a_batch_and_every_server_agrees(times: list[float], batch: int,
+                                                                     now: list[float]) -> None:
+    """Whenever the board moves, at least ``batch`` votes joined it; and the cut-off is a function of the
+    votes alone (two servers started at different times publish the same one)."""
+    tstamps = pd.Series([T0 + t for t in times], dtype=float)
+    cutoffs = [next_cutoff(T0 + t, 60, tstamps, batch) for t in sorted(now)]
+    counted = [0 if c is None else int((tstamps < c).sum()) for c in cutoffs]
+    for before, after in itertools.pairwise(counted):
+        assert after == before or after - before >= batch
+    assert cutoffs == [next_cutoff(T0 + t, 60, tstamps.sample(frac=1, random_state=1), batch) for t in sorted(now)]
 
 
 # -- served by the arena -------------------------------------------------------------------------------
@@ -218,7 +234,7 @@ def test_page_and_json_are_public_read_only_and_say_how_the_board_is_made(fresh:
         board = PublicLeaderboard.model_validate(body)
         assert body["schema_version"] == 1 and board.total_votes == 400
         assert board.overall is not None and {r.model for r in board.overall.rows} == set(MODELS)
-        assert board.votes_until == T0 + 540 and board.rated_by == "model" and board.sources == ["arena"]
+        assert board.votes_until == T0 + 420 and board.rated_by == "model" and board.sources == ["arena"]
 
         async def page() -> httpx.Response:
             async with client(app) as c:

@@ -9,11 +9,12 @@ window boundary waits for it; concurrent ones share the same fit).
 **Never a way around blindness.** The board shows aggregates only (per-model ratings and counts; no vote,
 voter, pair, image or time of a single vote). A board that moved after every vote would tell a watcher
 which two models a just-cast vote compared and who won, and would let a voter line up board changes with
-pairs in flight. So the published board only ever counts votes cast before the last window boundary that
-lies at least one whole window in the past (a vote appears between one and two refresh periods after it
-was cast), and the cut-off moves forward only when at least ``min_batch`` new votes fall behind it: every
-change of the board mixes at least that many votes, cast by whoever voted in those windows. Vote counts
-are exact (they are aggregates of many votes by then).
+pairs in flight. So the published board only ever counts votes cast before a window boundary that lies
+at least one whole window in the past (a vote appears between one and two refresh periods after it was
+cast), and the cut-off moves forward only across at least ``min_batch`` new votes: every change of the
+board mixes at least that many votes, cast by whoever voted in those windows (:func:`next_cutoff`; it
+depends on the vote times alone, so several app servers publish the same board). Vote counts are exact
+(they are aggregates of many votes by then).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -185,14 +187,27 @@ def window_start(now: float, refresh_s: float) -> float:
     return math.floor(now / refresh_s) * refresh_s
 
 
-def next_cutoff(now: float, refresh_s: float, current: float | None, tstamps: pd.Series, min_batch: int) -> float | None:
-    """The cut-off the board may publish at ``now``: the window boundary one whole window back, when at
-    least ``min_batch`` votes lie between the ``current`` cut-off and it; else ``current``."""
-    candidate = window_start(now, refresh_s) - refresh_s
-    if current is not None and candidate <= current:
-        return current
-    new = int(((tstamps < candidate) & (tstamps >= (current if current is not None else -math.inf))).sum())
-    return candidate if new >= min_batch else current
+def next_cutoff(now: float, refresh_s: float, tstamps: pd.Series, min_batch: int) -> float | None:
+    """The cut-off the board publishes at ``now`` (None: none yet), a function of the vote times alone, so
+    every app server of an arena publishes the same board.
+
+    Cut-offs are window boundaries (multiples of ``refresh_s``). Walking the windows from the first vote,
+    a boundary becomes a cut-off once at least ``min_batch`` votes were cast since the previous cut-off;
+    the board publishes the latest such boundary that lies at least one whole window before the window
+    ``now`` falls in. So a vote shows between one and two refresh periods after it was cast (with
+    ``min_batch`` 1), and consecutive boards differ by at least ``min_batch`` votes."""
+    limit = window_start(now, refresh_s) - refresh_s
+    times = tstamps.to_numpy(dtype=float)
+    times = times[times < limit]
+    if len(times) < min_batch or len(times) == 0:
+        return None
+    windows, counts = np.unique(np.floor(times / refresh_s), return_counts=True)
+    cutoff, pending = None, 0
+    for window, count in zip(windows.tolist(), counts.tolist(), strict=True):
+        pending += int(count)
+        if pending >= min_batch:
+            cutoff, pending = (window + 1) * refresh_s, 0
+    return cutoff
 
 
 @dataclass
@@ -244,8 +259,7 @@ class LeaderboardPublisher:
             self._store = self._open_store()
         frame = self._votes(self._store)
         now = self._clock()
-        current = cached.board.votes_until if cached is not None else None
-        cutoff = next_cutoff(now, self.refresh_s, current, frame["tstamp"], self.min_batch) if len(frame) else current
+        cutoff = next_cutoff(now, self.refresh_s, frame["tstamp"], self.min_batch) if len(frame) else None
         board = build_leaderboard(frame, now=now, cutoff=cutoff, refresh_s=self.refresh_s, min_batch=self.min_batch,
                                   rated_by=self.rated_by)
         self.fits += 1
