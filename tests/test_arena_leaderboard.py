@@ -357,3 +357,16 @@ def test_the_json_schema_is_published_beside_the_board(fresh: ArenaStore) -> Non
     assert schema["$id"].endswith(":arena-leaderboard:v1")
     assert set(schema["required"]) <= set(body) and set(body) <= set(schema["properties"])
     assert schema["properties"]["schema_version"]["const"] == body["schema_version"] == 1
+
+
+def test_an_arena_pairing_targets_rates_targets(fresh: ArenaStore) -> None:
+    arena_votes(fresh, 100, T0)
+    config = ArenaConfig(db=fresh.db, cache_dir=fresh.cache_dir, pair_by="target")
+    app = create_app(config, clock=Clock(T0 + 600), leaderboard_refresh_s=60)
+    try:
+        body = PublicLeaderboard.model_validate(get_json(app))
+    finally:
+        app.state.leaderboard.close()
+        app.state.arena.close()
+    assert body.rated_by == "target" and body.overall is not None
+    assert {r.model for r in body.overall.rows} == set(TARGET.values())
