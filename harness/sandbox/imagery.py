@@ -9,10 +9,9 @@ model's palette, with the model's motif over them); inpainting repaints only the
 most :data:`MAX_ELEMENTS`; a colour word colours the element after it). A picture renders each element as a
 *mark* — a two-coloured patch in that element's slot (:func:`slot_box`), the element's colour (the one the
 prompt names, else the slot's own) on the left and the slot's code colour on the right — or leaves the slot
-alone. Whether a model renders an element is a draw with probability :func:`render_probability` of the
-model's true strength
-(:data:`DEFAULT_STRENGTHS`), so a stronger model's pictures show more of what was asked for. An edit also
-*disturbs* what it should keep: the model's palette and motif are laid over the reference with an opacity
+alone. A model renders a share of the elements close to :func:`render_probability` of its true strength
+(:data:`DEFAULT_STRENGTHS`; :func:`marks_for` says which), so a stronger model's pictures show more of what
+was asked for. An edit also *disturbs* what it should keep: the model's palette and motif are laid over the reference with an opacity
 (:func:`disturbance`) that falls with strength. :func:`read` measures both from pixels alone (which marks
 are there; how far the output strayed from the reference outside the marks), and :func:`expected_quality`
 is the truth the simulation knows, so estimators built on the reading can be tested against it.
@@ -312,15 +311,18 @@ def mask_stage(mask: bytes | None) -> Box:
 
 
 def marks_for(model: str, prompt: str, seed: int | None) -> tuple[bool, ...]:
-    """Which of ``prompt``'s elements ``model`` renders: one draw each with :func:`render_probability`,
-    seeded by the model, the number of elements, one of :data:`MARK_BUCKETS` buckets the elements' words
-    fall in, and ``seed``. The buckets bound how many distinct drawings a model makes (so the cache still
+    """Which of ``prompt``'s elements ``model`` renders: ``⌊p·n + u⌋`` of the ``n`` elements (``u`` uniform, so
+    the expected share is exactly the :func:`render_probability` ``p`` and a picture never strays far from
+    it), chosen at random; seeded by the model, the number of elements, one of :data:`MARK_BUCKETS` buckets
+    the elements' words fall in, and ``seed``. The buckets bound how many distinct drawings a model makes (so the cache still
     serves most requests); within a bucket, prompts with as many elements get the same draws."""
     found = elements(prompt)
     bucket = zlib.crc32("\x00".join(e.word for e in found).encode()) % MARK_BUCKETS
     rng = random.Random(hashlib.sha256(f"{model}\x00{len(found)}\x00{bucket}\x00{seed}".encode()).digest())
     p = render_probability(model)
-    return tuple(rng.random() < p for _ in found)
+    count = min(len(found), math.floor(p * len(found) + rng.random()))
+    chosen = set(rng.sample(range(len(found)), count))
+    return tuple(i in chosen for i in range(len(found)))
 
 
 def _draw_marks(image: Image.Image, found: tuple[Element, ...], shown: tuple[bool, ...], stage: Box) -> None:
