@@ -20,14 +20,20 @@ import pandas as pd
 from harness import __version__
 from harness.outcomes import TileOutcome as Outcome
 from harness.outcomes import tile_outcome
+from harness.quality.section import quality_section
 from harness.records import RunInfo
 from harness.report.leaderboard import LeaderboardSection
+from harness.report.quality import QualityView, quality_view
 from harness.report.sections import (
+    ConsistencySection,
     ModelSection,
     SweepSection,
+    TrendSection,
     TurnStripItem,
+    consistency_sections,
     model_sections,
     sweep_sections,
+    trend_sections,
     turn_strip_items,
 )
 from harness.scoring.summary import ScoreSummaryRow, summarise_scores, summary_rows
@@ -111,6 +117,10 @@ class ReportData:
     turn_strips: list[TurnStripItem] = field(default_factory=list)
     model_sections: list[ModelSection] = field(default_factory=list)
     sweeps: list[SweepSection] = field(default_factory=list)
+    trends: list[TrendSection] = field(default_factory=list)
+    consistency: list[ConsistencySection] = field(default_factory=list)
+    quality: QualityView | None = None
+    slo_ms: float | None = None
 
 
 def library_versions() -> dict[str, str]:
@@ -268,11 +278,12 @@ def _score_summary(scores: pd.DataFrame | None) -> list[ScoreSummaryRow]:
 
 def collect(store: Store, run_ids: list[str], *, title: str | None = None,
             leaderboard: LeaderboardSection | Mapping[str, Any] | None = None,
-            simulated_votes: bool = False) -> ReportData:
+            simulated_votes: bool = False, slo_ms: float | None = None) -> ReportData:
     """Gather a report's content for ``run_ids`` (an empty list: the report still renders, and says so).
 
     ``leaderboard``: the section (:func:`harness.report.leaderboard.leaderboard_board`) or its dict form,
-    validated against :class:`~harness.report.leaderboard.LeaderboardSection`."""
+    validated against :class:`~harness.report.leaderboard.LeaderboardSection`. ``slo_ms``: a latency objective
+    (ms) the provider rows' goodput is judged against (no goodput column without one)."""
     runs = [run_store.get_run(store, r) for r in run_ids]
     absent: dict[str, str] = {}
     attempts = run_store.attempts_frame(store, [r.id for r in runs]) if runs else pd.DataFrame()
@@ -287,7 +298,8 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
         attempts["label"] = _label_column(attempts, runs)
         by = ("run_id", "target") if len(runs) > 1 else ("target",)
         timeouts = [t for t in (effective_timeout_ms(r) for r in runs) if t is not None]
-        rows = provider_rows(attempts, by=by, timeout_ms=max(timeouts) if timeouts else None)
+        rows = provider_rows(attempts, by=by, timeout_ms=max(timeouts) if timeouts else None,
+                             slo_ms=slo_ms)
         labels = [target_label(r.target, r.run_id or runs[0].id, runs) for r in rows]
         warnings = _fidelity_warnings(attempts, runs)
         final = attempts[attempts["final"] == 1]
@@ -324,4 +336,17 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
         if runs else [],
         model_sections=model_sections(attempts, runs, run_names(runs)) if runs else [],
         sweeps=sweep_sections(store, runs),
+        trends=trend_sections(store, runs),
+        consistency=consistency_sections(store, runs) if runs else [],
+        quality=_quality(store, [r.id for r in runs]),
+        slo_ms=slo_ms,
     )
+
+
+def _quality(store: Store, run_ids: list[str]) -> QualityView | None:
+    """The quality section (:func:`harness.quality.section.quality_section`) as the page shows it; ``None``
+    when the runs have no votes."""
+    if not run_ids:
+        return None
+    section = quality_section(store, run_ids)
+    return None if section is None else quality_view(section)

@@ -151,7 +151,8 @@ def _chart_specs(data: ReportData, colors: dict[str, dict[str, str]]) -> dict[st
 
 
 def _section_specs(data: ReportData) -> dict[str, charts.Figure]:
-    """One small chart per model served by several providers and per sweep (see :mod:`.sections`)."""
+    """One small chart per model served by several providers, per sweep, per series (trends) and per scorer of
+    conversations (consistency across turns); see :mod:`.sections`."""
     specs: dict[str, charts.Figure] = {}
     for i, section in enumerate(data.model_sections):
         ps = section.view.providers
@@ -169,6 +170,10 @@ def _section_specs(data: ReportData) -> dict[str, charts.Figure]:
              [level.throughput_ci_high for level in lv]),
             ("p50 latency (ms)", [level.p50_ms for level in lv], [level.p50_ci_low_ms for level in lv],
              [level.p50_ci_high_ms for level in lv]), x_label="level")
+    for i, trend in enumerate(data.trends):
+        specs[f"trend-{i}"] = trend.figure
+    for i, scored in enumerate(data.consistency):
+        specs[f"consistency-{i}"] = scored.figure
     return specs
 
 
