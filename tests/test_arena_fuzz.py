@@ -27,7 +27,8 @@ from harness.arena.server import BackgroundServer
 from tests.test_arena_pool import build_arena_store, clone_store
 
 GENEROUS = RateLimit(per_minute=1e6, burst=100_000)
-OPERATIONS = [("/api/pair", "GET"), ("/api/vote", "POST"), ("/api/health", "GET"), ("/img/{image_id}", "GET")]
+OPERATIONS = [("/api/pair", "GET"), ("/api/vote", "POST"), ("/api/skip", "POST"), ("/api/health", "GET"),
+              ("/img/{image_id}", "GET"), ("/leaderboard.json", "GET")]
 
 
 @pytest.fixture(scope="module")

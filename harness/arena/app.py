@@ -276,8 +276,13 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
         """Record the vote (once per pair) and reveal who made each image."""
         return await service.vote(voter, body.token, body.outcome, body.client_ms, address=guards.address(request))
 
-    # Not in the OpenAPI schema yet: the fuzz test pins the published operations (docs/arena.md lists it).
-    @app.post("/api/skip", response_model=Skipped, include_in_schema=False)
+    @app.post(
+        "/api/skip", response_model=Skipped, summary="Pass on a served pair",
+        responses={**_ERRORS, 400: {"model": Problem, "description": "the body cannot be decoded"},
+                   409: {"model": Problem, "description": "the pair was already voted on or skipped"},
+                   410: {"model": Problem, "description": "the pair's token expired"},
+                   415: {"model": Problem, "description": "body is not application/json"}},
+    )
     async def skip(body: SkipIn, voter: str = voter_checked) -> Skipped:
         """Pass on a served pair without judging it: recorded, never a vote, no names revealed."""
         return await service.skip(voter, body.token, body.client_ms)
@@ -298,8 +303,7 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
         """Shared caches may keep the board until it can next change."""
         return {"Cache-Control": f"public, max-age={max(1, int(window_start(clock(), refresh) + refresh - clock()))}"}
 
-    # The board's JSON has its own schema at /leaderboard.schema.json (the OpenAPI schema lists the voting API).
-    @app.get("/leaderboard.json", response_model=PublicLeaderboard, include_in_schema=False)
+    @app.get("/leaderboard.json", response_model=PublicLeaderboard, summary="The public leaderboard")
     async def leaderboard_json(response: Response) -> PublicLeaderboard:
         """Aggregates only, refitted on a schedule and delayed (see ``docs/leaderboard.md``); no login."""
         response.headers.update(board_headers())
