@@ -6,6 +6,7 @@ sandbox data and left out when its data do not exist."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from harness.stats.goodput import format_slo
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.trend import build_trend
+from tests.conftest import in_ci
 from tests.report_fixtures import build_store
 from tests.test_agreement import judged_run  # noqa: F401  (fixture)
+from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.test_report_sections import TWO_PROVIDERS, charts_of, plain_suite, sandbox_run  # noqa: F401
 from tests.test_trend import series  # noqa: F401  (fixture)
 
@@ -176,3 +179,32 @@ def test_conversations_scored_turn_by_turn_show_their_consistency_after_the_stri
     for target, trace in traces.items():
         assert trace["x"] == [1, 2, 3] and trace["y"][0] == 1.0
         assert trace["y"][1:] == pytest.approx([by_turn[(target, k)] for k in (2, 3)])
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM) and not in_ci(),
+                    reason="Debian chromium is not installed (apt-get install chromium); CI installs it")
+def test_trends_and_quality_fit_a_phone(series: dict[str, Any], judged_run: tuple[Path, str, VoterPanel],  # noqa: F811
+                                        tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    db, run_id, _ = judged_run
+    sites = {"trends": build_report(series["db"], [series["slow"]], tmp_path / "trend").index,
+             "quality": build_report(db, [run_id], tmp_path / "quality").index}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 900})
+            for ident, index in sites.items():
+                page.goto(index.resolve().as_uri())
+                page.wait_for_function("document.querySelectorAll('.chart').length == "
+                                       "document.querySelectorAll('.chart.js-plotly-plot').length", timeout=20_000)
+                scroll, client = page.evaluate(f"() => {{ const s = document.getElementById('{ident}'); "
+                                               "return [s.scrollWidth, s.clientWidth]; }")
+                assert scroll <= client, f"#{ident} overflows at 390px: {scroll} > {client}"
+                whole = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+                assert whole[0] <= whole[1], f"the page with #{ident} scrolls sideways at 390px"
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.locator(f"#{ident}").screenshot(path=str(ARTIFACTS / f"report-390-{ident}.png"))
+        finally:
+            browser.close()

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import HarnessError
-
-QUALITY_SECTION_VERSIONS = (1,)
-"""Versions of :func:`harness.quality.section.quality_section`'s dict this module reads."""
+from harness.quality.section import QUALITY_SECTION_SCHEMA_VERSION
 
 
 class QualityViewError(HarnessError):
@@ -131,9 +129,9 @@ def _judge(name: str, bias: Mapping[str, Any]) -> JudgeRow:
 def quality_view(section: Mapping[str, Any]) -> QualityView:
     """The page's view of ``section`` (:func:`harness.quality.section.quality_section`'s dict)."""
     version = section.get("schema_version")
-    if version not in QUALITY_SECTION_VERSIONS:
-        raise QualityViewError(f"quality section schema_version {version!r}: this report reads versions "
-                               f"{', '.join(map(str, QUALITY_SECTION_VERSIONS))}")
+    if version != QUALITY_SECTION_SCHEMA_VERSION:
+        raise QualityViewError(f"quality section schema_version {version!r}: this report reads version "
+                               f"{QUALITY_SECTION_SCHEMA_VERSION}")
     agreement = section["agreement"]
     style = section.get("style", {})
     judges = [_judge(name, bias) for name, bias in sorted(section.get("judges", {}).items())]
