@@ -16,6 +16,7 @@ from harness.battles.table import SCHEMA_VERSION as BATTLE_FILE_VERSION
 from harness.cli.challenges import CHALLENGES_JSON_SCHEMA_VERSION
 from harness.cli.run import RUN_JSON_SCHEMA_VERSION
 from harness.cli.runs import RUNS_JSON_SCHEMA_VERSION
+from harness.cli.store import STORE_REPORT_SCHEMA_VERSION
 from harness.cli.targets import TARGETS_JSON_SCHEMA_VERSION
 from harness.cli.votes import IMPORT_SUMMARY_SCHEMA_VERSION
 from harness.gate.evaluate import COMPARISON_SCHEMA_VERSION
@@ -113,6 +114,9 @@ FORMATS: tuple[Format, ...] = (
            "`harness challenges validate/list --json`"),
     Format("vote import summary", IMPORT_SUMMARY_SCHEMA_VERSION, "harness.cli.votes.IMPORT_SUMMARY_SCHEMA_VERSION",
            "`schema_version` key", "`harness votes import`'s JSON summary"),
+    Format("store migrate and scrub report", STORE_REPORT_SCHEMA_VERSION,
+           "harness.cli.store.STORE_REPORT_SCHEMA_VERSION", "`schema_version` key",
+           "`harness store migrate --json`, `harness store scrub --json`"),
     Format("report data files", EXPORT_SCHEMA_VERSION, "harness.report.site.EXPORT_SCHEMA_VERSION",
            "`schema_version` key", "the JSON files beside a static report's pages"),
 )

@@ -15,9 +15,6 @@ PACKAGE = Path(harness.__file__).parent
 DOC = PACKAGE.parent / "docs" / "formats.md"
 VERSION_NAME = re.compile(r"^[A-Z0-9_]*VERSION[A-Z0-9_]*$")
 
-LITERAL_VERSIONS_PENDING = {"cli/store.py"}
-"""Files that still write ``"schema_version": <number>`` inline instead of a constant (their owner is asked
-to define one); the test fails once they are fixed, so this set shrinks with them."""
 
 
 def _int_version_constants() -> set[str]:
@@ -58,8 +55,8 @@ def test_each_listed_version_is_the_constant_its_module_defines() -> None:
     assert len({f.name for f in FORMATS}) == len(FORMATS)
 
 
-def test_no_output_writes_its_version_as_a_bare_number_except_those_asked_to_stop() -> None:
-    assert _inline_schema_versions() == LITERAL_VERSIONS_PENDING
+def test_no_output_writes_its_version_as_a_bare_number() -> None:
+    assert _inline_schema_versions() == set()
 
 
 def test_the_formats_document_shows_the_current_list() -> None:
