@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness.outcomes import TILE_OUTCOMES
 from harness.report.collect import GalleryItem
 
 GALLERY_PAGE_SIZE = 8
@@ -40,7 +41,7 @@ def gallery_filters(items: Sequence[GalleryItem]) -> GalleryFilters:
         for out in item.outputs:
             targets[out.label or out.target] += 1
             outcomes[out.outcome] += 1
-    order = {"ok": 0, "failed": 1, "not sent": 2, "not run": 3}
+    order: dict[str, int] = {outcome: i for i, outcome in enumerate(TILE_OUTCOMES)}
     return GalleryFilters(list(targets.items()), [(c, t, n) for c, (t, n) in challenges.items()],
                           sorted(outcomes.items(), key=lambda kv: order.get(kv[0], 9)))
 

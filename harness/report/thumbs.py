@@ -31,6 +31,8 @@ from typing import Literal
 
 from PIL import Image
 
+from harness.store.images import image_label, image_name
+
 THUMB_MAX_PX = 512
 THUMB_QUALITY = 80
 THUMB_METHOD = 2
@@ -93,8 +95,8 @@ def full_name(ref: ImageRef, source: Path, policy: FullImages) -> str | None:
     if policy == "none":
         return None
     if policy == "original" or ref.ext.lower() in LOSSY or source.stat().st_size <= VIEW_MIN_BYTES:
-        return f"{ref.sha256}.{ref.ext}"
-    return f"{ref.sha256}.view.webp"
+        return image_name(ref.sha256, ref.ext)
+    return image_name(ref.sha256, "view.webp")
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,9 @@ def publish_images(images: Iterable[ImageRef], images_dir: Path, cache_dir: Path
         folder.mkdir(parents=True, exist_ok=True)
 
     def source(ref: ImageRef) -> Path:
-        return images_dir / f"{ref.sha256}.{ref.ext}"
+        return images_dir / image_name(ref.sha256, ref.ext)
 
-    unavailable = {ref.sha256: f"images/{ref.sha256}.{ref.ext} is not in the store" for ref in unique.values()
+    unavailable = {ref.sha256: f"{image_label(ref.sha256, ref.ext)} is not in the store" for ref in unique.values()
                    if not source(ref).is_file()}
     missing = [i for i in unique.values() if not (cache_dir / f"{i.sha256}.webp").exists()]
     full: dict[str, str] = {}
@@ -143,7 +145,7 @@ def publish_images(images: Iterable[ImageRef], images_dir: Path, cache_dir: Path
         try:
             make_thumbnail(source(ref), cache_dir / f"{ref.sha256}.webp")
         except _UNREADABLE as exc:
-            return ref.sha256, f"images/{ref.sha256}.{ref.ext} cannot be read ({type(exc).__name__}: {exc})"
+            return ref.sha256, f"{image_label(ref.sha256, ref.ext)} cannot be read ({type(exc).__name__}: {exc})"
         return None
 
     def view(ref: ImageRef) -> None:

@@ -31,6 +31,7 @@ from harness.errors import ConfigError
 from harness.providers.base import ChallengeKind, Exchange
 from harness.providers.chain import LIVE_KEY
 from harness.records import RequestKey
+from harness.store.images import image_name
 
 SEQUENCE_KEY = "sequence"
 """Key of the conversation state in an attempt's ``provider_timings`` JSON."""
@@ -243,7 +244,7 @@ def image_reader(image_path: Callable[[str, str], Path]) -> Callable[[str, str],
     def read(sha: str, ext: str) -> bytes:
         path = image_path(sha, ext)
         if not path.is_file():
-            raise ConfigError(f"image {sha}.{ext} of a stored conversation is missing from the image store "
+            raise ConfigError(f"image {image_name(sha, ext)} of a stored conversation is missing from the image store "
                               f"({path}); the conversation cannot continue")
         return path.read_bytes()
 

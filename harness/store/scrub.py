@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.redaction import Redactor
+from harness.store.images import default_images_dir
 
 if TYPE_CHECKING:
     from harness.store.core import Store
@@ -266,7 +267,7 @@ def scrub(db: Path | None, folders: Iterable[Path], redactor: Redactor, *, dry_r
     report = ScrubReport()
     if db is not None:
         scrub_store(db, redactor, report, dry_run=dry_run)
-        scrub_images(db.parent / "images", redactor, report)
+        scrub_images(default_images_dir(db), redactor, report)
     for folder in folders:
         scrub_folder(folder, redactor, report, dry_run=dry_run)
     return report
