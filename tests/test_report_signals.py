@@ -84,6 +84,7 @@ def test_a_run_of_no_series_has_no_trends(tmp_path: Path) -> None:
     assert not [name for name in charts_of(html) if name.startswith(("trend-", "consistency-"))]
     head = part(html, "providers").split("<thead>")[1].split("</thead>")[0]
     assert "goodput" not in head, "no objective, no goodput column"
+    assert "goodput objective" not in html
 
 
 def test_goodput_against_an_objective_is_a_column_of_the_table_and_the_export(
@@ -100,6 +101,7 @@ def test_goodput_against_an_objective_is_a_column_of_the_table_and_the_export(
     html = page(tmp_path / "site")
     head = part(html, "providers").split("<thead>")[1].split("</thead>")[0]
     assert f"goodput ≤ {format_slo(slo_ms)} (95 % CI)" in head
+    assert f"goodput objective</th><td>{format_slo(slo_ms)}" in part(html, "provenance")
     exported = {r["target"]: r for r in json.loads((tmp_path / "site" / "providers.json").read_text())["rows"]}
     assert set(exported) == set(TWO_PROVIDERS)
     for target, group in final.groupby("target", observed=True):

@@ -36,6 +36,7 @@ from harness.report.provider_columns import (
     provider_page_table,
 )
 from harness.report.thumbs import FullImages, ImageRef, publish_images
+from harness.stats.goodput import format_slo
 
 EXPORT_SCHEMA_VERSION = 1
 PLOTLY_JS = "plotly.min.js"
@@ -103,7 +104,7 @@ def _environment() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.globals.update(pct=fmt_pct, ms=fmt_ms, usd=fmt_usd, human_bytes=human_bytes, preview=preview,
-                       breakable=breakable)
+                       breakable=breakable, slo=format_slo)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False}
     return env
 
