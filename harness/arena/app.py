@@ -323,7 +323,7 @@ def create_app(config: ArenaConfig, *, clock: Callable[[], float] = time.time,
     async def favicon() -> Response:
         return Response(status_code=204)
 
-    @app.get("/api/health", response_model=Health, summary="Liveness and counts")
+    @app.get("/api/health", response_model=Health, response_model_exclude_none=True, summary="Liveness and counts")
     async def health() -> Health:
         return await service.health()
 

@@ -27,19 +27,35 @@ class ChallengeView(BaseModel):
 
     title: str
     prompt: str
-    kind: str = Field(description="text-to-image, edit, compose or inpaint")
+    kind: str = Field(description="text-to-image, edit, compose, inpaint or multi-turn")
     category: str
     references: list[ImageView]
 
 
+class TurnView(BaseModel):
+    """One turn of a sequence pair: the turn's instruction (untrusted text: render it as text) and each side's
+    image after that turn, both cropped to one canvas."""
+
+    turn: int = Field(ge=1, description="1-based turn index")
+    instruction: str
+    left: ImageView
+    right: ImageView
+
+
 class PairView(BaseModel):
-    """A blind pair: vote on it by posting ``token`` to ``/api/vote`` before ``expires_at`` (Unix s)."""
+    """A blind pair: vote on it by posting ``token`` to ``/api/vote`` before ``expires_at`` (Unix s).
+
+    For a multi-turn challenge the pair is two whole conversations: ``turns`` lists every turn (both sides
+    always have the same number: only complete sequences are paired), ``left``/``right`` are the final
+    images, and the vote is on the sequence. Empty for single-image challenges."""
 
     token: str
     expires_at: float
     challenge: ChallengeView
     left: ImageView
     right: ImageView
+    turns: list[TurnView] = Field(default_factory=list,
+                                  description="each turn of a sequence pair, in order; empty for single images")
 
 
 class VoteIn(BaseModel):
@@ -98,6 +114,10 @@ class Health(BaseModel):
     matchups: int
     targets: int
     votes: int
+    sequences_left_out: int | None = Field(
+        default=None, description="multi-turn conversations not paired because they are incomplete (a turn failed "
+                                  "or never ran) or miss a turn's image; absent when the arena has no multi-turn "
+                                  "challenge")
 
 
 class Problem(BaseModel):

@@ -43,7 +43,9 @@ from harness.arena.schemas import (
     PairView,
     Reveal,
     Skipped,
+    TurnView,
 )
+from harness.arena.sequences import MULTI_TURN, SequencePool, SequenceTurn, with_sequences
 from harness.arena.tokens import Signer, TokenError, new_image_id, new_pair_id
 from harness.errors import ConfigError, HarnessError
 from harness.store import Store, arena_seen
@@ -86,6 +88,16 @@ class _Plan:
     identities: tuple[str, ...]
 
 
+def load_sequences(store: Store, config: ArenaConfig) -> SequencePool:
+    """The configured pool with multi-turn matchups reduced to complete sequences
+    (:func:`~harness.arena.sequences.with_sequences`); raises :class:`ConfigError` when nothing is left to pair."""
+    found = with_sequences(store, load_pool(store, config.run_ids, config.targets), config.targets)
+    if not found.pool.matchups:
+        raise ConfigError(f"nothing to pair: {found.left_out} multi-turn conversation(s) are incomplete (a turn "
+                          "failed or never ran) and only complete sequences are paired")
+    return found
+
+
 def pair_by_of(config: ArenaConfig, pair_by: PairBy | None = None) -> PairBy:
     """What the arena pairs: ``pair_by`` when given, else the configuration's ``pair_by``."""
     chosen = pair_by if pair_by is not None else config.pair_by
@@ -118,7 +130,10 @@ class ArenaService:
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arena-images")
         try:
             self._store: Store = self._db.submit(Store.open, config.db).result()
-            self.pool: ArenaPool = self._db.submit(load_pool, self._store, config.run_ids, config.targets).result()
+            sequences = self._db.submit(load_sequences, self._store, config).result()
+            self.pool: ArenaPool = sequences.pool
+            self.turns = sequences.turns
+            self.sequences_left_out = sequences.left_out
             self._matchups = self.pool.by_key()
             self.sampler = self._sampler()
             self._refresher = PoolRefresher(config, self._clock)
@@ -129,6 +144,9 @@ class ArenaService:
             raise
         for reason, count in self.pool.skipped_formats.items():
             log.warning("arena: %d output(s) left out of pairing: %s", count, reason)
+        if self.sequences_left_out:
+            log.warning("arena: %d incomplete multi-turn conversation(s) left out of pairing (only complete "
+                        "sequences are paired)", self.sequences_left_out)
         self.images = BlindImages(self._store.images_dir, config.image_cache, config.image_side)
 
     def _sampler(self) -> PairSampler:
@@ -146,16 +164,21 @@ class ArenaService:
         """Take up a freshly loaded pool (see :class:`~harness.arena.pool.PoolRefresher`): a new sampler over
         its matchups, and the counts re-read from the store, which also makes other workers' pairs and votes
         count here (so the serving cap holds across workers within one interval)."""
-        fresh = self._refresher.poll(self._store)
-        if fresh is None:
+        polled = self._refresher.poll(self._store)
+        if polled is None:
             return
+        sequences = with_sequences(self._store, polled, self.config.targets)
+        fresh = sequences.pool
+        previous = self.pool, self._matchups, self.sampler, self.turns, self.sequences_left_out
         try:
+            if not fresh.matchups:
+                raise ConfigError("no complete sequence left to pair")
             matchups = fresh.by_key()
-            previous = self.pool, self._matchups, self.sampler
             self.pool, self._matchups = fresh, matchups
+            self.turns, self.sequences_left_out = sequences.turns, sequences.left_out
             self.sampler = self._sampler()
         except ConfigError as exc:
-            self.pool, self._matchups, self.sampler = previous
+            self.pool, self._matchups, self.sampler, self.turns, self.sequences_left_out = previous
             log.warning("arena: pool not refreshed, the current one is kept: %s", exc)
             return
         self._load_counts()
@@ -230,8 +253,10 @@ class ArenaService:
                 data = self.images.get(entry.sha256, entry.ext, plan.canvas)
                 if entry.sha256 not in self.recognition.hash_of:
                     found[entry.sha256] = dhash(data)
+                for step in self.turns.get(entry.attempt_id, ())[:-1]:
+                    self.images.get(step.sha256, step.ext, plan.canvas)
             except Exception as exc:
-                found[entry.sha256] = exc
+                found[entry.sha256] = exc  # a sequence with any turn that cannot be shown is left out whole
         return found
 
     def _commit(self, plan: _Plan, rendered: dict[str, int | Exception], voter: str) -> PairView | None:
@@ -264,8 +289,13 @@ class ArenaService:
             served_at=now, expires_at=now + self.config.token_ttl_s,
         )
         side, canvas = self.config.image_side, plan.canvas
-        shown: list[tuple[str, Entry | Picture, tuple[int, int] | None]] = [
+        shown: list[tuple[str, Entry | Picture | SequenceTurn, tuple[int, int] | None]] = [
             ("Left", left, canvas), ("Right", right, canvas), *((p.label, p, None) for p in matchup.references)]
+        refs = len(matchup.references)
+        strips = list(zip(self.turns.get(left.attempt_id, ()), self.turns.get(right.attempt_id, ()), strict=True))
+        for left_step, right_step in strips[:-1]:  # the last turn's images are the pair's own left and right
+            shown += [(f"Left turn {left_step.turn}", left_step, canvas),
+                      (f"Right turn {right_step.turn}", right_step, canvas)]
         images = [vote_store.ServedImage(new_image_id(), label.lower().replace(" ", "-"), item.sha256, item.ext, frame)
                   for label, item, frame in shown]
         vote_store.record_served_pair(self._store, pair, images)
@@ -273,13 +303,19 @@ class ArenaService:
         self.recognition.note_served(left.sha256, right.sha256)
         views = []
         for img, (label, item, frame) in zip(images, shown, strict=True):
-            width, height = frame or blind_size(item.width, item.height, side)
-            views.append(ImageView(url=f"/img/{img.image_id}", width=width, height=height, label=label))
+            if frame is None:
+                assert not isinstance(item, SequenceTurn)
+                frame = blind_size(item.width, item.height, side)
+            views.append(ImageView(url=f"/img/{img.image_id}", width=frame[0], height=frame[1], label=label))
+        pairs = [(views[2 + refs + 2 * i], views[3 + refs + 2 * i]) for i in range(len(strips) - 1)]
+        pairs.append((views[0], views[1]))
+        turns = [TurnView(turn=ls.turn, instruction=ls.instruction, left=lv, right=rv)
+                 for (ls, _), (lv, rv) in zip(strips, pairs, strict=True)] if strips else []
         return PairView(
             token=self.signer.pair_token(pair.pair_id, voter, pair.expires_at), expires_at=pair.expires_at,
             challenge=ChallengeView(title=matchup.title, prompt=matchup.prompt, kind=matchup.kind,
-                                    category=matchup.category, references=views[2:]),
-            left=views[0], right=views[1],
+                                    category=matchup.category, references=views[2:2 + refs]),
+            left=views[0], right=views[1], turns=turns,
         )
 
     async def new_pair(self, voter: str, address: str = "unknown") -> PairView:
@@ -383,4 +419,8 @@ class ArenaService:
 
     async def health(self) -> Health:
         votes = await self._on_store(vote_store.count_votes, self._store)
-        return Health(status="ok", matchups=len(self.pool.matchups), targets=len(self.pool.targets), votes=votes)
+        return Health(status="ok", matchups=len(self.pool.matchups), targets=len(self.pool.targets), votes=votes,
+                      sequences_left_out=self.sequences_left_out if self._has_sequences() else None)
+
+    def _has_sequences(self) -> bool:
+        return self.sequences_left_out > 0 or any(m.kind == MULTI_TURN for m in self.pool.matchups)

@@ -42,14 +42,14 @@ def parse_anchor(text: str | None) -> tuple[str, float] | None:
 
 
 def load_votes(votes: Path | None, db: Path, by: str | None, category: str | None,
-               run_ids: tuple[str, ...], sources: tuple[str, ...]) -> pd.DataFrame:
-    """Votes in battle format from ``votes`` (a file) or from the store at ``db``, filtered by category
-    (:func:`harness.ratings.battles.load_battles`); refuses store-only options with a file."""
+               run_ids: tuple[str, ...], sources: tuple[str, ...], kind: str | None = None) -> pd.DataFrame:
+    """Votes in battle format from ``votes`` (a file) or from the store at ``db``, filtered by category and
+    kind (:func:`harness.ratings.battles.load_battles`); refuses store-only options with a file."""
     if votes is not None:
         for flag, value in (("--by", by), ("--run", run_ids), ("--source", sources)):
             if value:
                 raise ConfigError(f"{flag} applies to votes from the store; a vote file names its own models")
-    return load_battles(votes, db, by=by, category=category, run_ids=run_ids, sources=sources)
+    return load_battles(votes, db, by=by, category=category, run_ids=run_ids, sources=sources, kind=kind)
 
 
 @click.command()
@@ -64,6 +64,9 @@ def load_votes(votes: Path | None, db: Path, by: str | None, category: str | Non
 @click.option("--source", "sources", multiple=True, metavar="SOURCE",
               help="Only votes from these sources: arena, simulated, import (repeatable); store votes only.")
 @click.option("--category", default=None, help="Only votes on challenges of this category.")
+@click.option("--kind", default=None, metavar="KIND",
+              help="Only votes on challenges of this kind: multi-turn (votes on whole sequences), single-turn "
+                   "(every other kind), or one kind such as edit.")
 @click.option("--method", type=click.Choice(METHODS), default="bt", show_default=True,
               help="bt: Bradley-Terry MLE; elo: online Elo as the rating column.")
 @click.option("--ci", type=click.Choice(CI_METHODS), default="sandwich", show_default=True,
@@ -89,7 +92,7 @@ def load_votes(votes: Path | None, db: Path, by: str | None, category: str | Non
                                  "and exit.")
 @handle_errors
 def ratings(votes: Path | None, db: Path, by: str | None, run_ids: tuple[str, ...], sources: tuple[str, ...],
-            category: str | None, method: str, ci: str, rounds: int, ties: str, anchor: str | None,
+            category: str | None, kind: str | None, method: str, ci: str, rounds: int, ties: str, anchor: str | None,
             anchor_intervals: str, min_votes: int, seed: int, as_json: bool, schema: str | None) -> None:
     """Leaderboard from pairwise votes: Bradley-Terry ratings with 95% intervals, rank spread, win/tie/loss
     counts and online Elo."""
@@ -101,7 +104,7 @@ def ratings(votes: Path | None, db: Path, by: str | None, run_ids: tuple[str, ..
         ties=cast(Literal["half", "drop", "davidson"], ties), anchor=parse_anchor(anchor), min_votes=min_votes,
         seed=seed, anchor_intervals=cast(AnchorIntervals, anchor_intervals),
     )
-    frame = load_votes(votes, db, by, category, run_ids, sources)
+    frame = load_votes(votes, db, by, category, run_ids, sources, kind)
     board = leaderboard(frame, options)
     console = err_console()
     for note in board.notes:
@@ -109,12 +112,12 @@ def ratings(votes: Path | None, db: Path, by: str | None, run_ids: tuple[str, ..
     if as_json:
         print_json(board.rows_json())
     else:
-        print_board(board, title=_title(votes, db, category))
+        print_board(board, title=_title(votes, db, category, kind))
 
 
-def _title(votes: Path | None, db: Path, category: str | None) -> str:
+def _title(votes: Path | None, db: Path, category: str | None, kind: str | None = None) -> str:
     where = str(votes) if votes is not None else f"votes in {db}"
-    return where + (f", category {category}" if category else "")
+    return where + (f", category {category}" if category else "") + (f", kind {kind}" if kind else "")
 
 
 def print_board(board: Leaderboard, title: str) -> None:

@@ -71,22 +71,42 @@ def validate_battles(frame: pd.DataFrame, source: str = "votes") -> pd.DataFrame
     return out
 
 
+MULTI_TURN = "multi-turn"
+SINGLE_TURN = "single-turn"
+"""``kind`` filter value meaning every challenge kind but ``multi-turn``: votes on single images, as opposed
+to votes on whole sequences (the arena's multi-turn pairs)."""
+
+
+def keep_kind(frame: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
+    """The votes of ``frame`` on challenges of ``kind`` (``single-turn``: every kind but ``multi-turn``);
+    raises :class:`BattleError` naming ``source`` when its votes carry no kind."""
+    if "kind" not in frame.columns or frame["kind"].isna().all():
+        if len(frame) == 0:
+            return frame
+        raise BattleError(f"{source}: the votes carry no 'kind' column, so they cannot be split by kind")
+    kinds = frame["kind"].astype(object)
+    keep = (kinds != MULTI_TURN) & kinds.notna() if kind == SINGLE_TURN else kinds == kind
+    return frame[keep.to_numpy(dtype=bool)].reset_index(drop=True)
+
+
 def load_battles(votes: Path | None, db: Path, *, by: str | None = None, category: str | None = None,
-                 run_ids: Sequence[str] = (), sources: Sequence[str] = ()) -> pd.DataFrame:
+                 run_ids: Sequence[str] = (), sources: Sequence[str] = (), kind: str | None = None) -> pd.DataFrame:
     """The votes to rate: from the battle file ``votes`` when given, else from the store at ``db`` (``by``,
-    ``run_ids`` and ``sources`` select store votes), keeping only ``category`` when given."""
+    ``run_ids`` and ``sources`` select store votes), keeping only ``category`` and ``kind`` (a challenge kind,
+    or ``single-turn`` for every kind but ``multi-turn``) when given."""
     if votes is not None:
         frame = read_battles(votes)
         if category is not None:
             frame = frame[(frame["category"] == category).to_numpy(dtype=bool)].reset_index(drop=True)
-        return frame
+        return frame if kind is None else keep_kind(frame, kind, str(votes))
     from harness.store import Store
     from harness.store.votes import battles_frame
 
     with Store.open(db, readonly=True) as store:
         frame = battles_frame(store, by=by or "model", category=category, run_ids=list(run_ids) or None,
                               sources=list(sources) or None)
-    return validate_battles(frame, f"votes in {db}")
+    frame = validate_battles(frame, f"votes in {db}")
+    return frame if kind is None else keep_kind(frame, kind, f"votes in {db}")
 
 
 @dataclass(frozen=True)
