@@ -6,7 +6,6 @@ RUN``: how far each automatic signal agrees with the store's pairwise votes (doc
 from __future__ import annotations
 
 import asyncio
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import httpx
 from harness.cli._common import db_option, err_console, handle_errors, out_console, plain_output, print_json
 from harness.errors import ConfigError
 from harness.judge.ask import JudgeOptions, JudgeSummary, check_judge, judge_run
+from harness.judge.inprocess import BASE_URL, sandbox_client
 from harness.judge.target import JudgeTarget
 from harness.store import Store
 from harness.store import runs as run_store
@@ -52,7 +52,7 @@ def judge() -> None:
 @click.option("--max-spend", "max_spend", type=click.FloatRange(min=0), default=None, metavar="USD",
               help="Cap on the run's total spend, generations and judgements together (default: the run's cap).")
 @click.option("--sandbox/--no-sandbox", default=None,
-              help="Ask the embedded sandbox's judges (default: when the run itself was sandboxed).")
+              help="Ask the sandbox's judges, in this process (default: when the run itself was sandboxed).")
 @click.option("--base-url", default=None, metavar="URL", help="Provider base URL (default: the provider's own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @db_option
@@ -67,19 +67,11 @@ def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, r
         use_sandbox = bool(info.config.get("sandbox")) if sandbox is None else sandbox
         api_key = SANDBOX_KEY if use_sandbox else target.api_key()
         check_judge(target, api_key, use_sandbox)
-        with ExitStack() as stack:
-            if use_sandbox and target.provider != "openrouter":
-                raise ConfigError(f"--judge {target.spec}: the sandbox's judges answer through openrouter only "
-                                  "(e.g. google/gemini-2.5-flash@openrouter); pass --no-sandbox for a real provider")
-            if use_sandbox:
-                from harness.sandbox.servers import SandboxServer
-                from harness.sandbox.simulation import SandboxSettings
-
-                server = stack.enter_context(SandboxServer(settings=SandboxSettings(time_scale=0.01, faults=False)))
-                url = server.base_urls()[target.provider]
-            else:
-                url = base_url or target.default_base_url()
-            summary = asyncio.run(_ask(store, info.id, target, options, url, api_key, as_json))
+        if use_sandbox and target.provider != "openrouter":
+            raise ConfigError(f"--judge {target.spec}: the sandbox's judges answer through openrouter only "
+                              "(e.g. google/gemini-2.5-flash@openrouter); pass --no-sandbox for a real provider")
+        url = BASE_URL if use_sandbox else (base_url or target.default_base_url())
+        summary = asyncio.run(_ask(store, info.id, target, options, url, api_key, as_json, use_sandbox))
     if as_json:
         print_json(summary.as_dict())
         return
@@ -91,7 +83,8 @@ def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, r
 
 
 async def _ask(store: Store, run_id: str, target: JudgeTarget, options: JudgeOptions, url: str,
-               api_key: str | None, quiet: bool) -> JudgeSummary:
+               api_key: str | None, quiet: bool, sandbox: bool) -> JudgeSummary:
+    """Ask through a real provider, or the sandbox's judges in this process (no server, no port)."""
     console = err_console()
     step = 10 if plain_output() else 1
 
@@ -99,7 +92,8 @@ async def _ask(store: Store, run_id: str, target: JudgeTarget, options: JudgeOpt
         if not quiet and s.asked % step == 0:
             console.print(f"asked {s.asked}: {s.verdicts} verdicts, {s.unparseable} unparseable, {s.errors} failed")
 
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0)) as client:
+    client = sandbox_client() if sandbox else httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0))
+    async with client:
         return await judge_run(store, run_id, target, options, client=client, base_url=url, api_key=api_key,
                                progress=progress)
 
