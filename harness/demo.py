@@ -226,5 +226,5 @@ def run_demo(db: Path, out: Path, *, suite: Path = DEFAULT_SUITE, time_scale: fl
         board["notes"].append("Recovery check — the simulated panel's true strengths, centred on 1000 like the "
                               "fit: " + ", ".join(f"{m} {v:.0f}" for m, v in truth.items()) + ".")
     result.site = build_report(db, [run_id], out, title="Image arena harness — demo (sandbox)",
-                               leaderboard=board, simulated_votes=True)
+                               leaderboard=board, simulated_votes=True, slo_ms=DEMO_SLO_MS * time_scale)
     return result

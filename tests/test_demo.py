@@ -62,6 +62,7 @@ def test_demo_runs_every_stage_and_prints_the_report_path(tmp_path: Path) -> Non
     assert "Recovery check" in html
     assert 'id="sweeps"' in html and attached_sweep_id(run.id) in html, "the report shows the sweep"
     assert 'id="by-model"' in html, "and one model across its providers"
+    assert "goodput" in html, "and the provider table's goodput within the demo's objective"
     assert f"sweep {attached_sweep_id(run.id)}: {DEMO_SWEEP_TARGET}" in proc.stdout
     assert "goodput" in proc.stdout and "one model, every provider" in proc.stdout
     assert "sandbox judge" in proc.stderr and " verdicts on " in proc.stderr

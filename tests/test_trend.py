@@ -141,6 +141,7 @@ def test_the_report_section_draws_each_targets_p50_over_the_series_and_marks_the
     assert len(p50) == 2, "one line per measurement, never joined"
     main = max(p50, key=lambda t: len(t["y"]))
     assert len(main["y"]) == 5 and main["marker"]["symbol"][3] == "circle-open"
+    assert len(set(main["x"])) == 5, "runs of the same minute still get an x of their own"
     assert main["marker"]["symbol"].count("circle-open") == 1
     assert all(e >= 0 for e in main["error_y"]["array"] + main["error_y"]["arrayminus"])
     assert len(section.flags) == 1 and series["slow"] in section.flags[0] and "latency_p50" in section.flags[0]

@@ -48,7 +48,7 @@ def _error(points: Sequence[TrendPoint], name: str) -> dict[str, Any]:
 def trend_figure(trend: Trend) -> Figure:
     """Latency over the series' runs: per target and measurement, p50 (solid, with its interval) and p95
     (dotted, where not withheld); flagged runs drawn as larger open markers."""
-    ticks = {r.index: f"{r.created_at[:16].replace('T', ' ')}" for r in trend.runs}
+    ticks = {r.index: f"#{r.index + 1} {r.created_at[:16].replace('T', ' ')}" for r in trend.runs}
     colours: dict[str, str] = {}
     traces: list[dict[str, Any]] = []
     groups: dict[tuple[str, str], list[TrendPoint]] = {}
@@ -80,7 +80,7 @@ def trend_figure(trend: Trend) -> Figure:
         "margin": {"l": 8, "r": 12, "t": 12, "b": 8}, "autosize": True, "height": HEIGHT, "showlegend": True,
         "legend": {"orientation": "h", "y": -0.3}, "hovermode": "closest",
         "font": {"family": "system-ui, sans-serif", "size": 12},
-        "xaxis": {"automargin": True, "type": "category", "title": {"text": "run (created, UTC)", "standoff": 8}},
+        "xaxis": {"automargin": True, "type": "category", "title": {"text": "run (#, created UTC)", "standoff": 8}},
         "yaxis": {"automargin": True, "rangemode": "tozero",
                   "title": {"text": "latency (ms): p50 solid, p95 dotted", "standoff": 8}},
     }
