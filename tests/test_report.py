@@ -164,3 +164,15 @@ def test_leaderboard_section_comes_from_the_stores_votes(tmp_path: Path, tiny_su
     assert section["win_matrix"]["models"] == order
     html = build_report(db, [run.run_id], tmp_path / "site").index.read_text(encoding="utf-8")
     assert "Simulated voters" in html and "Head-to-head" in html
+
+
+def test_every_failure_class_has_its_own_colour_in_the_failures_chart() -> None:
+    from harness.outcomes import ERROR_KINDS
+    from harness.report.charts import ERROR_COLORS, error_mix
+
+    figure = error_mix({"a@x": dict.fromkeys(sorted(ERROR_KINDS), 1), "b@y": {"from_a_newer_store": 2}})
+    colours = {bar["name"]: bar["marker"]["color"] for bar in figure["data"]}
+    assert set(colours) == {*ERROR_KINDS, "from_a_newer_store"}
+    assert len({colours[k] for k in ERROR_KINDS}) == len(ERROR_KINDS), "no two outcomes share a colour"
+    assert all(colours[k] == ERROR_COLORS[k] for k in ERROR_KINDS), "the same colour in every report"
+    assert colours["from_a_newer_store"], "an unknown word still gets a colour"

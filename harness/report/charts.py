@@ -24,6 +24,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.outcomes import NOT_SENT, ErrorKind
+
 Figure = dict[str, Any]
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -33,8 +35,13 @@ DASHES = ("solid", "dash", "dot", "dashdot")
 """Beyond the palette, lines repeat its colours with these dash patterns."""
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "triangle-down", "pentagon", "cross",
            "hexagon")
-ERROR_COLORS = {"server_error": "#d62728", "rate_limited": "#ff7f0e", "timeout": "#9467bd",
-                "connection": "#8c564b", "refused": "#e377c2", "no_image": "#7f7f7f", "not_sent": "#bcbd22"}
+ERROR_COLORS: dict[str, str] = {
+    ErrorKind.SERVER_ERROR: "#d62728", ErrorKind.RATE_LIMITED: "#ff7f0e", ErrorKind.TIMEOUT: "#9467bd",
+    ErrorKind.CONNECTION: "#8c564b", ErrorKind.REFUSED: "#e377c2", ErrorKind.NO_IMAGE: "#7f7f7f",
+    NOT_SENT: "#bcbd22", ErrorKind.QUOTA_EXHAUSTED: "#17becf", ErrorKind.AUTH: "#393b79",
+    ErrorKind.INVALID_REQUEST: "#e7969c", ErrorKind.BAD_OUTPUT: "#637939"}
+"""A fixed colour per outcome of :mod:`harness.outcomes` (every error kind and "not sent"), the same in every
+report; a word outside that vocabulary (a store written by another version) takes a palette colour."""
 NARROW_PX = 520
 """Panels narrower than this (a phone) apply a figure's ``layout.meta.narrow`` overrides: plotly relayout keys
 under ``layout`` and restyle keys under ``style`` (shorter tick labels, smaller cell text)."""
