@@ -172,8 +172,45 @@
     showNext();
   }
 
+  // A sequence pair: one row per turn, its instruction then both sides' images after that turn.
+  function renderTurns(turns) {
+    const list = document.getElementById("turn-list");
+    list.replaceChildren();
+    (turns || []).forEach(function (t) {
+      const item = document.createElement("li");
+      item.className = "turn";
+      const instruction = document.createElement("p");
+      instruction.className = "instruction";
+      const number = document.createElement("span");
+      number.className = "turn-no";
+      number.textContent = "Turn " + t.turn;
+      const text = document.createElement("span");
+      text.className = "turn-text";
+      text.textContent = t.instruction;
+      instruction.append(number, " ", text);
+      const images = document.createElement("div");
+      images.className = "turn-images";
+      [["Left", t.left], ["Right", t.right]].forEach(function (side) {
+        const figure = document.createElement("figure");
+        const img = document.createElement("img");
+        setImage(img, side[1]);
+        img.alt = side[0] + ", turn " + t.turn;
+        const caption = document.createElement("figcaption");
+        caption.textContent = side[0];
+        figure.append(img, caption);
+        images.append(figure);
+      });
+      item.append(instruction, images);
+      list.append(item);
+    });
+    const sequence = Boolean(turns && turns.length);
+    document.getElementById("turns").hidden = !sequence;
+    document.getElementById("headline").textContent = sequence ? "Which sequence is better?" : "Which image is better?";
+  }
+
   function render(pair) {
     state.token = pair.token;
+    renderTurns(pair.turns);
     document.getElementById("title").textContent = pair.challenge.title;
     document.getElementById("kind").textContent = pair.challenge.kind;
     document.getElementById("category").textContent = pair.challenge.category;
