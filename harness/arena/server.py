@@ -29,6 +29,7 @@ worker reloads the pool every ``pool_refresh_s`` seconds."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import signal
 import socket
@@ -42,6 +43,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from harness.arena.config import ArenaConfig
+from harness.errors import HarnessError
+
+log = logging.getLogger("harness.arena")
+
+
+class WorkerStartError(HarnessError):
+    """A worker process exited (or hung) before it accepted connections; its own error is on stderr."""
 
 
 def uvicorn_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
@@ -155,7 +163,9 @@ class WorkerPool:
         while not ready.wait(0.05):
             if not proc.is_alive() or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"arena worker did not start (exit code {proc.exitcode})")
+                proc.join(timeout=5)
+                raise WorkerStartError(f"an arena worker did not start (exit code {proc.exitcode}); its error is "
+                                       "printed above")
         return proc
 
     def start(self, timeout_s: float = 120.0) -> WorkerPool:
@@ -190,7 +200,11 @@ class WorkerPool:
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not self._stopping.wait(poll_s):
-                self.supervise()
+                try:
+                    if self.supervise():
+                        log.warning("arena: restarted a worker that had exited (%d restart(s) so far)", self.restarts)
+                except WorkerStartError as exc:
+                    log.error("arena: %s; trying again", exc)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
