@@ -322,12 +322,16 @@ def test_a_gemini_judge_is_asked_through_generate_content_and_priced_from_its_to
         asyncio.run(go(JudgeTarget("nope-1", "google")))
 
 
-def test_a_real_judge_without_its_key_is_refused_before_anything_is_sent(sandbox_run: tuple[Path, str],
+def test_a_real_judge_without_its_key_is_refused_and_a_sandboxed_gemini_judge_answers(sandbox_run: tuple[Path, str],
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     db, run_id = sandbox_run
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     result = CliRunner().invoke(cli, ["judge", run_id, "--judge", "openai/gpt-4o@openrouter", "--no-sandbox",
                                       "--base-url", "http://127.0.0.1:9", "--db", str(db)])
     assert result.exit_code == 2 and "OPENROUTER_API_KEY" in result.output
-    google = CliRunner().invoke(cli, ["judge", run_id, "--judge", "gemini-2.5-flash@google", "--db", str(db)])
-    assert google.exit_code == 2 and "openrouter only" in google.output
+    google = CliRunner().invoke(cli, ["judge", run_id, "--judge", "gemini-2.5-flash@google", "--pairs", "3",
+                                      "--db", str(db), "--json"])
+    assert google.exit_code == 0, google.output
+    summary = json.loads(google.stdout)
+    assert summary["judge"] == "gemini-2.5-flash@google" and summary["questions"] == 6
+    assert summary["verdicts"] + summary["cached"] == 6, "asked of the sandbox's Gemini judge, or already cached"

@@ -13,7 +13,6 @@ import click
 import httpx
 
 from harness.cli._common import db_option, err_console, handle_errors, out_console, plain_output, print_json
-from harness.errors import ConfigError
 from harness.judge.ask import JudgeOptions, JudgeSummary, check_judge, judge_run
 from harness.judge.inprocess import BASE_URL, sandbox_client
 from harness.judge.target import JudgeTarget
@@ -67,9 +66,6 @@ def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, r
         use_sandbox = bool(info.config.get("sandbox")) if sandbox is None else sandbox
         api_key = SANDBOX_KEY if use_sandbox else target.api_key()
         check_judge(target, api_key, use_sandbox)
-        if use_sandbox and target.provider != "openrouter":
-            raise ConfigError(f"--judge {target.spec}: the sandbox's judges answer through openrouter only "
-                              "(e.g. google/gemini-2.5-flash@openrouter); pass --no-sandbox for a real provider")
         url = BASE_URL if use_sandbox else (base_url or target.default_base_url())
         summary = asyncio.run(_ask(store, info.id, target, options, url, api_key, as_json, use_sandbox))
     if as_json:
@@ -92,7 +88,7 @@ async def _ask(store: Store, run_id: str, target: JudgeTarget, options: JudgeOpt
         if not quiet and s.asked % step == 0:
             console.print(f"asked {s.asked}: {s.verdicts} verdicts, {s.unparseable} unparseable, {s.errors} failed")
 
-    client = sandbox_client() if sandbox else httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0))
+    client = sandbox_client(provider=target.provider) if sandbox else httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0))
     async with client:
         return await judge_run(store, run_id, target, options, client=client, base_url=url, api_key=api_key,
                                progress=progress)
