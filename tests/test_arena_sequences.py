@@ -213,3 +213,51 @@ def test_a_sequence_vote_is_stored_as_multi_turn_and_ratings_split_by_kind(fresh
     assert boards["multi-turn"][GOOGLE]["votes"] == boards["multi-turn"][FAL]["votes"] == multi
     assert sum(r["votes"] for r in boards["single-turn"].values()) == 2 * (len(votes) - multi)
     assert sum(r["votes"] for r in boards[None].values()) == 2 * len(votes)
+
+
+def test_a_turn_instruction_is_shown_as_text_never_as_markup(fresh: ArenaStore) -> None:
+    hostile = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    with sqlite3.connect(fresh.db) as conn:
+        for (text,) in conn.execute("SELECT challenge_json FROM run_challenges WHERE challenge_id='smile-scarf-night'"
+                                    ).fetchall():
+            frozen = json.loads(text)
+            for turn in frozen["turns"]:
+                turn["prompts"] = {v: hostile for v in turn["prompts"]}
+            conn.execute("UPDATE run_challenges SET challenge_json=? WHERE challenge_id='smile-scarf-night'",
+                         (json.dumps(frozen),))
+
+    async def go() -> list[str]:
+        pages = []
+        async with client(app) as c:
+            for _ in range(12):  # each page load serves a pair: keep loading until one is a sequence
+                page = await c.get("/")
+                if 'aria-labelledby="turns-heading">' in page.text:
+                    pages.append(page.text)
+        return pages
+
+    with arena(fresh, min_exposure=0) as app:
+        pages = run(go())
+    assert pages, "no sequence pair served as a page"
+    for text in pages:
+        assert hostile not in text and "<script>alert" not in text
+        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in text
+
+
+def test_a_vote_file_splits_by_kind_and_one_without_kinds_is_refused(tmp_path: Path) -> None:
+    rows_ = [{"model_a": "a", "model_b": "b", "winner": "model_a", "kind": "multi-turn"},
+             {"model_a": "a", "model_b": "b", "winner": "model_b", "kind": "edit"},
+             {"model_a": "b", "model_b": "a", "winner": "model_a", "kind": "text-to-image"}]
+    with_kinds, without = tmp_path / "kinds.jsonl", tmp_path / "plain.jsonl"
+    with_kinds.write_text("".join(json.dumps(r) + "\n" for r in rows_), encoding="utf-8")
+    without.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "kind"}) + "\n" for r in rows_),
+                       encoding="utf-8")
+    runner = CliRunner()
+    counts = {}
+    for kind in ("multi-turn", "single-turn"):
+        result = runner.invoke(ratings, ["--votes", str(with_kinds), "--kind", kind, "--json", "--min-votes", "0"])
+        assert result.exit_code == 0, result.output
+        counts[kind] = {r["model"]: (r["wins"], r["losses"]) for r in json.loads(result.stdout)}
+    assert counts["multi-turn"] == {"a": (1, 0), "b": (0, 1)}
+    assert counts["single-turn"] == {"a": (0, 2), "b": (2, 0)}
+    refused = runner.invoke(ratings, ["--votes", str(without), "--kind", "multi-turn"])
+    assert refused.exit_code != 0 and "plain.jsonl" in refused.output and "kind" in refused.output
