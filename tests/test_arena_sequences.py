@@ -8,6 +8,7 @@ target whose second turn is refused, so its conversations are incomplete."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sqlite3
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from harness.arena.pool import load_pool
+from harness.arena.schemas import PairView
 from harness.arena.sequences import with_sequences
 from harness.challenges import load
 from harness.cli.ratings import ratings
@@ -261,3 +263,21 @@ def test_a_vote_file_splits_by_kind_and_one_without_kinds_is_refused(tmp_path: P
     assert counts["single-turn"] == {"a": (0, 2), "b": (2, 0)}
     refused = runner.invoke(ratings, ["--votes", str(without), "--kind", "multi-turn"])
     assert refused.exit_code != 0 and "plain.jsonl" in refused.output and "kind" in refused.output
+
+
+def test_sequences_stay_complete_only_after_the_pool_is_reloaded(fresh: ArenaStore) -> None:
+    async def go() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        served = []
+        async with client(app) as c:
+            for _ in range(16):
+                await asyncio.sleep(0.02)  # past the refresh interval: every pair reloads the pool first
+                served.append((await c.get("/api/pair")).json())
+            return served, (await c.get("/api/health")).json()
+
+    with arena(fresh, min_exposure=0, pool_refresh_s=0.01) as app:
+        served, health = run(go())
+    sequences = [PairView.model_validate(p) for p in served if p["turns"]]
+    assert sequences and all(len(p.turns) == 3 for p in sequences)
+    assert health["sequences_left_out"] == 2
+    targets = rows(fresh.db, "SELECT left_target, right_target FROM arena_pairs WHERE kind='multi-turn'")
+    assert len(targets) == len(sequences) and all({lt, rt} == {GOOGLE, FAL} for lt, rt in targets)
