@@ -153,7 +153,7 @@ def test_quality_signals_judges_and_the_style_controlled_board_are_shown_as_meas
         assert f"{styled['rating']:.0f} [{styled['low']:.0f}–{styled['high']:.0f}]" in line.group(0)
         assert f"{plain['rating']:.0f} [{plain['low']:.0f}–{plain['high']:.0f}]" in line.group(0)
     for c in style["style"]["coefficients"]:
-        assert f"<td>{c['covariate']}</td><td>{c['beta']:+.2f} [{c['low']:+.2f}–{c['high']:+.2f}]</td>" in quality
+        assert f"<td>{c['covariate']}</td><td>{c['beta']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]</td>" in quality
 
 
 def test_conversations_scored_turn_by_turn_show_their_consistency_after_the_strips(

@@ -62,7 +62,8 @@ class StyleRow:
 
 @dataclass(frozen=True)
 class CoefficientRow:
-    """One style covariate: its coefficient (log-odds per SD of the feature's difference) with its interval."""
+    """One style covariate: its coefficient (log-odds per SD of the feature's difference) with its interval,
+    ``+0.04 [-0.09, +0.17]`` (a comma, not a dash, between signed ends)."""
 
     covariate: str
     beta: str
@@ -145,7 +146,7 @@ def quality_view(section: Mapping[str, Any]) -> QualityView:
     rows = [StyleRow(str(r["model"]), _rating(plain_by.get(str(r["model"]))), _rating(r))
             for r in styled.get("ratings", [])]
     coefficients = [CoefficientRow(str(c["covariate"]),
-                                   f"{float(c['beta']):+.2f} [{float(c['low']):+.2f}–{float(c['high']):+.2f}]")
+                                   f"{float(c['beta']):+.2f} [{float(c['low']):+.2f}, {float(c['high']):+.2f}]")
                     for c in styled.get("coefficients", [])]
     return QualityView(view.votes, view.method, view.agreement, judges, rows, coefficients,
                        style_votes=int(styled.get("n_votes", 0)) or None)
