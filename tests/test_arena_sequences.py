@@ -12,6 +12,7 @@ import asyncio
 import io
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from harness.arena.app import _templates
+from harness.arena.leaderboard import board_view, build_leaderboard
 from harness.arena.pool import load_pool
 from harness.arena.schemas import PairView
 from harness.arena.sequences import with_sequences
@@ -31,6 +34,7 @@ from harness.providers.gemini import GeminiProvider
 from harness.run import RunOptions, start_run
 from harness.store import Store
 from harness.store import runs as run_store
+from harness.store import votes as vote_store
 from harness.targets import load_targets, resolve_keys, select
 from harness.timing import TimedHttp
 from tests.test_arena_api import arena, client, leaks, rows, run
@@ -215,6 +219,15 @@ def test_a_sequence_vote_is_stored_as_multi_turn_and_ratings_split_by_kind(fresh
     assert boards["multi-turn"][GOOGLE]["votes"] == boards["multi-turn"][FAL]["votes"] == multi
     assert sum(r["votes"] for r in boards["single-turn"].values()) == 2 * (len(votes) - multi)
     assert sum(r["votes"] for r in boards[None].values()) == 2 * len(votes)
+    with Store.open(fresh.db, readonly=True) as store:
+        frame = vote_store.battles_frame(store, by="target")
+    now = time.time()
+    public = build_leaderboard(frame, now=now, cutoff=now + 1, refresh_s=60.0, rated_by="target")
+    assert {k.kind: k.votes for k in public.kinds} == {"multi-turn": multi, "single-turn": len(votes) - multi}
+    sequences = next(k.board for k in public.kinds if k.kind == "multi-turn")
+    assert sequences is not None and {r.model for r in sequences.rows} == {GOOGLE, FAL}
+    page = _templates().get_template("leaderboard.html").render(board=public, view=board_view(public))
+    assert "Sequences (multi-turn)" in page and 'id="kind-multi-turn"' in page
 
 
 def test_a_turn_instruction_is_shown_as_text_never_as_markup(fresh: ArenaStore) -> None:

@@ -33,6 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.ratings import RatingError, RatingOptions, leaderboard, validate_battles
+from harness.ratings.battles import MULTI_TURN, SINGLE_TURN, keep_kind
 from harness.ratings.leaderboard import RatingBoard
 from harness.store import Store
 
@@ -101,6 +102,19 @@ class CategoryBoard(BaseModel):
     note: str | None = None
 
 
+class KindBoard(BaseModel):
+    """The board of votes on single images (``single-turn``: every challenge kind but multi-turn) or on whole
+    sequences (``multi-turn``), each fitted on its own votes; ``board`` is None when they cannot rate two
+    models yet (``note`` says why)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["single-turn", "multi-turn"]
+    votes: int
+    board: RatingBoard | None
+    note: str | None = None
+
+
 class PublicLeaderboard(BaseModel):
     """The public leaderboard's JSON (``/leaderboard.json``). Times are Unix seconds."""
 
@@ -117,6 +131,9 @@ class PublicLeaderboard(BaseModel):
     total_votes: int = Field(description="votes counted")
     overall: RatingBoard | None = Field(description="the board over every counted vote (null: too few votes)")
     categories: list[CategoryBoard] = Field(description="one board per challenge category")
+    kinds: list[KindBoard] = Field(default_factory=list,
+                                   description="single-image votes and votes on whole sequences apart; empty "
+                                               "until a vote on a multi-turn (sequence) pair is counted")
     over_time_step: int = Field(description="votes between two points of the board over time")
     over_time: list[TimePoint] = Field(description="the board after every `over_time_step` votes")
     methodology: list[str] = Field(description="how the board is made, in plain words")
@@ -167,6 +184,12 @@ def build_leaderboard(frame: pd.DataFrame, *, now: float, cutoff: float | None, 
         group = counted[counted["category"].astype(object) == category].reset_index(drop=True)
         board, note = _board(group, options)
         categories.append(CategoryBoard(category=category, votes=len(group), board=board, note=note))
+    kinds = []
+    if len(counted) and "kind" in counted and (counted["kind"].astype(object) == MULTI_TURN).any():
+        for kind in (SINGLE_TURN, MULTI_TURN):
+            group = keep_kind(counted, kind, "arena votes")
+            board, note = _board(group, options)
+            kinds.append(KindBoard(kind=kind, votes=len(group), board=board, note=note))
     step = over_time_step(len(counted))
     points = []
     for upto in range(step, len(counted) + 1, step) if step else ():
@@ -178,8 +201,8 @@ def build_leaderboard(frame: pd.DataFrame, *, now: float, cutoff: float | None, 
     return PublicLeaderboard(
         generated_at=now, votes_until=cutoff, next_update_at=window_start(now, refresh_s) + refresh_s,
         refresh_s=refresh_s, min_batch=min_batch, rated_by=rated_by, sources=list(sources),
-        total_votes=len(counted), overall=overall, categories=categories, over_time_step=step, over_time=points,
-        methodology=list(METHODOLOGY), notes=notes)
+        total_votes=len(counted), overall=overall, categories=categories, kinds=kinds, over_time_step=step,
+        over_time=points, methodology=list(METHODOLOGY), notes=notes)
 
 
 def window_start(now: float, refresh_s: float) -> float:
