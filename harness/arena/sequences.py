@@ -71,10 +71,10 @@ def with_sequences(store: Store, pool: ArenaPool, targets: Sequence[str] = ()) -
     sequential = [m for m in pool.matchups if m.kind == MULTI_TURN]
     if not sequential:
         return SequencePool(pool)
-    runs = list(pool.run_ids)
+    challenges = {(r, c["id"]): c for r in pool.run_ids for c in run_store.run_challenges(store, r)}
+    runs = sorted({r for (r, _), c in challenges.items() if c.get("kind") == MULTI_TURN})  # only these have turns
     attempts = run_store.attempts_frame(store, runs, columns=list(STRIP_COLUMNS), with_challenge=False)
     outputs = run_store.outputs_frame(store, runs, final_only=False)
-    challenges = {(r, c["id"]): c for r in runs for c in run_store.run_challenges(store, r)}
     keys = {(m.challenge_id, m.variant) for m in sequential}
     ran = sorted(set(attempts["target"].astype(str))) if len(attempts) else []
     counted = set(select_names(ran, targets)[0]) if targets else set(ran)
