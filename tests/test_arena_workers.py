@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,46 @@ def test_a_worker_killed_mid_vote_loses_no_answered_vote_and_doubles_none(pg_db:
     assert {uid for p, uid in stored if p in answered} == set(answered.values())
     print(f"\nkilled worker {victim}: {len(results)} votes, {len(cut)} cut off by the kill, {len(already)} of "
           "those had committed before it")
+
+
+def test_serve_with_two_workers_from_the_command_line_and_stop_on_sigterm(tmp_path: Path,
+                                                                           arena_store: ArenaStore) -> None:
+    """``harness arena serve --workers 2`` on SQLite: one port, two worker processes sharing a secret drawn
+    once, rate limits in the store; SIGTERM stops the parent and every worker."""
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    db = clone_store(arena_store, tmp_path / "store").db
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_ARENA_SECRET"}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "arena", "serve", "--db", str(db), "--port", str(port),
+                             "--workers", "2", "--refresh", "5s"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "arena did not start"
+                time.sleep(0.2)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            voted = []
+            for _ in range(4):
+                token = client.get("/api/pair").raise_for_status().json()["token"]
+                voted.append(client.post("/api/vote", json={"token": token, "outcome": "tie"}).status_code)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert health.status_code == 200 and voted == [200] * 4
+    assert len(children) >= 2  # the two workers (and multiprocessing's resource tracker)
+    assert proc.returncode == 0
+    assert "drawn once and shared by the 2 workers" in err and "rate limits in the store" in err
+    assert "re-read every 5 s" in err
+    assert all(not Path(f"/proc/{c}").exists() or "zombie" in Path(f"/proc/{c}/status").read_text().lower()
+               for c in children)
+    assert len(stored_votes(db)) == 4

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -119,11 +120,26 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
     return sock
 
 
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to send this worker SIGTERM when its parent (the supervisor) dies, even by
+    SIGKILL, so no worker outlives the pool; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() == 1:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker_main(config: ArenaConfig, address: tuple[str, int], shared: socket.socket | None, ready: Event) -> None:
     """One worker process: its own app (store connections, pool, caches), listening on its own
     ``SO_REUSEPORT`` socket, or accepting on the inherited ``shared`` one."""
     from harness.arena.app import create_app
 
+    _die_with_parent()
     app = create_app(config)
     sock = shared if shared is not None else bind(*address, reuse_port=True)
     _ReadyServer(uvicorn_config(app, *address), ready).run(sockets=[sock])
@@ -151,7 +167,7 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs if p.pid is not None]
 
-    def _spawn(self, timeout_s: float) -> SpawnProcess:
+    def _launch(self) -> tuple[SpawnProcess, Event]:
         assert self._socket is not None
         ready = self._context.Event()
         host, port = self._socket.getsockname()[:2]
@@ -159,23 +175,31 @@ class WorkerPool:
         proc = self._context.Process(target=_worker_main, args=(self.config, (str(host), int(port)), shared, ready),
                                      name="arena-worker", daemon=True)
         proc.start()
+        return proc, ready
+
+    def _wait_ready(self, proc: SpawnProcess, ready: Event, timeout_s: float) -> None:
+        """Wait until ``proc`` accepts connections; a stop asked meanwhile ends the wait early."""
         deadline = time.monotonic() + timeout_s
         while not ready.wait(0.05):
+            if self._stopping.is_set():
+                return
             if not proc.is_alive() or time.monotonic() > deadline:
                 proc.kill()
                 proc.join(timeout=5)
                 raise WorkerStartError(f"an arena worker did not start (exit code {proc.exitcode}); its error is "
                                        "printed above")
-        return proc
 
     def start(self, timeout_s: float = 120.0) -> WorkerPool:
+        """Bind the port and start every worker at once; returns when all accept connections."""
         self._socket = bind(self._host, self._port, reuse_port=REUSEPORT, listen=not REUSEPORT)
         host, port = self._socket.getsockname()[:2]
         shown = f"[{host}]" if ":" in str(host) else host
         self.url = f"http://{shown}:{port}"
         try:
-            for _ in range(self.workers):
-                self._procs.append(self._spawn(timeout_s))
+            launched = [self._launch() for _ in range(self.workers)]
+            self._procs = [proc for proc, _ in launched]
+            for proc, ready in launched:
+                self._wait_ready(proc, ready, timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -184,21 +208,27 @@ class WorkerPool:
     def supervise(self) -> int:
         """Restart every worker that has exited; returns how many were restarted."""
         restarted = 0
-        for i, proc in enumerate(self._procs):
+        for i, proc in enumerate(list(self._procs)):
             if not proc.is_alive() and not self._stopping.is_set():
                 proc.join(timeout=0)
-                self._procs[i] = self._spawn(120.0)
+                fresh, ready = self._launch()
+                self._procs[i] = fresh
+                self._wait_ready(fresh, ready, 120.0)
                 restarted += 1
         self.restarts += restarted
         return restarted
 
     def serve_forever(self, poll_s: float = 0.5) -> None:
-        """Supervise until SIGINT or SIGTERM, then stop every worker."""
+        """Start the workers (unless started), supervise them until SIGINT or SIGTERM, then stop them all.
+        The signals are caught before the first worker starts, so a stop during start-up stops every worker
+        rather than leaving them orphaned."""
         def on_signal(signum: int, frame: object) -> None:
             self._stopping.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if self._socket is None:
+                self.start()
             while not self._stopping.wait(poll_s):
                 try:
                     if self.supervise():

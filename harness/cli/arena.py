@@ -164,4 +164,4 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
 
         serve_forever(create_app(config), host, port)
         return
-    WorkerPool(config, host, port, workers).start().serve_forever()
+    WorkerPool(config, host, port, workers).serve_forever()
