@@ -98,6 +98,10 @@ def test_a_sequence_pair_is_voted_on_by_keyboard(chromium: Any, served: tuple[st
     assert not [n for n in NAMES if n.lower() in text.lower()]
     assert not [h for h in hashes(store.db) if h in text]
     page.screenshot(path=str(ARTIFACTS / "arena-sequence-before-vote.png"), full_page=True)
+    page.locator("#turn-list .turn-images img").nth(1).click()  # a turn's image enlarges like the pair's
+    assert page.locator("#zoom").is_visible() and page.locator("#zoom-title").inner_text() == "Right, turn 1"
+    page.keyboard.press("Escape")
+    page.locator("#zoom").wait_for(state="hidden")
 
     page.keyboard.press("1")  # the sequence on the left is better
     page.locator("#left-name").wait_for(state="visible")

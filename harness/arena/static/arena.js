@@ -60,11 +60,15 @@
 
   function openZoom(side, opener) {
     const source = document.getElementById(side + "-img");
+    showZoom(source.getAttribute("src"), side === "left" ? "Left image" : "Right image", opener);
+  }
+
+  function showZoom(src, title, opener) {
     const img = document.createElement("img");
-    img.src = source.getAttribute("src");
-    img.alt = (side === "left" ? "Left" : "Right") + " image, enlarged";
+    img.src = src;
+    img.alt = title + ", enlarged";
     zoomFrame.replaceChildren(img);
-    zoomTitle.textContent = side === "left" ? "Left image" : "Right image";
+    zoomTitle.textContent = title;
     zoomOpener = opener || document.activeElement;
     zoom.showModal();
     document.getElementById("zoom-close").focus();
@@ -84,6 +88,10 @@
   });
   ["left", "right"].forEach(function (side) {
     document.getElementById(side + "-img").addEventListener("click", function () { openZoom(side, null); });
+  });
+  // A turn's image (sequence pairs) enlarges on click too, titled by its side and turn.
+  document.getElementById("turn-list").addEventListener("click", function (event) {
+    if (event.target.tagName === "IMG") showZoom(event.target.getAttribute("src"), event.target.alt, null);
   });
 
   async function skip() {
