@@ -112,8 +112,8 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
     The outputs on offer are re-read from the store every --refresh interval, so runs finished since appear
     without a restart. With --workers N, N processes serve one port; on PostgreSQL, several hosts may serve
     one store behind any proxy (same --db, same HARNESS_ARENA_SECRET)."""
-    from harness.arena.pool import load_pool
     from harness.arena.server import WorkerPool, serve_forever
+    from harness.arena.service import load_sequences
     from harness.store import Store
     from harness.store.url import PostgresLocation, parse_location
 
@@ -134,10 +134,14 @@ def serve(db: Path, host: str, port: int, runs: tuple[str, ...], targets: tuple[
         leaderboard_refresh_s=leaderboard_refresh,
     )
     with Store.open(db, readonly=True) as store:
-        pool = load_pool(store, config.run_ids, config.targets)
+        found = load_sequences(store, config)
+    pool = found.pool
     console = err_console()
     console.print(f"arena: {len(pool.matchups)} challenge variants, {len(pool.targets)} targets, "
                   f"run(s) {', '.join(pool.run_ids)}")
+    if found.left_out:
+        console.print(f"arena: {found.left_out} incomplete multi-turn conversation(s) left out: only complete sequences "
+                      "are paired")
     if pool.skipped_missing:
         console.print(f"warning: {pool.skipped_missing} output(s) left out: image file missing from the store")
     for reason, count in pool.skipped_formats.items():
