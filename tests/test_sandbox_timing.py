@@ -256,3 +256,12 @@ def test_an_image_served_by_url_repeats_its_generations_intended_delay(sandbox: 
     image = httpx.get(answer.json()["data"][0]["url"], timeout=30)
     assert image.status_code == 200
     assert float(image.headers[INTENDED_HEADER]) == float(answer.headers[INTENDED_HEADER]) > 0
+
+
+def test_a_batch_target_asks_the_client_for_no_answers_per_generation() -> None:
+    catalog = load_targets()
+    interactive = [t for t in catalog.values() if t.mode != "batch"]
+    batch = [t for t in catalog.values() if t.mode == "batch"]
+    assert batch, "the catalog lists batch twins"
+    assert demanded_rate([*interactive, *batch], concurrency=4, time_scale=0.4) == demanded_rate(
+        interactive, concurrency=4, time_scale=0.4)

@@ -61,13 +61,17 @@ def demanded_rate(targets: Sequence[Any], *, concurrency: int, time_scale: float
     """Weighted answers per second a sandbox run of ``targets`` asks of the client (see module docstring).
 
     ``targets``: :class:`~harness.targets.Target` objects or frozen target dicts (``protocol``, ``model``,
-    ``concurrency``, ``options``). Targets of a protocol the sandbox does not simulate are left out.
+    ``concurrency``, ``options``, ``mode``). Targets of a protocol the sandbox does not simulate are left out,
+    and so are batch targets: their requests leave as one job and come back as one result file, so the client
+    answers a submit and a poll every few (scaled) seconds, not one response per generation.
     """
     from harness.wire import fal as fal_wire
 
     profiles = profiles or DEFAULT_PROFILES
     total = 0.0
     for t in targets:
+        if _field(t, "mode") == "batch":
+            continue
         provider = _provider(str(_field(t, "protocol")))
         if provider is None or provider not in profiles:
             continue
