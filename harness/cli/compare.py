@@ -12,6 +12,7 @@ from harness.gate import compare as run_compare
 from harness.gate import load_gate, parse_selector
 from harness.gate.render import markdown, write_junit
 from harness.gate.sides import load_side
+from harness.gate.trust import metric_trust
 from harness.gate.versions import check_clock_versions
 from harness.stats.goodput import MEASURES, parse_slo
 from harness.store import Store
@@ -44,6 +45,9 @@ def slo_option(ctx: click.Context, param: click.Parameter, value: str | None) ->
                    "(10s, 1500ms; overrides the gate file's slo).")
 @click.option("--slo-measure", type=click.Choice(list(MEASURES)), default=None,
               help="The time compared with the objective (default: the gate file's, else time_to_image).")
+@click.option("--min-agreement", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Use a quality metric only where the human votes on these runs agree with it at least this "
+                   "share of the time (95 %% interval's lower end; e.g. 0.6); others are reported as not used.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of Markdown.")
 @click.option("--allow-clock-mismatch", is_flag=True,
               help="Compare runs measured under different clock versions (refused by default: latency means "
@@ -51,8 +55,8 @@ def slo_option(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @db_option
 @handle_errors
 def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_file: Path | None,
-            junit_file: Path | None, markdown_file: Path | None, slo_ms: float | None, slo_measure: str | None, as_json: bool, allow_clock_mismatch: bool,
-            db: Path) -> None:
+            junit_file: Path | None, markdown_file: Path | None, slo_ms: float | None, slo_measure: str | None,
+            min_agreement: float | None, as_json: bool, allow_clock_mismatch: bool, db: Path) -> None:
     """Compare a baseline with a candidate: two runs, or two targets or prompt variants of one run.
 
     Latency percentiles get bootstrap intervals and a Mann-Whitney test, success rates a Newcombe interval,
@@ -72,6 +76,8 @@ def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_fi
         gate = gate.model_copy(update={"slo_ms": slo_ms})
     if slo_measure is not None:
         gate = gate.model_copy(update={"slo_measure": slo_measure})
+    if min_agreement is not None:
+        gate = gate.model_copy(update={"min_agreement": min_agreement})
     with Store.open(db, readonly=True) as store:
         base_info, cand_info = run_store.get_run(store, base_run), run_store.get_run(store, cand_run)
         base_id, cand_id = base_info.id, cand_info.id
@@ -81,7 +87,9 @@ def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_fi
                               "(e.g. --a variant=default --b variant=terse)")
         side_a = load_side(store, base_id, a.without_run(), "--a")
         side_b = load_side(store, cand_id, b.without_run(), "--b")
-    result = run_compare(side_a, side_b, gate)
+        trust = (None if gate.min_agreement is None
+                 else metric_trust(store, list(dict.fromkeys((base_id, cand_id))), gate.min_agreement))
+    result = run_compare(side_a, side_b, gate, trust)
     if clock_note is not None:
         result.notes.insert(0, clock_note)
     text = markdown(result)

@@ -79,6 +79,9 @@ class GateConfig(BaseModel):
     """Latency objective (ms) of the goodput check (``slo`` in the file, ``--slo``); None: goodput unchecked."""
     slo_measure: Measure = DEFAULT_MEASURE
     """The time compared with the objective: time to image (retries and waits included) or latency."""
+    min_agreement: float | None = Field(default=None, gt=0, lt=1)
+    """A score check counts only when the metric's agreement with the human votes on the compared runs has
+    a 95 % Wilson lower end at least this share (:mod:`harness.gate.trust`); None: every metric counts."""
 
     @model_validator(mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -33,6 +33,7 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.gate.config import QUANTILE_METRIC, GateConfig, Threshold
+from harness.gate.trust import signal_name
 from harness.stats.goodput import format_slo, goodput_counts
 from harness.stats.intervals import CONFIDENCE, min_n_for_quantile
 from harness.stats.requests import logical_requests
@@ -267,8 +268,8 @@ def _score_groups(sa: pd.DataFrame, sb: pd.DataFrame) -> list[tuple[str, str | N
     return [(str(m), None if pd.isna(sc) else str(sc), bool(h)) for (m, sc), h in groups.items()]
 
 
-def _score_checks(pair: _Pair, sa: pd.DataFrame, sb: pd.DataFrame, config: GateConfig
-                  ) -> list[_Pending | CheckResult]:
+def _score_checks(pair: _Pair, sa: pd.DataFrame, sb: pd.DataFrame, config: GateConfig,
+                  trust: Mapping[str, str | None] | None = None) -> list[_Pending | CheckResult]:
     out: list[_Pending | CheckResult] = []
     ids_a = set(pair.a["id"].tolist()) if "id" in pair.a.columns else set()
     ids_b = set(pair.b["id"].tolist()) if "id" in pair.b.columns else set()
@@ -295,6 +296,12 @@ def _score_checks(pair: _Pair, sa: pd.DataFrame, sb: pd.DataFrame, config: GateC
         head = CheckResult(pair=pair.label, check=name, status=SKIPPED, unit=metric, change_kind="relative",
                            threshold=threshold.max_decrease, n_a=len(joined), n_b=len(joined),
                            worse="down" if higher_is_better else "up")
+        if trust is not None:
+            signal = signal_name(metric, scorer)
+            distrust = trust.get(signal, f"no votes on these runs measure {signal}")
+            if distrust is not None:
+                out.append(replace(head, reason=f"not used: {distrust}"))
+                continue
         if len(joined) < MIN_PAIRS:
             out.append(replace(head, reason=f"needs at least {MIN_PAIRS} challenges scored on both sides, found "
                                f"{len(joined)}"))
@@ -345,8 +352,13 @@ def _points(x: float) -> str:
     return f"{100 * x:+.1f} points"
 
 
-def compare(a: Side, b: Side, config: GateConfig | None = None) -> Comparison:
-    """Evaluate every active check of ``config`` (defaults without one) between baseline ``a`` and candidate ``b``."""
+def compare(a: Side, b: Side, config: GateConfig | None = None,
+            trust: Mapping[str, str | None] | None = None) -> Comparison:
+    """Evaluate every active check of ``config`` (defaults without one) between baseline ``a`` and candidate ``b``.
+
+    ``trust`` (:func:`harness.gate.trust.metric_trust`, when the gate sets ``min_agreement``): per quality
+    signal, ``None`` if the gate may use it, else the reason it may not; a score check whose metric is not
+    trusted is reported skipped with that reason and not counted among the tests."""
     config = config or GateConfig()
     for side, name in ((a, "baseline"), (b, "candidate")):
         if side.attempts.empty:
@@ -371,7 +383,7 @@ def compare(a: Side, b: Side, config: GateConfig | None = None) -> Comparison:
                 items.append(_goodput_check(pair, threshold, config))
         if scored:
             assert a.scores is not None and b.scores is not None
-            items.extend(_score_checks(pair, a.scores, b.scores, config))
+            items.extend(_score_checks(pair, a.scores, b.scores, config, trust))
     tests = sum(1 for item in items if not isinstance(item, CheckResult))
     alpha = config.alpha / max(tests, 1)
     results = [item if isinstance(item, CheckResult) else item[3](alpha) for item in items]
