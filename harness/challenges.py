@@ -821,11 +821,8 @@ def conversation_load(turn_images: Sequence[Sequence[InputImage]], prompt_chars:
     return loads
 
 
-def _check_turns(spec: ChallengeSpec, file: Path, where: str, start_images: list[InputImage],
-                 roots: tuple[Path, ...] | None, skip: frozenset[str],
-                 problem: Callable[[str, str], None]) -> tuple[list[Turn], dict[str, str], dict[str, str]]:
-    """The turns of a multi-turn challenge, every problem of them reported; returns the turns, the joined
-    prompts and the joined templates per variant."""
+def _check_turn_fields(spec: ChallengeSpec, skip: frozenset[str], problem: Callable[[str, str], None]) -> None:
+    """The top-level fields a multi-turn challenge must not use (their turns carry them instead)."""
     if spec.prompt is not None and "prompt" not in skip:
         problem("prompt", "a multi-turn challenge has no top-level prompt: write each turn's prompt under `turns`")
     if spec.variants:
@@ -834,59 +831,185 @@ def _check_turns(spec: ChallengeSpec, file: Path, where: str, start_images: list
     if spec.params.n != 1 and "params" not in skip:
         problem("params.n", "a multi-turn challenge asks for one image per turn (n: 1): each turn continues "
                             "from the previous answer")
-    if "turns" in skip:
-        return [], {}, {}
-    specs = spec.turns or []
+
+
+def _turn_count_problem(specs: Sequence[TurnSpec]) -> str | None:
+    """Why a conversation's list of turns cannot be checked further (empty or too long), or ``None``."""
     if not specs:
-        problem("turns", "a multi-turn challenge needs at least one turn (the list is empty or missing)")
-        return [], {}, {}
+        return "a multi-turn challenge needs at least one turn (the list is empty or missing)"
     if len(specs) > MAX_TURNS:
-        problem("turns", f"{len(specs)} turns; at most {MAX_TURNS}")
-        return [], {}, {}
-    names = list(dict.fromkeys(v for t in specs for v in t.variants))
+        return f"{len(specs)} turns; at most {MAX_TURNS}"
+    return None
+
+
+def _turn_templates(t: TurnSpec) -> dict[str, str]:
+    return {DEFAULT_VARIANT: t.prompt, **t.variants}
+
+
+def _check_each_turn(spec: ChallengeSpec, specs: Sequence[TurnSpec], file: Path, roots: tuple[Path, ...] | None,
+                     skip: frozenset[str], problem: Callable[[str, str], None],
+                     ) -> tuple[list[dict[str, str]], list[list[InputImage]]]:
+    """Per turn, its rendered prompts by variant and its own extra references (``[]`` when too many)."""
     rendered: list[dict[str, str]] = []
     loaded: list[list[InputImage]] = []
     for i, t in enumerate(specs):
         prefix = f"turns[{i}]."
         _check_variant_names(t.variants, prefix, problem)
-        templates = {DEFAULT_VARIANT: t.prompt, **t.variants}
-        rendered.append(_render_all(templates, spec.variables, prefix, problem) if "variables" not in skip else {})
+        rendered.append(_render_all(_turn_templates(t), spec.variables, prefix, problem)
+                        if "variables" not in skip else {})
         if len(t.references) > MAX_CONVERSATION_IMAGES:
             problem(f"{prefix}references", f"{len(t.references)} images in one turn; a conversation holds at most "
                                            f"{MAX_CONVERSATION_IMAGES}")
             loaded.append([])
             continue
         loaded.append(_load_images(file, t.references, prefix, roots, problem))
-    turn_images = [[*start_images, *loaded[0]], *loaded[1:]]
-    prompt_chars = [max((len(p) for p in r.values()), default=0) for r in rendered]
-    for load in conversation_load(turn_images, prompt_chars, estimated_answer_bytes(spec.params)):
+    return rendered, loaded
+
+
+def _check_conversation_images(loads: Sequence[TurnLoad], problem: Callable[[str, str], None]) -> None:
+    """The first turn whose history holds more images than any multi-turn protocol takes."""
+    for load in loads:
         if load.images > MAX_CONVERSATION_IMAGES:
             problem(f"turns[{load.turn - 1}]",
                     f"turn {load.turn} would hold {load.images} images with its history (starting images, every "
                     f"turn's references so far and {load.answers_before} earlier answer(s)); the most any "
                     f"multi-turn protocol takes is {MAX_CONVERSATION_IMAGES}")
             break
-    answer = estimated_answer_bytes(spec.params)
-    for load in conversation_load(turn_images, prompt_chars, answer):
+
+
+def _check_conversation_bytes(loads: Sequence[TurnLoad], params: Params, answer: int,
+                              problem: Callable[[str, str], None]) -> None:
+    """The first turn whose request, history included, exceeds Gemini's inline request limit."""
+    for load in loads:
         if load.request_bytes > MAX_INLINE_REQUEST_BYTES:
             problem(f"turns[{load.turn - 1}]",
                     f"turn {load.turn}'s request would be about {load.request_bytes / 1e6:.1f} MB with its history "
                     f"({load.answers_before} earlier answer(s) of up to {answer / 1e6:.1f} MB each at "
-                    f"{output_side(spec.params.size)} px, plus the references, base64-encoded), over Gemini's "
+                    f"{output_side(params.size)} px, plus the references, base64-encoded), over Gemini's "
                     f"{MAX_INLINE_REQUEST_BYTES / 1e6:.0f} MB inline request limit; use fewer turns, a smaller "
                     "size or smaller references")
             break
+
+
+def _build_turns(specs: Sequence[TurnSpec], rendered: Sequence[dict[str, str]],
+                 turn_images: Sequence[Sequence[InputImage]], names: Sequence[str]) -> list[Turn]:
+    """The validated turns, or ``[]`` when any turn lacks a rendered prompt for one of its variants."""
+    if not all(DEFAULT_VARIANT in r and all(v in r for v in t.variants) for r, t in zip(rendered, specs, strict=True)):
+        return []
     turns: list[Turn] = []
-    if all(DEFAULT_VARIANT in r and all(v in r for v in t.variants) for r, t in zip(rendered, specs, strict=True)):
-        for i, (t, r) in enumerate(zip(specs, rendered, strict=True)):
-            templates = {DEFAULT_VARIANT: t.prompt, **t.variants}
-            turns.append(Turn(prompts={v: r.get(v, r[DEFAULT_VARIANT]) for v in (DEFAULT_VARIANT, *names)},
-                              references=tuple(turn_images[i]), preserve=tuple(t.preserve),
-                              templates={v: templates.get(v, t.prompt) for v in (DEFAULT_VARIANT, *names)}))
-    joined = {v: "\n".join(f"{i + 1}. {t.prompts[v]}" for i, t in enumerate(turns)) for v in (DEFAULT_VARIANT, *names)}
-    joined_templates = {v: "\n".join(f"{i + 1}. {t.templates[v]}" for i, t in enumerate(turns))
-                        for v in (DEFAULT_VARIANT, *names)}
+    for i, (t, r) in enumerate(zip(specs, rendered, strict=True)):
+        templates = _turn_templates(t)
+        turns.append(Turn(prompts={v: r.get(v, r[DEFAULT_VARIANT]) for v in (DEFAULT_VARIANT, *names)},
+                          references=tuple(turn_images[i]), preserve=tuple(t.preserve),
+                          templates={v: templates.get(v, t.prompt) for v in (DEFAULT_VARIANT, *names)}))
+    return turns
+
+
+def _numbered(texts: Iterable[str]) -> str:
+    return "\n".join(f"{i + 1}. {text}" for i, text in enumerate(texts))
+
+
+def _check_turns(spec: ChallengeSpec, file: Path, where: str, start_images: list[InputImage],
+                 roots: tuple[Path, ...] | None, skip: frozenset[str],
+                 problem: Callable[[str, str], None]) -> tuple[list[Turn], dict[str, str], dict[str, str]]:
+    """The turns of a multi-turn challenge, every problem of them reported; returns the turns, the joined
+    prompts and the joined templates per variant."""
+    _check_turn_fields(spec, skip, problem)
+    if "turns" in skip:
+        return [], {}, {}
+    specs = spec.turns or []
+    if (reason := _turn_count_problem(specs)) is not None:
+        problem("turns", reason)
+        return [], {}, {}
+    names = list(dict.fromkeys(v for t in specs for v in t.variants))
+    rendered, loaded = _check_each_turn(spec, specs, file, roots, skip, problem)
+    turn_images = [[*start_images, *loaded[0]], *loaded[1:]]
+    prompt_chars = [max((len(p) for p in r.values()), default=0) for r in rendered]
+    answer = estimated_answer_bytes(spec.params)
+    loads = conversation_load(turn_images, prompt_chars, answer)
+    _check_conversation_images(loads, problem)
+    _check_conversation_bytes(loads, spec.params, answer, problem)
+    turns = _build_turns(specs, rendered, turn_images, names)
+    variants = (DEFAULT_VARIANT, *names)
+    joined = {v: _numbered(t.prompts[v] for t in turns) for v in variants}
+    joined_templates = {v: _numbered(t.templates[v] for t in turns) for v in variants}
     return turns, joined, joined_templates
+
+
+def _check_identity(spec: ChallengeSpec, skip: frozenset[str], problem: Callable[[str, str], None]) -> None:
+    """The id is a slug and the category a known one."""
+    if "id" not in skip and not SLUG.match(spec.id):
+        problem("id", f"{spec.id!r} is not a slug (lower-case letters, digits, '.', '_' or '-', at most 80)")
+    if "category" not in skip and spec.category not in CATEGORIES:
+        hint = _suggest(spec.category, CATEGORIES) or f"; known: {', '.join(CATEGORIES)}"
+        problem("category", f"unknown category {spec.category!r}{hint}")
+
+
+def _check_single_prompt(spec: ChallengeSpec, skip: frozenset[str], problem: Callable[[str, str], None],
+                         ) -> tuple[dict[str, str], dict[str, str]]:
+    """The templates and rendered prompts (by variant) of a challenge that is not multi-turn."""
+    _check_variant_names(spec.variants, "", problem)
+    if spec.turns is not None and "turns" not in skip and "kind" not in skip:
+        problem("turns", f"only 'multi-turn' challenges take turns, this one is {spec.kind.value!r}")
+    if spec.prompt is None:
+        if "prompt" not in skip and not ("kind" in skip and spec.turns is not None):
+            problem("prompt", "required field is missing")
+        return {}, {}
+    templates = {DEFAULT_VARIANT: spec.prompt, **spec.variants}
+    if "variables" in skip:
+        return templates, {}
+    active = {n: t for n, t in templates.items() if ("prompt" if n == DEFAULT_VARIANT else "variants") not in skip}
+    return templates, _render_all(active, spec.variables, "", problem)
+
+
+def _check_reference_count(spec: ChallengeSpec, skip: frozenset[str], problem: Callable[[str, str], None]) -> None:
+    """As many references as the kind takes (:data:`REFERENCE_COUNTS`)."""
+    if "kind" in skip or "references" in skip:
+        return
+    n_refs = len(spec.references)
+    low, high = REFERENCE_COUNTS[spec.kind]
+    if not low <= n_refs <= high:
+        want = "no references" if high == 0 else (
+            f"exactly {low} reference" if low == high else f"{low} to {high} references")
+        problem("references", f"kind {spec.kind.value!r} takes {want}, found {n_refs}")
+
+
+def _check_mask_kind(spec: ChallengeSpec, skip: frozenset[str], problem: Callable[[str, str], None]) -> None:
+    """A mask exactly when the kind is inpaint."""
+    if "kind" in skip or "mask" in skip:
+        return
+    if spec.kind == ChallengeKind.INPAINT and spec.mask is None:
+        problem("mask", "kind 'inpaint' needs a mask image (white = repaint, black = keep)")
+    if spec.kind != ChallengeKind.INPAINT and spec.mask is not None:
+        problem("mask", f"only 'inpaint' challenges take a mask, this one is {spec.kind.value!r}")
+
+
+def _check_mask(spec: ChallengeSpec, file: Path, images: Sequence[InputImage], roots: tuple[Path, ...] | None,
+                skip: frozenset[str], problem: Callable[[str, str], None]) -> InputImage | None:
+    """The mask image, read and checked (single channel, marks something, same size as ``references[0]``)."""
+    if spec.mask is None or not (spec.kind == ChallengeKind.INPAINT or "kind" in skip):
+        return None
+    try:
+        mask = read_image(_reference_path(file, spec.mask, roots))
+    except ValueError as exc:
+        problem("mask", str(exc).replace("reference file", "mask file"))
+        return None
+    for reason in _mask_problems(mask):
+        problem("mask", reason)
+    if images and (mask.width, mask.height) != (images[0].width, images[0].height):
+        problem("mask", f"mask is {mask.width}x{mask.height} but its image references[0] is "
+                        f"{images[0].width}x{images[0].height}; they must be the same size")
+    return mask
+
+
+def _add_turn_images(images: list[InputImage], turns: Iterable[Turn]) -> None:
+    """Append each turn's images not already in ``images`` (by hash), in conversation order."""
+    seen = {i.sha256 for i in images}
+    for turn in turns:
+        for ref in turn.references:
+            if ref.sha256 not in seen:
+                seen.add(ref.sha256)
+                images.append(ref)
 
 
 def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Problem],
@@ -902,63 +1025,20 @@ def _check_spec(spec: ChallengeSpec, file: Path, where: str, problems: list[Prob
     def problem(fld: str, reason: str) -> None:
         problems.append(Problem(fname, f"{where}{fld}", reason))
 
-    if "id" not in skip and not SLUG.match(spec.id):
-        problem("id", f"{spec.id!r} is not a slug (lower-case letters, digits, '.', '_' or '-', at most 80)")
-    if "category" not in skip and spec.category not in CATEGORIES:
-        hint = _suggest(spec.category, CATEGORIES) or f"; known: {', '.join(CATEGORIES)}"
-        problem("category", f"unknown category {spec.category!r}{hint}")
+    _check_identity(spec, skip, problem)
     multi = spec.kind == ChallengeKind.MULTI_TURN and "kind" not in skip
     templates: dict[str, str] = {}
     prompts: dict[str, str] = {}
     if not multi:
-        _check_variant_names(spec.variants, "", problem)
-        if spec.turns is not None and "turns" not in skip and "kind" not in skip:
-            problem("turns", f"only 'multi-turn' challenges take turns, this one is {spec.kind.value!r}")
-        if spec.prompt is None:
-            if "prompt" not in skip and not ("kind" in skip and spec.turns is not None):
-                problem("prompt", "required field is missing")
-        else:
-            templates = {DEFAULT_VARIANT: spec.prompt, **spec.variants}
-            if "variables" not in skip:
-                active = {n: t for n, t in templates.items()
-                          if ("prompt" if n == DEFAULT_VARIANT else "variants") not in skip}
-                prompts = _render_all(active, spec.variables, "", problem)
-
-    n_refs = len(spec.references)
-    if "kind" not in skip and "references" not in skip:
-        low, high = REFERENCE_COUNTS[spec.kind]
-        if not low <= n_refs <= high:
-            want = "no references" if high == 0 else (
-                f"exactly {low} reference" if low == high else f"{low} to {high} references")
-            problem("references", f"kind {spec.kind.value!r} takes {want}, found {n_refs}")
-    if "kind" not in skip and "mask" not in skip:
-        if spec.kind == ChallengeKind.INPAINT and spec.mask is None:
-            problem("mask", "kind 'inpaint' needs a mask image (white = repaint, black = keep)")
-        if spec.kind != ChallengeKind.INPAINT and spec.mask is not None:
-            problem("mask", f"only 'inpaint' challenges take a mask, this one is {spec.kind.value!r}")
-
+        templates, prompts = _check_single_prompt(spec, skip, problem)
+    _check_reference_count(spec, skip, problem)
+    _check_mask_kind(spec, skip, problem)
     images = _load_images(file, spec.references, "", roots, problem)
-    mask: InputImage | None = None
-    if spec.mask is not None and (spec.kind == ChallengeKind.INPAINT or "kind" in skip):
-        try:
-            mask = read_image(_reference_path(file, spec.mask, roots))
-        except ValueError as exc:
-            problem("mask", str(exc).replace("reference file", "mask file"))
-        else:
-            for reason in _mask_problems(mask):
-                problem("mask", reason)
-            if images and (mask.width, mask.height) != (images[0].width, images[0].height):
-                problem("mask", f"mask is {mask.width}x{mask.height} but its image references[0] is "
-                                f"{images[0].width}x{images[0].height}; they must be the same size")
+    mask = _check_mask(spec, file, images, roots, skip, problem)
     turns: list[Turn] = []
     if multi:
         turns, prompts, templates = _check_turns(spec, file, where, images, roots, skip, problem)
-        seen = {i.sha256 for i in images}
-        for turn in turns:
-            for ref in turn.references:
-                if ref.sha256 not in seen:
-                    seen.add(ref.sha256)
-                    images.append(ref)
+        _add_turn_images(images, turns)
     if len(problems) > start or skip:
         return None
     return Challenge(
