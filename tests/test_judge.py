@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -335,3 +336,102 @@ def test_a_real_judge_without_its_key_is_refused_and_a_sandboxed_gemini_judge_an
     summary = json.loads(google.stdout)
     assert summary["judge"] == "gemini-2.5-flash@google" and summary["questions"] == 6
     assert summary["verdicts"] + summary["cached"] == 6, "asked of the sandbox's Gemini judge, or already cached"
+
+
+def flaky_judge(judges: dict[str, JudgeSettings], first_reply: Callable[[], httpx.Response],
+                failures: int = 1) -> httpx.AsyncClient:
+    """The sandbox's judges in process, except that the first ``failures`` times each question is asked
+    ``first_reply`` answers instead (an answer without a verdict, a 429); then the judge answers properly."""
+    inner = sandbox_client(judges)
+    seen: dict[bytes, int] = {}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/chat/completions") and seen.get(request.content, 0) < failures:
+            seen[request.content] = seen.get(request.content, 0) + 1
+            return first_reply()
+        reply = await inner.send(inner.build_request(request.method, str(request.url), headers=request.headers,
+                                                     content=request.content))
+        return httpx.Response(reply.status_code, headers=reply.headers, content=reply.content)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+def rambling() -> httpx.Response:
+    return httpx.Response(200, json={"id": "gen-1", "choices": [{"message": {
+        "role": "assistant", "content": "Both pictures have their charm; hard to say."}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "cost": 0.0001}})
+
+
+def ask_flaky(db: Path, run_id: str, name: str, options: JudgeOptions, first_reply: Callable[[], httpx.Response],
+              waits: list[float], failures: int = 1) -> JudgeSummary:
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def go() -> JudgeSummary:
+        async with flaky_judge({name: JudgeSettings()}, first_reply, failures) as client:
+            with Store.open(db) as store:
+                return await judge_run(store, run_id, JudgeTarget(name, "openrouter"), options, client=client,
+                                       base_url=BASE_URL, api_key="k", sleep=record)
+    return asyncio.run(go())
+
+
+def test_an_unparseable_answer_is_asked_again_in_the_same_invocation_and_the_first_answer_is_kept(
+        sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    waits: list[float] = []
+    summary = ask_flaky(db, run_id, "x/second-thoughts", JudgeOptions(pairs=3, retries=1), rambling, waits)
+    assert summary.questions == 6 and summary.asked == 12 and summary.unparseable == 6 and summary.verdicts == 6
+    assert waits == [], "an answer without a verdict is asked again at once (no server asked us to wait)"
+    with Store.open(db, readonly=True) as store:
+        rows = jstore.judgements_frame(store, judge="x/second-thoughts@openrouter")
+        final = final_verdicts(store, [run_id], "x/second-thoughts@openrouter")
+    first = rows[rows["try_no"] == 0]
+    assert (first["verdict"] == "unparseable").all() and first["raw_answer"].str.contains("charm").all()
+    assert rows[rows["try_no"] == 1]["verdict"].isin(["first", "second", "tie"]).all()
+    assert len(final) == 6 and final["verdict"].isin(["first", "second", "tie"]).all()
+
+
+def test_with_the_run_s_retry_budget_of_zero_an_unparseable_answer_stays_unparseable(
+        sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    with Store.open(db, readonly=True) as store:
+        assert RunOptions.from_config(run_store.get_run(store, run_id).config).retries == 0
+    summary = ask_flaky(db, run_id, "x/one-shot", JudgeOptions(pairs=3), rambling, [])
+    assert summary.retries == 0 and summary.asked == 6 and summary.unparseable == 6 and summary.verdicts == 0
+    with Store.open(db, readonly=True) as store:
+        final = final_verdicts(store, [run_id], "x/one-shot@openrouter")
+    assert (final["verdict"] == "unparseable").all() and len(final) == 6, "never guessed"
+
+
+def test_a_rate_limited_judge_waits_out_retry_after_and_is_asked_again_in_the_same_invocation(
+        sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    waits: list[float] = []
+
+    def slow_down() -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "7"},
+                              json={"error": {"code": 429, "message": "Rate limit exceeded"}})
+
+    summary = ask_flaky(db, run_id, "x/busy", JudgeOptions(pairs=2, retries=2), slow_down, waits)
+    assert summary.errors == 4 and summary.retried_errors == 4 and summary.verdicts == 4
+    assert waits == [7.0] * 4, "the provider's Retry-After, as the runner honours it"
+    with Store.open(db, readonly=True) as store:
+        rows = jstore.judgements_frame(store, judge="x/busy@openrouter")
+    assert (rows[rows["try_no"] == 0]["verdict"] == "error").all() and len(rows) == 8
+    assert rows[rows["try_no"] == 0]["error"].str.contains("rate_limited").all()
+
+
+def test_a_failed_request_without_retry_after_backs_off_like_the_runner(sandbox_run: tuple[Path, str]) -> None:
+    db, run_id = sandbox_run
+    waits: list[float] = []
+
+    def unavailable() -> httpx.Response:
+        return httpx.Response(503, json={"error": {"code": 503, "message": "upstream unavailable"}})
+
+    summary = ask_flaky(db, run_id, "x/wobbly", JudgeOptions(pairs=1, retries=3, concurrency=1), unavailable,
+                        waits, failures=2)
+    assert summary.verdicts == 2 and summary.errors == 4 and summary.retried_errors == 4
+    assert waits == [1.0, 2.0, 1.0, 2.0], "exponential backoff per question: 1 s, then 2 s"
+    short = ask_flaky(db, run_id, "x/wobblier", JudgeOptions(pairs=1, retries=1, concurrency=1), unavailable,
+                      [], failures=2)
+    assert short.verdicts == 0 and short.errors == 4, "past the budget a failure waits for the next invocation"

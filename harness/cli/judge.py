@@ -46,8 +46,9 @@ def judge() -> None:
               help="Pairs of outputs to ask about (each in both orders).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which pairs are sampled.")
 @click.option("--concurrency", type=click.IntRange(min=1, max=64), default=4, show_default=True)
-@click.option("--retries", type=click.IntRange(min=0, max=5), default=1, show_default=True,
-              help="Re-asks of an answer without a readable verdict (each try is stored).")
+@click.option("--retries", type=click.IntRange(min=0, max=5), default=None,
+              help="Re-asks of an answer without a readable verdict or of a failed request that a retry can "
+                   "cure, with the runner's waits (each try is stored). Default: the run's own --retries.")
 @click.option("--max-spend", "max_spend", type=click.FloatRange(min=0), default=None, metavar="USD",
               help="Cap on the run's total spend, generations and judgements together (default: the run's cap).")
 @click.option("--sandbox/--no-sandbox", default=None,
@@ -56,7 +57,7 @@ def judge() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @db_option
 @handle_errors
-def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, retries: int,
+def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, retries: int | None,
         max_spend: float | None, sandbox: bool | None, base_url: str | None, as_json: bool, db: Path) -> None:
     """Ask a judge about sampled pairs of RUN's outputs; answers are stored, cached and resumable."""
     target = JudgeTarget.parse(judge_spec)
@@ -74,7 +75,7 @@ def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, r
     out_console().print(
         f"{summary.judge} on {summary.run_id}: {summary.questions} questions ({summary.cached} cached), "
         f"{summary.asked} asked: {summary.verdicts} verdicts, {summary.unparseable} unparseable, "
-        f"{summary.errors} failed, {summary.spent_usd:.4f} USD"
+        f"{summary.errors} failed ({summary.retried_errors} asked again), {summary.spent_usd:.4f} USD"
         + (f"; {summary.not_sent_for_cap} not sent (spend cap)" if summary.not_sent_for_cap else ""))
 
 

@@ -15,16 +15,20 @@ The store's connection is used by one thread at a time (a lock around every read
 worker thread so the event loop never waits on the database). A failed request without a reported cost is
 counted at its bound: the provider may still bill it.
 
-An answer the rubric cannot parse is stored as ``unparseable`` with the raw text and asked again up to
-``retries`` times (each try is a row); a failed request is stored as ``error`` and asked again by the next
-``harness judge`` of the run (it is not an answer). Nothing is guessed.
+Retries follow the judged run's policy: ``retries`` (default: the run's stored ``RunOptions.retries``). An
+answer the rubric cannot parse is stored as ``unparseable`` with the raw text and asked again at once until
+its try number reaches ``retries`` (each try is a row). A failed request is stored as ``error``; when a retry
+can cure it (429, 5xx, timeout, a dropped connection) it is asked again in the same invocation after the
+runner's wait (:func:`harness.run.execute.retry_wait_s`: the provider's ``Retry-After``, else 1 s, 2 s, 4 s …),
+up to ``retries`` more times; what is still failed is asked again by the next ``harness judge`` of the run (an
+error is not an answer). Nothing is guessed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +44,8 @@ from harness.judge.target import JudgeTarget
 from harness.providers.base import ProviderError
 from harness.providers.openrouter import LabelledImage
 from harness.quality.readings import challenge_text
+from harness.run.execute import retry_wait_from
+from harness.run.options import RunOptions
 from harness.store import judgements as jstore
 from harness.store import runs as run_store
 from harness.store.core import Store
@@ -56,20 +62,21 @@ MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "
 @dataclass(frozen=True)
 class JudgeOptions:
     """``pairs``: pairs to ask (each in both orders). ``seed``: which pairs. ``concurrency``: questions in
-    flight. ``retries``: re-asks of an unparseable answer. ``max_spend_usd``: cap for the run's total spend
-    (generations and judgements; ``None``: the run's own cap, if any)."""
+    flight. ``retries``: re-asks of an unparseable answer or a retryable failure (``None``: the judged run's
+    own ``retries``). ``max_spend_usd``: cap for the run's total spend (generations and judgements; ``None``:
+    the run's own cap, if any)."""
 
     pairs: int = 50
     seed: int = 0
     concurrency: int = 4
-    retries: int = 1
+    retries: int | None = None
     max_spend_usd: float | None = None
 
 
 @dataclass
 class JudgeSummary:
     """What one ``harness judge`` did: questions in the sample, answered from the cache, asked now (tries),
-    verdicts, unparseable and failed tries, USD the provider reported, questions not sent for the cap."""
+    verdicts, unparseable and failed tries, USD the provider reported, questions not sent for the cap, failed requests asked again in this invocation, the retry budget used."""
 
     judge: str
     run_id: str
@@ -81,6 +88,8 @@ class JudgeSummary:
     errors: int = 0
     spent_usd: float = 0.0
     not_sent_for_cap: int = 0
+    retried_errors: int = 0
+    retries: int = 0
     rubrics: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,10 +136,13 @@ def _request_parts(store: Store, question: Question, rubric: Rubric, challenge: 
 
 async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: JudgeOptions, *,
                     client: httpx.AsyncClient, base_url: str, api_key: str | None,
-                    progress: Callable[[JudgeSummary], None] = lambda _: None) -> JudgeSummary:
-    """Ask ``target`` about sampled pairs of ``run_id``'s outputs and store every answer (see the module)."""
+                    progress: Callable[[JudgeSummary], None] = lambda _: None,
+                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> JudgeSummary:
+    """Ask ``target`` about sampled pairs of ``run_id``'s outputs and store every answer (see the module).
+    ``sleep`` waits out a retry's wait (seconds)."""
     info = run_store.get_run(store, run_id)
-    summary = JudgeSummary(judge=target.spec, run_id=info.id)
+    retries = options.retries if options.retries is not None else RunOptions.from_config(info.config).retries
+    summary = JudgeSummary(judge=target.spec, run_id=info.id, retries=retries)
     backend = backend_for(target, client, base_url, api_key)
     model = await backend.info()
     if "image" not in model.input_modalities:
@@ -163,12 +175,13 @@ async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: Jud
                 caches[rubric.id] = await asyncio.to_thread(jstore.cached, store, target.spec, rubric.id)
         hit = caches[rubric.id].get((question.first.sha256, question.second.sha256))
         answered = hit is not None and (hit.verdict in ("first", "second", "tie")
-                                        or (hit.verdict == "unparseable" and hit.try_no >= options.retries))
+                                        or (hit.verdict == "unparseable" and hit.try_no >= retries))
         if answered:
             summary.cached += 1
             return
         try_no = 0 if hit is None else hit.try_no + 1
         challenge = challenges.get(question.challenge_id, {})
+        failed_tries = 0
         async with semaphore:
             while True:
                 prompt, images = await asyncio.to_thread(_request_parts, store, question, rubric, challenge)
@@ -180,13 +193,17 @@ async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: Jud
                 raw: str | None = None
                 error: str | None = None
                 cost: float | None = None
+                curable = False
+                retry_after_s: float | None = None
                 try:
                     reply = await backend.ask(prompt, images)
                     raw, cost = reply.text, reply.cost_usd
                 except ProviderError as exc:
                     error = f"{exc.kind.value}: {exc.message}"
+                    curable, retry_after_s = exc.kind.retryable, exc.retry_after_s
                 except httpx.HTTPError as exc:
                     error = f"transport: {type(exc).__name__}: {exc}"
+                    curable = True
                 latency_ms = (time.perf_counter() - began) * 1000.0
                 ledger.settle(cost_bound, cost)
                 verdict = parse_verdict(raw) if error is None else None
@@ -209,7 +226,12 @@ async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: Jud
                     summary.unparseable += stored == "unparseable"
                     summary.errors += stored == "error"
                     progress(summary)
-                if stored != "unparseable" or try_no >= options.retries:
+                if stored == "error" and curable and failed_tries < retries:
+                    failed_tries += 1
+                    async with lock:
+                        summary.retried_errors += 1
+                    await sleep(retry_wait_from(retry_after_s, failed_tries))
+                elif stored != "unparseable" or try_no >= retries:
                     return
                 try_no += 1
 
