@@ -276,6 +276,86 @@ def _score_summary(scores: pd.DataFrame | None) -> list[ScoreSummaryRow]:
     return summary_rows(summarise_scores(scores))
 
 
+@dataclass
+class _Measured:
+    """The runs' attempts as the report's provider section reads them: every attempt (with its page
+    ``label``), the final attempts, the outputs, and the stats module's rows, their labels and warnings."""
+
+    attempts: pd.DataFrame
+    final: pd.DataFrame
+    outputs: pd.DataFrame
+    rows: list[ProviderRow] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    warnings: dict[str, str] = field(default_factory=dict)
+
+
+def _measured(store: Store, runs: list[RunInfo], slo_ms: float | None, absent: dict[str, str]) -> _Measured:
+    """The runs' attempts and provider rows; with no attempts, the reason is recorded in ``absent``."""
+    attempts = run_store.attempts_frame(store, [r.id for r in runs]) if runs else pd.DataFrame()
+    if attempts.empty:
+        absent["providers"] = "no attempts recorded: run `harness run` (or `harness run --sandbox`) first"
+        return _Measured(attempts, attempts,
+                         pd.DataFrame(columns=["run_id", "challenge_id", "variant", "target", "sample", "idx"]))
+    attempts["label"] = _label_column(attempts, runs)
+    by = ("run_id", "target") if len(runs) > 1 else ("target",)
+    timeouts = [t for t in (effective_timeout_ms(r) for r in runs) if t is not None]
+    rows = provider_rows(attempts, by=by, timeout_ms=max(timeouts) if timeouts else None, slo_ms=slo_ms)
+    labels = [target_label(r.target, r.run_id or runs[0].id, runs) for r in rows]
+    warnings = _fidelity_warnings(attempts, runs)
+    return _Measured(attempts, attempts[attempts["final"] == 1], run_store.outputs_frame(store, [r.id for r in runs]),
+                     rows, labels, warnings)
+
+
+def _curves(final: pd.DataFrame, column: str, *, dropna: bool = False) -> dict[str, list[float]]:
+    """Per target label, the :func:`_curve` of ``column`` over its successful final attempts (with ``dropna``,
+    missing values left out)."""
+    ok = final[final["ok"] == 1] if not final.empty else final
+    if ok.empty:
+        return {}
+    return {str(k): _curve((g[column].dropna() if dropna else g[column]).to_numpy(dtype=float))
+            for k, g in ok.groupby("label", sort=False)}
+
+
+def _error_mix(final: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per target label, failed final attempts counted by error kind."""
+    errors: dict[str, dict[str, int]] = {}
+    if final.empty:
+        return errors
+    failed = final[final["ok"] == 0]
+    for (label, kind), n in failed.groupby(["label", "error_kind"]).size().items():
+        errors.setdefault(str(label), {})[str(kind)] = int(n)
+    return errors
+
+
+def _note_absent_stages(scores: pd.DataFrame | None, leaderboard: object | None, absent: dict[str, str]) -> None:
+    """Record in ``absent`` the stages with no data yet (CLIP scores, votes) and what to do about it."""
+    if scores is None or scores.empty:
+        absent["scores"] = ("no CLIP scores: install the clip extra (pip install -e '.[clip]') and run "
+                            "`harness score RUN_ID` with weights (see README, CLIP scores)")
+    if leaderboard is None:
+        absent.setdefault("leaderboard", "no votes yet: collect them with `harness arena serve` or import them "
+                                         "with `harness votes import FILE`")
+
+
+def _window(attempts: pd.DataFrame) -> tuple[str | None, str | None]:
+    """UTC times of the first and last request start, ``(None, None)`` without attempts."""
+    if attempts.empty:
+        return None, None
+    return _iso(float(attempts["started_at"].min())), _iso(float(attempts["started_at"].max()))
+
+
+def _title(title: str | None, runs: Sequence[RunInfo]) -> str:
+    return title or ("Image generation benchmark" + (f" — {runs[0].label}" if runs and runs[0].label else ""))
+
+
+def _turn_strips(store: Store, runs: list[RunInfo]) -> list[TurnStripItem]:
+    if not runs:
+        return []
+    labels = {(r.id, t["name"]): target_label(str(t["name"]), r.id, runs)
+              for r in runs for t in run_store.run_targets(store, r.id)}
+    return turn_strip_items(store, runs, labels)
+
+
 def collect(store: Store, run_ids: list[str], *, title: str | None = None,
             leaderboard: LeaderboardSection | Mapping[str, Any] | None = None,
             simulated_votes: bool = False, slo_ms: float | None = None) -> ReportData:
@@ -286,55 +366,23 @@ def collect(store: Store, run_ids: list[str], *, title: str | None = None,
     (ms) the provider rows' goodput is judged against (no goodput column without one)."""
     runs = [run_store.get_run(store, r) for r in run_ids]
     absent: dict[str, str] = {}
-    attempts = run_store.attempts_frame(store, [r.id for r in runs]) if runs else pd.DataFrame()
-    rows: list[ProviderRow] = []
-    labels: list[str] = []
-    warnings: dict[str, str] = {}
-    if attempts.empty:
-        absent["providers"] = "no attempts recorded: run `harness run` (or `harness run --sandbox`) first"
-        final = attempts
-        outputs = pd.DataFrame(columns=["run_id", "challenge_id", "variant", "target", "sample", "idx"])
-    else:
-        attempts["label"] = _label_column(attempts, runs)
-        by = ("run_id", "target") if len(runs) > 1 else ("target",)
-        timeouts = [t for t in (effective_timeout_ms(r) for r in runs) if t is not None]
-        rows = provider_rows(attempts, by=by, timeout_ms=max(timeouts) if timeouts else None,
-                             slo_ms=slo_ms)
-        labels = [target_label(r.target, r.run_id or runs[0].id, runs) for r in rows]
-        warnings = _fidelity_warnings(attempts, runs)
-        final = attempts[attempts["final"] == 1]
-        outputs = run_store.outputs_frame(store, [r.id for r in runs])
-    ok = final[final["ok"] == 1] if not final.empty else final
-    latency = {str(k): _curve(g["latency_ms"].to_numpy(dtype=float)) for k, g in ok.groupby("label", sort=False)} \
-        if not ok.empty else {}
-    ttfb = {str(k): _curve(g["ttfb_ms"].dropna().to_numpy(dtype=float)) for k, g in ok.groupby("label", sort=False)} \
-        if not ok.empty else {}
-    errors: dict[str, dict[str, int]] = {}
-    if not final.empty:
-        failed = final[final["ok"] == 0]
-        for (label, kind), n in failed.groupby(["label", "error_kind"]).size().items():
-            errors.setdefault(str(label), {})[str(kind)] = int(n)
+    m = _measured(store, runs, slo_ms, absent)
+    final = m.final
     scores = _scores(store, [r.id for r in runs]) if runs else None
-    if scores is None or scores.empty:
-        absent["scores"] = ("no CLIP scores: install the clip extra (pip install -e '.[clip]') and run "
-                            "`harness score RUN_ID` with weights (see README, CLIP scores)")
-    if leaderboard is None:
-        absent.setdefault("leaderboard", "no votes yet: collect them with `harness arena serve` or import them "
-                                         "with `harness votes import FILE`")
-    window = (_iso(float(attempts["started_at"].min())) if not attempts.empty else None,
-              _iso(float(attempts["started_at"].max())) if not attempts.empty else None)
+    _note_absent_stages(scores, leaderboard, absent)
     return ReportData(
-        title=title or ("Image generation benchmark" + (f" — {runs[0].label}" if runs and runs[0].label else "")),
+        title=_title(title, runs),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        runs=runs, versions=library_versions(), window=window, sandbox=any(r.sandbox for r in runs),
-        simulated_votes=simulated_votes, provider_rows=rows, row_labels=labels, fidelity_warnings=warnings, latency_curves=latency, ttfb_curves=ttfb,
-        success_over_time=_success_over_time(final, elapsed=len(runs) > 1) if not final.empty else {}, error_mix=errors,
-        gallery=_gallery(store, runs, final, outputs, scores) if runs and not attempts.empty else [],
-        leaderboard=None if leaderboard is None else LeaderboardSection.of(leaderboard), score_summary=_score_summary(scores), absent=absent,
-        turn_strips=turn_strip_items(store, runs, {(r.id, t["name"]): target_label(str(t["name"]), r.id, runs)
-                                                   for r in runs for t in run_store.run_targets(store, r.id)})
-        if runs else [],
-        model_sections=model_sections(attempts, runs, run_names(runs)) if runs else [],
+        runs=runs, versions=library_versions(), window=_window(m.attempts), sandbox=any(r.sandbox for r in runs),
+        simulated_votes=simulated_votes, provider_rows=m.rows, row_labels=m.labels, fidelity_warnings=m.warnings,
+        latency_curves=_curves(final, "latency_ms"), ttfb_curves=_curves(final, "ttfb_ms", dropna=True),
+        success_over_time=_success_over_time(final, elapsed=len(runs) > 1) if not final.empty else {},
+        error_mix=_error_mix(final),
+        gallery=_gallery(store, runs, final, m.outputs, scores) if runs and not m.attempts.empty else [],
+        leaderboard=None if leaderboard is None else LeaderboardSection.of(leaderboard),
+        score_summary=_score_summary(scores), absent=absent,
+        turn_strips=_turn_strips(store, runs),
+        model_sections=model_sections(m.attempts, runs, run_names(runs)) if runs else [],
         sweeps=sweep_sections(store, runs),
         trends=trend_sections(store, runs),
         consistency=consistency_sections(store, runs) if runs else [],
