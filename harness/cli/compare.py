@@ -14,6 +14,8 @@ from harness.gate.render import markdown, write_junit
 from harness.gate.sides import load_side
 from harness.gate.trust import metric_trust
 from harness.gate.versions import check_clock_versions
+from harness.judge.report import final_verdicts
+from harness.judge.target import JudgeTarget
 from harness.stats.goodput import MEASURES, parse_slo
 from harness.store import Store
 from harness.store import runs as run_store
@@ -48,6 +50,9 @@ def slo_option(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--min-agreement", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Use a quality metric only where the human votes on these runs agree with it at least this "
                    "share of the time (95 %% interval's lower end; e.g. 0.6); others are reported as not used.")
+@click.option("--judge", "judge_spec", metavar="MODEL@PROVIDER", default=None,
+              help="Also check the candidate's win share in this vision-model judge's stored verdicts between the "
+                   "two sides' outputs (`harness judge RUN --judge …` asks them; overrides the gate file's judge).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of Markdown.")
 @click.option("--allow-clock-mismatch", is_flag=True,
               help="Compare runs measured under different clock versions (refused by default: latency means "
@@ -56,12 +61,14 @@ def slo_option(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @handle_errors
 def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_file: Path | None,
             junit_file: Path | None, markdown_file: Path | None, slo_ms: float | None, slo_measure: str | None,
-            min_agreement: float | None, as_json: bool, allow_clock_mismatch: bool, db: Path) -> None:
+            min_agreement: float | None, judge_spec: str | None, as_json: bool, allow_clock_mismatch: bool,
+            db: Path) -> None:
     """Compare a baseline with a candidate: two runs, or two targets or prompt variants of one run.
 
     Latency percentiles get bootstrap intervals and a Mann-Whitney test, success rates a Newcombe interval,
     scores (when present) a paired comparison by challenge; with --slo, goodput (the share of requests that
-    succeeded within the objective) like the success rate. Exits 1 when the gate finds a regression the
+    succeeded within the objective) like the success rate; with --judge, the candidate's win share in a
+    vision-model judge's stored verdicts (Wilson interval). Exits 1 when the gate finds a regression the
     data support; refuses (exit 2) runs of different clock versions unless --allow-clock-mismatch.
     """
     a, b = parse_selector(sel_a, "--a"), parse_selector(sel_b, "--b")
@@ -78,6 +85,8 @@ def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_fi
         gate = gate.model_copy(update={"slo_measure": slo_measure})
     if min_agreement is not None:
         gate = gate.model_copy(update={"min_agreement": min_agreement})
+    if judge_spec is not None:
+        gate = gate.model_copy(update={"judge": JudgeTarget.parse(judge_spec).spec})
     with Store.open(db, readonly=True) as store:
         base_info, cand_info = run_store.get_run(store, base_run), run_store.get_run(store, cand_run)
         base_id, cand_id = base_info.id, cand_info.id
@@ -87,9 +96,10 @@ def compare(runs: tuple[str, ...], sel_a: str | None, sel_b: str | None, gate_fi
                               "(e.g. --a variant=default --b variant=terse)")
         side_a = load_side(store, base_id, a.without_run(), "--a")
         side_b = load_side(store, cand_id, b.without_run(), "--b")
-        trust = (None if gate.min_agreement is None
-                 else metric_trust(store, list(dict.fromkeys((base_id, cand_id))), gate.min_agreement))
-    result = run_compare(side_a, side_b, gate, trust)
+        run_ids = list(dict.fromkeys((base_id, cand_id)))
+        trust = None if gate.min_agreement is None else metric_trust(store, run_ids, gate.min_agreement)
+        verdicts = final_verdicts(store, run_ids, gate.judge) if gate.judge is not None else None
+    result = run_compare(side_a, side_b, gate, trust, verdicts)
     if clock_note is not None:
         result.notes.insert(0, clock_note)
     text = markdown(result)

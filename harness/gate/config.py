@@ -13,11 +13,17 @@ A YAML file (``harness compare --gate FILE``); every key is optional and the def
       success_rate: {max_decrease: 0.03}   # absolute: 3 percentage points (as a fraction)
       scores:       {max_decrease: 0.02}   # relative: 2 % of the baseline's mean score, every score metric
       goodput:      {max_decrease: 0.03}   # absolute: 3 points of the share succeeding within slo
+      judge:        {max_decrease: 0.0}    # absolute: the candidate's win share may sink 0 points below 50 %
       # also: latency_p90, latency_p99, ttfb_p50, ttfb_p95, "score:<metric>" for one score metric;
       # a check set to null is switched off.
 
 Goodput (the share of requests that succeeded within ``slo``, :mod:`harness.stats.goodput`) is checked only
 when an objective is set, in the file or with ``--slo``; like success it is compared with Newcombe's interval.
+
+The judge check (``judge: MODEL@PROVIDER`` in the file, or ``harness compare --judge``) reads the stored
+verdicts of that vision-model judge between the baseline's and the candidate's outputs of the same challenge
+(:mod:`harness.judge`); without a judge it is not checked. With ``min_agreement`` it counts only when the
+voters agree with the judge (:mod:`harness.gate.trust`, signal ``judge:MODEL@PROVIDER``).
 
 A check flags a regression only when the change is worse than its threshold **and** the data support a
 worsening: the one-sided bound of the change at level ``alpha / m`` excludes zero, where ``m`` is the number
@@ -32,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.stats.goodput import DEFAULT_MEASURE, Measure, parse_slo
 
 QUANTILE_METRIC = re.compile(r"^(latency|ttfb)_p(50|90|95|99)$")
@@ -63,6 +69,7 @@ DEFAULT_CHECKS: dict[str, Threshold | None] = {
     "success_rate": Threshold(max_decrease=0.03),
     "goodput": Threshold(max_decrease=0.03),
     "scores": Threshold(max_decrease=0.02),
+    "judge": Threshold(max_decrease=0.0),
 }
 
 
@@ -82,6 +89,22 @@ class GateConfig(BaseModel):
     min_agreement: float | None = Field(default=None, gt=0, lt=1)
     """A score check counts only when the metric's agreement with the human votes on the compared runs has
     a 95 % Wilson lower end at least this share (:mod:`harness.gate.trust`); None: every metric counts."""
+    judge: str | None = None
+    """The vision-model judge (``MODEL@PROVIDER``) whose stored verdicts between the two sides' outputs make
+    the ``judge`` check; None: no judge check."""
+
+    @field_validator("judge")
+    @classmethod
+    def _judge(cls, value: str | None) -> str | None:
+        """``MODEL@PROVIDER`` with a judge adapter for the provider (as ``harness judge --judge`` takes it)."""
+        if value is None:
+            return None
+        from harness.judge.target import JudgeTarget
+
+        try:
+            return JudgeTarget.parse(value).spec
+        except HarnessError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -104,18 +127,19 @@ class GateConfig(BaseModel):
             if QUANTILE_METRIC.match(name):
                 if threshold is not None and threshold.max_increase is None:
                     raise ValueError(f"checks.{name}: latency checks take max_increase (relative, 0.15 = +15 %)")
-            elif name in ("success_rate", "goodput", "scores") or SCORE_METRIC.match(name):
+            elif name in ("success_rate", "goodput", "scores", "judge") or SCORE_METRIC.match(name):
                 if threshold is not None and threshold.max_decrease is None:
-                    raise ValueError(f"checks.{name}: takes max_decrease (success and goodput: points as a "
+                    raise ValueError(f"checks.{name}: takes max_decrease (success, goodput and judge: points as a "
                                      "fraction; scores: relative)")
             else:
                 raise ValueError(f"checks: unknown check {name!r}; known: latency_p50/p90/p95/p99, "
-                                 "ttfb_p50/p95, success_rate, goodput, scores, score:<metric>")
+                                 "ttfb_p50/p95, success_rate, goodput, scores, score:<metric>, judge")
         return self
 
     def active(self) -> dict[str, Threshold]:
-        """The checks that are switched on (goodput only with an objective)."""
-        return {k: v for k, v in self.checks.items() if v is not None and (k != "goodput" or self.slo_ms is not None)}
+        """The checks that are switched on (goodput only with an objective, judge only with a judge)."""
+        return {k: v for k, v in self.checks.items() if v is not None and (k != "goodput" or self.slo_ms is not None)
+                and (k != "judge" or self.judge is not None)}
 
     def score_threshold(self, metric: str) -> Threshold | None:
         """Threshold for score metric ``metric``: its own ``score:<metric>`` entry, else ``scores``."""

@@ -14,6 +14,11 @@ check of the gate (:mod:`harness.gate.config`) is evaluated on the logical reque
 * ``score:<metric>``: per-challenge means of each side (challenge and variant when both sides have the same
   variants), paired; bootstrap over pairs of the mean difference, Wilcoxon signed-rank. Needs at least
   :data:`MIN_PAIRS` pairs. Absent when neither side has scores.
+* ``judge`` (only with a judge, ``GateConfig.judge``): the judge's stored final verdicts between a baseline
+  output and a candidate output of the same challenge (:func:`harness.judge.report.final_verdicts`). Each
+  pair of images is one unit scored by the candidate's wins over the orders it was asked in (a tie counts
+  half), so asking both orders never doubles the count; the candidate's win share gets a Wilson interval.
+  A regression when the one-sided upper bound lies below ``0.5 - max_decrease``. Skipped without verdicts.
 
 Verdict per check: ``regression`` when the change is worse than the threshold and the one-sided bound at
 ``alpha / m`` excludes no change (``m`` = checks evaluated); ``improved`` for the mirror image; ``ok``
@@ -26,16 +31,16 @@ import math
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
 from harness.gate.config import QUANTILE_METRIC, GateConfig, Threshold
-from harness.gate.trust import signal_name
+from harness.gate.trust import judge_signal, signal_name
 from harness.stats.goodput import format_slo, goodput_counts
-from harness.stats.intervals import CONFIDENCE, min_n_for_quantile
+from harness.stats.intervals import CONFIDENCE, min_n_for_quantile, wilson
 from harness.stats.requests import logical_requests
 from harness.stats.twosample import paired_shift, quantile_shift, rate_shift
 
@@ -344,6 +349,57 @@ def _score_run(xa: Any, xb: Any, head: CheckResult, higher_is_better: bool, conf
     return run
 
 
+def _judge_check(pair: _Pair, verdicts: pd.DataFrame | None, judge: str, threshold: Threshold,
+                 trust: Mapping[str, str | None] | None) -> _Pending | CheckResult:
+    """The candidate's win share in the judge's verdicts between the pair's baseline and candidate outputs."""
+    assert threshold.max_decrease is not None
+    limit = threshold.max_decrease
+    ids_a = set(pair.a["id"].tolist()) if "id" in pair.a.columns else set()
+    ids_b = set(pair.b["id"].tolist()) if "id" in pair.b.columns else set()
+    units: dict[tuple[int, int], list[float]] = {}
+    for row in (verdicts.itertuples() if verdicts is not None else ()):
+        if row.verdict not in ("first", "second", "tie"):
+            continue
+        first, second = row.first_attempt_id, row.second_attempt_id
+        if first in ids_a and second in ids_b:
+            key, cand_first = (int(first), int(second)), False
+        elif first in ids_b and second in ids_a:
+            key, cand_first = (int(second), int(first)), True
+        else:
+            continue
+        won = 0.5 if row.verdict == "tie" else float((row.verdict == "first") == cand_first)
+        units.setdefault(key, []).append(won)
+    n = len(units)
+    head = CheckResult(pair=pair.label, check="judge", status=SKIPPED, unit="rate", change_kind="points",
+                       threshold=limit, worse="down", n_a=n, n_b=n)
+    if trust is not None:
+        signal = judge_signal(judge)
+        distrust = trust.get(signal, f"no votes on these runs measure {signal}")
+        if distrust is not None:
+            return replace(head, reason=f"not used: {distrust}")
+    if n == 0:
+        return replace(head, reason=f"no stored verdict of {judge} between a baseline and a candidate output of "
+                       f"the same challenge; ask it with `harness judge RUN --judge {judge}` (targets of one run)")
+    wins = sum(sum(v) / len(v) for v in units.values())
+
+    def run(alpha: float) -> CheckResult:
+        # Wilson's score interval holds for a fractional count of successes (ties and split orders count half).
+        interval, bounds = wilson(cast(int, wins), n), wilson(cast(int, wins), n, 1 - 2 * alpha)
+        share = interval.estimate
+        status = OK
+        if bounds.high < 0.5 - limit:
+            status = REGRESSION
+        elif bounds.low > 0.5 + limit:
+            status = IMPROVED
+        return replace(
+            head, status=status, baseline=1 - share, candidate=share, change=share - 0.5,
+            change_low=interval.low - 0.5, change_high=interval.high - 0.5, bound=bounds.high - 0.5, test="Wilson",
+            reason=f"{judge} prefers the candidate in {100 * share:.0f} % of {n} image pairs (ties half) vs allowed "
+                   f"{100 * (0.5 - limit):g} %; one-sided upper bound {100 * bounds.high:.0f} %")
+
+    return pair.label, "judge", threshold, run
+
+
 def _pct(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f} %"
 
@@ -353,12 +409,14 @@ def _points(x: float) -> str:
 
 
 def compare(a: Side, b: Side, config: GateConfig | None = None,
-            trust: Mapping[str, str | None] | None = None) -> Comparison:
+            trust: Mapping[str, str | None] | None = None, verdicts: pd.DataFrame | None = None) -> Comparison:
     """Evaluate every active check of ``config`` (defaults without one) between baseline ``a`` and candidate ``b``.
 
     ``trust`` (:func:`harness.gate.trust.metric_trust`, when the gate sets ``min_agreement``): per quality
     signal, ``None`` if the gate may use it, else the reason it may not; a score check whose metric is not
-    trusted is reported skipped with that reason and not counted among the tests."""
+    trusted is reported skipped with that reason and not counted among the tests; so is the judge check.
+    ``verdicts``: the final verdicts of ``config.judge`` on the two sides' outputs (columns of
+    :class:`harness.store.judgements.Judgement`), for the judge check."""
     config = config or GateConfig()
     for side, name in ((a, "baseline"), (b, "candidate")):
         if side.attempts.empty:
@@ -381,6 +439,8 @@ def compare(a: Side, b: Side, config: GateConfig | None = None,
                 items.append(_success_check(pair, threshold))
             elif name == "goodput" and config.slo_ms is not None:
                 items.append(_goodput_check(pair, threshold, config))
+            elif name == "judge" and config.judge is not None:
+                items.append(_judge_check(pair, verdicts, config.judge, threshold, trust))
         if scored:
             assert a.scores is not None and b.scores is not None
             items.extend(_score_checks(pair, a.scores, b.scores, config, trust))

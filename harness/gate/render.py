@@ -57,7 +57,9 @@ def markdown(result: Comparison) -> str:
         f"{result.gate.resamples} percentile-bootstrap resamples (seed {result.gate.seed}), success from Newcombe; "
         "changes shown with 95 % intervals"
         + (f"; goodput: share of requests that succeeded within {format_slo(result.gate.slo_ms)} of "
-           f"{result.gate.slo_measure.replace('_', ' ')}" if result.gate.slo_ms is not None else ""), "",
+           f"{result.gate.slo_measure.replace('_', ' ')}" if result.gate.slo_ms is not None else "")
+        + (f"; judge: the candidate's win share in {result.gate.judge}'s verdicts (ties half), Wilson"
+           if result.gate.judge is not None else ""), "",
         "| pair | check | baseline | candidate | change (95 % CI) | allowed | test p | n (A/B) | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

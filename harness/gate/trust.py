@@ -26,6 +26,11 @@ def signal_name(metric: str, scorer: str | None) -> str:
     return f"clip:{scorer}:{metric}"
 
 
+def judge_signal(judge: str) -> str:
+    """The agreement report's name of a judge's verdicts (``judge:<MODEL@PROVIDER>``)."""
+    return f"judge:{judge}"
+
+
 def distrust_reasons(report: Mapping[str, Any], level: float) -> dict[str, str | None]:
     """Per signal of an agreement report: ``None`` when its overall agreement's lower end is at least
     ``level``, else why the gate will not use it."""
