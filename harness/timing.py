@@ -507,6 +507,53 @@ def provider_end(calls: list[CallTiming], t_ready: int, answered: bool) -> int:
     return max(c.t_last_byte for c in answering if c.t_last_byte is not None)
 
 
+def _latency_origin(first: CallTiming | None, t0: int, end: int | None) -> int:
+    """The latency origin: the first call's connection in hand (else the first call's start), never after
+    the provider's end."""
+    origin = first.t_conn if first is not None and first.t_conn is not None else t0
+    return min(origin, end) if end is not None else origin
+
+
+@dataclass(frozen=True, slots=True)
+class _FirstCallMs:
+    """The first call's points (ms), all ``None`` when the attempt made no call."""
+
+    conn_ms: float | None = None
+    hdr_ms: float | None = None
+    first_byte_ms: float | None = None
+    first_byte_ttfb_ms: float | None = None
+    conn_reused: bool | None = None
+
+
+def _first_call_ms(first: CallTiming | None, t0: int, origin: int) -> _FirstCallMs:
+    if first is None:
+        return _FirstCallMs()
+    return _FirstCallMs(conn_ms=_ms(first.t_conn, t0), hdr_ms=_ms(first.t_hdr, origin),
+                        first_byte_ms=_ms(first.t_first_byte, origin),
+                        first_byte_ttfb_ms=_ms(first.t_first_byte, first.t_req_sent), conn_reused=first.conn_reused)
+
+
+def _queue_phases_ms(marks: Mapping[str, int], origin: int,
+                     ) -> tuple[float | None, float | None, float | None, float | None]:
+    """A queue API's submit point and its queue, run and fetch durations (ms); all ``None`` for an attempt
+    that was never queued."""
+    queued = marks.get("queued")
+    if queued is None:
+        return None, None, None, None
+    running, completed, fetched = marks.get("running"), marks.get("completed"), marks.get("fetched")
+    return _ms(queued, origin), _ms(running, queued), _ms(completed, running), _ms(fetched, completed)
+
+
+def _download_ms(calls: list[CallTiming]) -> float | None:
+    """From the first image download's start to the last one's last byte; ``None`` unless every download
+    completed."""
+    downloads = [c for c in calls if c.label == "download"]
+    download_start = min(c.t_start for c in downloads) if downloads else None
+    download_ends = [c.t_last_byte for c in downloads if c.t_last_byte is not None]
+    download_end = max(download_ends) if download_ends and len(download_ends) == len(downloads) else None
+    return _ms(download_end, download_start)
+
+
 def summarize(
     calls: list[CallTiming], marks: Mapping[str, int], t_start: int, t_ready: int | None, poll_interval_s: float | None,
     *, answered: bool = True,
@@ -524,40 +571,31 @@ def summarize(
     last = calls[-1] if calls else None
     t0 = min(c.t_start for c in calls) if calls else t_start
     end = provider_end(calls, t_ready, answered) if t_ready is not None else None
-    origin = first.t_conn if first is not None and first.t_conn is not None else t0
-    if end is not None:
-        origin = min(origin, end)
+    origin = _latency_origin(first, t0, end)
     req_sent = first.t_req_sent if first else None
     ttfb_point = marks.get("ttfb", first.t_hdr if first else None)
-    downloads = [c for c in calls if c.label == "download"]
-    queued = marks.get("queued")
-    running = marks.get("running")
-    completed = marks.get("completed")
-    fetched = marks.get("fetched")
-    is_queue = queued is not None
-    download_start = min(c.t_start for c in downloads) if downloads else None
-    download_ends = [c.t_last_byte for c in downloads if c.t_last_byte is not None]
-    download_end = max(download_ends) if download_ends and len(download_ends) == len(downloads) else None
+    head = _first_call_ms(first, t0, origin)
+    submit, queue, run, fetch = _queue_phases_ms(marks, origin)
     intended = [c.intended_ms for c in calls if c.intended_ms is not None]
     latency = _ms(end, origin) if answered else _ms(end, t_start)
     with_connect = _ms(end, t0) if answered else latency
     return AttemptClock(
-        conn_ms=_ms(first.t_conn, t0) if first else None,
+        conn_ms=head.conn_ms,
         req_sent_ms=_ms(req_sent, origin),
-        hdr_ms=_ms(first.t_hdr, origin) if first else None,
-        first_byte_ms=_ms(first.t_first_byte, origin) if first else None,
+        hdr_ms=head.hdr_ms,
+        first_byte_ms=head.first_byte_ms,
         last_byte_ms=_ms(last.t_last_byte, origin) if last else None,
         ttfb_ms=_ms(ttfb_point, req_sent),
-        first_byte_ttfb_ms=_ms(first.t_first_byte, req_sent) if first else None,
+        first_byte_ttfb_ms=head.first_byte_ttfb_ms,
         latency_ms=latency,
         first_partial_ms=_ms(marks.get("first_partial"), origin),
-        submit_ms=_ms(queued, origin) if is_queue else None,
-        queue_ms=_ms(running, queued) if is_queue else None,
-        run_ms=_ms(completed, running) if is_queue else None,
-        fetch_ms=_ms(fetched, completed) if is_queue else None,
-        download_ms=_ms(download_end, download_start),
+        submit_ms=submit,
+        queue_ms=queue,
+        run_ms=run,
+        fetch_ms=fetch,
+        download_ms=_download_ms(calls),
         poll_interval_ms=poll_interval_s * 1000.0 if poll_interval_s is not None else None,
-        conn_reused=first.conn_reused if first else None,
+        conn_reused=head.conn_reused,
         bytes_sent=sum(c.bytes_sent for c in calls),
         bytes_received=sum(c.bytes_received for c in calls),
         http_calls=len(calls),
