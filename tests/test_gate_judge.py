@@ -154,3 +154,34 @@ def test_compare_judge_gates_two_targets_of_a_judged_sandbox_run(sandbox_run: tu
     assert check["status"] == "skipped" and check["reason"].startswith("not used: "), "no human votes: not trusted"
     markdown = runner.invoke(cli, args[:-1])
     assert f"judge: the candidate's win share in {GOOD_JUDGE.spec}'s verdicts" in markdown.output
+
+
+def test_a_judge_asked_across_two_runs_feeds_the_gate_of_those_runs(sandbox_run: tuple[Path, str],  # noqa: F811
+                                                                   tmp_path: Path) -> None:
+    from harness.challenges import load
+    from harness.run import RunOptions, start_run
+    from harness.targets import load_targets, resolve_keys, select
+    from tests.test_judge import write_suite
+
+    db, base_id = sandbox_run
+    chosen = select(load_targets(), ["gpt-image-1@openai", "flux-dev@fal"])
+    cand = start_run(db, load(write_suite(tmp_path)), chosen, resolve_keys(chosen, sandbox=True),
+                     RunOptions(sandbox=True, time_scale=0.01, samples=2, sandbox_faults=False,
+                                respect_limits=False)).run_id
+    runner = CliRunner()
+    judge = "openai/gpt-4o@openrouter"  # never rambles: every pair asked gets a verdict
+    asked = runner.invoke(cli, ["judge", cand, "--against", base_id, "--judge", judge, "--pairs", "20", "--db",
+                                str(db), "--json"])
+    assert asked.exit_code == 0, asked.output
+    summary = json.loads(asked.stdout)
+    assert summary["questions"] > 0 and summary["questions"] % 2 == 0
+    with Store.open(db, readonly=True) as store:
+        rows = final_verdicts(store, [base_id, cand], judge)
+    assert (rows["run_id"] == cand).all() and (rows["first_target"] == rows["second_target"]).all()
+    result = runner.invoke(cli, ["compare", base_id, cand, "--judge", judge, "--db", str(db), "--json"])
+    assert result.exit_code in (0, 1), result.output
+    checks = [c for c in json.loads(result.stdout)["checks"] if c["check"] == "judge"]
+    assert {c["pair"] for c in checks} == {"gpt-image-1@openai", "flux-dev@fal"}
+    assert sum(c["n_a"] for c in checks) == summary["questions"] // 2, "every pair asked is one unit of the gate"
+    same = runner.invoke(cli, ["judge", cand, "--against", cand, "--judge", judge, "--db", str(db)])
+    assert same.exit_code == 2 and "--against names the judged run itself" in same.output

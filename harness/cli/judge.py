@@ -54,12 +54,17 @@ def judge() -> None:
 @click.option("--sandbox/--no-sandbox", default=None,
               help="Ask the sandbox's judges, in this process (default: when the run itself was sandboxed).")
 @click.option("--base-url", default=None, metavar="URL", help="Provider base URL (default: the provider's own).")
+@click.option("--against", "against", default=None, metavar="BASE_RUN",
+              help="Pair each of RUN's outputs with BASE_RUN's output of the same challenge and target (what "
+                   "`harness compare BASE_RUN RUN --judge …` reads); asked under RUN's cap and retries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @db_option
 @handle_errors
 def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, retries: int | None,
-        max_spend: float | None, sandbox: bool | None, base_url: str | None, as_json: bool, db: Path) -> None:
-    """Ask a judge about sampled pairs of RUN's outputs; answers are stored, cached and resumable."""
+        max_spend: float | None, sandbox: bool | None, base_url: str | None, against: str | None, as_json: bool,
+        db: Path) -> None:
+    """Ask a judge about sampled pairs of RUN's outputs (or RUN's against BASE_RUN's); answers are stored,
+    cached and resumable."""
     target = JudgeTarget.parse(judge_spec)
     options = JudgeOptions(pairs=pairs, seed=seed, concurrency=concurrency, retries=retries, max_spend_usd=max_spend)
     with Store.open(db) as store:
@@ -68,7 +73,7 @@ def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, r
         api_key = SANDBOX_KEY if use_sandbox else target.api_key()
         check_judge(target, api_key, use_sandbox)
         url = BASE_URL if use_sandbox else (base_url or target.default_base_url())
-        summary = asyncio.run(_ask(store, info.id, target, options, url, api_key, as_json, use_sandbox))
+        summary = asyncio.run(_ask(store, info.id, target, options, url, api_key, as_json, use_sandbox, against))
     if as_json:
         print_json(summary.as_dict())
         return
@@ -80,7 +85,7 @@ def ask(run_id: str, judge_spec: str, pairs: int, seed: int, concurrency: int, r
 
 
 async def _ask(store: Store, run_id: str, target: JudgeTarget, options: JudgeOptions, url: str,
-               api_key: str | None, quiet: bool, sandbox: bool) -> JudgeSummary:
+               api_key: str | None, quiet: bool, sandbox: bool, against: str | None = None) -> JudgeSummary:
     """Ask through a real provider, or the sandbox's judges in this process (no server, no port)."""
     console = err_console()
     step = 10 if plain_output() else 1
@@ -92,7 +97,7 @@ async def _ask(store: Store, run_id: str, target: JudgeTarget, options: JudgeOpt
     client = sandbox_client(provider=target.provider) if sandbox else httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0))
     async with client:
         return await judge_run(store, run_id, target, options, client=client, base_url=url, api_key=api_key,
-                               progress=progress)
+                               progress=progress, against=against)
 
 
 @judge.command("report")

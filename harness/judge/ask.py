@@ -37,7 +37,7 @@ import httpx
 from harness.errors import ConfigError
 from harness.judge.backends import JudgeError as JudgeError
 from harness.judge.backends import backend_for
-from harness.judge.pairs import Question, sample_questions
+from harness.judge.pairs import Question, sample_across, sample_questions
 from harness.judge.report import JUDGE_SCHEMA_VERSION
 from harness.judge.rubric import Rubric, parse_verdict, rubric_for
 from harness.judge.target import JudgeTarget
@@ -137,9 +137,12 @@ def _request_parts(store: Store, question: Question, rubric: Rubric, challenge: 
 async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: JudgeOptions, *,
                     client: httpx.AsyncClient, base_url: str, api_key: str | None,
                     progress: Callable[[JudgeSummary], None] = lambda _: None,
-                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> JudgeSummary:
+                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                    against: str | None = None) -> JudgeSummary:
     """Ask ``target`` about sampled pairs of ``run_id``'s outputs and store every answer (see the module).
-    ``sleep`` waits out a retry's wait (seconds)."""
+    ``sleep`` waits out a retry's wait (seconds). ``against``: a baseline run; each pair is then one of its
+    outputs against one of ``run_id``'s (:func:`~harness.judge.pairs.sample_across`, what the gate's judge
+    check reads), asked under ``run_id``'s spend cap and retry policy and recorded with ``run_id``."""
     info = run_store.get_run(store, run_id)
     retries = options.retries if options.retries is not None else RunOptions.from_config(info.config).retries
     summary = JudgeSummary(judge=target.spec, run_id=info.id, retries=retries)
@@ -153,7 +156,14 @@ async def judge_run(store: Store, run_id: str, target: JudgeTarget, options: Jud
         raise JudgeError(f"judge {target.spec} has no prices in the model list, so its spend cannot be kept "
                          f"under the cap of {cap} USD; pass --max-spend only for a priced model")
     outputs = await asyncio.to_thread(run_store.outputs_frame, store, [info.id])
-    questions = sample_questions(outputs, options.pairs, options.seed)
+    if against is not None:
+        base = run_store.get_run(store, against)
+        if base.id == info.id:
+            raise JudgeError(f"--against names the judged run itself ({info.id}); name the baseline run")
+        base_outputs = await asyncio.to_thread(run_store.outputs_frame, store, [base.id])
+        questions = sample_across(base_outputs, outputs, options.pairs, options.seed)
+    else:
+        questions = sample_questions(outputs, options.pairs, options.seed)
     summary.questions = len(questions)
     if not questions:
         return summary

@@ -65,6 +65,40 @@ def sample_questions(outputs: pd.DataFrame, pairs: int, seed: int = 0) -> list[Q
         rng.shuffle(here)
         if here:
             offers.append(here)
+    return _round_robin(offers, pairs, rng)
+
+
+def _side(row: pd.Series) -> Side:
+    return Side(int(row["attempt_id"]), str(row["sha256"]), str(row["ext"]), str(row["target"]), str(row["model"]))
+
+
+def sample_across(baseline: pd.DataFrame, candidate: pd.DataFrame, pairs: int, seed: int = 0) -> list[Question]:
+    """Like :func:`sample_questions`, but every pair is one baseline output against one candidate output of
+    the same challenge and variant, paired as ``harness compare`` pairs the sides: by target, or the two
+    targets head to head when each side holds one. What the gate's judge check reads."""
+    rng = random.Random(seed)
+    targets_a, targets_b = sorted(set(baseline["target"])), sorted(set(candidate["target"]))
+    matches = ([(targets_a[0], targets_b[0])] if len(targets_a) == 1 and len(targets_b) == 1
+               else [(t, t) for t in targets_a if t in set(targets_b)])
+    offers: list[list[Question]] = []
+    for (challenge, variant), group_a in baseline.groupby(["challenge_id", "variant"], sort=True):
+        group_b = candidate[(candidate["challenge_id"] == challenge) & (candidate["variant"] == variant)]
+        here: list[Question] = []
+        for ta, tb in matches:
+            side_a, side_b = group_a[group_a["target"] == ta], group_b[group_b["target"] == tb]
+            if side_a.empty or side_b.empty:
+                continue
+            ra, rb = side_a.iloc[rng.randrange(len(side_a))], side_b.iloc[rng.randrange(len(side_b))]
+            here.append(Question(str(rb["run_id"]), str(challenge), str(variant), _text(rb.get("category")),
+                                 _text(rb.get("kind")), _side(ra), _side(rb)))
+        rng.shuffle(here)
+        if here:
+            offers.append(here)
+    return _round_robin(offers, pairs, rng)
+
+
+def _round_robin(offers: list[list[Question]], pairs: int, rng: random.Random) -> list[Question]:
+    """``pairs`` of the offered pairs, one per challenge in turn (in an order fixed by ``rng``), both orders."""
     rng.shuffle(offers)
     chosen: list[Question] = []
     depth = 0
@@ -72,7 +106,3 @@ def sample_questions(outputs: pd.DataFrame, pairs: int, seed: int = 0) -> list[Q
         chosen.extend(o[depth] for o in offers if depth < len(o))
         depth += 1
     return [q for pair in chosen[:pairs] for q in (pair, pair.swapped())]
-
-
-def _side(row: pd.Series) -> Side:
-    return Side(int(row["attempt_id"]), str(row["sha256"]), str(row["ext"]), str(row["target"]), str(row["model"]))
