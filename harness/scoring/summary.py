@@ -13,7 +13,7 @@ score table, the report); its JSON schema is written from the type (``harness sc
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,14 @@ SCORE_SCHEMA_VERSION: Final = 1
 key is removed or changes meaning; added keys keep the version."""
 GROUP_KEYS = ("target", "run_id", "challenge_id", "variant", "kind", "category", "model", "provider")
 """Columns a summary may be split by (``harness stats --by``); a row carries those it was split by."""
+
+
+BootstrapClusters = Annotated[int, Field(description="distinct (challenge, variant) prompts: the bootstrap's clusters")]
+"""How many prompts a cluster-bootstrap interval resampled: the clusters behind ``low`` and ``high``."""
+BootstrapLow = Annotated[float | None, Field(description="lower end of the 95 % cluster-bootstrap interval (null "
+                                                         "with one prompt)")]
+BootstrapHigh = Annotated[float | None, Field(description="upper end of the 95 % cluster-bootstrap interval (null "
+                                                          "with one prompt)")]
 
 
 def _group(doc: str) -> Any:
@@ -58,10 +66,10 @@ class ScoreSummaryRow(BaseModel):
     metric: str = Field(description="the metric (e.g. clip_t_cos, clipscore)")
     higher_is_better: bool = Field(description="direction of the metric")
     n_images: int = Field(description="images scored")
-    n_prompts: int = Field(description="distinct (challenge, variant) prompts: the bootstrap's clusters")
+    n_prompts: BootstrapClusters
     mean: float = Field(description="plain mean over the images")
-    low: float | None = Field(description="lower end of the 95 % cluster-bootstrap interval (null with one prompt)")
-    high: float | None = Field(description="upper end of the 95 % cluster-bootstrap interval (null with one prompt)")
+    low: BootstrapLow
+    high: BootstrapHigh
     truncated_share: float | None = Field(description="share of images whose text was truncated (null for "
                                                        "metrics without text)")
 
@@ -96,45 +104,45 @@ SequenceAggregate = Literal["mean", "worst", "last", "change"]
 value at its ``last`` turn, ``change`` from its first scored turn to its last (last − first)."""
 
 
-class ConsistencyTurnRow(BaseModel):
-    """Mean of one consistency metric over one target's conversations at one turn index, with the
-    cluster-bootstrap interval of the score summaries (clusters: the (challenge, variant) prompts)."""
+class _ConsistencyRow(BaseModel):
+    """What every consistency row begins with: its JSON form's version, the scorer and the target."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = Field(SCORE_SCHEMA_VERSION, description="version of this row's JSON form")
     scorer: str = Field(description="the scorer's id (backbone and weights)")
     target: str = Field(description="the target (model@provider)")
+
+
+class ConsistencyTurnRow(_ConsistencyRow):
+    """Mean of one consistency metric over one target's conversations at one turn index, with the
+    cluster-bootstrap interval of the score summaries (clusters: the (challenge, variant) prompts)."""
+
     turn: int = Field(description="1-based turn index")
     metric: ConsistencyMetric = Field(description="the consistency metric (see docs/consistency.md)")
     higher_is_better: bool = Field(description="direction of the metric")
     n_images: int = Field(description="turn images scored (conversations that completed this turn)")
-    n_prompts: int = Field(description="distinct (challenge, variant) prompts: the bootstrap's clusters")
+    n_prompts: BootstrapClusters
     mean: float = Field(description="plain mean over the turn images")
-    low: float | None = Field(description="lower end of the 95 % cluster-bootstrap interval (null with one prompt)")
-    high: float | None = Field(description="upper end of the 95 % cluster-bootstrap interval (null with one prompt)")
+    low: BootstrapLow
+    high: BootstrapHigh
 
 
-class ConsistencySequenceRow(BaseModel):
+class ConsistencySequenceRow(_ConsistencyRow):
     """One target's conversations summarised per conversation and then averaged: each conversation's
     ``aggregate`` of ``metric`` over its scored turns, mean over conversations with the cluster-bootstrap
     interval. ``mean`` and ``worst`` count incomplete conversations (their completed turns); ``last`` and
     ``change`` only complete ones, so a conversation that stopped early never looks steadier for it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Literal[1] = Field(SCORE_SCHEMA_VERSION, description="version of this row's JSON form")
-    scorer: str = Field(description="the scorer's id (backbone and weights)")
-    target: str = Field(description="the target (model@provider)")
     metric: ConsistencyMetric = Field(description="the consistency metric (see docs/consistency.md)")
     aggregate: SequenceAggregate = Field(description="mean over turns, worst turn, last turn, or last − first")
     higher_is_better: bool = Field(description="direction of the metric (and of its change)")
     n_sequences: int = Field(description="conversations that give this aggregate")
     n_incomplete: int = Field(description="of those, conversations that failed before their last turn")
-    n_prompts: int = Field(description="distinct (challenge, variant) prompts: the bootstrap's clusters")
+    n_prompts: BootstrapClusters
     mean: float = Field(description="mean over the conversations")
-    low: float | None = Field(description="lower end of the 95 % cluster-bootstrap interval (null with one prompt)")
-    high: float | None = Field(description="upper end of the 95 % cluster-bootstrap interval (null with one prompt)")
+    low: BootstrapLow
+    high: BootstrapHigh
 
 
 class TurnConsistency(BaseModel):
