@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.stats.bootstrap import DEFAULT_RESAMPLES
 from harness.stats.goodput import DEFAULT_MEASURE, Measure, format_slo
-from harness.stats.intervals import CONFIDENCE, min_n_for_quantile
+from harness.stats.intervals import CONFIDENCE, SuccessLatencyFigures, min_n_for_quantile
 from harness.stats.pairwise import holm, newcombe_p, ratio_interval
 from harness.stats.requests import logical_requests
 from harness.stats.table import ProviderRow, provider_rows
@@ -74,10 +74,8 @@ SUCCESS_METHOD: Final = ("Newcombe's hybrid score interval of the difference, du
 COST_METHOD: Final = "percentile bootstrap over requests of Σ cost / Σ images (shown, not tested)"
 
 
-class ModelProvider(BaseModel):
-    """One provider of a model, with the provider table's figures (95 % intervals) and its rank."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _ModelProviderHead(BaseModel):
+    """Which provider of a model a :class:`ModelProvider` describes, and its rank (its first fields)."""
 
     rank: int | None = Field(description="1 = best on the ranked figure; ties share a rank; null when the "
                                          "figure is withheld or the model has one provider")
@@ -86,16 +84,13 @@ class ModelProvider(BaseModel):
     label: str = Field(description="how lines name it: @provider, or the target when two share a provider")
     n: int = Field(description="logical requests sent")
     not_sent: int = Field(description="requests recorded as never sent (left out of every other figure)")
-    successes: int
-    success_rate: float | None
-    success_ci_low: float | None
-    success_ci_high: float | None
-    p50_ms: float | None
-    p50_ci_low_ms: float | None
-    p50_ci_high_ms: float | None
-    p95_ms: float | None
-    p95_ci_low_ms: float | None
-    p95_ci_high_ms: float | None
+
+
+class ModelProvider(SuccessLatencyFigures, _ModelProviderHead):
+    """One provider of a model, with the provider table's figures (95 % intervals) and its rank."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     ttfb_p50_ms: float | None
     ttfb_p50_ci_low_ms: float | None
     ttfb_p50_ci_high_ms: float | None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 from scipy import special
 from scipy import stats as sps
 
@@ -43,6 +44,26 @@ class Interval:
     def excludes(self, value: float) -> bool:
         """Whether ``value`` lies outside the interval."""
         return value < self.low or value > self.high
+
+
+class SuccessLatencyFigures(BaseModel):
+    """The success rate (Wilson interval) and the p50 and p95 latencies of successful requests (ms, with their
+    order-statistic intervals) as a typed row carries them; null where a figure does not exist or is withheld.
+
+    A row that declares fields before these lists this class *after* the base holding them: pydantic orders
+    inherited fields from the last base to the first, so ``class Row(SuccessLatencyFigures, _RowHead)`` keeps
+    the head's fields first in the JSON form."""
+
+    successes: int
+    success_rate: float | None
+    success_ci_low: float | None
+    success_ci_high: float | None
+    p50_ms: float | None
+    p50_ci_low_ms: float | None
+    p50_ci_high_ms: float | None
+    p95_ms: float | None
+    p95_ci_low_ms: float | None
+    p95_ci_high_ms: float | None
 
 
 def _z(confidence: float) -> float:

@@ -31,6 +31,7 @@ from harness.gate import GateConfig, Side
 from harness.gate import compare as gate_compare
 from harness.gate.evaluate import IMPROVED, OK, REGRESSION, SKIPPED, CheckResult
 from harness.globs import select_names
+from harness.stats.intervals import SuccessLatencyFigures
 from harness.stats.pairwise import ratio_interval
 from harness.stats.requests import INPUT_COLUMNS, logical_requests
 from harness.stats.source import effective_timeout_ms, stats_frame_columns, stored_attempt_columns
@@ -65,12 +66,8 @@ class TrendCheck(BaseModel):
     reason: str = Field(description="the verdict in words")
 
 
-class TrendPoint(BaseModel):
-    """One target in one run of the series: its figures and its verdict against the history. ``*_ms`` in
-    milliseconds, ``*_usd`` in US dollars; null where a figure does not exist or is withheld (reason in
-    ``withheld``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _TrendPointHead(BaseModel):
+    """Which run, target and measurement a :class:`TrendPoint` describes (its first fields)."""
 
     schema_version: Literal[1] = Field(TREND_SCHEMA_VERSION, description="version of this row's JSON form")
     series: str
@@ -81,16 +78,15 @@ class TrendPoint(BaseModel):
                                          "of different measurements are never compared")
     target: str
     n: int = Field(description="logical requests sent (never-sent ones excluded)")
-    successes: int
-    success_rate: float | None
-    success_ci_low: float | None
-    success_ci_high: float | None
-    p50_ms: float | None
-    p50_ci_low_ms: float | None
-    p50_ci_high_ms: float | None
-    p95_ms: float | None
-    p95_ci_low_ms: float | None
-    p95_ci_high_ms: float | None
+
+
+class TrendPoint(SuccessLatencyFigures, _TrendPointHead):
+    """One target in one run of the series: its figures and its verdict against the history. ``*_ms`` in
+    milliseconds, ``*_usd`` in US dollars; null where a figure does not exist or is withheld (reason in
+    ``withheld``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     cost_per_image_usd: float | None = Field(description="everything billed / successful images (USD)")
     cost_per_image_ci_low_usd: float | None = Field(description="bootstrap 95 % interval over requests, lower end")
     cost_per_image_ci_high_usd: float | None = Field(description="bootstrap 95 % interval over requests, upper end")
