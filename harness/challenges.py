@@ -412,31 +412,68 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
         _check_text(right, "a formatted value")
 
 
-def _check_arguments(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    """Refuse a call to a string method or filter that would build an oversized value."""
+_UNSIZED_NUMBER_CALLS = frozenset({"round", "int", "float", "abs", "filesizeformat", "range"})
+"""Calls whose integer arguments do not set the size of what they build."""
+_TEXT_CALLS = frozenset({"string", "pprint", "tojson", "e", "escape", "forceescape", "safe", "urlencode", "center",
+                         "indent", "wordwrap", "truncate", "title", "upper", "lower", "capitalize", "trim", "replace",
+                         "format"})
+"""Calls that print or copy their whole value, so a value too large to print is refused before they run."""
+
+
+def _check_numbers(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """An integer argument (a width, a count) larger than the budget."""
     numbers = [a for a in (*args, *kwargs.values()) if isinstance(a, int) and not isinstance(a, bool)]
-    if numbers and name not in ("round", "int", "float", "abs", "filesizeformat", "range"):
+    if numbers and name not in _UNSIZED_NUMBER_CALLS:
         _too_big(max(numbers), f"{name}() with {max(numbers)}")
-    if name in ("format", "format_map") and isinstance(value, str):
-        _check_format(value)
-        for argument in (*args, *kwargs.values()):
-            _check_text(argument, "a formatted value")
-    if name in ("string", "pprint", "tojson", "e", "escape", "forceescape", "safe", "urlencode", "center",
-                "indent", "wordwrap", "truncate", "title", "upper", "lower", "capitalize", "trim", "replace",
-                "format"):
-        _check_text(value, f"{name}() of a large value")
-    if name == "sum" and isinstance(value, list | tuple) and any(isinstance(v, list | tuple) for v in value):
+
+
+def _check_format_call(value: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """``str.format``/``format_map``: the format string's widths and every value it formats."""
+    _check_format(value)
+    for argument in (*args, *kwargs.values()):
+        _check_text(argument, "a formatted value")
+
+
+def _check_sum(value: Any, args: tuple[Any, ...]) -> None:
+    if isinstance(value, list | tuple) and any(isinstance(v, list | tuple) for v in value):
         _too_big(sum(len(v) for v in value if isinstance(v, list | tuple)), "a sum of lists")
-    if name == "replace" and isinstance(value, str) and len(args) >= 2:
+
+
+def _check_replace(value: Any, args: tuple[Any, ...]) -> None:
+    if isinstance(value, str) and len(args) >= 2:
         old, new = str(args[0]), str(args[1])
         hits = value.count(old) if old else len(value) + 1
         _too_big(len(value) + hits * len(new), "a replace")
-    if name == "expandtabs" and isinstance(value, str):
+
+
+def _check_expandtabs(value: Any, args: tuple[Any, ...]) -> None:
+    if isinstance(value, str):
         tab = int(args[0]) if args and isinstance(args[0], int) else 8
         _too_big(len(value) + value.count("\t") * tab, "expandtabs()")
-    if name == "indent" and isinstance(value, str):
+
+
+def _check_indent(value: Any, args: tuple[Any, ...]) -> None:
+    if isinstance(value, str):
         width = args[0] if args and isinstance(args[0], int) else 4
         _too_big(len(value) + (value.count("\n") + 1) * width, "an indent")
+
+
+_RESULT_SIZE_CHECKS: dict[str, Callable[[Any, tuple[Any, ...]], None]] = {
+    "sum": _check_sum, "replace": _check_replace, "expandtabs": _check_expandtabs, "indent": _check_indent,
+}
+"""Calls whose result can grow far past their value and arguments, each with the check of its result's size."""
+
+
+def _check_arguments(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse a call to a string method or filter that would build an oversized value."""
+    _check_numbers(name, args, kwargs)
+    if name in ("format", "format_map") and isinstance(value, str):
+        _check_format_call(value, args, kwargs)
+    if name in _TEXT_CALLS:
+        _check_text(value, f"{name}() of a large value")
+    check = _RESULT_SIZE_CHECKS.get(name)
+    if check is not None:
+        check(value, args)
 
 
 def _bounded_items(items: Any) -> list[Any]:
