@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
@@ -28,6 +28,7 @@ from harness.errors import ConfigError
 from harness.records import RunInfo
 from harness.stats.intervals import CONFIDENCE
 from harness.stats.source import run_stats
+from harness.stats.table import ProviderRow
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.sweep.spec import Mode, SweepSpec, is_sweep_label, number, parse_label
@@ -170,6 +171,36 @@ def _poisson_rate(count: int, window_s: float, confidence: float = CONFIDENCE) -
     return low / window_s, high / window_s
 
 
+_ROW_COUNTS: Final = ("n", "not_sent", "successes")
+"""Counts a level copies from its provider row (0 when the run has no row yet)."""
+_ROW_FIGURES: Final = ("success_rate", "success_ci_low", "success_ci_high", "p50_ms", "p50_ci_low_ms",
+                       "p50_ci_high_ms", "p95_ms", "p95_ci_low_ms", "p95_ci_high_ms")
+"""Figures with their intervals a level copies from its provider row (null when the run has no row yet)."""
+
+
+def _row_figures(row: ProviderRow | None) -> dict[str, Any]:
+    """The counts and figures a level takes from its run's provider row as they are."""
+    return {**{k: getattr(row, k) if row else 0 for k in _ROW_COUNTS},
+            **{k: getattr(row, k) if row else None for k in _ROW_FIGURES}}
+
+
+def _throughput(images: int, window: float | None) -> tuple[float | None, float | None, float | None]:
+    """Images per second over ``window`` seconds with its exact Poisson interval; nulls without a window."""
+    if not window:
+        return None, None, None
+    low, high = _poisson_rate(images, window)
+    return images / window, low, high
+
+
+def _level_withheld(row: ProviderRow | None, window: float | None) -> dict[str, str]:
+    """{figure: reason} for the level's withheld figures: the row's own that a level has, and throughput
+    while no request has ended."""
+    withheld = {k: v for k, v in row.withheld.items() if k in SweepLevel.model_fields} if row is not None else {}
+    if window is None:
+        withheld["throughput_per_s"] = "no request ended yet"
+    return withheld
+
+
 def level_of(store: Store, spec: SweepSpec, level: float, info: RunInfo) -> SweepLevel:
     """The figures of one level's run."""
     stats = run_stats(store, info)
@@ -178,26 +209,16 @@ def level_of(store: Store, spec: SweepSpec, level: float, info: RunInfo) -> Swee
     row = stats.rows[0] if stats.rows else None
     window = row.window_s if row is not None else None
     images = row.images if row is not None else 0
-    throughput = images / window if window else None
-    low, high = _poisson_rate(images, window) if window else (None, None)
+    throughput, low, high = _throughput(images, window)
     attempts = row.attempts if row is not None else 0
     share = row.rate_limited_share if row is not None else None
-    withheld = {k: v for k, v in row.withheld.items() if k in SweepLevel.model_fields} if row is not None else {}
-    if window is None:
-        withheld["throughput_per_s"] = "no request ended yet"
     return SweepLevel(
         sweep_id=spec.sweep_id, mode=spec.mode, level=level, run_id=info.id, status=info.status, target=target,
         time_scale=info.time_scale if info.sandbox else None, planned=info.requests_planned,
-        n=row.n if row else 0, not_sent=row.not_sent if row else 0, attempts=attempts,
-        successes=row.successes if row else 0, success_rate=row.success_rate if row else None,
-        success_ci_low=row.success_ci_low if row else None, success_ci_high=row.success_ci_high if row else None,
-        rate_limited=round(share * attempts) if share is not None else 0, rate_limited_share=share,
-        p50_ms=row.p50_ms if row else None, p50_ci_low_ms=row.p50_ci_low_ms if row else None,
-        p50_ci_high_ms=row.p50_ci_high_ms if row else None, p95_ms=row.p95_ms if row else None,
-        p95_ci_low_ms=row.p95_ci_low_ms if row else None, p95_ci_high_ms=row.p95_ci_high_ms if row else None,
-        images=images, window_s=window, throughput_per_s=throughput, throughput_ci_low=low,
-        throughput_ci_high=high, cost_usd=row.cost_total_usd if row else 0.0, withheld=withheld,
-        fidelity_warning=stats.fidelity_warning,
+        attempts=attempts, rate_limited=round(share * attempts) if share is not None else 0,
+        rate_limited_share=share, images=images, window_s=window, throughput_per_s=throughput,
+        throughput_ci_low=low, throughput_ci_high=high, cost_usd=row.cost_total_usd if row else 0.0,
+        withheld=_level_withheld(row, window), fidelity_warning=stats.fidelity_warning, **_row_figures(row),
     )
 
 
