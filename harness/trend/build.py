@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -212,15 +213,9 @@ def _point(series: str, run: SeriesRun, row: ProviderRow, cost: tuple[float, flo
         verdict=verdict, flagged=verdict in ("regression", "improved"), checks=[_check(c) for c in checks])
 
 
-def build_trend(store: Store, series: str, *, history: int = DEFAULT_HISTORY, gate: GateConfig | None = None,
-                targets: Sequence[str] = (), slo_ms: float | None = None) -> Trend:
-    """The trend of ``series`` in ``store``: every run's figures per target (``targets``: names or globs, all
-    by default) and each run compared with its last ``history`` finished, alike-measured predecessors under
-    ``gate`` (the default gate without one). ``slo_ms``: a latency objective (ms) for goodput columns."""
-    if history < 1:
-        raise ConfigError(f"--history must be at least 1 run, not {history}")
-    config = gate or GateConfig()
-    runs = series_runs(store, series)
+def _target_frames(store: Store, series: str, runs: Sequence[SeriesRun], targets: Sequence[str],
+                   ) -> dict[str, pd.DataFrame]:
+    """Each run's attempts (by run id), of the ``targets`` chosen (names or globs; every target when empty)."""
     columns = _columns(store)
     frames: dict[str, pd.DataFrame] = {}
     for run in runs:
@@ -232,34 +227,68 @@ def build_trend(store: Store, series: str, *, history: int = DEFAULT_HISTORY, ga
         frames[run.info.id] = frame
     if targets and all(f.empty for f in frames.values()):
         raise ConfigError(f"--target {', '.join(targets)} matches no target in series {series!r}")
+    return frames
+
+
+@dataclass(frozen=True)
+class _HistoryComparison:
+    """A run's gate comparison with its history, over the ``common`` targets (none compared when empty)."""
+
+    common: list[str]
+    checks: list[CheckResult] = field(default_factory=list)
+    tests: int = 0
+    per_check_alpha: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _compare_with_history(series: str, run: SeriesRun, frame: pd.DataFrame, baseline: pd.DataFrame,
+                          past_ids: list[str], config: GateConfig) -> _HistoryComparison:
+    """The run's targets that its history also measured, compared under ``config`` (``harness compare``)."""
+    common = sorted(set(frame["target"].astype(str)) & set(baseline["target"].astype(str)))
+    if not common:
+        return _HistoryComparison(common)
+    side_a = Side(f"last {len(past_ids)} run(s) of {series}", baseline[baseline["target"].astype(str).isin(common)])
+    side_b = Side(run.info.id, frame[frame["target"].astype(str).isin(common)])
+    comparison = gate_compare(side_a, side_b, config)
+    return _HistoryComparison(common, comparison.checks, comparison.tests, comparison.per_check_alpha,
+                              list(comparison.notes))
+
+
+def _run_points(series: str, run: SeriesRun, frame: pd.DataFrame, compared: _HistoryComparison,
+                past_ids: list[str], config: GateConfig, slo_ms: float | None) -> list[TrendPoint]:
+    """One point per target the run measured, with its verdict against the history."""
+    if frame.empty:
+        return []
+    rows = provider_rows(frame, timeout_ms=effective_timeout_ms(run.info), slo_ms=slo_ms)
+    costs = _cost_intervals(frame, run.info.id, config)
+    return [_point(series, run, row, costs.get(row.target), past_ids if row.target in compared.common else [],
+                   [c for c in compared.checks if c.pair == row.target], slo_ms) for row in rows]
+
+
+def build_trend(store: Store, series: str, *, history: int = DEFAULT_HISTORY, gate: GateConfig | None = None,
+                targets: Sequence[str] = (), slo_ms: float | None = None) -> Trend:
+    """The trend of ``series`` in ``store``: every run's figures per target (``targets``: names or globs, all
+    by default) and each run compared with its last ``history`` finished, alike-measured predecessors under
+    ``gate`` (the default gate without one). ``slo_ms``: a latency objective (ms) for goodput columns."""
+    if history < 1:
+        raise ConfigError(f"--history must be at least 1 run, not {history}")
+    config = gate or GateConfig()
+    runs = series_runs(store, series)
+    frames = _target_frames(store, series, runs, targets)
     points: list[TrendPoint] = []
     trend_runs: list[TrendRun] = []
     for run in runs:
         frame = frames[run.info.id]
-        past = _history(runs, run, history)
-        past_ids = [r.info.id for r in past]
-        checks: list[CheckResult] = []
-        tests, per_check_alpha, notes = 0, None, []
+        past_ids = [r.info.id for r in _history(runs, run, history)]
         baseline = pd.concat([frames[i] for i in past_ids], ignore_index=True) if past_ids else frame.iloc[0:0]
-        common = sorted(set(frame["target"].astype(str)) & set(baseline["target"].astype(str)))
-        if common:
-            side_a = Side(f"last {len(past_ids)} run(s) of {series}",
-                          baseline[baseline["target"].astype(str).isin(common)])
-            side_b = Side(run.info.id, frame[frame["target"].astype(str).isin(common)])
-            comparison = gate_compare(side_a, side_b, config)
-            checks, tests, per_check_alpha = comparison.checks, comparison.tests, comparison.per_check_alpha
-            notes = list(comparison.notes)
-        rows = provider_rows(frame, timeout_ms=effective_timeout_ms(run.info), slo_ms=slo_ms) if not frame.empty \
-            else []
-        costs = _cost_intervals(frame, run.info.id, config) if not frame.empty else {}
-        run_points = [_point(series, run, row, costs.get(row.target), past_ids if row.target in common else [],
-                             [c for c in checks if c.pair == row.target], slo_ms) for row in rows]
+        compared = _compare_with_history(series, run, frame, baseline, past_ids, config)
+        run_points = _run_points(series, run, frame, compared, past_ids, config, slo_ms)
         points.extend(run_points)
         trend_runs.append(TrendRun(run_id=run.info.id, index=run.index, created_at=run.info.created_at,
                                    status=run.info.status, label=run.info.label, measurement=run.measurement.name,
-                                   history_runs=past_ids if common else [], tests=tests,
-                                   per_check_alpha=per_check_alpha, flagged=any(p.flagged for p in run_points),
-                                   notes=notes))
+                                   history_runs=past_ids if compared.common else [], tests=compared.tests,
+                                   per_check_alpha=compared.per_check_alpha,
+                                   flagged=any(p.flagged for p in run_points), notes=compared.notes))
     measurements = list(dict.fromkeys(r.measurement.name for r in runs))
     return Trend(series=series, history=history, alpha=config.alpha, resamples=config.resamples, seed=config.seed,
                  measurements=measurements, runs=trend_runs, points=points)
