@@ -297,6 +297,48 @@ def _cost_interval(group: pd.DataFrame, resamples: int, seed: int) -> tuple[floa
     return ratio_interval(group["cost_usd"].to_numpy(dtype=float), images, resamples=resamples, seed=seed)
 
 
+def _check_view_options(rank_by: RankBy, slo_ms: float | None, alpha: float) -> None:
+    if rank_by not in RANK_BY:
+        raise ValueError(f"cannot rank by {rank_by!r}; choose from {', '.join(RANK_BY)}")
+    if rank_by == "goodput" and slo_ms is None:
+        raise ValueError("ranking by goodput needs an objective (slo_ms; --slo on the command line)")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+
+
+def _compared_metrics(rank_by: RankBy, slo_ms: float | None) -> list[Metric]:
+    """The metrics a model's providers are compared on: p50 latency and success always, goodput with an
+    objective, and the ranked latency when it is another one."""
+    metrics: list[Metric] = ["latency_p50", "success_rate"]
+    if slo_ms is not None:
+        metrics.append("goodput")
+    if rank_by in ("ttfb", "time_to_image"):
+        metrics.append("ttfb_p50" if rank_by == "ttfb" else "time_to_image_p50")
+    return metrics
+
+
+def _methods(metrics: Sequence[Metric], alpha: float) -> dict[str, str]:
+    """The method behind each compared metric's statements, and the cost interval's."""
+    methods: dict[str, str] = {m: (LATENCY_METHOD if m in _SAMPLE_COLUMNS else SUCCESS_METHOD).format(alpha=alpha)
+                               for m in metrics}
+    methods["cost_per_image"] = COST_METHOD
+    return methods
+
+
+def _differences(metrics: Sequence[Metric], members: Sequence[ProviderRow], order: list[str],
+                 samples: dict[str, pd.DataFrame], labels: dict[str, str], alpha: float, resamples: int,
+                 seed: int) -> list[PairwiseDifference]:
+    """Every pairwise difference of a model's providers (in rank ``order``) on each metric."""
+    row_of = {r.target: r for r in members}
+    differences: list[PairwiseDifference] = []
+    for metric in metrics:
+        if metric not in _SAMPLE_COLUMNS:
+            differences.extend(_rate_pairs(metric, row_of, labels, order, alpha))
+        else:
+            differences.extend(_latency_pairs(metric, samples, labels, order, alpha, resamples, seed))
+    return differences
+
+
 def model_views(attempts: pd.DataFrame, *, rank_by: RankBy = "p50", timeout_ms: float | None = None,
                 slo_ms: float | None = None, goodput_measure: Measure = DEFAULT_MEASURE, alpha: float = 0.05,
                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> list[ModelView]:
@@ -304,12 +346,7 @@ def model_views(attempts: pd.DataFrame, *, rank_by: RankBy = "p50", timeout_ms: 
     with two or more providers first, each ranked on ``rank_by``, then models with one provider, each group
     sorted by name. ``slo_ms`` adds each provider's goodput; ``alpha`` is the family-wise level of the
     pairwise statements per model and metric; the bootstraps are seeded by ``seed``."""
-    if rank_by not in RANK_BY:
-        raise ValueError(f"cannot rank by {rank_by!r}; choose from {', '.join(RANK_BY)}")
-    if rank_by == "goodput" and slo_ms is None:
-        raise ValueError("ranking by goodput needs an objective (slo_ms; --slo on the command line)")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    _check_view_options(rank_by, slo_ms, alpha)
     if attempts.empty:
         return []
     rows = provider_rows(attempts, timeout_ms=timeout_ms, slo_ms=slo_ms, goodput_measure=goodput_measure)
@@ -317,14 +354,8 @@ def model_views(attempts: pd.DataFrame, *, rank_by: RankBy = "p50", timeout_ms: 
     requests = requests[~requests["not_sent"].to_numpy(dtype=bool)]
     per_target = {str(t): g for t, g in requests.groupby("target", sort=True, observed=True)}
     empty = requests.iloc[0:0]
-    metrics: list[Metric] = ["latency_p50", "success_rate"]
-    if slo_ms is not None:
-        metrics.append("goodput")
-    if rank_by in ("ttfb", "time_to_image"):
-        metrics.append("ttfb_p50" if rank_by == "ttfb" else "time_to_image_p50")
-    methods: dict[str, str] = {m: (LATENCY_METHOD if m in _SAMPLE_COLUMNS else SUCCESS_METHOD).format(alpha=alpha)
-                               for m in metrics}
-    methods["cost_per_image"] = COST_METHOD
+    metrics = _compared_metrics(rank_by, slo_ms)
+    methods = _methods(metrics, alpha)
     ranked_on = RANK_BY[rank_by][2].format(slo=format_slo(slo_ms) if slo_ms is not None else "")
     by_model: dict[str, list[ProviderRow]] = {}
     for row in rows:
@@ -345,14 +376,8 @@ def model_views(attempts: pd.DataFrame, *, rank_by: RankBy = "p50", timeout_ms: 
             continue
         ranked = _ranks(members, rank_by)
         order = [r.target for _, r in ranked]
-        row_of = {r.target: r for r in members}
-        differences: list[PairwiseDifference] = []
-        for metric in metrics:
-            if metric not in _SAMPLE_COLUMNS:
-                differences.extend(_rate_pairs(metric, row_of, labels, order, alpha))
-            else:
-                differences.extend(_latency_pairs(metric, {t: per_target.get(t, empty) for t in order}, labels,
-                                                  order, alpha, resamples, seed))
+        differences = _differences(metrics, members, order, {t: per_target.get(t, empty) for t in order}, labels,
+                                   alpha, resamples, seed)
         views.append(ModelView(**head, providers=[_entry(rank, r, labels[r.target], costs[r.target])
                                                   for rank, r in ranked], differences=differences))
     return views
