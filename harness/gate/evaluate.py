@@ -31,7 +31,7 @@ import math
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -383,8 +383,7 @@ def _judge_check(pair: _Pair, verdicts: pd.DataFrame | None, judge: str, thresho
     wins = sum(sum(v) / len(v) for v in units.values())
 
     def run(alpha: float) -> CheckResult:
-        # Wilson's score interval holds for a fractional count of successes (ties and split orders count half).
-        interval, bounds = wilson(cast(int, wins), n), wilson(cast(int, wins), n, 1 - 2 * alpha)
+        interval, bounds = wilson(wins, n), wilson(wins, n, 1 - 2 * alpha)
         share = interval.estimate
         status = OK
         if bounds.high < 0.5 - limit:

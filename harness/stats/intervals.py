@@ -70,8 +70,9 @@ def _z(confidence: float) -> float:
     return float(sps.norm.ppf(0.5 + confidence / 2))
 
 
-def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval:
-    """Wilson score interval of a proportion ``successes / n`` (``n > 0``)."""
+def wilson(successes: float, n: int, confidence: float = CONFIDENCE) -> Interval:
+    """Wilson score interval of a proportion ``successes / n`` (``n > 0``). ``successes`` may be fractional
+    (a tie counted as half a win): the score interval's formula holds for any observed share."""
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes}/{n}")
     z = _z(confidence)
