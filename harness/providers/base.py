@@ -161,7 +161,7 @@ class GenerationRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
     history: tuple[Exchange, ...] = ()
     """The conversation so far (multi-turn challenges), oldest first; empty for a single request. Only a
-    protocol whose adapter sets :attr:`Provider.multi_turn` accepts one."""
+    target whose adapter keeps a conversation (:meth:`Provider.keeps_conversation`) accepts one."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,12 @@ class Provider(abc.ABC):
     """Whether the adapter keeps conversation state (:attr:`GenerationRequest.history`,
     :attr:`GenerationResult.reply`) and so can run multi-turn challenges."""
 
+    @classmethod
+    def keeps_conversation(cls, options: Mapping[str, Any]) -> bool:
+        """Whether a target of this protocol with target options ``options`` runs multi-turn challenges:
+        :attr:`multi_turn` unless the adapter makes it a target option (OpenAI Images' ``conversation``)."""
+        return cls.multi_turn
+
     credential_headers: ClassVar[tuple[str, ...]] = ("authorization",)
     """Header names that carry the key in this protocol (lower case); dropped on any redirect to an origin
     that is not a credential origin (with the standard names in :data:`harness.origins.CREDENTIAL_HEADERS`)."""
@@ -257,7 +263,8 @@ class Provider(abc.ABC):
     async def generate(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         """Perform one logical request through ``http`` under this target's origin policy; raise
         :class:`ProviderError` on failure. Nothing returned or raised holds the key."""
-        if (request.history or request.kind == ChallengeKind.MULTI_TURN) and not self.multi_turn:
+        conversation = request.history or request.kind == ChallengeKind.MULTI_TURN
+        if conversation and not self.keeps_conversation(self.options):
             raise ProviderError(ErrorKind.INVALID_REQUEST, multi_turn_refusal(self.protocol))
         token = use_policy(self.policy)
         try:

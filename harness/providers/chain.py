@@ -1,6 +1,6 @@
 """Conversations on protocols that keep none: each turn is an edit fed the previous turn's output.
 
-fal and Replicate serve image models as stateless endpoints: a multi-turn challenge becomes a chain of edit
+fal, Replicate and OpenAI's Images API serve image models as stateless endpoints: a multi-turn challenge becomes a chain of edit
 requests, turn *k* sending turn *k-1*'s output image (plus the turn's own references) with the turn's
 instruction. The "reply" such an adapter returns for the next turn is therefore not a provider message but
 the output it received, in a form :mod:`harness.run.sequence` can store and give back on resume:
@@ -13,7 +13,8 @@ the output it received, in a form :mod:`harness.run.sequence` can store and give
   it, so the stored reply never keeps it (:func:`harness.run.sequence.pack_reply` drops the key) and a
   resumed conversation feeds the data URL instead.
 
-Both fal (``image_urls`` "URLs or Base64 data URIs", https://fal.ai/models/fal-ai/nano-banana/edit/api) and
+OpenAI's ``/images/edits`` takes only uploads, so it is always fed the bytes
+(:func:`previous_output_bytes`). Both fal (``image_urls`` "URLs or Base64 data URIs", https://fal.ai/models/fal-ai/nano-banana/edit/api) and
 Replicate (file inputs as HTTP URLs or data URLs,
 https://replicate.com/docs/topics/predictions/input-files) take either form. Target option ``chain_input``:
 ``url`` (default: the provider's own URL while it is live, a data URL after a resume) or ``data`` (always
@@ -59,6 +60,18 @@ def previous_output(history: Sequence[Exchange], prefer_url: bool) -> str | None
         if isinstance(url, str) and url:
             return url
     raise ConfigError("the previous turn's stored reply holds no output image to continue the conversation from")
+
+
+def previous_output_bytes(history: Sequence[Exchange]) -> tuple[bytes, str] | None:
+    """The last turn's output as ``(bytes, mime)``, decoded from the data URL its reply holds, for an
+    endpoint that takes uploads rather than URLs (OpenAI's ``/images/edits``); ``None`` before the first turn."""
+    url = previous_output(history, prefer_url=False)
+    if url is None:
+        return None
+    header, _, text = url.partition(",")
+    if not header.startswith("data:image/") or not header.endswith(";base64"):
+        raise ConfigError("the previous turn's stored reply holds no image bytes to continue the conversation from")
+    return pybase64.b64decode(text, validate=True), header[5:].split(";")[0]
 
 
 def chained_image_urls(request: GenerationRequest, options: Mapping[str, Any]) -> list[str]:

@@ -9,6 +9,11 @@
   (the first meaningful bytes), marked as ``ttfb`` and ``first_partial``;
 * outputs as ``b64_json`` or ``url`` (downloaded inside the timed region).
 
+Multi-turn challenges (target option ``conversation: chained-edits``): the Images API keeps no conversation,
+so turn *k* is an ``/images/edits`` request uploading turn *k-1*'s output first, then the turn's own
+references (:mod:`harness.providers.chain`); a first turn without starting images is a plain generation.
+Without the option, multi-turn challenges are refused as on any protocol that keeps no conversation.
+
 The Images API has no seed parameter; a challenge's seed is not sent. Sizes map from the requested aspect
 ratio to the nearest of the model's sizes unless the challenge gives an exact ``WxH`` size.
 """
@@ -21,6 +26,7 @@ from typing import Any
 
 from PIL import Image
 
+from harness.errors import ConfigError
 from harness.providers.base import (
     ChallengeKind,
     ErrorKind,
@@ -31,6 +37,7 @@ from harness.providers.base import (
     Provider,
     ProviderError,
 )
+from harness.providers.chain import chained_reply, is_chained_edit, previous_output_bytes
 from harness.providers.common import (
     decode_b64_image,
     download_image,
@@ -45,6 +52,34 @@ from harness.wire import openai_images as wire
 
 PASSTHROUGH_OPTIONS = ("quality", "background", "output_format", "output_compression", "moderation",
                        "input_fidelity", "style", "user")
+CONVERSATION_OPTION = "conversation"
+CHAINED_EDITS = "chained-edits"
+"""Value of the target option ``conversation`` that runs multi-turn challenges as chained edits."""
+
+
+def conversation_mode(options: Mapping[str, Any]) -> str | None:
+    """The target's ``conversation`` option (``None`` when unset); a clear error for anything else."""
+    value = options.get(CONVERSATION_OPTION)
+    if value is None:
+        return None
+    if value != CHAINED_EDITS:
+        raise ConfigError(f"target option {CONVERSATION_OPTION} must be {CHAINED_EDITS!r} on the openai-images "
+                          f"protocol, got {value!r}")
+    return CHAINED_EDITS
+
+
+def edit_files(request: GenerationRequest) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The multipart image parts of an edit: for a conversation turn the previous turn's output first (so
+    "the image" the instruction speaks of is the one being refined), then the request's references."""
+    files: list[tuple[str, tuple[str, bytes, str]]] = []
+    if request.kind == ChallengeKind.MULTI_TURN:
+        previous = previous_output_bytes(request.history)
+        if previous is not None:
+            data, mime = previous
+            ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
+            files.append(("image[]", (f"turn-{len(request.history)}.{ext}", data, mime)))
+    files.extend(("image[]", (ref.name, ref.data, ref.mime)) for ref in request.references)
+    return files
 
 
 def mask_to_alpha_png(mask: InputImage) -> bytes:
@@ -111,6 +146,11 @@ class OpenAIImagesProvider(Provider):
     protocol = "openai-images"
 
     @classmethod
+    def keeps_conversation(cls, options: Mapping[str, Any]) -> bool:
+        """Only with target option ``conversation: chained-edits`` (see the module docstring)."""
+        return conversation_mode(options) == CHAINED_EDITS
+
+    @classmethod
     def sandbox_base_url(cls, sandbox_root: str, options: Mapping[str, Any]) -> str:
         return sandbox_root.rstrip("/") + wire.SANDBOX_PREFIX
 
@@ -145,14 +185,15 @@ class OpenAIImagesProvider(Provider):
 
     async def exchange(self, request: GenerationRequest, http: TimedHttp) -> GenerationResult:
         fields = self._fields(request)
-        edit = request.kind != ChallengeKind.TEXT_TO_IMAGE
+        chained = request.kind == ChallengeKind.MULTI_TURN
+        if chained and request.n != 1:
+            raise ProviderError(ErrorKind.INVALID_REQUEST, "a conversation turn asks for exactly one image (n=1)")
+        edit = is_chained_edit(request) if chained else request.kind != ChallengeKind.TEXT_TO_IMAGE
         endpoint = "edits" if edit else "generations"
         url = self.base_url + (wire.EDITS_PATH if edit else wire.GENERATIONS_PATH)
         kwargs: dict[str, Any]
         if edit:
-            files: list[tuple[str, tuple[str, bytes, str]]] = [
-                ("image[]", (ref.name, ref.data, ref.mime)) for ref in request.references
-            ]
+            files = edit_files(request)
             if request.mask is not None:
                 files.append(("mask", ("mask.png", mask_to_alpha_png(request.mask), "image/png")))
             data = {k: ("true" if v is True else str(v)) for k, v in fields.items()}
@@ -161,11 +202,15 @@ class OpenAIImagesProvider(Provider):
             kwargs = {"json": fields}
         expected = wire.pixel_size(fields["size"]) if "size" in fields else None
         if request.stream:
-            return await self._stream(url, endpoint, kwargs, http, expected, request.n)
-        response = await http.request("POST", url, label="generate", headers=self._headers(), **kwargs)
-        if response.status_code >= 400:
-            raise classify(response.status_code, response.content, response.headers)
-        return await self._parse(response, http, expected, request.n)
+            result = await self._stream(url, endpoint, kwargs, http, expected, request.n)
+        else:
+            response = await http.request("POST", url, label="generate", headers=self._headers(), **kwargs)
+            if response.status_code >= 400:
+                raise classify(response.status_code, response.content, response.headers)
+            result = await self._parse(response, http, expected, request.n)
+        if chained:
+            result.reply = chained_reply(result.images)
+        return result
 
     async def _parse(self, response: TimedResponse, http: TimedHttp, expected: tuple[int, int] | None,
                      n: int) -> GenerationResult:

@@ -58,7 +58,8 @@ def refusal(challenge: Challenge, target: Target) -> str | None:
         if mode is not None and challenge.kind not in mode.kinds:
             return (f"{target.name}: the {target.protocol} batch mode sends only "
                     f"{', '.join(k.value for k in mode.kinds)} challenges")
-    if challenge.kind == ChallengeKind.MULTI_TURN and not get_protocol(target.protocol).multi_turn:
+    multi_turn = challenge.kind == ChallengeKind.MULTI_TURN
+    if multi_turn and not get_protocol(target.protocol).keeps_conversation(target.options):
         return f"{target.name}: {multi_turn_refusal(target.protocol)}"
     if challenge.kind == ChallengeKind.MULTI_TURN and target.protocol == "gemini":
         return oversized_conversation(challenge, target)
