@@ -92,3 +92,23 @@ def test_sdk_raises_its_own_error_classes(sandbox: SandboxServer, key: str, faul
         client.images.generate(model=model, prompt="a fox", extra_headers=headers)
     assert isinstance(info.value, openai.APIStatusError)
     assert info.value.request_id and info.value.request_id.startswith("req_")
+
+
+def test_a_conversation_as_chained_edits_each_uploading_the_previous_output(client: openai.OpenAI) -> None:
+    """How the SDK holds a conversation on the Images API (the harness's ``conversation: chained-edits``):
+    each ``images.edit`` uploads the previous answer's bytes first, then the turn's own images."""
+    start = photo_like((96, 64), 1)
+    smile = client.images.edit(model="gpt-image-1", prompt="Make him smile", image=[("start.png", start, "image/png")])
+    assert smile.data and smile.data[0].b64_json
+    turn_1 = base64.b64decode(smile.data[0].b64_json)
+    scarf = client.images.edit(model="gpt-image-1", prompt="Add this scarf", image=[
+        ("turn-1.png", turn_1, "image/png"), ("scarf.png", photo_like((80, 80), 2), "image/png")])
+    assert scarf.data and scarf.data[0].b64_json
+    turn_2 = base64.b64decode(scarf.data[0].b64_json)
+    night = client.images.edit(model="gpt-image-1", prompt="Make it night", image=[("turn-2.png", turn_2, "image/png")])
+    assert night.data and night.data[0].b64_json
+    assert decode(night.data[0].b64_json).size == (1024, 1024)
+    assert scarf.usage is not None and smile.usage is not None
+    assert scarf.usage.input_tokens_details.image_tokens == 2 * smile.usage.input_tokens_details.image_tokens
+    unchained = client.images.edit(model="gpt-image-1", prompt="Make it night", image=[("start.png", start, "image/png")])
+    assert unchained.data and unchained.data[0].b64_json != night.data[0].b64_json, "drawn from what it was sent"
