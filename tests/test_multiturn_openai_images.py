@@ -135,6 +135,18 @@ def test_a_resumed_conversation_uploads_the_stored_output_of_the_last_completed_
     assert all(r["ok"] for r in after) and sorted(r["attempt"] for r in after) == [1, 1, 2, 2, 3, 3]
 
 
+def test_the_option_set_in_a_user_targets_file_turns_conversations_on(tmp_path: Path, talk_suite: Path) -> None:
+    (talk,) = load(talk_suite)
+    mine = tmp_path / "my-targets.yaml"
+    mine.write_text(f"""
+targets:
+  - name: {TARGET}
+    options: {{quality: medium, image_input_per_mtok_usd: 10.0, conversation: chained-edits}}
+""", encoding="utf-8")
+    target = select(load_targets(mine), [TARGET])[0]
+    assert target.options["conversation"] == "chained-edits" and refusal(talk, target) is None
+
+
 def test_without_the_option_an_openai_images_target_is_still_refused_with_the_same_message(
         talk_suite: Path) -> None:
     (talk,) = load(talk_suite)
