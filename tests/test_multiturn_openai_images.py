@@ -67,6 +67,12 @@ def chained_target(options: dict[str, Any] | None = None) -> Target:
     return target.model_copy(update={"options": {**target.options, **(options or CHAINED)}})
 
 
+def plain_target(name: str = TARGET) -> Target:
+    """A catalog OpenAI Images target without the ``conversation`` option (the catalog's own sets it)."""
+    target = select(load_targets(), [name])[0]
+    return target.model_copy(update={"options": {k: v for k, v in target.options.items() if k != "conversation"}})
+
+
 def run(tmp_path: Path, suite: Path, target: Target) -> tuple[Path, str]:
     db = tmp_path / "results" / "harness.db"
     opts = RunOptions(sandbox=True, time_scale=0.005, sandbox_faults=False)
@@ -150,7 +156,8 @@ targets:
 def test_without_the_option_an_openai_images_target_is_still_refused_with_the_same_message(
         talk_suite: Path) -> None:
     (talk,) = load(talk_suite)
-    plain = select(load_targets(), [TARGET])[0]
+    assert select(load_targets(), [TARGET])[0].options["conversation"] == "chained-edits", "the catalog's runs them"
+    plain = plain_target()
     assert refusal(talk, plain) == (f"{TARGET}: protocol 'openai-images' cannot run multi-turn challenges yet: "
                                     "its adapter keeps no conversation")
     assert refusal(talk, chained_target()) is None

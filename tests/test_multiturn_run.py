@@ -24,7 +24,7 @@ from harness.run.items import plan_items, refusal
 from harness.stats.turns import STRIP_COLUMNS, turn_strips
 from harness.store import Store
 from harness.store import runs as run_store
-from harness.targets import load_targets, resolve_keys, select
+from harness.targets import Target, load_targets, resolve_keys, select
 from harness.timing import TimedHttp
 from tests.conftest import photo_like
 
@@ -75,9 +75,15 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int, str]]
     yield log
 
 
+def without_conversation(target: Target) -> Target:
+    """The target without the ``conversation`` option, so an OpenAI Images target keeps no conversation (the
+    catalog's own run conversations as chained edits; tests/test_multiturn_openai_images.py covers those)."""
+    return target.model_copy(update={"options": {k: v for k, v in target.options.items() if k != "conversation"}})
+
+
 def run(tmp_path: Path, suite: Path, targets: list[str] = TARGETS, **options: Any) -> tuple[Path, str]:
     db = tmp_path / "results" / "harness.db"
-    chosen = select(load_targets(), targets)
+    chosen = [without_conversation(t) for t in select(load_targets(), targets)]
     opts = RunOptions(sandbox=True, time_scale=0.005, sandbox_faults=False, **options)
     result = start_run(db, load(suite), chosen, resolve_keys(chosen, sandbox=True), opts)
     return db, result.run_id
@@ -198,7 +204,7 @@ def test_a_gemini_target_whose_answers_would_outgrow_the_inline_limit_is_refused
     reason = refusal(talk, big)
     assert reason is not None and "turn 2 of smile-scarf-night" in reason and "20 MB inline limit" in reason
     assert refusal(talk, target) is None
-    openai = select(load_targets(), ["gpt-image-1@openai"])[0]
+    openai = without_conversation(select(load_targets(), ["gpt-image-1@openai"])[0])
     assert "protocol 'openai-images' cannot run multi-turn challenges yet" in (refusal(talk, openai) or "")
     with pytest.raises(ConfigError, match="no request to send"):
         plan_items([talk], [big, openai], RunOptions())
