@@ -7,11 +7,9 @@ Skipped only when ``/usr/bin/chromium`` is missing outside CI; under ``CI=true``
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,19 +17,12 @@ import pytest
 from harness.arena.app import create_app
 from harness.arena.config import ArenaConfig, RateLimit
 from harness.arena.server import BackgroundServer
+from tests.browser import ARTIFACTS, chromium_browser
 from tests.test_arena_pool import XSS_PROMPT, ArenaStore, build_arena_store, clone_store
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 GENEROUS = RateLimit(per_minute=1e6, burst=100_000)
 
 pytestmark = pytest.mark.browser
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +42,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Aren
 def chromium(served: tuple[str, ArenaStore]) -> Iterator[Any]:
     """Depends on ``served`` so the store is built first: Playwright's sync API keeps an event loop
     running on this thread, under which the sandbox run could not start its own."""
-    if not CHROMIUM.exists():
-        if _in_ci():
-            pytest.fail(f"{CHROMIUM} is missing under CI: .ci/run must install Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); required under CI")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 def votes(store: ArenaStore) -> list[tuple[str, str, str, float, float | None]]:

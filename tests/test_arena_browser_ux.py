@@ -17,7 +17,8 @@ import pytest
 from harness.arena.app import create_app
 from harness.arena.config import ArenaConfig
 from harness.arena.server import BackgroundServer
-from tests.test_arena_browser import ARTIFACTS, CHROMIUM, FLAGS, GENEROUS, _in_ci, dismiss_into, names_in
+from tests.browser import ARTIFACTS, chromium_browser
+from tests.test_arena_browser import GENEROUS, dismiss_into, names_in
 from tests.test_arena_leaderboard import arena_votes
 from tests.test_arena_pool import ArenaStore, build_arena_store, clone_store
 
@@ -37,16 +38,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Aren
 
 @pytest.fixture(scope="module")
 def chromium(served: tuple[str, ArenaStore]) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        if _in_ci():
-            pytest.fail(f"{CHROMIUM} is missing under CI: .ci/run must install Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); required under CI")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 def count(store: ArenaStore, table: str) -> int:

@@ -14,13 +14,9 @@ from harness.challenges import load
 from harness.report import build_report
 from harness.run import RunOptions, start_run
 from harness.targets import load_targets, resolve_keys, select
+from tests.browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.conftest import in_ci
 from tests.test_report import hand_leaderboard
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 pytestmark = [
     pytest.mark.browser,

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from harness.report import build_report
+from tests.browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.conftest import in_ci
 from tests.report_fixtures import build_store, rating_row
-from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS
 
 pytestmark = [
     pytest.mark.browser,

@@ -27,10 +27,10 @@ from harness.store import runs as run_store
 from harness.sweep import load_spec, summarize
 from harness.targets import load_targets, resolve_keys, select
 from harness.timing import TimedHttp
+from tests.browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.conftest import in_ci
 from tests.report_fixtures import build_store
 from tests.test_multiturn_run import write_talk_suite
-from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS
 
 CHART_DATA = re.compile(r'<script id="chart-data" type="application/json">(.*?)</script>', re.S)
 TWO_PROVIDERS = ["flux-dev@fal", "flux-dev@replicate"]

@@ -24,10 +24,10 @@ from harness.stats.goodput import format_slo
 from harness.store import Store
 from harness.store import runs as run_store
 from harness.trend import build_trend
+from tests.browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.conftest import in_ci
 from tests.report_fixtures import build_store
 from tests.test_agreement import judged_run  # noqa: F401  (fixture)
-from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.test_report_sections import TWO_PROVIDERS, charts_of, plain_suite, sandbox_run  # noqa: F401
 from tests.test_trend import series  # noqa: F401  (fixture)
 

@@ -65,6 +65,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def slo_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """Click callback: a latency objective such as ``10s`` or ``1500ms`` as milliseconds (a usage error naming
+    the option when it is not a duration with a unit)."""
+    from harness.stats.goodput import parse_slo
+
+    if value is None:
+        return None
+    try:
+        return parse_slo(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 def db_option(f: F) -> F:
     """``--db PATH|URL``: the store (default the SQLite file ``results/harness.db``)."""
     return click.option(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli._common import EXIT_CHECK_FAILED, db_option, handle_errors, print_json
+from harness.cli._common import EXIT_CHECK_FAILED, db_option, handle_errors, print_json, slo_option
 from harness.errors import ConfigError
 from harness.gate import compare as run_compare
 from harness.gate import load_gate, parse_selector
@@ -16,19 +16,9 @@ from harness.gate.trust import metric_trust
 from harness.gate.versions import check_clock_versions
 from harness.judge.report import final_verdicts
 from harness.judge.target import JudgeTarget
-from harness.stats.goodput import MEASURES, parse_slo
+from harness.stats.goodput import MEASURES
 from harness.store import Store
 from harness.store import runs as run_store
-
-
-def slo_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """``--slo 10s`` as ms (a usage error naming the option when it is not a duration)."""
-    if value is None:
-        return None
-    try:
-        return parse_slo(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @click.command()

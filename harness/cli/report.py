@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from harness.cli._common import db_option, err_console, handle_errors
+from harness.cli._common import db_option, err_console, handle_errors, slo_option
 from harness.report import FULL_IMAGE_POLICIES, build_report, human_bytes
-from harness.stats.goodput import parse_slo
 
 
 @click.command()
@@ -22,18 +21,14 @@ from harness.stats.goodput import parse_slo
 @click.option("--full-images", type=click.Choice(FULL_IMAGE_POLICIES), default="view", show_default=True,
               help="What a gallery tile links to: 'view' = WebP copies of large PNG outputs at full resolution "
                    "(JPEG/WebP outputs as they are), 'original' = the providers' files, 'none' = thumbnails only.")
-@click.option("--slo", "slo", default=None, metavar="DURATION",
+@click.option("--slo", "slo_ms", default=None, callback=slo_option, metavar="DURATION",
               help="Latency objective for the goodput column (10s, 1500ms): the share of requests that succeeded "
                    "within it, failures counting as misses.")
 @db_option
 @handle_errors
 def report(run_ids: tuple[str, ...], out: Path | None, title: str | None, rate_by: str, full_images: str,
-           slo: str | None, db: Path) -> None:
+           slo_ms: float | None, db: Path) -> None:
     """Write a static site (index.html + assets, opens from file://) for one or more runs."""
-    try:
-        slo_ms = None if slo is None else parse_slo(slo)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--slo") from exc
     folder = out or Path("reports") / run_ids[0]
     result = build_report(db, list(run_ids), folder, title=title, rate_by=rate_by,
                           full_images="original" if full_images == "original" else

@@ -8,13 +8,13 @@ from typing import cast
 
 import click
 
-from harness.cli._common import db_option, handle_errors, print_json
+from harness.cli._common import db_option, handle_errors, print_json, slo_option
 from harness.cli.tables import print_model_views, print_run_stats, print_scores_table
 from harness.errors import ConfigError
 from harness.scoring.summary import summarise_scores, summary_columns, summary_records
 from harness.stats.bymodel import RANK_BY, ModelView, RankBy, model_views
 from harness.stats.byregion import RegionView, run_region_views
-from harness.stats.goodput import DEFAULT_MEASURE, MEASURES, Measure, parse_slo
+from harness.stats.goodput import DEFAULT_MEASURE, MEASURES, Measure
 from harness.stats.source import RunStats, effective_timeout_ms, run_stats, stats_frame_columns
 from harness.stats.table import BY_ALIASES, ProviderRow, resolve_by, rows_json
 from harness.stats.turns import COLUMNS as TURN_COLUMNS
@@ -68,15 +68,6 @@ def wants_model_view(values: tuple[str, ...]) -> bool:
     return True
 
 
-def _slo(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_slo(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-
-
 @click.command()
 @click.argument("run_id", required=False)
 @click.option("--by", "by", multiple=True, metavar="NAME",
@@ -87,7 +78,7 @@ def _slo(ctx: click.Context, param: click.Parameter, value: str | None) -> float
                    "challenges turn by turn and per conversation.")
 @click.option("--rank-by", type=click.Choice(list(RANK_BY)), default="p50", show_default=True,
               help="With --by model: the figure providers are ranked on.")
-@click.option("--slo", "slo_ms", callback=_slo, metavar="DURATION",
+@click.option("--slo", "slo_ms", callback=slo_option, metavar="DURATION",
               help="Latency objective for goodput, the share of requests that succeeded within it "
                    "(10s, 1500ms, 2.5s); failures count as misses.")
 @click.option("--slo-measure", type=click.Choice(list(MEASURES)), default=DEFAULT_MEASURE, show_default=True,

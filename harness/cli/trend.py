@@ -7,8 +7,14 @@ from pathlib import Path
 
 import click
 
-from harness.cli._common import EXIT_CHECK_FAILED, db_option, err_console, handle_errors, print_json
-from harness.cli.compare import slo_option
+from harness.cli._common import (
+    EXIT_CHECK_FAILED,
+    db_option,
+    err_console,
+    handle_errors,
+    print_json,
+    slo_option,
+)
 from harness.cli.tables import WITHHELD, Column, Sheet, fmt_ms, fmt_pct, fmt_usd, print_sheet
 from harness.gate import load_gate
 from harness.stats.goodput import format_slo
