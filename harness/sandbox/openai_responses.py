@@ -139,32 +139,34 @@ class OpenAIResponsesServer:
             headers["retry-after"] = str(max(1, round(reset_s)))
         return headers
 
-    async def retrieve(self, request: Request) -> Response:
+    def _own_stored(self, request: Request) -> tuple[str, str, Response | None]:
+        """``(request id, response id, refusal)`` for a request naming a stored response: the refusal is the
+        usual auth error, or OpenAI's 404 when the response is unknown or another key's; ``None`` if it is
+        this key's."""
         request_id = "req_" + self.sim.new_id()
+        rid = request.path_params["response_id"]
         denied = self._denied(request, request_id, "", limited=False)
         if denied is not None:
-            return denied
-        rid = request.path_params["response_id"]
+            return request_id, rid, denied
         stored = self.stored.get(rid)
         if stored is None or stored.owner != _owner(_key(request)):
-            return JSONResponse(wire.error_body(f"Response with id '{rid}' not found.", "invalid_request_error",
-                                                None, None), status_code=404,
-                                headers={wire.REQUEST_ID_HEADER: request_id})
-        return JSONResponse(stored.body, headers={wire.REQUEST_ID_HEADER: request_id})
+            return request_id, rid, JSONResponse(
+                wire.error_body(f"Response with id '{rid}' not found.", "invalid_request_error", None, None),
+                status_code=404, headers={wire.REQUEST_ID_HEADER: request_id})
+        return request_id, rid, None
+
+    async def retrieve(self, request: Request) -> Response:
+        request_id, rid, refused = self._own_stored(request)
+        if refused is not None:
+            return refused
+        return JSONResponse(self.stored[rid].body, headers={wire.REQUEST_ID_HEADER: request_id})
 
     async def delete(self, request: Request) -> Response:
         """``DELETE /responses/{id}``: forget a stored response (a later ``previous_response_id`` naming it is
         refused as unknown)."""
-        request_id = "req_" + self.sim.new_id()
-        denied = self._denied(request, request_id, "", limited=False)
-        if denied is not None:
-            return denied
-        rid = request.path_params["response_id"]
-        stored = self.stored.get(rid)
-        if stored is None or stored.owner != _owner(_key(request)):
-            return JSONResponse(wire.error_body(f"Response with id '{rid}' not found.", "invalid_request_error",
-                                                None, None), status_code=404,
-                                headers={wire.REQUEST_ID_HEADER: request_id})
+        request_id, rid, refused = self._own_stored(request)
+        if refused is not None:
+            return refused
         del self.stored[rid]
         return JSONResponse({"id": rid, "object": "response.deleted", "deleted": True},
                             headers={wire.REQUEST_ID_HEADER: request_id})
