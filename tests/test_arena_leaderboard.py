@@ -1,5 +1,5 @@
 """The arena's public leaderboard: overall and per-category boards with rank spreads, vote counts, the board
-over time and the method in words, as a page and as versioned JSON; fitted on a schedule, never per
+over time (every N votes and by ISO week) and the method in words, as a page and as versioned JSON; fitted on a schedule, never per
 request, and delayed and batched so that it cannot tell anyone how a single vote went."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,15 @@ from fastapi import FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import harness.arena.leaderboard as public_board
 from harness.arena.app import create_app
 from harness.arena.config import ArenaConfig
 from harness.arena.leaderboard import (
+    LEADERBOARD_SCHEMA_VERSION,
+    MAX_POINTS,
+    MAX_WEEKS,
     PublicLeaderboard,
+    board_view,
     build_leaderboard,
     next_cutoff,
     over_time_step,
@@ -122,7 +128,7 @@ def get_json(app: FastAPI, path: str = "/leaderboard.json") -> dict[str, Any]:
 def test_board_ranks_models_with_spreads_counts_categories_and_history() -> None:
     frame = battle_frame(1200)
     board = build_leaderboard(frame, now=T0 + 5000, cutoff=T0 + 5000, refresh_s=60)
-    assert board.schema_version == 1 and board.total_votes == 1200
+    assert board.schema_version == LEADERBOARD_SCHEMA_VERSION == 2 and board.total_votes == 1200
     assert board.overall is not None
     assert [r.model for r in board.overall.rows] == ["gpt-image-1.5", "gpt-image-1", "dall-e-3", "gpt-image-1-mini"]
     assert sum(r.votes for r in board.overall.rows) == 2 * 1200
@@ -222,6 +228,142 @@ def test_consecutive_boards_differ_by_a_batch_and_every_server_agrees(times: lis
     assert cutoffs == [next_cutoff(T0 + t, 60, tstamps.sample(frac=1, random_state=1), batch) for t in sorted(now)]
 
 
+# -- the board by ISO week ------------------------------------------------------------------------------
+
+DAY = 86_400.0
+W49 = datetime(2026, 11, 30, tzinfo=UTC).timestamp()
+"""Monday 2026-11-30 00:00 UTC, the start of ISO week 2026-W49."""
+
+
+def at(frame: pd.DataFrame, times: list[float]) -> pd.DataFrame:
+    """``frame`` with its votes cast at ``times`` (one per vote)."""
+    assert len(times) == len(frame)
+    return frame.assign(tstamp=times)
+
+
+def iso_label(ts: float) -> str:
+    year, week, _ = datetime.fromtimestamp(ts, tz=UTC).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def test_the_board_by_week_is_cumulative_with_one_point_per_week_that_had_votes() -> None:
+    """100 votes in W49, none in W50, 150 in W51, 80 in W52: three points, each counting every vote so far."""
+    times = ([W49 + 3600 + 60 * k for k in range(100)] + [W49 + 14 * DAY + 600 * k for k in range(150)]
+             + [W49 + 21 * DAY + 6 * DAY + 60 * k for k in range(80)])
+    frame = at(battle_frame(330), times)
+    board = build_leaderboard(frame, now=W49 + 40 * DAY, cutoff=W49 + 28 * DAY, refresh_s=300)
+    weeks = board.over_weeks
+    assert [w.week for w in weeks] == ["2026-W49", "2026-W51", "2026-W52"]
+    assert [w.votes for w in weeks] == [100, 250, 330] and [w.new_votes for w in weeks] == [100, 150, 80]
+    assert [w.start for w in weeks] == [W49, W49 + 14 * DAY, W49 + 21 * DAY]
+    assert all(w.end == w.start + 7 * DAY and w.complete for w in weeks)
+    assert weeks[-1].votes == board.total_votes
+    assert board.overall is not None
+    assert {r.model: r.rating for r in weeks[-1].rows} == {r.model: r.rating for r in board.overall.rows}
+    # each week's board is the one fitted on the votes before that week's end, nothing later
+    alone = build_leaderboard(frame.iloc[:100], now=W49 + 40 * DAY, cutoff=W49 + 28 * DAY, refresh_s=300)
+    assert alone.overall is not None
+    assert {r.model: r.rating for r in weeks[0].rows} == pytest.approx({r.model: r.rating for r in alone.overall.rows})
+    assert sum(r.votes for r in weeks[1].rows) == 2 * 250
+    # a cut-off inside W52 leaves that week running, with the votes cast before the cut-off
+    running = build_leaderboard(frame, now=W49 + 40 * DAY, cutoff=W49 + 27 * DAY + 30 * 60, refresh_s=300)
+    assert [w.votes for w in running.over_weeks] == [100, 250, 280] and not running.over_weeks[-1].complete
+    view = board_view(running)
+    assert view.week_columns[-1] == ("2026-W52 (so far)", "280 votes (+30)")
+    assert len(view.week_rows) == len(MODELS) and all(len(cells) == 3 for _, cells in view.week_rows)
+
+
+def test_iso_weeks_across_a_year_boundary_are_labelled_by_iso_year() -> None:
+    """2026-12-31 and 2027-01-02 fall in 2026-W53 (2026 has 53 ISO weeks); 2027-01-04 starts 2027-W01."""
+    days = [datetime(2026, 12, 31, 12, tzinfo=UTC), datetime(2027, 1, 2, 23, 59, tzinfo=UTC),
+            datetime(2027, 1, 4, 0, 0, tzinfo=UTC)]
+    times = [d.timestamp() + k for d in days for k in range(40)]
+    frame = at(battle_frame(len(times)), times)
+    board = build_leaderboard(frame, now=times[-1] + 10 * DAY, cutoff=times[-1] + DAY, refresh_s=60)
+    labels = [w.week for w in board.over_weeks]
+    assert labels == ["2026-W53", "2027-W01"] == [iso_label(days[0].timestamp()), iso_label(days[2].timestamp())]
+    assert [w.votes for w in board.over_weeks] == [80, 120]
+    assert board.over_weeks[1].start == datetime(2027, 1, 4, tzinfo=UTC).timestamp()
+    assert board.over_weeks[0].start == datetime(2026, 12, 28, tzinfo=UTC).timestamp()
+
+
+def test_an_arena_of_one_week_has_one_week_point() -> None:
+    frame = battle_frame(200, start=W49 + 2 * DAY)
+    board = build_leaderboard(frame, now=W49 + 3 * DAY, cutoff=W49 + 2 * DAY + 300, refresh_s=60)
+    assert [(w.week, w.votes, w.new_votes, w.complete) for w in board.over_weeks] == [("2026-W49", 200, 200, False)]
+    assert build_leaderboard(frame, now=W49, cutoff=None, refresh_s=60).over_weeks == []
+
+
+def test_a_long_arena_shows_its_last_weeks_and_fits_each_board_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 weeks of votes: the last 26 weeks are shown, and a refresh fits no more boards than the views need
+    (boards of the same first votes are shared: the last week's is the overall board)."""
+    times = [W49 + 7 * DAY * week + 60 * k for week in range(30) for k in range(20)]
+    frame = at(battle_frame(len(times)), times)
+    calls = []
+    fit = public_board._board
+
+    def counting(group: pd.DataFrame, options: Any) -> Any:
+        calls.append(len(group))
+        return fit(group, options)
+
+    monkeypatch.setattr(public_board, "_board", counting)
+    board = build_leaderboard(frame, now=times[-1] + DAY, cutoff=times[-1] + 1, refresh_s=60)
+    assert len(board.over_weeks) == MAX_WEEKS == 26
+    assert board.over_weeks[0].week == iso_label(W49 + 4 * 7 * DAY) and board.over_weeks[-1].week == iso_label(times[-1])
+    assert [w.votes for w in board.over_weeks] == [20 * (week + 1) for week in range(4, 30)]
+    assert board.over_weeks[0].new_votes == 20
+    per_board = 1 + len(board.categories) + len(board.kinds)
+    assert len(calls) <= per_board + MAX_POINTS + MAX_WEEKS - 1
+    prefix_fits = [n for n in calls if n != len(frame) // 2]  # category boards hold half the votes each
+    assert len(prefix_fits) == len(set(prefix_fits))
+
+
+@settings(max_examples=15, deadline=None)
+@given(offsets=st.lists(st.floats(0, 400 * DAY, allow_nan=False), min_size=1, max_size=40),
+       shuffle=st.integers(0, 1000))
+def test_week_points_follow_the_calendar_and_end_at_the_total(offsets: list[float], shuffle: int) -> None:
+    """Whatever the vote times (in any order): weeks ascend, counts only grow, each point is an ISO week
+    starting on a Monday at 00:00 UTC labelled as the calendar does, and the last point counts every vote."""
+    frame = at(battle_frame(len(offsets)), [W49 + t for t in offsets]).sample(frac=1, random_state=shuffle)
+    last = W49 + max(offsets)
+    board = build_leaderboard(frame, now=last + DAY, cutoff=last + 1, refresh_s=60)
+    weeks = board.over_weeks
+    assert weeks[-1].votes == board.total_votes == len(offsets)
+    assert all(a.start < b.start and a.votes < b.votes for a, b in itertools.pairwise(weeks))
+    assert all(w.new_votes > 0 for w in weeks)
+    if len(weeks) < MAX_WEEKS:
+        assert sum(w.new_votes for w in weeks) == len(offsets)
+    for w in weeks:
+        start = datetime.fromtimestamp(w.start, tz=UTC)
+        assert start.weekday() == 0 and start.time() == datetime.min.time()
+        assert w.end - w.start == timedelta(weeks=1).total_seconds() and w.week == iso_label(w.start)
+        assert w.votes == sum(1 for t in offsets if W49 + t < w.end)
+
+
+def test_the_served_board_carries_its_weeks_and_follows_its_schema(fresh: ArenaStore) -> None:
+    import jsonschema_rs
+
+    arena_votes(fresh, 120, T0 - 14 * DAY, seed=1)
+    arena_votes(fresh, 100, T0, seed=2)
+    with board_arena(fresh, Clock(T0 + 600)) as app:
+        body = get_json(app)
+        schema = PublicLeaderboard.json_schema()
+        jsonschema_rs.validator_for(schema).validate(body)
+        weeks = body["over_weeks"]
+        assert [w["week"] for w in weeks] == [iso_label(T0 - 14 * DAY), iso_label(T0)]
+        assert [(w["votes"], w["new_votes"]) for w in weeks] == [(120, 120), (220, 100)]
+
+        async def page() -> str:
+            async with client(app) as c:
+                return (await c.get("/leaderboard")).text
+
+        html = run(page())
+    assert 'id="over-weeks"' in html and "By week" in html
+    assert f"{iso_label(T0)} (so far)" in html and "220 votes (+100)" in html
+    assert "cumulative" in (PublicLeaderboard.model_fields["over_weeks"].description or "")
+    assert any("ISO week" in line and "UTC" in line for line in body["methodology"])
+
+
 # -- served by the arena -------------------------------------------------------------------------------
 
 
@@ -232,7 +374,7 @@ def test_page_and_json_are_public_read_only_and_say_how_the_board_is_made(fresh:
     with board_arena(fresh, clock) as app:
         body = get_json(app)
         board = PublicLeaderboard.model_validate(body)
-        assert body["schema_version"] == 1 and board.total_votes == 400
+        assert body["schema_version"] == 2 and board.total_votes == 400
         assert board.overall is not None and {r.model for r in board.overall.rows} == set(MODELS)
         assert board.votes_until == T0 + 420 and board.rated_by == "model" and board.sources == ["arena"]
 
@@ -249,7 +391,8 @@ def test_page_and_json_are_public_read_only_and_say_how_the_board_is_made(fresh:
             assert model in text
         assert 'href="/"' in text and 'href="/leaderboard.json"' in text
         assert "How this board is made" in text and "Over time" in text and "By category" in text
-        assert text.count("<table") == 1 + len(board.categories) + 1
+        assert "By week" in text and board.over_weeks[0].week in text
+        assert text.count("<table") == 1 + len(board.categories) + 2
         for method in ("POST", "PUT", "DELETE"):
             async def write(m: str = method) -> int:
                 async with client(app) as c:
@@ -354,9 +497,9 @@ def test_the_json_schema_is_published_beside_the_board(fresh: ArenaStore) -> Non
     with board_arena(fresh, Clock(T0 + 600)) as app:
         schema = get_json(app, "/leaderboard.schema.json")
         body = get_json(app)
-    assert schema["$id"].endswith(":arena-leaderboard:v1")
+    assert schema["$id"].endswith(":arena-leaderboard:v2")
     assert set(schema["required"]) <= set(body) and set(body) <= set(schema["properties"])
-    assert schema["properties"]["schema_version"]["const"] == body["schema_version"] == 1
+    assert schema["properties"]["schema_version"]["const"] == body["schema_version"] == 2
 
 
 def test_an_arena_pairing_targets_rates_targets(fresh: ArenaStore) -> None:

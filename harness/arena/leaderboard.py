@@ -1,5 +1,5 @@
-"""The arena's public leaderboard: overall and per-category boards, ratings over time, the method in plain
-words, as one typed value (:class:`PublicLeaderboard`, served at ``/leaderboard.json`` and rendered at
+"""The arena's public leaderboard: overall and per-category boards, ratings over time (every N votes and by
+ISO week), the method in plain words, as one typed value (:class:`PublicLeaderboard`, served at ``/leaderboard.json`` and rendered at
 ``/leaderboard``).
 
 **Never per request.** The board is fitted on a schedule: :class:`LeaderboardPublisher` keeps the last
@@ -15,6 +15,10 @@ cast), and the cut-off moves forward only across at least ``min_batch`` new vote
 board mixes at least that many votes, cast by whoever voted in those windows (:func:`next_cutoff`; it
 depends on the vote times alone, so several app servers publish the same board). Vote counts are exact
 (they are aggregates of many votes by then).
+
+**Bounded cost.** Every refresh fits the overall board, one per category and kind, at most
+:data:`MAX_POINTS` boards every N votes and at most :data:`MAX_WEEKS` boards by week; a board fitted on the
+same first votes is fitted once and shared (the last week's board is the overall one).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -37,13 +41,19 @@ from harness.ratings.battles import MULTI_TURN, SINGLE_TURN, keep_kind
 from harness.ratings.leaderboard import RatingBoard
 from harness.store import Store
 
-LEADERBOARD_SCHEMA_VERSION: Literal[1] = 1
+LEADERBOARD_SCHEMA_VERSION: Literal[2] = 2
+"""2: ``over_weeks`` added (the published schema forbids unknown keys, so a new key is a new version)."""
 DEFAULT_REFRESH_S = 300.0
 """Seconds between two fits of the public board (also the unit of its delay, see the module docstring)."""
 DEFAULT_MIN_BATCH = 10
 """Fewest new votes that move the board's cut-off forward."""
 MAX_POINTS = 12
 """Most points of the board over time."""
+MAX_WEEKS = 26
+"""Most points of the board by week (the latest weeks with votes, about half a year)."""
+WEEK_S = 7 * 86_400
+_MONDAY_BEFORE_EPOCH = -3 * 86_400
+"""1969-12-29 00:00 UTC, the Monday that starts the ISO week of the Unix epoch (a Thursday)."""
 SOURCES = ("arena",)
 """Votes the public board counts: those cast in the arena (not simulated nor imported ones)."""
 
@@ -62,6 +72,10 @@ METHODOLOGY = (
     "two providers of the same model are never paired against each other.",
     "The board is refitted on a schedule and shows votes only once they are at least one refresh period "
     "old and at least a batch of them has gathered, so it cannot be used to tell how any single vote went.",
+    "The board by week shows, for each ISO week (Monday 00:00 to Monday 00:00, UTC), the board fitted on "
+    "every counted vote cast before that week ended: all votes so far, not that week's votes alone. The "
+    "current week counts votes up to the board's cut-off; weeks without new votes are left out; at most "
+    f"the last {MAX_WEEKS} weeks are shown.",
     "Skipped pairs are recorded but never counted.",
 )
 
@@ -87,6 +101,21 @@ class TimePoint(BaseModel):
 
     votes: int
     until: float
+    rows: list[TimeRow]
+
+
+class WeekPoint(BaseModel):
+    """The board fitted on every counted vote cast before the end of one ISO week (UTC): cumulative, not
+    that week's votes alone. ``rows`` is empty when the votes so far cannot rate two models yet."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    week: str = Field(description="ISO week, e.g. 2026-W49 (ISO year, which may differ from the calendar year)")
+    start: float = Field(description="the week's start, Monday 00:00 UTC (Unix s)")
+    end: float = Field(description="the week's end, the next Monday 00:00 UTC (Unix s, excluded)")
+    complete: bool = Field(description="false for the week the cut-off falls in: it counts votes up to the cut-off")
+    votes: int = Field(description="votes counted up to the week's end (or the cut-off), all weeks together")
+    new_votes: int = Field(description="votes cast in this week")
     rows: list[TimeRow]
 
 
@@ -120,7 +149,7 @@ class PublicLeaderboard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = Field(LEADERBOARD_SCHEMA_VERSION, description="version of this JSON form")
+    schema_version: Literal[2] = Field(LEADERBOARD_SCHEMA_VERSION, description="version of this JSON form")
     generated_at: float = Field(description="when this board was fitted")
     votes_until: float | None = Field(description="cut-off: only votes cast before it are counted (null: none yet)")
     next_update_at: float = Field(description="the earliest time the board may change")
@@ -136,6 +165,9 @@ class PublicLeaderboard(BaseModel):
                                                "until a vote on a multi-turn (sequence) pair is counted")
     over_time_step: int = Field(description="votes between two points of the board over time")
     over_time: list[TimePoint] = Field(description="the board after every `over_time_step` votes")
+    over_weeks: list[WeekPoint] = Field(
+        description=f"the board at the end of each ISO week (UTC) with votes, cumulative, oldest first; at most the "
+                    f"last {MAX_WEEKS} such weeks")
     methodology: list[str] = Field(description="how the board is made, in plain words")
     notes: list[str] = Field(description="remarks")
 
@@ -156,6 +188,22 @@ def _board(frame: pd.DataFrame, options: RatingOptions) -> tuple[RatingBoard | N
     return board, None
 
 
+def week_start(ts: float) -> float:
+    """Start (Monday 00:00 UTC, Unix s) of the ISO week ``ts`` falls in."""
+    return math.floor((ts - _MONDAY_BEFORE_EPOCH) / WEEK_S) * WEEK_S + _MONDAY_BEFORE_EPOCH
+
+
+def iso_week_label(start: float) -> str:
+    """``2026-W49``: the ISO year and week of the week starting at ``start``."""
+    year, week, _ = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=start)).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _time_rows(board: RatingBoard | None) -> list[TimeRow]:
+    return [TimeRow(model=r.model, rating=r.rating, ci_low=r.ci_low, ci_high=r.ci_high, rank_best=r.rank_best,
+                    rank_worst=r.rank_worst, votes=r.votes) for r in board.rows] if board is not None else []
+
+
 def over_time_step(total: int) -> int:
     """Votes between two points of the board over time: a round number giving at most :data:`MAX_POINTS`."""
     if total <= 0:
@@ -168,15 +216,25 @@ def over_time_step(total: int) -> int:
 def build_leaderboard(frame: pd.DataFrame, *, now: float, cutoff: float | None, refresh_s: float,
                       min_batch: int = DEFAULT_MIN_BATCH, rated_by: Literal["model", "target"] = "model",
                       sources: tuple[str, ...] = SOURCES, options: RatingOptions | None = None) -> PublicLeaderboard:
-    """The public board over ``frame`` (a battle frame, oldest first) restricted to votes before ``cutoff``."""
+    """The public board over ``frame`` (a battle frame) restricted to votes before ``cutoff``; votes are taken
+    oldest first (a stable sort by time, which keeps the order of a frame already sorted)."""
     options = options or RatingOptions()
     counted = frame if cutoff is not None else frame.iloc[0:0]
     if cutoff is not None:
-        counted = validate_battles(frame[frame["tstamp"] < cutoff].reset_index(drop=True), "arena votes")
+        counted = validate_battles(frame[frame["tstamp"] < cutoff].sort_values("tstamp", kind="stable")
+                                   .reset_index(drop=True), "arena votes")
     notes: list[str] = []
     if cutoff is None:
         notes.append(f"no board yet: it appears once {min_batch} votes are at least one refresh period old")
-    overall, why = _board(counted, options)
+    fitted: dict[int, tuple[RatingBoard | None, str | None]] = {}
+
+    def first(n: int) -> tuple[RatingBoard | None, str | None]:
+        """The board of the first ``n`` votes, fitted once per refresh whichever view asks."""
+        if n not in fitted:
+            fitted[n] = _board(counted.iloc[:n] if n < len(counted) else counted, options)
+        return fitted[n]
+
+    overall, why = first(len(counted))
     if why and cutoff is not None:
         notes.append(f"overall: {why}")
     categories = []
@@ -193,16 +251,34 @@ def build_leaderboard(frame: pd.DataFrame, *, now: float, cutoff: float | None, 
     step = over_time_step(len(counted))
     points = []
     for upto in range(step, len(counted) + 1, step) if step else ():
-        board, _ = _board(counted.iloc[:upto], options)
+        board, _ = first(upto)
         if board is not None:
-            points.append(TimePoint(votes=upto, until=float(counted["tstamp"].iloc[upto - 1]), rows=[
-                TimeRow(model=r.model, rating=r.rating, ci_low=r.ci_low, ci_high=r.ci_high, rank_best=r.rank_best,
-                        rank_worst=r.rank_worst, votes=r.votes) for r in board.rows]))
+            points.append(TimePoint(votes=upto, until=float(counted["tstamp"].iloc[upto - 1]), rows=_time_rows(board)))
     return PublicLeaderboard(
         generated_at=now, votes_until=cutoff, next_update_at=window_start(now, refresh_s) + refresh_s,
         refresh_s=refresh_s, min_batch=min_batch, rated_by=rated_by, sources=list(sources),
         total_votes=len(counted), overall=overall, categories=categories, kinds=kinds, over_time_step=step,
-        over_time=points, methodology=list(METHODOLOGY), notes=notes)
+        over_time=points, over_weeks=_over_weeks(counted["tstamp"].to_numpy(dtype=float) if len(counted) else
+                                                  np.empty(0), cutoff, first),
+        methodology=list(METHODOLOGY), notes=notes)
+
+
+def _over_weeks(times: np.ndarray, cutoff: float | None,
+                first: Callable[[int], tuple[RatingBoard | None, str | None]]) -> list[WeekPoint]:
+    """One point per ISO week with votes (the last :data:`MAX_WEEKS`), from ``times`` sorted oldest first;
+    ``first(n)`` is the board of the first ``n`` votes."""
+    if not len(times):
+        return []
+    starts = np.unique([week_start(t) for t in times.tolist()])[-MAX_WEEKS:]
+    points = []
+    for start in starts.tolist():
+        end = start + WEEK_S
+        upto = int(np.searchsorted(times, end, side="left"))
+        board, _ = first(upto)
+        points.append(WeekPoint(
+            week=iso_week_label(start), start=start, end=end, complete=cutoff is None or end <= cutoff,
+            votes=upto, new_votes=upto - int(np.searchsorted(times, start, side="left")), rows=_time_rows(board)))
+    return points
 
 
 def window_start(now: float, refresh_s: float) -> float:
@@ -304,21 +380,32 @@ def _utc(ts: float) -> str:
 
 @dataclass(frozen=True)
 class BoardView:
-    """What the page shows beyond the board itself: times in words and the board over time as a table
-    (one row per model, one column per point; ratings rounded, "" where the model had no rating yet)."""
+    """What the page shows beyond the board itself: times in words and the board over time as tables, every
+    N votes (``time_*``) and by week (``week_*``): one row per model, one column per point; ratings rounded,
+    "" where the model had no rating yet. A week's column says its label, whether it is still running, and
+    the votes so far (with that week's own in brackets)."""
 
     as_of: str
     next_update: str
     time_columns: tuple[str, ...]
     time_rows: tuple[tuple[str, tuple[str, ...]], ...]
+    week_columns: tuple[tuple[str, str], ...] = ()
+    week_rows: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    max_weeks: int = MAX_WEEKS
+
+
+def _rating_table(points: list[list[TimeRow]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    latest = points[-1] if points else []
+    models = [r.model for r in latest] + sorted({r.model for p in points for r in p} - {r.model for r in latest})
+    by_point = [{r.model: r for r in p} for p in points]
+    return tuple((m, tuple(f"{rows[m].rating:.0f}" if m in rows else "" for rows in by_point)) for m in models)
 
 
 def board_view(board: PublicLeaderboard) -> BoardView:
     as_of = f"votes cast before {_utc(board.votes_until)}" if board.votes_until is not None else \
         "no votes counted yet"
-    latest = board.over_time[-1].rows if board.over_time else []
-    models = [r.model for r in latest] + sorted({r.model for p in board.over_time for r in p.rows}
-                                                - {r.model for r in latest})
-    by_point = [{r.model: r for r in p.rows} for p in board.over_time]
-    rows = tuple((m, tuple(f"{rows[m].rating:.0f}" if m in rows else "" for rows in by_point)) for m in models)
-    return BoardView(as_of, _utc(board.next_update_at), tuple(f"{p.votes:,}" for p in board.over_time), rows)
+    weeks = tuple((p.week + ("" if p.complete else " (so far)"), f"{p.votes:,} votes (+{p.new_votes:,})")
+                  for p in board.over_weeks)
+    return BoardView(as_of, _utc(board.next_update_at), tuple(f"{p.votes:,}" for p in board.over_time),
+                     _rating_table([p.rows for p in board.over_time]), weeks,
+                     _rating_table([p.rows for p in board.over_weeks]))
