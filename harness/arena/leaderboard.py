@@ -1,6 +1,6 @@
 """The arena's public leaderboard: overall and per-category boards, ratings over time (every N votes and by
-ISO week), the method in plain words, as one typed value (:class:`PublicLeaderboard`, served at ``/leaderboard.json`` and rendered at
-``/leaderboard``).
+ISO week), the method in plain words, as one typed value (:class:`PublicLeaderboard`, served at
+``/leaderboard.json`` and rendered at ``/leaderboard``).
 
 **Never per request.** The board is fitted on a schedule: :class:`LeaderboardPublisher` keeps the last
 board and refits at most once per ``refresh_s`` seconds, on a worker thread (the first request after a
