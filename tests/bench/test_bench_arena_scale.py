@@ -5,9 +5,12 @@ loads them) and then voting on it; the same loop against one process on SQLite b
 
 Everything runs on this machine's two cores, shared with other people's jobs: the servers
 (``WorkerPool``: real uvicorn processes on 127.0.0.1), PostgreSQL (a throwaway cluster, tests/pg.py) and
-the voters (httpx in this process). Loops are offered **open-loop** at a fixed arrival rate (so a slow
-server cannot slow the offered load and hide its queue); a loop's vote latency is measured from sending the
-vote to its answer, and the loop's time from its scheduled start to the vote's answer. Each round is
+the voters (in this process, on uvloop, with the small keep-alive client of tests/loadclient.py: with httpx
+the voters took as much CPU per loop as both workers together, so the bench measured its own client).
+Loops are offered **open-loop** at a fixed arrival rate (so a slow server cannot slow the offered load and
+hide its queue); a loop's vote latency is measured from sending the vote to its answer, and the loop's time
+from its scheduled start to the vote's answer. The rate is checked against the servers' clocks too (the
+votes' ``shown_at`` and ``voted_at`` as the workers recorded them). Each round is
 bounded (``OFFER_S`` seconds of arrivals, ``ROUND_TIMEOUT_S`` in all) and its figures are printed, with
 the time per request kind, which is where the time goes. After each round the store must hold exactly the
 votes answered 200, one per pair, and every token is replayed twice on fresh connections (the kernel
@@ -25,10 +28,10 @@ import os
 import re
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -37,13 +40,20 @@ import pytest
 from harness.arena.config import ArenaConfig, RateLimit, secret_bytes
 from harness.arena.server import WorkerPool
 from harness.store import Store
+from tests.loadclient import LoadClient, LoadClientError
 from tests.test_arena_pool import build_arena_store, clone_store
 from tests.test_arena_workers import pg_copy
 
+T = TypeVar("T")
+
 VOTERS = 16
-OFFERED_PER_S = 300.0
-"""Loops (pair page + two images + vote) offered per second: the goal's vote rate."""
-OFFER_S = 2.0
+GOAL_VOTES_PER_S = 300.0
+GOAL_P99_MS = 50.0
+OFFERED_PER_S = 330.0
+"""Loops (pair page + two images + vote) offered per second: 10 % above the goal, because a round's rate
+counts from the first arrival to the last answer, drain included, so offering exactly the goal could
+never show it."""
+OFFER_S = 3.0
 ROUND_TIMEOUT_S = 120.0
 ROUNDS = 3
 OUTCOMES = ("left", "right", "tie", "both_bad")
@@ -97,6 +107,9 @@ class Round:
     images_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    server_votes_per_s: float = 0.0
+    """The same rate by the workers' own clocks: votes recorded in the round over the time from the first
+    of their pairs served to the last vote recorded (``shown_at``, ``voted_at`` in the store)."""
     cpu_ms: dict[str, float] = field(default_factory=dict)
     """CPU time (user + system) spent during the round by the workers, PostgreSQL and the voters."""
 
@@ -107,6 +120,7 @@ class Round:
         ok = self.statuses.count(200)
         return {"offered": len(self.statuses) + len(self.failures), "votes_200": ok,
                 "votes_per_s": round(ok / self.wall_s, 1) if self.wall_s else 0.0,
+                "votes_per_s_server_clock": round(self.server_votes_per_s, 1),
                 "vote_p50_ms": pct(self.vote_ms, 50), "vote_p99_ms": pct(self.vote_ms, 99),
                 "loop_p50_ms": pct(self.loop_ms, 50), "loop_p99_ms": pct(self.loop_ms, 99),
                 "page_p50_ms": pct(self.page_ms, 50), "images_p50_ms": pct(self.images_ms, 50),
@@ -116,45 +130,45 @@ class Round:
 
 async def open_loop(url: str, offered: int, rate: float) -> Round:
     result = Round()
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    clients = [httpx.AsyncClient(base_url=url, timeout=ROUND_TIMEOUT_S, limits=limits) for _ in range(VOTERS)]
+    clients = [LoadClient(url, timeout_s=ROUND_TIMEOUT_S) for _ in range(VOTERS)]
     try:
         for c in clients:  # each voter's cookie first, as a browser's first visit gets it
             (await c.get("/api/health")).raise_for_status()
             (await c.get("/api/pair")).raise_for_status()
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.1
+        clock = time.perf_counter  # uvloop's loop.time() counts whole milliseconds: too coarse for latencies
+        start = clock() + 0.1
 
         async def one(i: int) -> None:
             scheduled = start + i / rate
-            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            await asyncio.sleep(max(0.0, scheduled - clock()))
             client = clients[i % VOTERS]
             try:
-                t0 = loop.time()
+                t0 = clock()
                 page = (await client.get("/")).raise_for_status().text
-                t1 = loop.time()
+                t1 = clock()
                 token = _TOKEN.search(page)
                 images = dict(_IMG.findall(page))
                 assert token is not None and set(images) == {"left", "right"}, "page without a pair"
                 for answer in await asyncio.gather(*(client.get(images[s]) for s in ("left", "right"))):
                     answer.raise_for_status()
-                t2 = loop.time()
+                    assert answer.headers.get("content-type") == "image/webp" and answer.body[8:12] == b"WEBP"
+                t2 = clock()
                 vote = await client.post("/api/vote", json={"token": token.group(1), "outcome": OUTCOMES[i % 4]})
-                t3 = loop.time()
-            except (httpx.HTTPError, AssertionError) as exc:
+                t3 = clock()
+            except (LoadClientError, AssertionError) as exc:
                 result.failures.append(f"{type(exc).__name__}: {exc}")
                 return
-            result.statuses.append(vote.status_code)
+            result.statuses.append(vote.status)
             result.vote_ids.append(vote.json().get("vote_id", ""))
             result.tokens.append(token.group(1))
-            result.cookies.append(str(client.cookies["arena_voter"]))
+            result.cookies.append(client.cookies["arena_voter"])
             result.page_ms.append((t1 - t0) * 1000)
             result.images_ms.append((t2 - t1) * 1000)
             result.vote_ms.append((t3 - t2) * 1000)
             result.loop_ms.append((t3 - scheduled) * 1000)
 
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(offered))), ROUND_TIMEOUT_S)
-        result.wall_s = loop.time() - start
+        result.wall_s = clock() - start
     finally:
         for c in clients:
             await c.aclose()
@@ -167,10 +181,24 @@ async def replay(url: str, tokens: list[str], cookies: list[str]) -> list[int]:
     gate = asyncio.Semaphore(VOTERS)
 
     async def once(token: str, cookie: str) -> int:
-        async with gate, httpx.AsyncClient(base_url=url, timeout=60, cookies={"arena_voter": cookie}) as c:
-            return (await c.post("/api/vote", json={"token": token, "outcome": "left"})).status_code
+        async with gate:
+            client = LoadClient(url, timeout_s=60, cookies={"arena_voter": cookie})
+            try:
+                return (await client.post("/api/vote", json={"token": token, "outcome": "left"})).status
+            finally:
+                await client.aclose()
 
     return list(await asyncio.gather(*(once(t, c) for t, c in zip(tokens, cookies, strict=True) for _ in range(2))))
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run the voters on uvloop where it is installed (as the workers do), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def stored(db: Path) -> tuple[list[str], int]:
@@ -179,6 +207,14 @@ def stored(db: Path) -> tuple[list[str], int]:
         uids = [str(r[0]) for r in store.conn.execute("SELECT vote_uid FROM votes")]
         pairs = int(store.conn.execute("SELECT COUNT(DISTINCT pair_id) FROM votes").fetchone()[0])
     return uids, pairs
+
+
+def server_rate(db: Path, since: float) -> float:
+    """Votes per second by the servers' clocks for the votes recorded at or after ``since`` (Unix s)."""
+    with Store.open(db, readonly=True) as store:
+        count, first, last = store.conn.execute(
+            "SELECT COUNT(*), MIN(shown_at), MAX(voted_at) FROM votes WHERE voted_at >= ?", (since,)).fetchone()
+    return float(count) / (float(last) - float(first)) if count and last > first else 0.0
 
 
 def _process_cpu_ms(pid: int) -> float:
@@ -216,9 +252,11 @@ def cpu_snapshot(pool: WorkerPool, postmaster: int | None) -> dict[str, float]:
 def one_round(pool: WorkerPool, db: Path, postmaster: int | None) -> Round:
     """One bounded open-loop round, then the store and replay checks."""
     before, _ = stored(db)
+    since = time.time()
     cpu_before = cpu_snapshot(pool, postmaster)
-    fig = asyncio.run(open_loop(pool.url, int(OFFERED_PER_S * OFFER_S), OFFERED_PER_S))
+    fig = run_async(open_loop(pool.url, int(OFFERED_PER_S * OFFER_S), OFFERED_PER_S))
     cpu_after = cpu_snapshot(pool, postmaster)
+    fig.server_votes_per_s = server_rate(db, since)
     fig.cpu_ms = {who: cpu_after[who] - cpu_before[who] for who in cpu_before}
     after, distinct_pairs = stored(db)
     answered = [v for s, v in zip(fig.statuses, fig.vote_ids, strict=True) if s == 200]
@@ -226,7 +264,7 @@ def one_round(pool: WorkerPool, db: Path, postmaster: int | None) -> Round:
     assert set(fig.statuses) == {200}
     assert len(after) == len(set(after)) == len(before) + len(answered) == distinct_pairs  # none lost, none doubled
     assert set(after) - set(before) == set(answered)
-    replayed = asyncio.run(replay(pool.url, fig.tokens, fig.cookies))
+    replayed = run_async(replay(pool.url, fig.tokens, fig.cookies))
     assert replayed == [409] * (2 * len(fig.tokens))  # no token accepted twice, on either worker
     return fig
 
@@ -240,7 +278,7 @@ def test_two_postgresql_workers_beside_one_sqlite_process(
     50 ms, on PostgreSQL with 2 workers, in some round."""
     setups = {"PostgreSQL, 2 workers": postgres_arena, "SQLite, 1 process": sqlite_arena}
     for pool, _, _ in setups.values():
-        asyncio.run(open_loop(pool.url, 48, 50.0))  # warm every worker and the image caches
+        run_async(open_loop(pool.url, 48, 50.0))  # warm every worker and the image caches
     rounds: dict[str, list[dict[str, float]]] = {label: [] for label in setups}
 
     def both() -> None:
@@ -252,14 +290,16 @@ def test_two_postgresql_workers_beside_one_sqlite_process(
 
     benchmark.pedantic(both, rounds=ROUNDS, iterations=1)
     benchmark.extra_info["rounds"] = rounds
-    met = [s["votes_per_s"] >= 300 and s["vote_p99_ms"] < 50 for s in rounds["PostgreSQL, 2 workers"]]
-    print(f"\ngoal (>= 300 votes/s, p99 vote < 50 ms) met by PostgreSQL with 2 workers in {sum(met)} of {len(met)} "
+    met = [min(s["votes_per_s"], s["votes_per_s_server_clock"]) >= GOAL_VOTES_PER_S and s["vote_p99_ms"] < GOAL_P99_MS
+           for s in rounds["PostgreSQL, 2 workers"]]
+    print(f"\ngoal (>= {GOAL_VOTES_PER_S:g} votes/s by both clocks, p99 vote < {GOAL_P99_MS:g} ms) met by PostgreSQL with 2 workers in {sum(met)} of {len(met)} "
           "rounds", flush=True)
     if not any(met):
         best = max(rounds["PostgreSQL, 2 workers"], key=lambda r: r["votes_per_s"])
-        # Not met on two shared cores: a loop costs 7-8.5 ms of CPU across workers, PostgreSQL and the voters'
-        # own client (docs/arena-scale.md), so two cores top out near 235-285 loops/s. Reported, not hidden:
-        # every correctness check above holds in every round; the throughput goal stays open.
+        # A loop costs about 4 ms of CPU across the workers, PostgreSQL and the voters (docs/arena-scale.md):
+        # two idle cores complete about 500 loops/s, but these cores are shared with other jobs, and a busy
+        # neighbour can take the margin. Reported, not hidden: every correctness check above held in every
+        # round; only the throughput figure missed, and the best round says by how much.
         pytest.xfail(f"goal not met on this machine: best PostgreSQL round {best['votes_per_s']:.0f} votes/s, "
                      f"p99 vote {best['vote_p99_ms']:.0f} ms")
 
