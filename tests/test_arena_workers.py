@@ -126,6 +126,28 @@ def test_a_token_voted_on_one_server_is_refused_on_the_other(pg_db: Path, tmp_pa
     assert sorted(p for p, _ in stored_votes(pg_db)) == sorted(pair_id(t) for t in tokens)
 
 
+def test_a_pairs_images_load_from_a_server_that_did_not_serve_it(pg_db: Path, tmp_path: Path) -> None:
+    """A proxy may send a page to host A and its images to host B: B finds the image ids A recorded in the
+    store (A answers them from its own memory of what it served) and both give the same bytes; an id that
+    was never served is 404 on both."""
+    a = WorkerPool(config(pg_db, tmp_path / "cache-a"), workers=1).start()
+    b = WorkerPool(config(pg_db, tmp_path / "cache-b"), workers=1).start()
+    try:
+        with httpx.Client(base_url=a.url, timeout=30) as on_a, httpx.Client(base_url=b.url, timeout=30) as on_b:
+            pairs = [on_a.get("/api/pair").raise_for_status().json() for _ in range(3)]
+            urls = [p[side]["url"] for p in pairs for side in ("left", "right")]
+            from_b = [on_b.get(u).raise_for_status().content for u in urls]
+            from_a = [on_a.get(u).raise_for_status().content for u in urls]
+            unknown = "/img/" + "A" * len(urls[0].rsplit("/", 1)[1])
+            missing = [on_a.get(unknown).status_code, on_b.get(unknown).status_code]
+    finally:
+        a.stop()
+        b.stop()
+    assert from_a == from_b
+    assert all(data[8:12] == b"WEBP" for data in from_a)
+    assert missing == [404, 404]
+
+
 def test_a_voters_rate_limit_holds_across_servers(pg_db: Path, tmp_path: Path) -> None:
     """A voter allowed 3 votes a minute (so 6 pairs: pairs are twice the votes) gets 6 pairs in all from two
     servers sharing the store, not 6 from each; the 7th is refused with 429 and Retry-After on both."""

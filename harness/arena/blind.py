@@ -128,6 +128,19 @@ class BlindImages:
             while len(self._memory) > self._memory_items:
                 self._memory.popitem(last=False)
 
+    def _key(self, sha256: str, canvas: tuple[int, int] | None) -> str:
+        return f"{sha256}-{self.side}" if canvas is None else f"{sha256}-{canvas[0]}x{canvas[1]}"
+
+    def cached(self, sha256: str, canvas: tuple[int, int] | None = None) -> bytes | None:
+        """The blind bytes if they are in memory now, else None: never touches the disk, so the event loop
+        may call it (a miss goes through :meth:`get` on a worker thread)."""
+        key = self._key(sha256, canvas)
+        with self._lock:
+            found = self._memory.get(key)
+            if found is not None:
+                self._memory.move_to_end(key)
+            return found
+
     def get(self, sha256: str, ext: str, canvas: tuple[int, int] | None = None) -> bytes:
         """Blind bytes of a stored image (on ``canvas`` when given, see :func:`reencode`). Hash and
         extension are checked before any path is built, so nothing outside the image store can be read
@@ -136,12 +149,10 @@ class BlindImages:
             raise ValueError(f"not a stored image name: {sha256!r}.{ext!r}")
         if canvas is not None and not (1 <= canvas[0] <= self.side and 1 <= canvas[1] <= self.side):
             raise ValueError(f"canvas {canvas} outside 1..{self.side} pixels")
-        key = f"{sha256}-{self.side}" if canvas is None else f"{sha256}-{canvas[0]}x{canvas[1]}"
-        with self._lock:
-            cached = self._memory.get(key)
-            if cached is not None:
-                self._memory.move_to_end(key)
-                return cached
+        key = self._key(sha256, canvas)
+        cached = self.cached(sha256, canvas)
+        if cached is not None:
+            return cached
         path = self.cache_dir / f"{key}.webp"
         try:
             data = path.read_bytes()

@@ -17,8 +17,10 @@ import asyncio
 import logging
 import random
 import secrets
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +75,33 @@ _REJECTIONS = {
     "used": (409, "this pair was already voted on"),
     "expired": (410, "pair token expired: load a new pair"),
 }
+SERVED_HERE_MAX = 8192
+"""Image ids a worker remembers having served (with what each shows); older ones are read from the store."""
+
+ImageKey = tuple[str, str, tuple[int, int] | None]
+"""What an image id shows: ``(sha256, ext, canvas)``, as :func:`vote_store.served_image` returns it."""
+
+
+class ServedHere:
+    """Image ids this worker recorded, bounded and oldest-out, written on the store thread and read on the
+    event loop. Safe to keep: an image id is random, stored once and never changes what it shows."""
+
+    def __init__(self, capacity: int = SERVED_HERE_MAX) -> None:
+        self._ids: OrderedDict[str, ImageKey] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def add(self, image_id: str, shows: ImageKey) -> None:
+        with self._lock:
+            self._ids[image_id] = shows
+            while len(self._ids) > self._capacity:
+                self._ids.popitem(last=False)
+
+    def get(self, image_id: str) -> ImageKey | None:
+        with self._lock:
+            return self._ids.get(image_id)
+
+
 NO_PAIR_LEFT = ("no pair left to show you: every output here has either been revealed to you (this browser "
                 "or this network address) by an earlier vote or reached its serving limit")
 
@@ -128,6 +157,7 @@ class ArenaService:
         self._rng: random.Random = random.Random(config.seed) if config.seed is not None else random.SystemRandom()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arena-store")
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arena-images")
+        self._served_here = ServedHere()
         try:
             self._store: Store = self._db.submit(Store.open, config.db).result()
             sequences = self._db.submit(load_sequences, self._store, config).result()
@@ -299,6 +329,8 @@ class ArenaService:
         images = [vote_store.ServedImage(new_image_id(), label.lower().replace(" ", "-"), item.sha256, item.ext, frame)
                   for label, item, frame in shown]
         vote_store.record_served_pair(self._store, pair, images)
+        for image in images:
+            self._served_here.add(image.image_id, (image.sha256, image.ext, image.canvas))
         self.sampler.note_served(matchup.key, left.target, right.target)
         self.recognition.note_served(left.sha256, right.sha256)
         views = []
@@ -399,10 +431,17 @@ class ArenaService:
     # -- images and health -------------------------------------------------------------------------------
 
     async def image(self, image_id: str) -> bytes | None:
-        """Blind bytes behind a public image id, or None when the id is unknown."""
-        found = await self._on_store(vote_store.served_image, self._store, image_id)
+        """Blind bytes behind a public image id, or None when the id is unknown. An id this worker served
+        (a browser usually asks for a pair's images on the connection that brought the page) and bytes in
+        memory are answered on the event loop; anything else is read on the store thread and the encoders."""
+        found = self._served_here.get(image_id)
+        if found is None:
+            found = await self._on_store(vote_store.served_image, self._store, image_id)
         if found is None:
             return None
+        data = self.images.cached(found[0], found[2])
+        if data is not None:
+            return data
         try:
             return await asyncio.get_running_loop().run_in_executor(self._encoders, self.images.get, *found)
         except Exception as exc:
