@@ -12,28 +12,44 @@ The rule, in two phases:
    pair is the least-shown contender against its least-shown partner (fewest meetings between the two
    breaking ties, then chance). Every contender gets into the ratings quickly, whatever the run sizes.
 2. **Active sampling.** Afterwards a pair (a, b) is drawn at random with probability proportional to its
-   weight. The default policy, ``rank``, is
+   weight. The default policy, ``rank``, spends the next vote where it is expected to fix the most of the
+   board's order. From a Bradley–Terry fit of every vote so far (log-strengths θ and their covariance, the
+   inverse Fisher information), the chance that the board orders two contenders wrongly is
+   ``Φ(-|θa - θb| / sd(θa - θb))``; summed over all pairs it is the expected number of misordered pairs,
+   which is what Kendall's τ between the board and the true order counts. One more vote on (a, b) adds
+   ``p (1 - p)`` (``p`` the fitted chance that a beats b) to the Fisher information along ``e_a - e_b``,
+   which shrinks the interval of (a, b) and, through the covariance, of every pair sharing information with
+   it. The *gain* of (a, b) is the expected drop of that sum after the vote: for each pair t whose
+   difference has fitted gap ``g``, standard deviation ``s`` and variance reduced by ``v`` (exact, by the
+   Sherman–Morrison formula), the expected chance of a wrong order after the vote is ``2 T(g/s, √(s²/v - 1))``
+   (Owen's T: the next estimate of the gap moves by a normal of variance ``v`` before its sign is judged
+   again), against ``Φ(-g/s)`` now. This is the knowledge gradient of Frazier, Powell & Dayanik (2008, "A
+   knowledge-gradient policy for sequential information collection", SIAM J. Control Optim. 47(5)) with the
+   number of misordered pairs as the loss; it sends votes to pairs whose intervals still overlap — mostly
+   neighbours in the ranking, including pairs whose fitted gap is near zero — and leaves alone pairs whose
+   order is settled. The weight is
 
-       w(a, b) = p (1 - p) / (n + 1) × r(a, b)³
+       w(a, b) = r(a, b)³ × (votes + 1) / (max(votes, served) + 1)
 
-   where ``p = (wins of a over b + 1) / (votes between them + 2)`` (ties and "both bad" count half a win,
-   the FastChat/LMArena convention) and ``n`` is the larger of the votes recorded for the pair and the
-   times it was served (pairs handed out but not yet voted on count already). ``p (1 - p)`` is the variance
-   of one outcome, largest for evenly matched pairs; ``1 / (n + 1)`` prefers pairs with few observations.
-   ``r`` is the pair's *rank relevance*: twice the probability, under a Bradley–Terry fit of every vote so
-   far, that the fitted order of a and b is wrong, ``r = 2 Φ(-|θa - θb| / sd(θa - θb))`` (1 for two
-   contenders the fit cannot tell apart, near 0 for two whose order is settled), floored at
-   :data:`MIN_RELEVANCE`. Votes therefore go to pairs whose intervals still overlap — mostly neighbours in
-   the ranking — which is what decides the order of the board; pairs far apart, whose outcome is certain,
-   are left alone. (The cube sharpens that focus: on the bench's simulated arenas it needed fewer votes
-   than the first or second power, see ``docs/arena.md``.) A contender with no vote yet has relevance 1 with everyone. The ``uncertainty`` policy
-   drops ``r`` (the arena's earlier rule), ``uniform`` draws every pair equally (the baseline of the
-   bench ``tests/bench/test_bench_active_sampling.py``).
+   where the *rank relevance* ``r`` is the pair's gain relative to the best pair's, floored at
+   :data:`MIN_RELEVANCE`, and the last factor counts pairs handed out but not yet voted on as observed
+   already (many pages open at once do not all get the same pair). The cube makes the draw nearly greedy
+   while keeping it random: on the bench's simulated arenas (``tests/bench/test_bench_active_sampling.py``)
+   the first and second powers needed more votes, and the gain did better than the earlier relevance
+   ``2 Φ(-|θa - θb| / sd)`` times outcome variance over observations, above all in the median arena.
+   Chiang et al. (2024, "Chatbot Arena", arXiv:2403.04132, §5) sample pairs by how much a vote shrinks
+   their own interval; the gain instead counts only the intervals that decide the order. The
+   ``uncertainty`` policy is ``p (1 - p) / (n + 1)`` alone (the arena's earlier rule; ``p`` Laplace-smoothed
+   from the pair's votes, ties and "both bad" half a win as in FastChat/LMArena, ``n`` the larger of votes
+   and servings), which ``rank`` also uses before the first vote; ``uniform`` draws every pair equally (the
+   bench's baseline).
 
-The fit is cheap but is never made per request: it is redone on the first draw after ``refit_every`` new
-votes (a few Newton steps on the pair counts, warm-started; a fixed ridge prior of one drawn game per
-contender keeps it finite). No pair's weight is ever zero, and the draw is random, so a voter cannot
-predict the next pair, let alone its sides.
+The fit and the gains are cheap but never made per request: they are redone on the first draw after
+``refit_every`` new votes (a few Newton steps on the pair counts, warm-started; a fixed ridge prior of one
+drawn game per contender keeps it finite). With many contenders the gain sums over the
+:data:`GAIN_TARGETS_PER_CONTENDER` × contenders pairs whose order is least certain (at least 64), the pairs
+that carry nearly all of the expected misorderings. No pair's weight is ever zero, and the draw is random,
+so a voter cannot predict the next pair, let alone its sides.
 
 Within the chosen pair, the challenge is the one this pair has been shown on least (chance breaks ties),
 and the left/right order is a fair coin flip.
@@ -49,7 +65,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.special import expit, ndtr
+from scipy.special import expit, ndtr, owens_t
 
 TargetPair = tuple[str, str]
 """Two contender names (targets, or models when pairing by model) in sorted order."""
@@ -62,6 +78,8 @@ SCORES = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
 """Points the left target earns per outcome."""
 RELEVANCE_POWER = 3
 """Exponent of the rank relevance in the ``rank`` policy's weight."""
+GAIN_TARGETS_PER_CONTENDER = 2
+"""Pairs per contender (the least certain ones, at least 64) whose misordering the gain counts."""
 MIN_RELEVANCE = 0.01
 """Floor of a pair's rank relevance, so that no pair is ever out of the draw."""
 DEFAULT_REFIT_EVERY = 10
@@ -119,6 +137,36 @@ class StrengthFit:
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(sd > 0, 2.0 * ndtr(-gap / sd), np.where(gap == 0, 1.0, MIN_RELEVANCE))
         return dict(zip(pairs, np.maximum(r, MIN_RELEVANCE).tolist(), strict=True))
+
+
+
+def _pair_columns(fit: StrengthFit, pairs: Sequence[TargetPair]) -> tuple[np.ndarray[Any, np.dtype[np.intp]], ...]:
+    index = {name: k for k, name in enumerate(fit.names)}
+    return (np.array([index[a] for a, _ in pairs], dtype=np.intp),
+            np.array([index[b] for _, b in pairs], dtype=np.intp))
+
+
+def ordering_gains(fit: StrengthFit, pairs: Sequence[TargetPair], *, targets: int | None = None) -> Array:
+    """Expected drop in the number of misordered pairs after one more vote on each of ``pairs`` (the
+    knowledge gradient described in the module docstring), counted over the ``targets`` pairs among
+    ``pairs`` whose order is least certain (all when None). Same order as ``pairs``; never negative."""
+    i, j = _pair_columns(fit, pairs)
+    cov = fit.cov
+    gap = fit.theta[i] - fit.theta[j]
+    var = np.maximum(cov[i, i] + cov[j, j] - 2.0 * cov[i, j], 1e-300)
+    h = np.abs(gap) / np.sqrt(var)
+    t = np.arange(len(pairs))
+    if targets is not None and targets < len(pairs):
+        t = np.argpartition(h, targets)[:targets]
+    ti, tj = i[t][:, None], j[t][:, None]
+    shared = cov[ti, i] - cov[ti, j] - cov[tj, i] + cov[tj, j]  # cov(θ_target diff, θ_candidate diff)
+    p = expit(gap)
+    info = p * (1.0 - p)
+    drop = shared ** 2 * (info / (1.0 + info * var))  # variance removed from each target's difference
+    rho2 = np.clip(drop / var[t][:, None], 1e-300, 1.0 - 1e-12)
+    after = 2.0 * owens_t(h[t][:, None], np.sqrt((1.0 - rho2) / rho2))
+    gains = (ndtr(-h[t])[:, None] - after).sum(axis=0)
+    return np.asarray(np.maximum(gains, 0.0), dtype=np.float64)
 
 
 def fit_strengths(names: Sequence[str], first: Sequence[int], second: Sequence[int], points: Sequence[float],
@@ -224,9 +272,13 @@ class PairSampler:
         self._fit = fit_strengths(self._units, [index[a] for a, _ in voted], [index[b] for _, b in voted],
                                   [self.points[p] for p in voted], [float(self.votes[p]) for p in voted],
                                   start=start)
-        rated = {u for p in voted for u in p}
-        scored = [p for p in self._pair_matchups if p[0] in rated and p[1] in rated]
-        self._relevance = {p: r ** RELEVANCE_POWER for p, r in self._fit.relevances(scored).items()} if scored else {}
+        if self.policy == "rank":
+            pairs = list(self._pair_matchups)
+            targets = max(64, GAIN_TARGETS_PER_CONTENDER * len(self._units))
+            gains = ordering_gains(self._fit, pairs, targets=targets)
+            best = float(gains.max())
+            relevance = np.maximum(gains / best, MIN_RELEVANCE) if best > 0 else np.ones(len(pairs))
+            self._relevance = dict(zip(pairs, (relevance ** RELEVANCE_POWER).tolist(), strict=True))
         self._stale = 0
         self.fits += 1
         return self._fit
@@ -243,11 +295,10 @@ class PairSampler:
         """The active-phase weight of every pair under the sampler's policy (see the module docstring)."""
         if self.policy == "uniform":
             return dict.fromkeys(self._pair_matchups, 1.0)
-        base = {p: active_weight(self.points[p], self.votes[p], self.served[p]) for p in self._pair_matchups}
         if self.policy == "uncertainty" or self.strengths() is None:
-            return base
-        relevance = self._relevance
-        return {p: w * relevance.get(p, 1.0) for p, w in base.items()}
+            return {p: active_weight(self.points[p], self.votes[p], self.served[p]) for p in self._pair_matchups}
+        relevance, votes, served = self._relevance, self.votes, self.served
+        return {p: relevance[p] * (votes[p] + 1.0) / (max(votes[p], served[p]) + 1.0) for p in self._pair_matchups}
 
     def _least(self, items: Iterable[str], key: Mapping[str, float]) -> str:
         pool = list(items)

@@ -12,9 +12,10 @@ up to the cap of 3,000 votes (reached *and held*: a lucky early checkpoint does 
 never holds it counts as the cap.
 
 Policies: ``uniform`` (every pair equally likely: the baseline), ``uncertainty`` (the arena's earlier rule,
-outcome variance over observations) and ``rank`` (the default: that rule times the cube of the pair's rank
-relevance from a refit every 10 votes). Goal: ``rank`` needs ≤ 60 % of uniform's votes (mean over arenas).
-A second benchmark times one pair choice (a page view) with 10 and 100 contenders.
+outcome variance over observations) and ``rank`` (the default: the cube of each pair's expected drop in
+misordered pairs from one more vote, from a refit every 10 votes). Goal: ``rank`` needs ≤ 60 % of uniform's
+votes, both by the mean and by the median over arenas (the median arena is the typical one; the mean also
+weighs the slow ones). A second benchmark times one pair choice (a page view) with 10 and 100 contenders.
 """
 
 from __future__ import annotations
@@ -125,11 +126,13 @@ def test_active_sampling_needs_at_most_60_percent_of_uniform_votes() -> None:
               f"{seconds[p]:.1f} s for {N_ARENAS} arenas ({seconds[p] / (N_ARENAS * CAP) * 1e3:.3f} ms per vote, "
               f"board fits included)")
     ratio = means["rank"] / means["uniform"]
+    median_ratio = medians["rank"] / medians["uniform"]
     wins = sum(r.votes < u.votes for r, u in zip(results["rank"], results["uniform"], strict=True))
-    print(f"rank / uniform: {ratio:.2f} of the votes (mean), {medians['rank'] / medians['uniform']:.2f} (median); "
+    print(f"rank / uniform: {ratio:.3f} of the votes (mean), {median_ratio:.3f} (median); "
           f"rank needed fewer votes in {wins} of {N_ARENAS} arenas")
     assert capped["rank"] == 0
     assert ratio <= 0.60
+    assert median_ratio <= 0.60
 
 
 @pytest.mark.parametrize("contenders", [10, 100])
