@@ -210,6 +210,17 @@ def test_rank_policy_weights_are_the_cubed_gains_and_count_pending_pairs_as_obse
     assert s.weights()[ordered("c@y", "d@z")] == pytest.approx(expected[ordered("c@y", "d@z")] / 2)
 
 
+def test_a_contender_without_votes_keeps_full_relevance_with_everyone() -> None:
+    """The fit knows only its prior about a newcomer, so nothing says the newcomer's order is settled: its
+    pairs weigh as much as the most open pair of the board, and the settled pair stays near zero."""
+    s = sampler(min_exposure=0)
+    _cast(s, "a@x", "b@x", 60, 0)
+    _cast(s, "b@x", "c@y", 10, 10)
+    w = s.weights()
+    assert w[ordered("a@x", "d@z")] == w[ordered("b@x", "d@z")] == w[ordered("c@y", "d@z")] == max(w.values())
+    assert w[ordered("a@x", "b@x")] < 1e-3 * max(w.values())
+
+
 def test_gain_of_a_vote_is_the_expected_drop_in_misordered_pairs() -> None:
     """Check of the closed form by numerical integration: one vote on (a, b) moves the fitted strengths along
     ``cov @ u`` by a normal amount (the information it adds, by Sherman–Morrison); the expected number of

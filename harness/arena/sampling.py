@@ -32,7 +32,7 @@ The rule, in two phases:
        w(a, b) = r(a, b)³ × (votes + 1) / (max(votes, served) + 1)
 
    where the *rank relevance* ``r`` is the pair's gain relative to the best pair's, floored at
-   :data:`MIN_RELEVANCE`, and the last factor counts pairs handed out but not yet voted on as observed
+   :data:`MIN_RELEVANCE` (a contender with no vote yet has relevance 1 with everyone), and the last factor counts pairs handed out but not yet voted on as observed
    already (many pages open at once do not all get the same pair). The cube makes the draw nearly greedy
    while keeping it random: on the bench's simulated arenas (``tests/bench/test_bench_active_sampling.py``)
    the first and second powers needed more votes, and the gain did better than the earlier relevance
@@ -278,6 +278,9 @@ class PairSampler:
             gains = ordering_gains(self._fit, pairs, targets=targets)
             best = float(gains.max())
             relevance = np.maximum(gains / best, MIN_RELEVANCE) if best > 0 else np.ones(len(pairs))
+            rated = {u for p in voted for u in p}
+            unrated = np.array([a not in rated or b not in rated for a, b in pairs])
+            relevance[unrated] = 1.0  # the fit knows only its prior about them: nothing says their order is settled
             self._relevance = dict(zip(pairs, (relevance ** RELEVANCE_POWER).tolist(), strict=True))
         self._stale = 0
         self.fits += 1
