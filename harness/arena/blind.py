@@ -26,11 +26,11 @@ import io
 import os
 import re
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from PIL import Image, ImageCms, ImageOps, features
 
+from harness.arena.memo import BoundedMemo
 from harness.images import FORMAT_EXT
 from harness.store.images import image_name
 
@@ -117,16 +117,7 @@ class BlindImages:
         self.images_dir = images_dir
         self.cache_dir = cache_dir
         self.side = side
-        self._memory: OrderedDict[str, bytes] = OrderedDict()
-        self._memory_items = memory_items
-        self._lock = threading.Lock()
-
-    def _remember(self, key: str, data: bytes) -> None:
-        with self._lock:
-            self._memory[key] = data
-            self._memory.move_to_end(key)
-            while len(self._memory) > self._memory_items:
-                self._memory.popitem(last=False)
+        self._memory: BoundedMemo[str, bytes] = BoundedMemo(memory_items)
 
     def _key(self, sha256: str, canvas: tuple[int, int] | None) -> str:
         return f"{sha256}-{self.side}" if canvas is None else f"{sha256}-{canvas[0]}x{canvas[1]}"
@@ -134,12 +125,7 @@ class BlindImages:
     def cached(self, sha256: str, canvas: tuple[int, int] | None = None) -> bytes | None:
         """The blind bytes if they are in memory now, else None: never touches the disk, so the event loop
         may call it (a miss goes through :meth:`get` on a worker thread)."""
-        key = self._key(sha256, canvas)
-        with self._lock:
-            found = self._memory.get(key)
-            if found is not None:
-                self._memory.move_to_end(key)
-            return found
+        return self._memory.get(self._key(sha256, canvas))
 
     def get(self, sha256: str, ext: str, canvas: tuple[int, int] | None = None) -> bytes:
         """Blind bytes of a stored image (on ``canvas`` when given, see :func:`reencode`). Hash and
@@ -162,5 +148,5 @@ class BlindImages:
             tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
-        self._remember(key, data)
+        self._memory.put(key, data)
         return data

@@ -17,10 +17,8 @@ import asyncio
 import logging
 import random
 import secrets
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ import pandas as pd
 from harness.arena.blind import BlindImages, blind_size, pair_canvas
 from harness.arena.config import ArenaConfig
 from harness.arena.leaderboard import SOURCES as LEADERBOARD_SOURCES
+from harness.arena.memo import BoundedMemo
 from harness.arena.phash import dhash
 from harness.arena.pool import ArenaPool, Entry, Matchup, Picture, PoolRefresher, load_pool
 from harness.arena.recognition import Recognition
@@ -80,26 +79,6 @@ SERVED_HERE_MAX = 8192
 
 ImageKey = tuple[str, str, tuple[int, int] | None]
 """What an image id shows: ``(sha256, ext, canvas)``, as :func:`vote_store.served_image` returns it."""
-
-
-class ServedHere:
-    """Image ids this worker recorded, bounded and oldest-out, written on the store thread and read on the
-    event loop. Safe to keep: an image id is random, stored once and never changes what it shows."""
-
-    def __init__(self, capacity: int = SERVED_HERE_MAX) -> None:
-        self._ids: OrderedDict[str, ImageKey] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    def add(self, image_id: str, shows: ImageKey) -> None:
-        with self._lock:
-            self._ids[image_id] = shows
-            while len(self._ids) > self._capacity:
-                self._ids.popitem(last=False)
-
-    def get(self, image_id: str) -> ImageKey | None:
-        with self._lock:
-            return self._ids.get(image_id)
 
 
 NO_PAIR_LEFT = ("no pair left to show you: every output here has either been revealed to you (this browser "
@@ -157,7 +136,9 @@ class ArenaService:
         self._rng: random.Random = random.Random(config.seed) if config.seed is not None else random.SystemRandom()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arena-store")
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arena-images")
-        self._served_here = ServedHere()
+        self._served_here: BoundedMemo[str, ImageKey] = BoundedMemo(SERVED_HERE_MAX)
+        """Image ids this worker recorded (written on the store thread, read on the event loop). Safe to keep:
+        an image id is random, stored once and never changes what it shows."""
         try:
             self._store: Store = self._db.submit(Store.open, config.db).result()
             sequences = self._db.submit(load_sequences, self._store, config).result()
@@ -330,7 +311,7 @@ class ArenaService:
                   for label, item, frame in shown]
         vote_store.record_served_pair(self._store, pair, images)
         for image in images:
-            self._served_here.add(image.image_id, (image.sha256, image.ext, image.canvas))
+            self._served_here.put(image.image_id, (image.sha256, image.ext, image.canvas))
         self.sampler.note_served(matchup.key, left.target, right.target)
         self.recognition.note_served(left.sha256, right.sha256)
         views = []
