@@ -46,9 +46,10 @@ The rule, in two phases:
 
 The fit and the gains are cheap but never made per request: they are redone on the first draw after
 ``refit_every`` new votes (a few Newton steps on the pair counts, warm-started; a fixed ridge prior of one
-drawn game per contender keeps it finite). With many contenders the gain sums over the
-:data:`GAIN_TARGETS_PER_CONTENDER` × contenders pairs whose order is least certain (at least 64), the pairs
-that carry nearly all of the expected misorderings. No pair's weight is ever zero, and the draw is random,
+drawn game per contender keeps it finite). With many contenders the gains are computed among the pairs
+whose order is least certain only (twice as many as there are contenders, at least 64: every pair up to 11
+contenders); those carry nearly all of the expected misorderings, and every other pair gets the floor. The
+cost stays near that of the fit (100 contenders: a few ms per refit instead of a matrix over all 4,950 pairs). No pair's weight is ever zero, and the draw is random,
 so a voter cannot predict the next pair, let alone its sides.
 
 Within the chosen pair, the challenge is the one this pair has been shown on least (chance breaks ties),
@@ -78,8 +79,10 @@ SCORES = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
 """Points the left target earns per outcome."""
 RELEVANCE_POWER = 3
 """Exponent of the rank relevance in the ``rank`` policy's weight."""
-GAIN_TARGETS_PER_CONTENDER = 2
-"""Pairs per contender (the least certain ones, at least 64) whose misordering the gain counts."""
+GAIN_PAIRS_PER_CONTENDER = 2
+GAIN_MIN_PAIRS = 64
+"""The gains are computed among the ``max(GAIN_MIN_PAIRS, GAIN_PAIRS_PER_CONTENDER × contenders)`` pairs whose
+order is least certain (all pairs up to 11 contenders); every other pair is settled and gets the floor."""
 MIN_RELEVANCE = 0.01
 """Floor of a pair's rank relevance, so that no pair is ever out of the draw."""
 DEFAULT_REFIT_EVERY = 10
@@ -146,27 +149,30 @@ def _pair_columns(fit: StrengthFit, pairs: Sequence[TargetPair]) -> tuple[np.nda
             np.array([index[b] for _, b in pairs], dtype=np.intp))
 
 
-def ordering_gains(fit: StrengthFit, pairs: Sequence[TargetPair], *, targets: int | None = None) -> Array:
+def ordering_gains(fit: StrengthFit, pairs: Sequence[TargetPair], *, among: int | None = None) -> Array:
     """Expected drop in the number of misordered pairs after one more vote on each of ``pairs`` (the
-    knowledge gradient described in the module docstring), counted over the ``targets`` pairs among
-    ``pairs`` whose order is least certain (all when None). Same order as ``pairs``; never negative."""
+    knowledge gradient described in the module docstring). With ``among``, only the ``among`` pairs whose
+    order is least certain are scored and counted, the rest get 0 (their order is settled: a vote on them
+    fixes next to nothing). Same order as ``pairs``; never negative."""
     i, j = _pair_columns(fit, pairs)
     cov = fit.cov
     gap = fit.theta[i] - fit.theta[j]
     var = np.maximum(cov[i, i] + cov[j, j] - 2.0 * cov[i, j], 1e-300)
     h = np.abs(gap) / np.sqrt(var)
-    t = np.arange(len(pairs))
-    if targets is not None and targets < len(pairs):
-        t = np.argpartition(h, targets)[:targets]
-    ti, tj = i[t][:, None], j[t][:, None]
-    shared = cov[ti, i] - cov[ti, j] - cov[tj, i] + cov[tj, j]  # cov(θ_target diff, θ_candidate diff)
+    kept = np.arange(len(pairs))
+    if among is not None and among < len(pairs):
+        kept = np.argpartition(h, among)[:among]
+    i, j, h, var, gap = i[kept], j[kept], h[kept], var[kept], gap[kept]
+    rows = cov[i] - cov[j]
+    shared = rows[:, i] - rows[:, j]  # cov(θ diff of the row's pair, θ diff of the column's pair)
     p = expit(gap)
     info = p * (1.0 - p)
-    drop = shared ** 2 * (info / (1.0 + info * var))  # variance removed from each target's difference
-    rho2 = np.clip(drop / var[t][:, None], 1e-300, 1.0 - 1e-12)
-    after = 2.0 * owens_t(h[t][:, None], np.sqrt((1.0 - rho2) / rho2))
-    gains = (ndtr(-h[t])[:, None] - after).sum(axis=0)
-    return np.asarray(np.maximum(gains, 0.0), dtype=np.float64)
+    drop = shared ** 2 * (info / (1.0 + info * var))  # variance a vote on the column's pair removes from the row's
+    rho2 = np.clip(drop / var[:, None], 1e-300, 1.0 - 1e-12)
+    after = 2.0 * owens_t(h[:, None], np.sqrt((1.0 - rho2) / rho2))
+    gains = np.zeros(len(pairs))
+    gains[kept] = np.maximum((ndtr(-h)[:, None] - after).sum(axis=0), 0.0)
+    return gains
 
 
 def fit_strengths(names: Sequence[str], first: Sequence[int], second: Sequence[int], points: Sequence[float],
@@ -274,8 +280,8 @@ class PairSampler:
                                   start=start)
         if self.policy == "rank":
             pairs = list(self._pair_matchups)
-            targets = max(64, GAIN_TARGETS_PER_CONTENDER * len(self._units))
-            gains = ordering_gains(self._fit, pairs, targets=targets)
+            among = max(GAIN_MIN_PAIRS, GAIN_PAIRS_PER_CONTENDER * len(self._units))
+            gains = ordering_gains(self._fit, pairs, among=among)
             best = float(gains.max())
             relevance = np.maximum(gains / best, MIN_RELEVANCE) if best > 0 else np.ones(len(pairs))
             rated = {u for p in voted for u in p}
