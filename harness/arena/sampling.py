@@ -32,8 +32,9 @@ The rule, in two phases:
        w(a, b) = r(a, b)³ × (votes + 1) / (max(votes, served) + 1)
 
    where the *rank relevance* ``r`` is the pair's gain relative to the best pair's, floored at
-   :data:`MIN_RELEVANCE` (a contender with no vote yet has relevance 1 with everyone), and the last factor counts pairs handed out but not yet voted on as observed
-   already (many pages open at once do not all get the same pair). The cube makes the draw nearly greedy
+   :data:`MIN_RELEVANCE` (a contender with no vote yet has relevance 1 with everyone), and the last factor
+   counts pairs handed out but not yet voted on as observed already (many pages open at once do not all get
+   the same pair). The cube makes the draw nearly greedy
    while keeping it random: on the bench's simulated arenas (``tests/bench/test_bench_active_sampling.py``)
    the first and second powers needed more votes, and the gain did better than the earlier relevance
    ``2 Φ(-|θa - θb| / sd)`` times outcome variance over observations, above all in the median arena.
@@ -49,8 +50,9 @@ The fit and the gains are cheap but never made per request: they are redone on t
 drawn game per contender keeps it finite). With many contenders the gains are computed among the pairs
 whose order is least certain only (twice as many as there are contenders, at least 64: every pair up to 11
 contenders); those carry nearly all of the expected misorderings, and every other pair gets the floor. The
-cost stays near that of the fit (100 contenders: a few ms per refit instead of a matrix over all 4,950 pairs). No pair's weight is ever zero, and the draw is random,
-so a voter cannot predict the next pair, let alone its sides.
+cost stays near that of the fit (100 contenders: a few ms per refit instead of a matrix over all 4,950
+pairs). No pair's weight is ever zero, and the draw is random, so a voter cannot predict the next pair, let
+alone its sides.
 
 Within the chosen pair, the challenge is the one this pair has been shown on least (chance breaks ties),
 and the left/right order is a fair coin flip.
