@@ -7,6 +7,7 @@ import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +42,15 @@ def sandbox() -> Iterator[SandboxServer]:
     server = SandboxServer(settings=SandboxSettings(time_scale=0.01, faults=False, seed=1)).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The sandbox runs of ``harness trend``'s tests (see :func:`tests.test_trend.build_series`), built once per
+    test process: the trend tests and the report's trend section read the same runs, and never write them."""
+    from tests.test_trend import build_series
+
+    return build_series(tmp_path_factory.mktemp("trend"))
 
 
 def photo_like(size: tuple[int, int], seed: int = 0) -> bytes:

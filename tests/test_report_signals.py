@@ -29,7 +29,6 @@ from tests.conftest import in_ci
 from tests.report_fixtures import build_store
 from tests.test_agreement import judged_run  # noqa: F401  (fixture)
 from tests.test_report_sections import TWO_PROVIDERS, charts_of, plain_suite, sandbox_run  # noqa: F401
-from tests.test_trend import series  # noqa: F401  (fixture)
 
 SECTION = r'<{tag} id="{ident}"[^>]*>(.*?)</{tag}>\s*(?=<section|<div id="gallery-items"|</main>)'
 
@@ -50,7 +49,7 @@ def pct(cell: dict[str, Any]) -> str:
 
 
 def test_a_series_shows_its_trend_and_names_the_run_that_got_slower(
-        series: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+        series: dict[str, Any], tmp_path: Path) -> None:
     db = series["db"]
     build_report(db, [series["slow"]], tmp_path / "site")
     html = page(tmp_path / "site")

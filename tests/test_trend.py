@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from harness.challenges import load
@@ -34,11 +32,10 @@ def series_run(db: Path, suite: Path, profile: Path, *, seed: int, series: str =
     return start_run(db, load(suite), chosen, resolve_keys(chosen, sandbox=True), options).run_id
 
 
-@pytest.fixture(scope="module")
-def series(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def build_series(root: Path) -> dict[str, Any]:
     """Series ``nightly``: three steady runs, one whose profile doubles the latency, one steady again, and one
-    at another time scale (another measurement); series ``weekly``: one run."""
-    root = tmp_path_factory.mktemp("trend")
+    at another time scale (another measurement); series ``weekly``: one run. Built once per test process by
+    the session fixture ``series`` (tests/conftest.py): the report's tests read the same runs."""
     suite = write_suite(root / "suite")
     steady, slower = root / "steady.yaml", root / "slower.yaml"
     steady.write_text(STEADY, encoding="utf-8")
@@ -49,7 +46,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     runs.append(series_run(db, suite, steady, seed=5))
     other_scale = series_run(db, suite, steady, seed=6, time_scale=2 * TIME_SCALE)
     series_run(db, suite, steady, seed=7, series="weekly")
-    yield {"db": db, "runs": runs, "slow": runs[3], "other_scale": other_scale}
+    return {"db": db, "runs": runs, "slow": runs[3], "other_scale": other_scale}
 
 
 def trend(data: dict[str, Any], *args: str) -> tuple[int, str]:
