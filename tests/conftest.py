@@ -53,6 +53,15 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return build_series(tmp_path_factory.mktemp("trend"))
 
 
+@pytest.fixture(scope="session")
+def judged_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Any]:
+    """The judged sandbox run of the agreement tests (see :func:`tests.test_agreement.build_judged_run`), built
+    once per test process and only read."""
+    from tests.test_agreement import build_judged_run
+
+    return build_judged_run(tmp_path_factory)
+
+
 def photo_like(size: tuple[int, int], seed: int = 0) -> bytes:
     """A PNG with real structure (gradients and shapes), deterministic per seed."""
     img = Image.linear_gradient("L").resize(size).convert("RGB")

@@ -74,9 +74,10 @@ def test_signal_ties_are_counted_apart_and_lower_is_better_metrics_flip() -> Non
     assert (cell["compared"], cell["agree"], cell["signal_ties"]) == (2, 1, 1)
 
 
-@pytest.fixture(scope="module")
-def judged_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, VoterPanel]:
-    """A sandboxed run, votes of a panel that looks at the pictures, and two judges' verdicts."""
+def build_judged_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, VoterPanel]:
+    """A sandboxed run, votes of a panel that looks at the pictures, and two judges' verdicts. Built once per
+    test process by the session fixture ``judged_run`` (tests/conftest.py): the gate's and the report's tests
+    read the same store, and no test writes to it."""
     suite = write_suite(tmp_path_factory.mktemp("suite"))
     db = tmp_path_factory.mktemp("store") / "harness.db"
     chosen = select(load_targets(), TARGETS)

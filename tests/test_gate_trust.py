@@ -16,7 +16,7 @@ from harness.gate.evaluate import Side
 from harness.gate.trust import distrust_reasons, signal_name
 from harness.quality.agreement import agreement
 from harness.sandbox.profiles import DEFAULT_PROFILES
-from tests.test_agreement import flipping_signal, judged_run, synthetic_votes  # noqa: F401 (fixture)
+from tests.test_agreement import flipping_signal, synthetic_votes
 from tests.test_compare import attempts_from_profile, scores_for
 
 SCORER = "ViT-B-32-quickgelu/openai"
@@ -70,7 +70,7 @@ def test_min_agreement_is_a_share_between_zero_and_one_in_the_gate_file_and_on_t
 
 
 def test_on_a_voted_sandbox_run_only_human_votes_count_unless_asked(
-        judged_run: tuple[Path, str, object]) -> None:  # noqa: F811 (the imported fixture)
+        judged_run: tuple[Path, str, object]) -> None:
     """The simulated panel's votes are not people's: by default they measure nothing for the gate; asked to
     count every vote (a sandbox demonstration), the pixel reading the panel looks at is trusted at 55 %."""
     from harness.gate.trust import metric_trust

@@ -27,7 +27,6 @@ from harness.trend import build_trend
 from tests.browser import ARTIFACTS, CHROMIUM, FLAGS
 from tests.conftest import in_ci
 from tests.report_fixtures import build_store
-from tests.test_agreement import judged_run  # noqa: F401  (fixture)
 from tests.test_report_sections import TWO_PROVIDERS, charts_of, plain_suite, sandbox_run  # noqa: F401
 
 SECTION = r'<{tag} id="{ident}"[^>]*>(.*?)</{tag}>\s*(?=<section|<div id="gallery-items"|</main>)'
@@ -117,7 +116,7 @@ def test_goodput_against_an_objective_is_a_column_of_the_table_and_the_export(
 
 
 def test_quality_signals_judges_and_the_style_controlled_board_are_shown_as_measured(
-        judged_run: tuple[Path, str, VoterPanel], tmp_path: Path) -> None:  # noqa: F811
+        judged_run: tuple[Path, str, VoterPanel], tmp_path: Path) -> None:
     db, run_id, _ = judged_run
     with Store.open(db, readonly=True) as store:
         expected = quality_section(store, [run_id])
@@ -185,7 +184,7 @@ def test_conversations_scored_turn_by_turn_show_their_consistency_after_the_stri
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists(CHROMIUM) and not in_ci(),
                     reason="Debian chromium is not installed (apt-get install chromium); CI installs it")
-def test_trends_and_quality_fit_a_phone(series: dict[str, Any], judged_run: tuple[Path, str, VoterPanel],  # noqa: F811
+def test_trends_and_quality_fit_a_phone(series: dict[str, Any], judged_run: tuple[Path, str, VoterPanel],
                                         tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
