@@ -393,6 +393,9 @@ def test_page_and_json_are_public_read_only_and_say_how_the_board_is_made(fresh:
         assert "How this board is made" in text and "Over time" in text and "By category" in text
         assert "By week" in text and board.over_weeks[0].week in text
         assert text.count("<table") == 1 + len(board.categories) + 2
+        history = text[text.index('id="over-time"'):text.index('id="over-weeks"')]
+        assert f"<th scope=\"col\">{board.over_time[0].votes:,} votes</th>" in history
+        assert history.count('<td class="model">') == len(board.over_time[-1].rows)
         for method in ("POST", "PUT", "DELETE"):
             async def write(m: str = method) -> int:
                 async with client(app) as c:
