@@ -136,7 +136,7 @@ class BlindImages:
         if canvas is not None and not (1 <= canvas[0] <= self.side and 1 <= canvas[1] <= self.side):
             raise ValueError(f"canvas {canvas} outside 1..{self.side} pixels")
         key = self._key(sha256, canvas)
-        cached = self.cached(sha256, canvas)
+        cached = self._memory.get(key)
         if cached is not None:
             return cached
         path = self.cache_dir / f"{key}.webp"
